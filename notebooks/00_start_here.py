@@ -1,0 +1,128 @@
+# %% [markdown]
+# # Start here: how this course works
+#
+# Welcome to **toyattn**, a hands-on course on transformer attention. Instead of reading about
+# attention in a 100-million-parameter model, you build and take apart models small enough to
+# print: one attention head trained on two sentences, a handful of heads shuffled and recovered,
+# the geometry of real checkpoints, and a two-layer induction circuit.
+#
+# **Learning goals of this notebook.** After it you can
+# 1. find your way around the course's folders;
+# 2. check which Python, PyTorch and device (CPU or GPU) your notebook runs on;
+# 3. do an exercise and read what its check tells you.
+
+# %% [markdown]
+# ## The lessons
+#
+# | lesson | notebook | what you build and read |
+# | --- | --- | --- |
+# | 0 | `00_start_here` (this one), `solutions/00_warmup` | the set-up, a softmax, the checks |
+# | 1 | `01_attention_toy` | one causal attention head that learns "man ordered the chicken" |
+# | 2 | `02_head_permutation` | shuffling heads inside a fused QKV weight, and recovering the order |
+# | 3 | `03_symmetry_scores` | how symmetric a head's $W_q W_k^\top$ is, in encoders vs decoders |
+# | 4 | `04_qk_ov_matching` | how the two layers of an induction circuit line up during training |
+#
+# A lesson may not exist yet in your copy: the course grows one lesson at a time.
+#
+# ## The folders
+#
+# * `notebooks/`: the lectures. Read and run them top to bottom.
+# * `exercises/`: the problem sets, with `# YOUR CODE HERE` where your code goes. **Work here.**
+# * `solutions/`: the same problem sets, solved. Peek only after trying.
+# * `toyattn/`: the small Python package the notebooks import (models, hooks, plots, device
+#   handling, checks). Each function says which lesson teaches it.
+#
+# Every notebook comes as a pair: `NAME.ipynb` (open it in JupyterLab) and `NAME.py`, the same
+# notebook as plain text (easier to read in a diff). With `jupytext` installed (`make lab` installs
+# it), JupyterLab keeps the two in step when you save.
+
+# %% [markdown]
+# ## Which machine am I on?
+#
+# Most confusion on a shared cluster comes from running somewhere other than you think: another
+# Python, a CPU-only PyTorch, or a GPU other than the one your job was given. `describe()` prints
+# the facts. **Predict first:** on your laptop, what will `device` say? And inside a cluster GPU job?
+
+# %%
+from toyattn import checks, describe, get_device, seed_everything, to_numpy
+from toyattn.device import format_description
+
+print(format_description(describe()))
+
+# %% [markdown]
+# Read the output from top to bottom:
+#
+# * `executable` is the Python running this notebook. It should be inside the course's `.venv`
+#   (or your conda environment); if not, pick the right kernel (*Kernel → Change Kernel*).
+# * `torch_cuda_build` says whether this PyTorch can use a GPU at all.
+# * `device` is where the course will compute: `cuda:0` on a GPU node, `cpu` otherwise.
+#   Set the environment variable `TOYATTN_DEVICE=cpu` (before starting Jupyter) to force the CPU.
+# * `CUDA_VISIBLE_DEVICES` and the `SLURM_...` lines show which GPU the scheduler gave your job;
+#   `<unset>` is normal on a laptop.
+#
+# The same report is available in a terminal as `toyattn doctor`. It exits with an error when
+# the device you asked for is not there, which makes it a good first line in a batch job.
+
+# %%
+device = get_device()
+print("computing on:", device)
+
+# %% [markdown]
+# ## Repeatable runs
+#
+# Training starts from random numbers. `seed_everything(seed)` seeds Python, NumPy and PyTorch so
+# that a notebook tells the same story every time you run it. Run the next cell twice: the
+# numbers do not change.
+
+# %%
+import torch
+
+seed_everything(0)
+x = torch.randn(3, device=device)
+print(to_numpy(x))  # to_numpy works for GPU tensors and tensors that require grad
+
+# %% [markdown]
+# ## Running on a cluster JupyterHub GPU node
+#
+# 1. Start a server with a GPU (your hub's spawner form), open a terminal there, clone the course,
+#    and run `make lab TORCH=cuda` once, or install into your conda environment (see the README).
+# 2. Register the kernel: `.venv/bin/python -m ipykernel install --user --name toyattn`, then pick
+#    *Python (toyattn)* in JupyterLab.
+# 3. Run the cell above: `device` should say `cuda:0`, and the GPU line should name the card you
+#    were given. Free its memory when you are done (`toyattn.device.free_gpu_memory()`, or restart
+#    the kernel): other people share the node.
+#
+# ## How exercises and checks work
+#
+# Every exercise cell ends with a check. Here is one, already solved, so you can see both outcomes.
+
+# %%
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    e = (x - x.max(dim=-1, keepdim=True).values).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+checks.check_softmax(softmax)
+
+# %% [markdown]
+# A wrong answer does not pass silently. The naive softmax below overflows on large scores; the
+# check says which case failed, what it expected and what it got (we catch the error here only so
+# that this notebook keeps running).
+
+# %%
+def naive_softmax(x: torch.Tensor) -> torch.Tensor:
+    return x.exp() / x.exp().sum(dim=-1, keepdim=True)
+
+
+try:
+    checks.check_softmax(naive_softmax)
+except AssertionError as err:
+    print("The check says:", err)
+
+# %% [markdown]
+# ## What to do next
+#
+# * Open `exercises/00_warmup.ipynb` and do its two exercises.
+# * Then start lesson 1, `notebooks/01_attention_toy.ipynb`.
+# * Instructors: the README explains how to regenerate exercises after editing a solution
+#   (`make build`) and how the test suite keeps everything executable.

@@ -1,0 +1,255 @@
+"""Where the course's tensors live, and making runs repeatable.
+
+Taught in ``notebooks/00_start_here`` and used by every lesson.
+
+The rule for choosing a device (:func:`get_device`), first match wins:
+
+1. an explicit argument (``get_device("cpu")``, ``get_device("cuda:1")``);
+2. the ``TOYATTN_DEVICE`` environment variable (same spellings, or ``auto``);
+3. CUDA, if PyTorch sees a GPU;
+4. Apple's MPS, if available;
+5. the CPU.
+
+An explicit request for a device that is not there is an error with a message that says
+what is available; automatic choice never fails (it falls back to the CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+ENV_VAR = "TOYATTN_DEVICE"
+#: Device types :func:`get_device` accepts (an index may follow cuda, e.g. ``cuda:1``).
+VALID_DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+#: SLURM variables worth printing when a notebook runs inside a batch or JupyterHub job.
+SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_PARTITION",
+    "SLURM_JOB_NODELIST",
+    "SLURM_GPUS",
+    "SLURM_GPUS_ON_NODE",
+    "SLURM_JOB_GPUS",
+    "SLURM_STEP_GPUS",
+    "SLURM_CPUS_PER_TASK",
+)
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A device was asked for explicitly (argument or ``TOYATTN_DEVICE``) but is not available."""
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """Names of the devices this machine can use right now, e.g. ``['cpu', 'cuda:0']``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return names
+
+
+def _parse(spec: str, source: str) -> torch.device:
+    """Turn a user's spelling into a ``torch.device``, with an error that lists valid spellings."""
+    text = spec.strip().lower()
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"{source} is {spec!r}, which is not a device toyattn knows. "
+            f"Valid values: {', '.join(VALID_DEVICES)} (N a GPU index). "
+            f"Available on this machine: {', '.join(available_devices())}."
+        )
+    return dev
+
+
+def _check_available(dev: torch.device, source: str) -> torch.device:
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"{source} asks for {str(dev)!r} but PyTorch sees no CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no, a CPU-only build'}). "
+                f"Available: {', '.join(available_devices())}. On a cluster, run inside a GPU job "
+                f"and install a CUDA build of torch (`make install TORCH=cuda`); otherwise use 'cpu'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"{source} asks for {str(dev)!r} but only {torch.cuda.device_count()} GPU(s) are visible "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}). "
+                f"Available: {', '.join(available_devices())}."
+            )
+    if dev.type == "mps" and not _mps_available():
+        raise DeviceUnavailableError(
+            f"{source} asks for 'mps' but Apple's Metal backend is not available here. "
+            f"Available: {', '.join(available_devices())}."
+        )
+    return dev
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The device the course should compute on.
+
+    Args:
+        device: ``None`` (decide automatically), a string such as ``"cpu"``, ``"cuda"``,
+            ``"cuda:1"``, ``"mps"``, ``"auto"``, or a ``torch.device``.
+
+    Returns:
+        A ``torch.device``. Explicit requests are checked; ``auto`` falls back to the CPU.
+
+    Raises:
+        ValueError: the spelling is not a device (the message lists valid ones).
+        DeviceUnavailableError: an explicitly requested device is not available.
+    """
+    if isinstance(device, torch.device):
+        return _check_available(device, "The device argument")
+    if device is not None and str(device).strip().lower() != "auto":
+        return _check_available(_parse(str(device), "The device argument"), "The device argument")
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env and env.lower() != "auto":
+        return _check_available(_parse(env, f"{ENV_VAR}"), f"{ENV_VAR}={env}")
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def try_gpu(i: int = 0) -> torch.device:
+    """GPU ``i`` if it exists, else the CPU. Never raises (d2l's helper of the same name)."""
+    if torch.cuda.is_available() and i < torch.cuda.device_count():
+        return torch.device("cuda", i)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) so a notebook tells the same story each run.
+
+    Args:
+        seed: the seed.
+        deterministic: also ask cuDNN for deterministic kernels (slower on GPU, identical on CPU).
+
+    Returns:
+        A CPU ``torch.Generator`` seeded with ``seed``, for code that wants its own stream.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy copy of a tensor from any device, even one that requires grad; arrays pass through.
+
+    ``tensor.numpy()`` fails on CUDA tensors and on tensors that require grad; this does not.
+    bfloat16 (which NumPy lacks) becomes float32.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return t.cpu().numpy()
+    return np.asarray(x)
+
+
+def describe(device: str | torch.device | None = None) -> dict[str, Any]:
+    """Facts about this environment that matter when a notebook misbehaves.
+
+    The keys: ``python``, ``executable``, ``platform``, ``torch``, ``torch_cuda_build``,
+    ``device`` (or ``device_error``), ``cuda_available``, ``gpus`` (name and memory per visible GPU),
+    ``CUDA_VISIBLE_DEVICES`` (``"<unset>"`` when it is not set), ``TOYATTN_DEVICE`` and ``slurm``
+    (the SLURM job variables present).
+    """
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_cuda_build": torch.version.cuda or "none (CPU-only build)",
+        "cuda_available": torch.cuda.is_available(),
+        "mps_available": _mps_available(),
+        # The original research notebook read os.environ["CUDA_VISIBLE_DEVICES"] and crashed when unset.
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        ENV_VAR: os.environ.get(ENV_VAR, "<unset>"),
+    }
+    try:
+        info["device"] = str(get_device(device))
+    except (ValueError, DeviceUnavailableError) as err:
+        info["device"] = None
+        info["device_error"] = str(err)
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            free, total = torch.cuda.mem_get_info(i)
+            gpus.append(
+                {
+                    "index": i,
+                    "name": props.name,
+                    "memory_total_gib": round(total / 2**30, 2),
+                    "memory_free_gib": round(free / 2**30, 2),
+                }
+            )
+    info["gpus"] = gpus
+    info["slurm"] = {k: os.environ[k] for k in SLURM_VARS if k in os.environ}
+    return info
+
+
+def format_description(info: dict[str, Any]) -> str:
+    """:func:`describe`'s dictionary as aligned text, one fact a line."""
+    lines = []
+    for key, value in info.items():
+        if key == "gpus":
+            if not value:
+                lines.append(f"{'gpus':<22}none visible")
+            for gpu in value:
+                lines.append(
+                    f"{'gpu ' + str(gpu['index']):<22}{gpu['name']}, "
+                    f"{gpu['memory_free_gib']} GiB free of {gpu['memory_total_gib']} GiB"
+                )
+        elif key == "slurm":
+            if not value:
+                lines.append(f"{'slurm':<22}not in a SLURM job")
+            for k, v in value.items():
+                lines.append(f"{k:<22}{v}")
+        else:
+            lines.append(f"{key:<22}{value}")
+    return "\n".join(lines)
+
+
+def free_gpu_memory() -> dict[str, float]:
+    """Release PyTorch's cached GPU memory (useful on shared cluster nodes); a no-op on CPU.
+
+    Returns:
+        ``{"allocated_gib": ..., "reserved_gib": ...}`` after the release (zeros without CUDA).
+        Memory still referenced by live tensors stays allocated: ``del`` them first.
+    """
+    import gc
+
+    gc.collect()
+    if not torch.cuda.is_available():
+        return {"allocated_gib": 0.0, "reserved_gib": 0.0}
+    torch.cuda.empty_cache()
+    return {
+        "allocated_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
+        "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3),
+    }

@@ -1,0 +1,157 @@
+"""Named hook points, caching and temporary hooks, in the style of TransformerLens.
+
+Taught in lesson 1 (``notebooks/01_attention_toy``), used by every model in the course.
+
+A model marks each activation worth reading with a :class:`HookPoint`, an identity module::
+
+    self.hook_q = HookPoint()          # in __init__
+    q = self.hook_q(self.W_Q(x))       # in forward: q passes through unchanged unless a hook edits it
+
+A hook is a function ``fn(tensor, *, hook)`` that returns ``None`` (just look) or a tensor of the
+same shape (replace the activation); ``hook.name`` is the hook point's dotted name. Models derive
+from :class:`HookedModule`, which names its hook points and offers:
+
+* ``model.run_with_cache(x)`` -> ``(output, cache)``: ``cache["hook_pattern"]`` etc., detached;
+* ``with model.hooks([("hook_pattern", fn)]): ...``: hooks that are removed when the block ends,
+  even if a hook (or anything else) raises;
+* ``model.run_with_hooks(x, fwd_hooks=[...])``: one forward pass with temporary hooks.
+
+Hook names may be given exactly, or as a predicate ``name -> bool`` to select several.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+HookFn = Callable[..., Union[torch.Tensor, None]]
+NameOrFilter = Union[str, Callable[[str], bool]]
+
+
+class HookPoint(nn.Module):
+    """An identity layer that gives an activation a name hooks can attach to.
+
+    ``name`` is filled in by :class:`HookedModule` with the module's dotted path (e.g. ``hook_q``,
+    ``blocks.1.attn.hook_pattern``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name: str | None = None
+
+    def add_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
+        """Attach ``fn(tensor, *, hook)``; returns a handle whose ``remove()`` detaches it."""
+
+        def forward_hook(module: HookPoint, inputs: tuple[Any, ...], output: torch.Tensor):
+            result = fn(output, hook=module)
+            if result is None:
+                return None
+            if not isinstance(result, torch.Tensor) or result.shape != output.shape:
+                got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
+                raise ValueError(
+                    f"Hook {getattr(fn, '__name__', fn)!r} on {module.name!r} must return None or a tensor of "
+                    f"shape {tuple(output.shape)}, got {got}."
+                )
+            return result
+
+        return self.register_forward_hook(forward_hook)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+class HookedModule(nn.Module):
+    """Base class for the course's models: finds and names hook points, runs with caches and hooks.
+
+    Subclasses call ``self.setup_hooks()`` at the end of ``__init__``.
+    """
+
+    def setup_hooks(self) -> None:
+        self._hook_points: dict[str, HookPoint] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
+                self._hook_points[name] = module
+
+    @property
+    def hook_points(self) -> dict[str, HookPoint]:
+        """Every hook point by name, in the order the model defines them."""
+        if not hasattr(self, "_hook_points"):
+            self.setup_hooks()
+        return dict(self._hook_points)
+
+    def _select(self, name: NameOrFilter) -> list[HookPoint]:
+        points = self.hook_points
+        if callable(name):
+            chosen = [hp for n, hp in points.items() if name(n)]
+            if not chosen:
+                raise KeyError(f"The hook filter {name!r} matches no hook point. Hook points: {', '.join(points)}.")
+            return chosen
+        if name not in points:
+            raise KeyError(f"No hook point named {name!r}. Hook points: {', '.join(points)}.")
+        return [points[name]]
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Iterable[tuple[NameOrFilter, HookFn]]) -> Iterator[HookedModule]:
+        """Attach ``(name_or_filter, fn)`` hooks for the duration of a ``with`` block.
+
+        The hooks are removed when the block ends, also when a hook raises or the block is left by
+        an exception, so a failed experiment never leaves a model silently edited.
+        """
+        handles: list[torch.utils.hooks.RemovableHandle] = []
+        try:
+            for name, fn in fwd_hooks:
+                for hp in self._select(name):
+                    handles.append(hp.add_hook(fn))
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def run_with_hooks(self, *args: Any, fwd_hooks: Iterable[tuple[NameOrFilter, HookFn]] = (), **kwargs: Any):
+        """One forward pass with temporary hooks (removed afterwards, whatever happens)."""
+        with self.hooks(fwd_hooks):
+            return self(*args, **kwargs)
+
+    def run_with_cache(
+        self,
+        *args: Any,
+        names_filter: NameOrFilter | Iterable[str] | None = None,
+        device: str | torch.device | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Run the model and return ``(output, cache)``, ``cache`` mapping hook names to activations.
+
+        Args:
+            names_filter: which hook points to cache: ``None`` (all), a name, a list of names, or a
+                predicate ``name -> bool``.
+            device: move cached tensors there (e.g. ``"cpu"`` to keep GPU memory free).
+
+        The cached tensors are detached copies: they carry no gradient and do not change if the
+        model runs again.
+        """
+        if names_filter is None:
+            selected: NameOrFilter = lambda n: True  # noqa: E731
+        elif isinstance(names_filter, str) or callable(names_filter):
+            selected = names_filter
+        else:
+            wanted = list(names_filter)
+            for n in wanted:
+                self._select(n)  # clear error for a misspelled name
+            selected = lambda n: n in wanted  # noqa: E731
+        cache: dict[str, torch.Tensor] = {}
+
+        def save(t: torch.Tensor, *, hook: HookPoint) -> None:
+            t = t.detach().clone()
+            cache[hook.name] = t.to(device) if device is not None else t
+
+        with torch.no_grad(), self.hooks([(selected, save)]):
+            out = self(*args, **kwargs)
+        return out, cache
