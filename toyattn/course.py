@@ -87,6 +87,9 @@ def py_to_ipynb_text(py_text: str) -> str:
         "kernelspec", {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     )
     nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    # nbformat gives new cells random ids; fixed ones keep `toyattn build` idempotent and diffs small.
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
     return jupytext.writes(nb, fmt="ipynb")
 
 

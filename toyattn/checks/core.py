@@ -142,7 +142,7 @@ def assert_close(
         n_bad = int(bad.sum())
         msg = (
             f"{what}: {n_bad} of {bad.size} entries differ; first at index {idx}: "
-            f"expected {e[idx]!r}, got {a[idx]!r}."
+            f"expected {e[idx].tolist()!r}, got {a[idx].tolist()!r}."
         )
         if e.dtype != bool and a.dtype != bool:
             msg += f" Largest absolute error {float(np.nanmax(np.abs(a_f - e_f))):.3g}."

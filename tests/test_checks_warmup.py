@@ -1,0 +1,72 @@
+"""The warm-up checks and the check machinery's messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from check_helpers import verify_check
+
+from toyattn import checks
+from toyattn.checks.core import CheckFailed, assert_close
+
+
+def good_softmax(x):
+    e = (x - x.max(dim=-1, keepdim=True).values).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def test_check_softmax(capsys):
+    verify_check(
+        checks.check_softmax,
+        good_softmax,
+        [
+            lambda x: x.exp() / x.exp().sum(dim=-1, keepdim=True),  # overflows on large scores
+            lambda x: torch.softmax(x, dim=0),  # wrong axis
+            lambda x: (x - x.max()).exp(),  # forgot to normalise
+        ],
+        capsys,
+    )
+
+
+def test_check_one_hot(capsys):
+    def good(ids, n):
+        return torch.nn.functional.one_hot(ids, n).float()
+
+    verify_check(
+        checks.check_one_hot,
+        good,
+        [
+            lambda ids, n: torch.nn.functional.one_hot(ids, n),  # integer dtype
+            lambda ids, n: torch.nn.functional.one_hot(ids).float(),  # too few classes
+            lambda ids, n: torch.nn.functional.one_hot(ids.flip(-1), n).float(),  # wrong order
+        ],
+        capsys,
+    )
+
+
+def test_check_rejects_a_value_instead_of_a_function():
+    with pytest.raises(CheckFailed, match="expected a function"):
+        checks.check_softmax(torch.zeros(3))
+
+
+def test_a_bug_in_student_code_shows_the_students_own_error():
+    def buggy(x):
+        return x.exp() / x.exp().sum(dim=7)  # an out-of-range axis: an error inside the student code
+
+    with pytest.raises(IndexError):
+        checks.check_softmax(buggy)
+
+
+def test_assert_close_messages_say_what_differs():
+    with pytest.raises(CheckFailed, match=r"expected shape \(2, 3\), got \(3, 2\)"):
+        assert_close(torch.zeros(3, 2), torch.zeros(2, 3))
+    with pytest.raises(CheckFailed, match="expected a torch.Tensor, got ndarray"):
+        assert_close(np.zeros(3), torch.zeros(3))
+    with pytest.raises(CheckFailed, match="expected dtype torch.float32, got torch.float64"):
+        assert_close(torch.zeros(3, dtype=torch.float64), torch.zeros(3), check_dtype=True)
+    with pytest.raises(CheckFailed, match=r"1 of 4 entries differ; first at index \(1, 0\): expected 0\.0, got 5\.0"):
+        assert_close(torch.tensor([[0.0, 0.0], [5.0, 0.0]]), torch.zeros(2, 2))
+    with pytest.raises(CheckFailed, match="contains NaN"):
+        assert_close(torch.tensor([1.0, float("nan")]), torch.ones(2))
+    assert_close(torch.ones(3) + 1e-8, torch.ones(3))  # within tolerance: no error

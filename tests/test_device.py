@@ -1,0 +1,132 @@
+"""toyattn.device: choosing a device, describing the environment, seeding, to_numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toyattn import device as dev
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv("TOYATTN_DEVICE", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for k in dev.SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+
+
+def test_explicit_argument_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("TOYATTN_DEVICE", "cuda")
+    assert dev.get_device("cpu") == torch.device("cpu")
+    assert dev.get_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_environment_variable_is_used(monkeypatch):
+    monkeypatch.setenv("TOYATTN_DEVICE", " CPU ")
+    assert dev.get_device() == torch.device("cpu")
+
+
+def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dev, "_mps_available", lambda: False)
+    assert dev.get_device() == torch.device("cpu")
+    assert dev.get_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(dev, "_mps_available", lambda: True)
+    assert dev.get_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert dev.get_device() == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda0", "tpu", "xla", ""])
+def test_bad_environment_value_lists_valid_ones(monkeypatch, bad):
+    monkeypatch.setenv("TOYATTN_DEVICE", bad)
+    if bad == "":
+        assert dev.get_device() in (torch.device("cpu"), torch.device("mps")) or torch.cuda.is_available()
+        return
+    with pytest.raises(ValueError) as info:
+        dev.get_device()
+    msg = str(info.value)
+    assert "TOYATTN_DEVICE" in msg and repr(bad) in msg
+    for valid in ("cpu", "cuda", "mps", "auto"):
+        assert valid in msg
+
+
+@no_cuda
+def test_requesting_missing_cuda_is_a_clear_error(monkeypatch):
+    with pytest.raises(dev.DeviceUnavailableError, match="no CUDA GPU.*Available: cpu"):
+        dev.get_device("cuda")
+    monkeypatch.setenv("TOYATTN_DEVICE", "cuda:1")
+    with pytest.raises(dev.DeviceUnavailableError, match="TOYATTN_DEVICE=cuda:1"):
+        dev.get_device()
+
+
+def test_try_gpu_never_fails():
+    d = dev.try_gpu(99)
+    assert d.type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        assert d == torch.device("cpu")
+
+
+def test_describe_reports_unset_cuda_visible_devices_instead_of_crashing():
+    info = dev.describe()
+    assert info["CUDA_VISIBLE_DEVICES"] == "<unset>"
+    assert info["torch"] == torch.__version__
+    assert info["device"] == str(dev.get_device())
+    assert info["slurm"] == {}
+    text = dev.format_description(info)
+    assert "not in a SLURM job" in text and "CUDA_VISIBLE_DEVICES" in text
+
+
+def test_describe_reports_visible_devices_and_slurm(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_JOB_PARTITION", "gpu")
+    info = dev.describe()
+    assert info["CUDA_VISIBLE_DEVICES"] == "3"
+    assert info["slurm"] == {"SLURM_JOB_ID": "4242", "SLURM_JOB_PARTITION": "gpu"}
+    assert "SLURM_JOB_ID          4242" in dev.format_description(info)
+
+
+def test_describe_keeps_going_when_the_requested_device_is_bad(monkeypatch):
+    monkeypatch.setenv("TOYATTN_DEVICE", "gpu")
+    info = dev.describe()
+    assert info["device"] is None
+    assert "not a device" in info["device_error"]
+
+
+def test_seed_everything_makes_runs_repeat():
+    dev.seed_everything(123)
+    a = (torch.randn(5), np.random.rand(3))
+    g = dev.seed_everything(123)
+    b = (torch.randn(5), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert torch.equal(torch.randn(2, generator=g), torch.randn(2, generator=torch.Generator().manual_seed(123)))
+    dev.seed_everything(124)
+    assert not torch.equal(torch.randn(5), a[0])
+
+
+def test_to_numpy_handles_grad_bfloat16_and_arrays():
+    w = torch.ones(2, 3, requires_grad=True) * 2
+    assert isinstance(dev.to_numpy(w), np.ndarray) and dev.to_numpy(w).sum() == 12
+    b = torch.tensor([1.5, 2.5], dtype=torch.bfloat16)
+    assert dev.to_numpy(b).dtype == np.float32
+    assert dev.to_numpy([1, 2]).tolist() == [1, 2]
+
+
+def test_free_gpu_memory_is_safe_without_cuda():
+    out = dev.free_gpu_memory()
+    assert set(out) == {"allocated_gib", "reserved_gib"}
+
+
+@pytest.mark.gpu
+def test_cuda_is_chosen_and_to_numpy_reads_back_from_it():
+    assert dev.get_device().type == "cuda"
+    x = torch.arange(4.0, device="cuda", requires_grad=True)
+    assert dev.to_numpy(x * 2).tolist() == [0.0, 2.0, 4.0, 6.0]
+    info = dev.describe()
+    assert info["gpus"] and info["gpus"][0]["memory_total_gib"] > 0
