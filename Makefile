@@ -15,7 +15,10 @@ TORCH_CPU_PIN   ?= torch==2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_CUDA_SPEC ?= torch>=2.1
 JUPYTER_PORT ?= 8888
+LAB_ARGS ?=
 PYTEST_ARGS ?=
+# JupyterLab refuses to run as root unless told; containers and some hubs run as root.
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -67,7 +70,7 @@ pretrained: $(STAMP)
 
 lab: install pretrained
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name toyattn --display-name "Python (toyattn)" >/dev/null
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(JUPYTER_PORT) --ServerApp.root_dir=. notebooks/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(JUPYTER_PORT) --ServerApp.root_dir=. $(LAB_ROOT_FLAG) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 test: install pretrained
 	$(VENV)/bin/toyattn doctor
