@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-HookFn = Callable[..., Union[torch.Tensor, None]]
-NameOrFilter = Union[str, Callable[[str], bool]]
+HookFn = Callable[..., torch.Tensor | None]
+NameOrFilter = str | Callable[[str], bool]
 
 
 class HookPoint(nn.Module):

@@ -5,17 +5,17 @@ Use in a notebook, right below the exercise cell::
     from toyattn import checks
     checks.check_softmax(softmax)
 
-See :mod:`toyattn.checks.core` for how checks behave and how to write one.
+See :mod:`toyattn.checks.core` for how checks behave and how to write one. Each lesson's checks
+live in their own module (star-imported below, so notebooks can write ``checks.check_...``):
+``warmup`` (lesson 0), ``attention`` (1), ``heads`` (2), ``symmetry`` (3), ``circuits`` (4).
 """
 
+from .attention import *  # noqa: F403
+from .circuits import *  # noqa: F403
 from .core import REGISTRY, CheckFailed, NotImplementedYet, assert_close, call_student, exercise_check
+from .heads import *  # noqa: F403
+from .symmetry import *  # noqa: F403
 from .warmup import check_one_hot, check_softmax
-
-# Lessons add their checks below (one module each, star-imported so notebooks can use `checks.check_...`).
-from .attention import *  # noqa: E402,F403  lesson 1
-from .heads import *  # noqa: E402,F403  lesson 2
-from .symmetry import *  # noqa: E402,F403  lesson 3
-from .circuits import *  # noqa: E402,F403  lesson 4
 
 __all__ = [
     "REGISTRY",
