@@ -4,6 +4,10 @@
   requested device (argument or ``TOYATTN_DEVICE``) is not available or not a device.
 * ``toyattn build [--check] [--root DIR]``: regenerate exercises from solutions and every ``.ipynb``
   from its ``.py``; with ``--check``, write nothing and exit 1 if anything is stale.
+* ``toyattn grade SUBMISSIONS/ [--out DIR] [--timeout S] [--jobs N]``: run every student's exercise
+  notebook in its own kernel and report which checks pass (:mod:`toyattn.grading`).
+* ``toyattn run NOTEBOOK [--out COPY]``: execute a notebook headless (a batch job on a GPU node) to an
+  executed copy.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from . import grading
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -73,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Functions ``register(subparsers)`` that add more sub-commands (kept as a list so features plug in).
-_EXTRA_COMMANDS: list = []
+_EXTRA_COMMANDS: list = [grading.register_commands]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,299 @@
+"""`toyattn grade`: generated submissions of every kind (correct, stubs, mixed, wrong, broken) graded in real kernels.
+
+The submissions are made from ``solutions/00_warmup.py`` (answers kept or stubbed region by region)
+and ``exercises/00_warmup``, so they follow the problem set as it is. One class of seven notebooks is
+graded once per module; the 30-submission timing run is marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from toyattn import course, grading
+from toyattn.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = (ROOT / "solutions" / "00_warmup.py").read_text(encoding="utf-8")
+PS = "00_warmup"
+
+
+# ---------------------------------------------------------------- generating submissions
+
+
+def variant(solved: set[int], replace: dict[int, str] | None = None) -> str:
+    """The warm-up as a py:percent text with answer region i kept (i in ``solved``), stubbed, or replaced."""
+    replace = replace or {}
+    out, region, inside = [], -1, False
+    for line in SOLUTION.splitlines(keepends=True):
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if stripped == course.BEGIN:
+            region, inside = region + 1, True
+            if region in replace:
+                out.extend(f"{indent}{code}\n" for code in replace[region].splitlines())
+            elif region not in solved:
+                out.extend(f"{indent}{stub}\n" for stub in course.STUB_LINES)
+            continue
+        if stripped == course.END:
+            inside = False
+            continue
+        if inside and (region in replace or region not in solved):
+            continue
+        out.append(line)
+    assert region >= 1, "the warm-up is expected to have (at least) two answer regions"
+    return "".join(out)
+
+
+def to_ipynb(py_text: str) -> str:
+    return course.py_to_ipynb_text(py_text)
+
+
+def drop_cell_calling(py_text: str, check: str) -> str:
+    """Delete the whole cell that calls ``checks.<check>(`` (a student who removed the exercise cell)."""
+    cells = py_text.split("\n# %%")
+    kept = [c for c in cells if f"checks.{check}(" not in c]
+    assert len(kept) == len(cells) - 1
+    return "\n# %%".join(kept)
+
+
+NAIVE_SOFTMAX = "e = x.exp()\nreturn e / e.sum(dim=-1, keepdim=True)"  # overflows on large scores
+WRONG_ONE_HOT = "return torch.nn.functional.one_hot(ids, n_classes)"  # integer dtype, not float
+ENDLESS = "while True:\n    pass"
+CRASH = "import os\nos._exit(1)"
+BAD_SYNTAX = "return x.exp( / 2"
+# Tries to damage files around it: its own file, the instructor's solutions, a file next to it.
+TAMPER = (
+    "from pathlib import Path\n"
+    "for target in [Path('00_warmup.ipynb'), Path('../../solutions/00_warmup.py'), Path('pwned.txt')]:\n"
+    "    try:\n"
+    "        target.write_text('overwritten by a student')\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "e = (x - x.max(dim=-1, keepdim=True).values).exp()\n"
+    "return e / e.sum(dim=-1, keepdim=True)"
+)
+
+
+def make_class(folder: Path) -> dict[str, Path]:
+    """Seven students in the three layouts the grader reads; returns student -> submitted file.
+
+    Kinds are paired up inside notebooks to keep the kernel count (and the test's time) down.
+    """
+    files: dict[str, Path] = {}
+
+    def put(student: str, rel: str, text: str) -> None:
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        files[student] = path
+
+    # nbgrader's layout: all correct (its softmax also tries to overwrite files around it).
+    put("ada", f"ada/{PS}/{PS}.ipynb", to_ipynb(variant({1}, {0: TAMPER})))
+    # a flat file: the untouched exercise, all stubs.
+    put("bo", f"bo__{PS}.ipynb", (ROOT / "exercises" / f"{PS}.ipynb").read_text(encoding="utf-8"))
+    # mixed, as a py:percent file: softmax done, one-hot still a stub.
+    put("cy", f"cy/{PS}.py", variant({0}))
+    # a wrong softmax, and the one-hot exercise cell deleted; a "-Copy1" name.
+    put("di", f"di/{PS}-Copy1.ipynb", to_ipynb(drop_cell_calling(variant(set(), {0: NAIVE_SOFTMAX}), "check_one_hot")))
+    # a syntax error in exercise 1, then a kernel crash in exercise 2.
+    put("ed", f"ed/{PS}.ipynb", to_ipynb(variant(set(), {0: BAD_SYNTAX, 1: CRASH})))
+    # an endless loop in exercise 1, exercise 2 right.
+    put("fay", f"fay/{PS}.ipynb", to_ipynb(variant({1}, {0: ENDLESS})))
+    # not a notebook at all.
+    put("ivy", f"ivy/{PS}.ipynb", '{"cells": [ this is not json')
+    return files
+
+
+# ---------------------------------------------------------------- the graded class (one run)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    subs, out = base / "submissions", base / "grading"
+    files = make_class(subs)
+    before = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
+    solution_before = (ROOT / "solutions" / f"{PS}.py").read_bytes()
+    start = time.perf_counter()
+    rc = main(["grade", str(subs), "--out", str(out), "--jobs", "2", "--timeout", "60", "--cell-timeout", "5",
+               "--root", str(ROOT), "--problem-set", PS])
+    seconds = time.perf_counter() - start
+    with open(out / "grades.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    status = {(r["student"], r["exercise"]): r for r in rows}
+    with open(out / "notebooks.csv", encoding="utf-8") as f:
+        notebooks = {r["student"]: r for r in csv.DictReader(f)}
+    return {
+        "rc": rc, "out": out, "subs": subs, "files": files, "before": before, "seconds": seconds,
+        "status": status, "notebooks": notebooks, "solution_before": solution_before,
+    }
+
+
+def st(graded, student: str, check: str) -> str:
+    return graded["status"][(student, check)]["status"]
+
+
+def test_the_run_finishes_and_reports_every_student(graded):
+    assert graded["rc"] == 0
+    assert set(graded["notebooks"]) == set(graded["files"])
+    print(f"graded {len(graded['files'])} notebooks in {graded['seconds']:.1f} s (2 jobs)")
+
+
+def test_all_correct_and_all_stubs(graded):
+    assert st(graded, "ada", "check_softmax") == st(graded, "ada", "check_one_hot") == "passed"
+    assert graded["notebooks"]["ada"]["outcome"] == "ok"
+    assert st(graded, "bo", "check_softmax") == st(graded, "bo", "check_one_hot") == "not implemented"
+    assert "not implemented yet" in graded["status"][("bo", "check_softmax")]["message"]
+    assert graded["notebooks"]["bo"]["outcome"] == "ok"  # the notebook ran; its exercises are stubs
+
+
+def test_mixed_and_wrong_answers_are_told_apart(graded):
+    assert (st(graded, "cy", "check_softmax"), st(graded, "cy", "check_one_hot")) == ("passed", "not implemented")
+    assert st(graded, "di", "check_softmax") == "failed"
+    assert "NaN" in graded["status"][("di", "check_softmax")]["message"]  # the check's own explanation
+
+
+def test_missing_cell(graded):
+    assert st(graded, "di", "check_one_hot") == "missing"
+    assert "missing cell" in graded["notebooks"]["di"]["problems"]
+
+
+def test_syntax_error_then_crash(graded):
+    assert st(graded, "ed", "check_softmax") == "error"
+    assert "SyntaxError" in graded["status"][("ed", "check_softmax")]["message"]
+    # The syntax error did not stop the notebook: exercise 2 ran, and killed its kernel.
+    assert st(graded, "ed", "check_one_hot") == "error"
+    assert "kernel died" in graded["status"][("ed", "check_one_hot")]["message"]
+    nb = graded["notebooks"]["ed"]
+    assert nb["outcome"] == "kernel died" and "syntax error" in nb["problems"]
+
+
+def test_endless_loop_is_interrupted_and_the_rest_still_runs(graded):
+    assert st(graded, "fay", "check_softmax") == "timeout"
+    assert st(graded, "fay", "check_one_hot") == "passed"
+    nb = graded["notebooks"]["fay"]
+    assert nb["outcome"] == "timeout" and "interrupted" in nb["problems"]
+    assert float(nb["seconds"]) < 30  # the 5 s cell limit held, far below the 60 s notebook limit
+
+
+def test_unreadable_file(graded):
+    assert graded["notebooks"]["ivy"]["outcome"] == "unreadable"
+    assert st(graded, "ivy", "check_softmax") == st(graded, "ivy", "check_one_hot") == "error"
+
+
+def test_students_cannot_touch_the_instructors_files(graded):
+    assert st(graded, "ada", "check_softmax") == "passed"  # the tampering code ran
+    after = {p: p.read_bytes() for p in graded["subs"].rglob("*") if p.is_file()}
+    assert after == graded["before"], "a submission file changed or appeared while grading"
+    assert (ROOT / "solutions" / f"{PS}.py").read_bytes() == graded["solution_before"]
+    assert not (ROOT / "pwned.txt").exists() and not (Path.cwd() / "pwned.txt").exists()
+
+
+def test_reports_summary_scores_and_executed_copies(graded):
+    out = graded["out"]
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| ada | 2/2 |" in summary and "| cy | 1/2 (1 not implemented) |" in summary
+    assert "| bo | 0/2 (2 not implemented) |" in summary
+    assert "Exercise 1: a softmax that does not overflow" in summary  # exercise titles from the solution
+    with open(out / "scores.csv", encoding="utf-8") as f:
+        scores = {r["student"]: int(r["passed"]) for r in csv.DictReader(f)}
+    assert scores["ada"] == 2 and scores["bo"] == 0 and scores["cy"] == 1
+    executed = json.loads((out / "executed" / "ada" / f"{PS}.ipynb").read_text(encoding="utf-8"))
+    texts = "".join(
+        "".join(o.get("text", "")) for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+    )
+    assert texts.count(grading_pass_prefix()) == 2
+    assert "_toyattn_grading_setup" not in json.dumps(executed)  # the hidden grader cell is removed
+
+
+def grading_pass_prefix() -> str:
+    from toyattn.checks.core import PASS_PREFIX
+
+    return PASS_PREFIX
+
+
+# ---------------------------------------------------------------- fast unit tests (no kernel)
+
+
+def test_expected_checks_come_from_the_solution():
+    ps = grading.problem_set_from_solution(ROOT / "solutions" / f"{PS}.py")
+    assert [e.check for e in ps.exercises] == ["check_softmax", "check_one_hot"]
+    assert ps.exercises[1].title.startswith("Exercise 2")
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [("00_warmup", "00_warmup"), ("00_warmup-Copy1", "00_warmup"), ("00_warmup (2)", "00_warmup"),
+     ("00_warm_up", "00_warmup"), ("01_attention_toy", None), ("warmup", None)],
+)
+def test_file_names_map_to_problem_sets(stem, expected):
+    assert grading.match_problem_set(stem, ["00_warmup", "02_other"]) == expected
+
+
+def test_layouts_pairs_and_stray_files(tmp_path):
+    nb = to_ipynb(variant({0, 1}))
+    (tmp_path / "submitted" / "ann" / PS / ".ipynb_checkpoints").mkdir(parents=True)
+    (tmp_path / "submitted" / "ann" / PS / f"{PS}.ipynb").write_text(nb)
+    (tmp_path / "submitted" / "ann" / PS / f"{PS}.py").write_text(variant({0, 1}))  # its jupytext twin
+    (tmp_path / "submitted" / "ann" / PS / ".ipynb_checkpoints" / f"{PS}-checkpoint.ipynb").write_text(nb)
+    (tmp_path / "submitted" / "ben__00_warmup.ipynb").write_text(nb)
+    (tmp_path / "submitted" / "notes.ipynb").write_text(nb)
+    subs, warnings = grading.find_submissions(tmp_path, [PS])
+    assert [(s.student, Path(s.path).name) for s in subs] == [("ann", f"{PS}.ipynb"), ("ben", f"ben__{PS}.ipynb")]
+    assert len(warnings) == 1 and "notes.ipynb" in warnings[0] and "__" in warnings[0]
+
+
+def test_bad_command_lines_fail_with_a_message(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "nowhere"), "--root", str(ROOT)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "subs").mkdir()
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--out", str(tmp_path / "out")]) == 2
+    assert "No submissions found" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--out", str(tmp_path / "subs" / "g")]) == 2
+    assert "inside the submissions folder" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--problem-set", "99_nope"]) == 2
+    assert "Unknown problem set" in capsys.readouterr().err
+
+
+def test_run_executes_a_notebook_headless(tmp_path):
+    src = tmp_path / "lesson.py"
+    src.write_text("# %%\nx = 6 * 7\nprint('answer', x)\n")
+    out = tmp_path / "executed.ipynb"
+    assert main(["run", str(src), "--out", str(out)]) == 0
+    cells = json.loads(out.read_text())["cells"]
+    assert "answer 42" in "".join(cells[0]["outputs"][0]["text"])
+    src.write_text("# %%\nraise ValueError('boom')\n")
+    assert main(["run", str(src), "--out", str(out)]) == 1
+
+
+# ---------------------------------------------------------------- a class of 30 (timing)
+
+
+@pytest.mark.slow
+def test_thirty_submissions_finish_within_a_few_minutes(tmp_path):
+    kinds = (
+        [("ok", variant({0, 1}))] * 12 + [("half", variant({0}))] * 6 + [("stub", variant(set()))] * 4
+        + [("wrong", variant({1}, {0: NAIVE_SOFTMAX}))] * 3 + [("syntax", variant({1}, {0: BAD_SYNTAX}))] * 2
+        + [("loop", variant({1}, {0: ENDLESS}))] + [("crash", variant({0}, {1: CRASH}))]
+        + [("missing", drop_cell_calling(variant({0, 1}), "check_one_hot"))]
+    )
+    assert len(kinds) == 30
+    for i, (kind, text) in enumerate(kinds):
+        (tmp_path / "subs" / f"s{i:02d}_{kind}").mkdir(parents=True)
+        (tmp_path / "subs" / f"s{i:02d}_{kind}" / f"{PS}.ipynb").write_text(to_ipynb(text))
+    start = time.perf_counter()
+    rc = main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--cell-timeout", "10",
+               "--no-executed", "--root", str(ROOT), "--problem-set", PS])
+    seconds = time.perf_counter() - start
+    print(f"30 submissions graded in {seconds:.1f} s with {grading._default_jobs()} jobs")
+    assert rc == 0
+    with open(tmp_path / "out" / "scores.csv") as f:
+        scores = {r["student"]: int(r["passed"]) for r in csv.DictReader(f)}
+    expected = {"ok": 2, "half": 1, "stub": 0, "wrong": 1, "syntax": 1, "loop": 1, "crash": 1, "missing": 1}
+    assert {s: scores[s] for s in scores} == {s: expected[s.split("_", 1)[1]] for s in scores}
+    assert seconds < 300, f"30 submissions took {seconds:.0f} s, more than 5 minutes"
