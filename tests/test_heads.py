@@ -393,3 +393,35 @@ def test_plots_have_labels_and_discrete_colours():
     cost = torch.rand(3, 3)
     fig_cost = cost_heatmap(cost, title="cost", matched=torch.tensor([2, 0, 1]))
     assert len(fig_cost.layout.shapes) == 3
+
+
+# ---------------------------------------------------------------- a real pretrained layer (if installed)
+
+
+@pytest.mark.pretrained
+def test_minilm_layer_as_mha_matches_transformers_and_recovers_its_heads():
+    from toyattn.checkpoints import PretrainedNotInstalled, minilm_path
+    from toyattn.heads import bert_attention_as_mha
+
+    try:
+        path = minilm_path()
+    except PretrainedNotInstalled as err:
+        pytest.skip(str(err))
+    mha = bert_attention_as_mha(path, 2, n_heads=12)
+    g = gen(10)
+    x = torch.randn(2, 6, 384, generator=g)
+    transformers = pytest.importorskip("transformers")
+    bert = transformers.AutoModel.from_pretrained(str(path.parent)).eval()
+    attention = bert.encoder.layer[2].attention
+    with torch.no_grad():
+        expected = attention.output.dense(attention.self(x)[0])
+        out, _ = mha(x, x, x)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+        p = random_permutation(12, g)
+        torch.testing.assert_close(permute_mha(mha, p)(x, x, x)[0], out, atol=1e-5, rtol=1e-4)
+    ref = HeadWeights.from_mha(mha)
+    client = rotate_within_heads(ref.permute(p), g)
+    assert torch.equal(recover_permutation(ref, client, features="invariant"), p)
+    assert recovery_accuracy(recover_permutation(ref, client, features="raw"), p) < 1.0
+    with pytest.raises(ValueError, match="layer 9 is out of range"):
+        bert_attention_as_mha(path, 9, n_heads=12)
