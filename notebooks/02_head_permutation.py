@@ -257,16 +257,17 @@ for name, fn in (("greedy", greedy_match), ("Hungarian", hungarian_match)):
 # Real clients are never exact copies: a fine-tuned model has drifted. We add Gaussian noise to
 # every client weight, with a standard deviation `noise` times that of the weights, and measure the
 # fraction of heads put back in the right place, averaged over 20 random layers (16 heads, `d_in`
-# 8, `d_head` 2, so each head has only 48 numbers and the task gets hard).
+# 8, `d_head` 2, so each head has only 48 numbers and the task gets hard). A third curve uses the
+# rotation-invariant features of section 7 (with the Hungarian matching); ignore it until then.
 #
 # **Predict first:** at what noise level do you expect errors to start? Which method degrades first?
 
 # %%
 noise_levels = np.round(np.arange(0.0, 4.01, 0.25), 2)
 trials = 20
-accuracy = {"greedy": [], "hungarian": []}
+accuracy = {"greedy": [], "hungarian": [], "hungarian, W_QK/W_OV features": []}
 for noise in progress(noise_levels, desc="noise levels"):
-    acc = {"greedy": 0.0, "hungarian": 0.0}
+    acc = dict.fromkeys(accuracy, 0.0)
     for _ in range(trials):
         ref = HeadWeights.from_fused(torch.randn(8, 3 * 16 * 2, generator=gen), 16, layout="in_out")
         p = random_permutation(16, gen)
@@ -274,20 +275,22 @@ for noise in progress(noise_levels, desc="noise levels"):
         noisy_cost = cost_matrix(raw_features(client), raw_features(ref))
         acc["greedy"] += recovery_accuracy(greedy_match(noisy_cost), p) / trials
         acc["hungarian"] += recovery_accuracy(hungarian_match(noisy_cost), p) / trials
+        invariant_cost = invariant_cost_matrix(client, ref)
+        acc["hungarian, W_QK/W_OV features"] += recovery_accuracy(hungarian_match(invariant_cost), p) / trials
     for method in accuracy:
         accuracy[method].append(acc[method])
 
 fig = go.Figure()
-for method, dash in (("hungarian", "solid"), ("greedy", "dash")):
+for method, dash in (("hungarian", "solid"), ("greedy", "dash"), ("hungarian, W_QK/W_OV features", "dot")):
     fig.add_trace(go.Scatter(x=noise_levels, y=accuracy[method], mode="lines+markers", name=method, line_dash=dash))
 fig.add_hline(y=1 / 16, line_dash="dot", annotation_text="chance (1/16)")
 fig.update_layout(title="Recovery accuracy vs noise (16 heads, 48 weights each, 20 trials per point)",
                   xaxis_title="noise std / weight std", yaxis_title="fraction of heads recovered",
                   yaxis_range=[0, 1.05], width=700, height=420)
 fig.show()
-for noise, g_acc, h_acc in zip(noise_levels, accuracy["greedy"], accuracy["hungarian"], strict=True):
+for i, noise in enumerate(noise_levels):
     if noise in (1.0, 2.0, 3.0):
-        print(f"noise {noise}: greedy {g_acc:.2f}, Hungarian {h_acc:.2f}")
+        print(f"noise {noise}: " + ", ".join(f"{m} {accuracy[m][i]:.2f}" for m in accuracy))
 
 # %% [markdown]
 # Both methods are perfect while the noise is small compared with the distance *between* heads,
@@ -297,6 +300,12 @@ for noise, g_acc, h_acc in zip(noise_levels, accuracy["greedy"], accuracy["hunga
 # later row and errors cascade. The Hungarian matching always has the smallest *total* cost; that is
 # not a promise of more correct heads in every single trial (the cheapest total can still pair some
 # heads wrongly), but averaged over trials it is ahead wherever the two differ, as the curves show.
+#
+# The dotted curve comes back in section 7: features that ignore rotations inside a head pay for it
+# with **more sensitivity to noise**, because noise enters a product twice:
+# $(W_Q + N_Q)(W_K + N_K)^\top = W_Q W_K^\top + N_Q W_K^\top + W_Q N_K^\top + N_Q N_K^\top$.
+# So use raw features when both models share their coordinates (a fine-tuned copy of one parent),
+# and invariant features when they may not (models trained separately).
 #
 # ## 7. The second symmetry: rotations inside a head
 #
@@ -326,6 +335,7 @@ for title, c in (("raw weights", raw_cost), ("W_QK and W_OV", inv_cost)):
 # With $W_{QK}$ and $W_{OV}$ each row has one exact zero again: these products are the head's actual
 # function (what it attends to, and what it writes), so a rotation cannot hide them. They are even
 # invariant to any invertible change of basis $W_Q A$, $W_K A^{-\top}$, not only rotations.
+# Their price is the dotted curve of section 6: they are more sensitive to noise than raw weights.
 #
 # **Two practical notes.** (1) $W_{QK}$ is `d_in x d_in` per head: for `d_in = 4096` and 128 heads
 # that is 2 billion numbers. `invariant_cost_matrix` never forms it: it uses
