@@ -62,8 +62,9 @@ gen = seed_everything(0)
 # three projections are stacked along one axis of length `3 * H * d_head`: first the Q block, then
 # the K block, then the V block, and inside each block head 0's `d_head` columns, then head 1's, ...
 #
-# Two layouts are common, and **you cannot tell them apart from the shape when `d_in = 3*H*d_head`
-# happens to be square-ish**, so every function in `toyattn.heads` takes the layout explicitly:
+# Two layouts are common, and **the shape alone cannot tell them apart** whenever both sides are
+# divisible by `3*H` (a square weight always is), so every function in `toyattn.heads` takes the
+# layout explicitly:
 #
 # | layout | shape | the layer computes | found in |
 # | --- | --- | --- | --- |
@@ -122,7 +123,7 @@ print("first row after: ", qkv_permuted[0].int().tolist())
 # %% [markdown]
 # New Q head 0 holds 2 (it was old head 2), new K head 0 holds 5 = 3 + 2: the whole head moved.
 # Two helpers complete the picture: `invert_permutation(perm)` undoes a permutation (here `[1, 2, 0]`,
-# which is *not* `perm` itself: only swaps are their own inverse), and `compose_permutations(p1, p2)`
+# which is *not* `perm` itself: only permutations made of swaps are their own inverse), and `compose_permutations(p1, p2)`
 # is applying `p1` then `p2` in one go (`p1[p2]`).
 
 # %%
