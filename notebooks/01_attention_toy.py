@@ -343,7 +343,8 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# What the table and the plots show (seed 77; the numbers are printed above):
+# What the table and the plots show (seed 77 on the CPU; the numbers are printed above; on a GPU
+# the arithmetic differs in the last digits, and a variant may settle on another solution):
 #
 # * **Head size.** All three sizes learn chicken/beef. A larger head does not simply "look
 #   more sharply": with `d_head=10` the model found a *different* solution. In the *man* sentence

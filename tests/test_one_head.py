@@ -133,3 +133,33 @@ def test_trained_loss_near_its_floor(trained):
     loss = full_batch_loss(trained.model, trained.inputs, trained.targets)
     assert floor <= loss < floor + 0.02
     assert trained.losses[-1] < trained.losses[0]
+
+
+def test_cpu_threads_is_restored():
+    from toyattn.training import cpu_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive integer"):
+        with cpu_threads(0):
+            pass
+
+
+def test_tokens_on_another_device_give_a_clear_error():
+    model = _untrained()
+    with pytest.raises(ValueError, match="model is on cpu"):
+        model(torch.zeros(1, 3, dtype=torch.long, device="meta"))
+
+
+@pytest.mark.gpu
+def test_trains_on_gpu_like_on_cpu():
+    gpu = train_one_head(device="cuda", progress=False)
+    assert next(gpu.model.parameters()).device.type == "cuda"
+    probs = gpu.model.probs(gpu.inputs)[:, THE]
+    assert [CORPUS.vocab[i] for i in probs.argmax(-1).tolist()] == ["chicken", "beef"]
+    cpu = trained_one_head()
+    assert abs(gpu.losses[-1] - cpu.losses[-1]) < 0.01

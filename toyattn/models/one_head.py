@@ -128,14 +128,14 @@ class OneHeadAttention(HookedModule):
                 f"The sequence has {n_pos} tokens but the model has {self.max_len} positions (max_len). "
                 f"Shorten the input or build the model with max_len >= {n_pos}."
             )
-        lo, hi = int(tokens.min()), int(tokens.max())
-        if lo < 0 or hi >= self.vocab_size:
-            raise ValueError(f"Token ids must be in 0..{self.vocab_size - 1}, got values from {lo} to {hi}.")
         device = self.embed.weight.device
         if tokens.device != device:
             raise ValueError(
                 f"tokens are on {tokens.device} but the model is on {device}; move them with tokens.to({str(device)!r})."
             )
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= self.vocab_size:
+            raise ValueError(f"Token ids must be in 0..{self.vocab_size - 1}, got values from {lo} to {hi}.")
         return tokens.long()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
