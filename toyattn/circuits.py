@@ -1,0 +1,341 @@
+"""Reading an induction circuit straight from the weights: QK and OV circuits and how they match.
+
+Taught in lesson 4 (``notebooks/04_qk_ov_matching``). Every function takes weight matrices (torch
+tensors on any device, or numpy arrays) and returns numpy arrays or floats; none needs data.
+
+Conventions (TransformerLens, row vectors, as in :mod:`toyattn.models.transformer`):
+
+* ``W_Q, W_K, W_V [d_model, d_head]``, ``W_O [d_head, d_model]`` for one head.
+* QK circuit ``W_qk = W_Q R W_K^T / sqrt(d_head)`` ``[d_model, d_model]``: the attention score of a
+  query residual ``x_q`` on a key residual ``x_k`` is ``x_q @ W_qk @ x_k`` (biases aside), ``R`` the
+  rotary matrix at the query-key distance (identity at distance 0).
+* OV circuit ``W_ov = W_V @ W_O`` ``[d_model, d_model]``: a source residual ``x`` writes ``x @ W_ov``.
+* Composition ``W_qkov = W_qk @ W_ov_layer1^T``: the score of a layer-2 query ``x_q`` on a key that
+  layer 1 filled with ``x_src @ W_ov`` is ``x_q @ W_qkov @ x_src``.
+
+Song, Xu & Zhong (arXiv 2408.09503) write column vectors (``nn.Linear`` weights ``[out, in]``): their
+``W_qk = W_q^T R W_k / sqrt(d)`` is ours, their ``W_ov = W_o W_v`` is our ``W_ov`` transposed, so
+their *left* singular vectors of ``W_ov`` are our *right* ones. The numbers are the same.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+Summary = Literal["largest", "rms"]
+
+__all__ = [
+    "as_matrix",
+    "rotary_matrix",
+    "qk_circuit",
+    "ov_circuit",
+    "qkov_circuit",
+    "token_matrix",
+    "diagonal_zscore",
+    "token_mismatch_ratio",
+    "principal_cosines",
+    "summarise",
+    "subspace_matching",
+    "qk_ov_matching",
+    "embedding_ov_matching",
+    "random_baseline",
+    "expected_random_matching",
+    "estimate_rank",
+    "head_weights",
+    "circuit_metrics",
+]
+
+
+def as_matrix(x: Any, name: str = "matrix", ndim: int = 2) -> np.ndarray:
+    """``x`` (tensor on any device, possibly requiring grad, or array) as a float64 numpy array.
+
+    Raises a ValueError naming ``name`` when it does not have ``ndim`` dimensions or holds NaN/inf.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a tensor or array of numbers, got {type(x).__name__}.") from err
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; check the weights (did training diverge?).")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Circuits
+# ---------------------------------------------------------------------------------------------
+
+
+def rotary_matrix(d_head: int, distance: int = 0, base: float = 10000.0) -> np.ndarray:
+    """The ``[d_head, d_head]`` matrix ``R`` with ``rot(q, p) . rot(k, s) = q @ R @ k`` when ``p - s = distance``.
+
+    Matches :func:`toyattn.models.transformer.apply_rotary` ("rotate half" layout: coordinate ``i``
+    pairs with ``i + d_head // 2``). ``R`` is a rotation by ``-distance * frequency_i`` in each pair;
+    at distance 0 it is the identity. Lesson 4.
+    """
+    if d_head % 2 != 0 or d_head < 2:
+        raise ValueError(f"Rotary positions need an even d_head >= 2, got {d_head}.")
+    half = d_head // 2
+    freqs = base ** (-np.arange(half) * 2.0 / d_head)
+    angle = -distance * freqs
+    cos, sin = np.cos(angle), np.sin(angle)
+    R = np.zeros((d_head, d_head))
+    idx = np.arange(half)
+    R[idx, idx] = cos
+    R[idx + half, idx + half] = cos
+    R[idx, idx + half] = -sin
+    R[idx + half, idx] = sin
+    return R
+
+
+def qk_circuit(W_Q: Any, W_K: Any, distance: int | None = 0, base: float = 10000.0) -> np.ndarray:
+    """``W_qk = W_Q R W_K^T / sqrt(d_head)``, ``[d_model, d_model]``; lesson 4.
+
+    Args:
+        W_Q, W_K: ``[d_model, d_head]`` of one head.
+        distance: query position minus key position for the rotary matrix ``R``; ``None`` for a
+            model without rotary positions (``R`` = identity, like distance 0).
+    """
+    W_Q, W_K = as_matrix(W_Q, "W_Q"), as_matrix(W_K, "W_K")
+    if W_Q.shape != W_K.shape:
+        raise ValueError(f"W_Q and W_K must have the same shape [d_model, d_head], got {W_Q.shape} and {W_K.shape}.")
+    d_head = W_Q.shape[1]
+    R = np.eye(d_head) if distance is None or distance == 0 else rotary_matrix(d_head, distance, base)
+    return W_Q @ R @ W_K.T / math.sqrt(d_head)
+
+
+def ov_circuit(W_V: Any, W_O: Any) -> np.ndarray:
+    """``W_ov = W_V @ W_O``, ``[d_model, d_model]``: what a head writes for a source residual. Lesson 4."""
+    W_V, W_O = as_matrix(W_V, "W_V"), as_matrix(W_O, "W_O")
+    if W_V.shape[1] != W_O.shape[0]:
+        raise ValueError(
+            f"W_V [d_model, d_head] and W_O [d_head, d_model] do not chain: got {W_V.shape} and {W_O.shape}; "
+            "did you pass W_O transposed?"
+        )
+    return W_V @ W_O
+
+
+def qkov_circuit(W_qk: Any, W_ov: Any) -> np.ndarray:
+    """``W_qkov = W_qk @ W_ov^T`` ``[d_model, d_model]``: layer-2 score of query ``x_q`` on a key that
+    layer 1 wrote ``x_src @ W_ov`` into is ``x_q @ W_qkov @ x_src``. Lesson 4."""
+    W_qk, W_ov = as_matrix(W_qk, "W_qk"), as_matrix(W_ov, "W_ov")
+    if W_qk.shape[1] != W_ov.shape[1]:
+        raise ValueError(f"W_qk {W_qk.shape} and W_ov {W_ov.shape} must share d_model.")
+    return W_qk @ W_ov.T
+
+
+def token_matrix(W_E: Any, W: Any) -> np.ndarray:
+    """``E @ W @ E^T`` ``[vocab, vocab]``: a ``[d_model, d_model]`` circuit read token by token. Lesson 4.
+
+    For ``W = W_qkov``, entry ``[a, b]`` is how much a query on token ``a`` attends to a key whose
+    *previous* token was ``b``: an induction head has a large diagonal (it looks for ``b = a``).
+    """
+    W_E, W = as_matrix(W_E, "W_E"), as_matrix(W, "W")
+    if W_E.shape[1] != W.shape[0] or W.shape[0] != W.shape[1]:
+        raise ValueError(f"W_E [vocab, d_model] {W_E.shape} and W [d_model, d_model] {W.shape} do not fit.")
+    return W_E @ W @ W_E.T
+
+
+def diagonal_zscore(M: Any) -> float:
+    """How far the diagonal of a square ``M`` stands out: ``(mean(diag) - mean(all)) / std(all)``. Lesson 4.
+
+    0 for a matrix whose diagonal is typical, large and positive when the diagonal dominates.
+    (The seed notebook took this of the ``d_model`` x ``d_model`` matrix, whose diagonal has no meaning
+    in an arbitrary basis; the course takes it of the token-level matrix.)
+    """
+    M = as_matrix(M, "M")
+    if M.shape[0] != M.shape[1]:
+        raise ValueError(f"diagonal_zscore needs a square matrix, got shape {M.shape}.")
+    std = M.std()
+    if std == 0:
+        return 0.0
+    return float((np.diag(M).mean() - M.mean()) / std)
+
+
+def token_mismatch_ratio(M: Any) -> float:
+    """Share of rows whose largest entry is off the diagonal, in ``[0, 1]``; 0 for a perfect induction
+    head (every token attends most to keys preceded by the same token). Lesson 4."""
+    M = as_matrix(M, "M")
+    if M.shape[0] != M.shape[1]:
+        raise ValueError(f"token_mismatch_ratio needs a square matrix, got shape {M.shape}.")
+    return float(np.mean(M.argmax(axis=1) != np.arange(M.shape[0])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Subspace matching
+# ---------------------------------------------------------------------------------------------
+
+
+def principal_cosines(A: Any, B: Any) -> np.ndarray:
+    """Cosines of the principal angles between the column spans of ``A [d, r]`` and ``B [d, r']``.
+
+    Both must have orthonormal columns (e.g. singular vectors). These are the singular values of
+    ``A^T B``, largest first, each in ``[0, 1]``: 1 for a shared direction, 0 for orthogonal ones. Lesson 4.
+    """
+    A, B = as_matrix(A, "A"), as_matrix(B, "B")
+    if A.shape[0] != B.shape[0]:
+        raise ValueError(f"A and B must live in the same space (same number of rows), got {A.shape} and {B.shape}.")
+    for name, X in (("A", A), ("B", B)):
+        if not np.allclose(X.T @ X, np.eye(X.shape[1]), atol=1e-6):
+            raise ValueError(f"{name} must have orthonormal columns (take singular vectors, or orthonormalise with np.linalg.qr).")
+    return np.clip(np.linalg.svd(A.T @ B, compute_uv=False), 0.0, 1.0)
+
+
+def summarise(cosines: np.ndarray, summary: Summary = "largest") -> float:
+    """``"largest"``: the largest cosine (the best-aligned pair of directions); ``"rms"``: root mean
+    square of all of them (how much of the subspaces overlap overall). Lesson 4."""
+    if summary == "largest":
+        return float(cosines[0])
+    if summary == "rms":
+        return float(np.sqrt(np.mean(np.square(cosines))))
+    raise ValueError(f"summary must be 'largest' or 'rms', got {summary!r}.")
+
+
+def _check_rank(rank: int, d: int) -> None:
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= d:
+        raise ValueError(f"rank must be an integer in [1, {d}] (the dimension), got {rank!r}.")
+
+
+def subspace_matching(A_dirs: Any, B_dirs: Any, rank: int, summary: Summary = "largest") -> float:
+    """Score in ``[0, 1]`` for how well the first ``rank`` columns of two orthonormal bases align. Lesson 4."""
+    A, B = as_matrix(A_dirs, "A_dirs"), as_matrix(B_dirs, "B_dirs")
+    _check_rank(rank, min(A.shape[1], B.shape[1]))
+    return summarise(principal_cosines(A[:, :rank], B[:, :rank]), summary)
+
+
+def qk_ov_matching(W_qk: Any, W_ov: Any, rank: int, summary: Summary = "largest") -> float:
+    """Do layer 2's keys read what layer 1's OV writes? Lesson 4.
+
+    Compares the top-``rank`` directions ``W_qk`` reads on the key side (right singular vectors)
+    with the top-``rank`` directions ``W_ov`` writes (its right singular vectors, in our row-vector
+    convention; the paper's left singular vectors of its transposed ``W_ov``).
+    """
+    W_qk, W_ov = as_matrix(W_qk, "W_qk"), as_matrix(W_ov, "W_ov")
+    _check_rank(rank, W_qk.shape[1])
+    V_qk = np.linalg.svd(W_qk)[2].T  # [d_model, d_model], columns = key-side directions
+    V_ov = np.linalg.svd(W_ov)[2].T  # columns = output directions
+    return subspace_matching(V_qk, V_ov, rank, summary)
+
+
+def embedding_ov_matching(W_E: Any, W_ov: Any, rank: int, summary: Summary = "largest", side: str = "output") -> float:
+    """Match the top-``rank`` directions the token embeddings span with layer 1's OV circuit. Lesson 4.
+
+    ``side="output"`` (the seed's choice): does layer 1 write the copied token into the embedding's
+    own subspace? ``side="input"``: does it read from there?
+    """
+    W_E, W_ov = as_matrix(W_E, "W_E"), as_matrix(W_ov, "W_ov")
+    if side not in ("output", "input"):
+        raise ValueError(f"side must be 'output' or 'input', got {side!r}.")
+    _check_rank(rank, min(W_E.shape))
+    E_dirs = np.linalg.svd(W_E, full_matrices=False)[2].T  # [d_model, min(vocab, d_model)]
+    U, _, Vt = np.linalg.svd(W_ov)
+    ov_dirs = Vt.T if side == "output" else U
+    return subspace_matching(E_dirs, ov_dirs, rank, summary)
+
+
+def random_baseline(
+    d: int, rank: int, n_runs: int = 50, summary: Summary = "largest", seed: int = 0
+) -> tuple[float, float]:
+    """Matching score of two unrelated matrices: ``(mean, std)`` over ``n_runs`` pairs of ``d x d``
+    Gaussian matrices, comparing their top-``rank`` singular vectors. Lesson 4.
+
+    A trained score well above this mean is evidence of real alignment, not chance overlap.
+    """
+    _check_rank(rank, d)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(n_runs):
+        U1 = np.linalg.svd(rng.standard_normal((d, d)))[0]
+        U2 = np.linalg.svd(rng.standard_normal((d, d)))[0]
+        scores.append(subspace_matching(U1, U2, rank, summary))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def expected_random_matching(d: int, rank: int, summary: Summary = "largest") -> float:
+    """What :func:`random_baseline` should give for two random ``rank``-dim subspaces of R^d. Lesson 4.
+
+    * ``"rms"``: ``sqrt(rank / d)``. Exactly, ``E[mean cos^2] = rank / d``: a random unit vector has
+      expected squared length ``rank / d`` inside a fixed ``rank``-dim subspace.
+    * ``"largest"``: ``sqrt(4 a (1 - a))`` with ``a = rank / d`` (capped at 1): the upper edge of the
+      Wachter law for squared cosines between two random subspaces, exact as ``d`` grows with ``a`` fixed.
+    """
+    _check_rank(rank, d)
+    a = rank / d
+    if summary == "rms":
+        return math.sqrt(a)
+    if summary == "largest":
+        return 1.0 if a >= 0.5 else math.sqrt(4 * a * (1 - a))
+    raise ValueError(f"summary must be 'largest' or 'rms', got {summary!r}.")
+
+
+def estimate_rank(M: Any, k: int | None = None, strategy: str = "i") -> int:
+    """Number of singular values of ``M`` above the noise, by ScreeNOT (Donoho, Gavish & Romanov). Lesson 4.
+
+    ``k`` is an upper bound on the rank ScreeNOT may use to model the noise; it must be below the
+    smaller side of ``M`` (default: a third of it). Wraps ``screenot.adaptiveHardThresholding``.
+    """
+    from screenot import adaptiveHardThresholding
+
+    M = as_matrix(M, "M")
+    smaller = min(M.shape)
+    if k is None:
+        k = max(1, smaller // 3)
+    if not 1 <= k < smaller:
+        raise ValueError(
+            f"ScreeNOT's k (an upper bound on the rank) must be in [1, {smaller - 1}] for a {M.shape} matrix, got {k}."
+        )
+    _, _, r = adaptiveHardThresholding(M, k, strategy=strategy)
+    return int(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a model
+# ---------------------------------------------------------------------------------------------
+
+
+def head_weights(model: Any, layer: int, head: int = 0) -> dict[str, np.ndarray]:
+    """``{"W_Q", "W_K", "W_V", "W_O"}`` of one head of a :class:`~toyattn.models.transformer.Transformer`. Lesson 4."""
+    n_layers = len(model.blocks)
+    if not 0 <= layer < n_layers:
+        raise ValueError(f"layer must be in [0, {n_layers}), got {layer}.")
+    attn = model.blocks[layer].attn
+    if not 0 <= head < attn.W_Q.shape[0]:
+        raise ValueError(f"head must be in [0, {attn.W_Q.shape[0]}), got {head}.")
+    return {name: as_matrix(getattr(attn, name)[head], name) for name in ("W_Q", "W_K", "W_V", "W_O")}
+
+
+def circuit_metrics(
+    model: Any,
+    ranks: tuple[int, ...] = (4, 8),
+    distance: int | None = 0,
+    baseline_runs: int = 0,
+) -> dict[str, float]:
+    """All of lesson 4's weight metrics for a 2-layer model (layer-1 head 0 -> layer-2 head 0).
+
+    Returns ``diag_zscore``, ``mismatch`` (token mismatch ratio), and for each rank ``r``:
+    ``match_largest_r``, ``match_rms_r`` (QK-OV matching) and ``embed_ov_largest_r``, ``embed_ov_rms_r``.
+    ``distance``: the rotary distance for layer 2's ``W_qk`` (``None`` for non-rotary models).
+    """
+    if len(model.blocks) < 2:
+        raise ValueError("circuit_metrics needs a model with at least 2 layers (previous-token head, then induction head).")
+    l1, l2 = head_weights(model, 0), head_weights(model, 1)
+    base = model.cfg.rotary_base
+    if model.cfg.positions != "rotary":
+        distance = None
+    W_qk = qk_circuit(l2["W_Q"], l2["W_K"], distance, base)
+    W_ov = ov_circuit(l1["W_V"], l1["W_O"])
+    tokens = token_matrix(model.embed.W_E, qkov_circuit(W_qk, W_ov))
+    out = {"diag_zscore": diagonal_zscore(tokens), "mismatch": token_mismatch_ratio(tokens)}
+    W_E = as_matrix(model.embed.W_E, "W_E")
+    for r in ranks:
+        for summary in ("largest", "rms"):
+            out[f"match_{summary}_{r}"] = qk_ov_matching(W_qk, W_ov, r, summary)
+            out[f"embed_ov_{summary}_{r}"] = embedding_ov_matching(W_E, W_ov, r, summary)
+    return out
