@@ -172,6 +172,11 @@ def test_width_not_divisible_and_bad_layout():
         split_out_proj(torch.zeros(12, 8), 5, layout="in_out")
     with pytest.raises(ValueError, match="not divisible by 3\\*n_heads"):
         split_qkv_bias(torch.zeros(10), 2)
+    with pytest.raises(TypeError, match="n_heads must be an integer, got 2.0"):
+        split_qkv(torch.zeros(8, 24), 2.0, layout="in_out")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_heads must be a positive integer"):
+        split_qkv(torch.zeros(8, 24), 0, layout="in_out")
+    assert split_qkv(torch.zeros(8, 24), np.int64(4), layout="in_out").shape == (3, 4, 8, 2)  # type: ignore[arg-type]
 
 
 def test_reference_client_shape_mismatch():
@@ -425,3 +430,15 @@ def test_minilm_layer_as_mha_matches_transformers_and_recovers_its_heads():
     assert recovery_accuracy(recover_permutation(ref, client, features="raw"), p) < 1.0
     with pytest.raises(ValueError, match="layer 9 is out of range"):
         bert_attention_as_mha(path, 9, n_heads=12)
+
+
+def test_benchmark_quick_mode_prints_one_table(capsys):
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_heads.py"))
+    bench["main"](["--quick", "--device", "cpu"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip().startswith(("12 ", "32 ", "128 "))]
+    assert len(rows) == 6, out  # 3 head counts x (raw, invariant)
+    assert "invariant cost matrix takes" in out and "Gram blocks" in out

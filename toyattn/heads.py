@@ -37,6 +37,7 @@ Inside one head there is a second symmetry: for any orthogonal ``R`` of size ``d
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -193,8 +194,12 @@ def _check_matrix(weight: torch.Tensor, what: str) -> None:
 
 
 def _head_width(width: int, n_heads: int, n_blocks: int, what: str, hint: str) -> int:
-    if not isinstance(n_heads, int) or n_heads < 1:
-        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}.")
+    try:
+        n_heads = operator.index(n_heads)  # ints, NumPy and 0-d torch integers; not floats
+    except TypeError:
+        raise TypeError(f"n_heads must be an integer, got {n_heads!r}.") from None
+    if n_heads < 1:
+        raise ValueError(f"n_heads must be a positive integer, got {n_heads!r}.")
     if width % (n_blocks * n_heads) != 0:
         raise ValueError(
             f"{what} has width {width} along the head axis, which is not divisible by "
