@@ -472,8 +472,9 @@ for name, sentence in (("man", man), ("woman", woman)):
 # few dozen operations on 5x5 and 5x20 matrices, and on a GPU each operation is a separate
 # kernel launch with a fixed overhead of several microseconds (plus Python's own dispatch),
 # far more than the arithmetic it launches. GPUs win when each operation has millions of
-# numbers to work on. For the same reason, one CPU thread beats several here: splitting a 5x5
-# matrix product across cores costs more than it saves (`train(..., threads=1)` is the default).
+# numbers to work on. For the same reason, one CPU thread is as fast as several or faster (much
+# faster on a busy shared machine): splitting a 5x5 matrix product across cores costs more than
+# it saves, so `train(..., threads=1)` is the default.
 #
 # The cell below measures this on the machine running the notebook: a few training steps on
 # the CPU (one thread, and PyTorch's default thread count) and, when there is one, on the GPU.
