@@ -42,11 +42,13 @@ from toyattn.heads import (
     permute_mha,
     permute_qkv,
     qkv_heatmap,
+    random_orthogonal,
     random_permutation,
     raw_features,
     recover_permutation,
     recovery_accuracy,
     rotate_within_heads,
+    singular_value_features,
     split_qkv,
 )
 from toyattn.models.transformer import Transformer, TransformerConfig
@@ -346,6 +348,35 @@ for title, c in (("raw weights", raw_cost), ("W_QK and W_OV", inv_cost)):
 # by position-dependent angles, and only rotations that commute with it leave scores unchanged.
 # The models in this lesson use learned positions, where every rotation is a symmetry.
 #
+# ### What about singular values?
+#
+# TransFusion (see *Research context*) describes each head by the singular values of its Q, K and V
+# weights. Singular values do not change under a rotation inside a head either, and they are tiny
+# (`d_head` numbers per matrix instead of `d_in**2`). What do they miss?
+#
+# **Predict first:** we build a layer whose head 1 is head 0 with its *input side* rotated
+# (`W[1] = P @ W[0]` for an orthogonal `P` of size `d_in`): it reads different directions of the
+# residual stream, so it is a different head. Which features can tell heads 0 and 1 apart?
+
+# %%
+found_sv = hungarian_match(cost_matrix(singular_value_features(client), singular_value_features(ref)))
+print(f"singular-value features on the rotated client: {recovery_accuracy(found_sv, p):.0%} of heads recovered")
+
+P = random_orthogonal(16, 1, gen)[0]  # a rotation of the 16-dim input space
+twin = HeadWeights(*(torch.cat([t[:1], (P @ t[:1]), t[2:]]) for t in (ref.W_Q, ref.W_K, ref.W_V)),
+                   W_O=torch.cat([ref.W_O[:1], ref.W_O[:1] @ P, ref.W_O[2:]]))
+sv = singular_value_features(twin)
+print(f"heads 0 and 1: singular-value distance {torch.dist(sv[0], sv[1]):.1e}, "
+      f"W_QK/W_OV distance {invariant_cost_matrix(twin, twin)[0, 1]:.1f}")
+print(f"heads 0 and 2: singular-value distance {torch.dist(sv[0], sv[2]):.1f}, "
+      f"W_QK/W_OV distance {invariant_cost_matrix(twin, twin)[0, 2]:.1f}")
+
+# %% [markdown]
+# Singular values recover the rotated client, but they see heads 0 and 1 as identical (distance 0
+# up to rounding) although the two heads read and write different directions; $W_{QK}$/$W_{OV}$
+# features put them as far apart as any other pair. With many similar heads, that blindness turns
+# into wrong matches.
+#
 # ## 8. A trained model: shuffle its heads, get them back
 #
 # Now a model that learned something. We train the course's `Transformer` (1 layer, 4 heads,
@@ -471,8 +502,9 @@ if minilm is not None:
 #   L2 distance between per-head vectors of singular values of Q, K and V, then runs a second assignment
 #   inside each matched pair. Singular values do not change when the head's coordinates are reordered
 #   (nor, in fact, under any rotation inside the head), but they forget *which* input directions a head
-#   reads, so two different heads with similar spectra look alike. The $W_{QK}$/$W_{OV}$ features of
-#   section 7 keep those directions and still ignore any change of basis inside the head.
+#   reads: section 7 built two different heads with identical singular values. The $W_{QK}$/$W_{OV}$
+#   features keep those directions and still ignore any change of basis inside the head; the
+#   benchmark and section 6 show what that costs (more sensitivity to noise, more compute).
 # * What this lesson measured itself (printed above, seeded): exact recovery on clean shuffles,
 #   Hungarian ahead of greedy once noise bites, raw features failing and invariant features succeeding
 #   after a rotation, on a trained toy model and on MiniLM's first layer.

@@ -29,11 +29,13 @@ from toyattn.heads import (
     permute_qkv_bias,
     qkv_column_labels,
     qkv_heatmap,
+    random_orthogonal,
     random_permutation,
     raw_features,
     recover_permutation,
     recovery_accuracy,
     rotate_within_heads,
+    singular_value_features,
     split_out_proj,
     split_qkv,
     split_qkv_bias,
@@ -282,6 +284,17 @@ def test_invariant_features_survive_rotation_raw_do_not(with_bias, with_out):
         explicit = cost_matrix(invariant_features(client), invariant_features(ref), metric)
         # The Gram route subtracts large inner products: agreement up to a tiny fraction of the scale.
         torch.testing.assert_close(invariant_cost_matrix(client, ref, metric), explicit, rtol=1e-6, atol=1e-6 * float(explicit.max()))
+
+
+def test_singular_values_survive_rotation_but_not_see_input_directions():
+    g = gen(11)
+    ref = HeadWeights(*(torch.randn(5, 12, 3, generator=g, dtype=torch.float64) for _ in range(3)),
+                      W_O=torch.randn(5, 3, 12, generator=g, dtype=torch.float64))
+    torch.testing.assert_close(singular_value_features(rotate_within_heads(ref, g)), singular_value_features(ref))
+    P = random_orthogonal(12, 1, g, dtype=torch.float64)[0]
+    moved = HeadWeights(P @ ref.W_Q, P @ ref.W_K, P @ ref.W_V, W_O=ref.W_O @ P)  # reads other input directions
+    torch.testing.assert_close(singular_value_features(moved), singular_value_features(ref))
+    assert torch.diagonal(invariant_cost_matrix(moved, ref)).min() > 1.0  # W_QK / W_OV see the difference
 
 
 def test_raw_matching_breaks_under_rotation():

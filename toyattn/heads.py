@@ -85,6 +85,7 @@ __all__ = [
     "recover_permutation",
     "recovery_accuracy",
     "rotate_within_heads",
+    "singular_value_features",
     "split_out_proj",
     "split_qkv",
     "split_qkv_bias",
@@ -610,6 +611,18 @@ def invariant_features(heads: HeadWeights) -> torch.Tensor:
     qk = Q @ K.transpose(1, 2)
     ov = V @ heads.W_O if heads.W_O is not None else V @ V.transpose(1, 2)
     return torch.cat([qk.reshape(heads.n_heads, -1), ov.reshape(heads.n_heads, -1)], dim=1)
+
+
+def singular_value_features(heads: HeadWeights) -> torch.Tensor:
+    """Singular values of each head's ``W_Q``, ``W_K`` and ``W_V`` (and ``W_O``), concatenated:
+    ``[n_heads, 3 * d_head (+ d_head)]`` (lesson 2).
+
+    In the spirit of TransFusion's head features: unchanged by any rotation inside a head, and tiny.
+    But they forget *which* input directions a head reads: rotating a head's input side
+    (``P @ W_Q[h]`` for an orthogonal ``P``) changes its function and not these features.
+    """
+    mats = [heads.W_Q, heads.W_K, heads.W_V] + ([heads.W_O] if heads.W_O is not None else [])
+    return torch.cat([torch.linalg.svdvals(m.to(torch.promote_types(m.dtype, torch.float32))) for m in mats], dim=1)
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
