@@ -1,0 +1,225 @@
+"""Benchmark for lesson 3: symmetry scores at a Llama-2-7B layer shape, and streaming a 7B-shaped checkpoint.
+
+One run, side by side (float32, d_model = 4096, 32 heads, d_head = 128, one layer):
+
+* the per-head definition (build the 4096 x 4096 matrix M for each head; NumPy, as the seed notebook's
+  ``scores_norm``), timed on a few heads and scaled to 32;
+* the seed notebook's batched NumPy einsum (``scores_trace_full``), re-implemented here only to compare;
+* the package's batched :func:`toyattn.symmetry.symmetry_score`;
+* the machine's own float32 matrix-multiply rate, measured in this run, and the time it needs for the
+  ``6 d d_h^2`` flops per head that the three Gram products cost.
+
+Targets (issue 5): package >= 50x faster than the seed's einsum, and <= 1.5x the matmul-rate time.
+
+Then it writes a synthetic 7B-shaped safetensors checkpoint (``--layers`` layers of q/k/v/o_proj
+``[4096, 4096]`` float32 plus one MLP matrix each) to a temporary folder, scores it in streaming mode in
+a fresh subprocess, and reports that process's peak memory, next to loading every Q/K at once.
+
+Usage: ``python benchmarks/bench_symmetry.py [--layers 4] [--device cpu] [--skip-streaming]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toyattn.device import get_device
+from toyattn.symmetry import symmetry_score
+
+D_MODEL, N_HEADS, D_HEAD = 4096, 32, 128
+
+
+def best_time(fn, repeats: int, sync=lambda: None) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# --- the seed notebook's algorithms, re-implemented for comparison only -------------------------------
+
+
+def seed_scores_norm(Wq: np.ndarray, Wk: np.ndarray) -> float:
+    """Per-head definition as in the seed: build M, Frobenius norms with np.linalg.norm."""
+    M = Wq @ Wk.T
+    return float(np.linalg.norm(0.5 * (M + M.T), "fro") ** 2 / np.linalg.norm(M, "fro") ** 2)
+
+
+def seed_scores_trace_full(Wq: np.ndarray, Wk: np.ndarray) -> np.ndarray:
+    """The seed's batched einsum, ``Wq, Wk: [layers, d_model, heads, d_head]`` (its stack_layers layout)."""
+    A = np.einsum("lnhi,lnhj->lhij", Wq, Wq)
+    B = np.einsum("lnhi,lnhj->lhij", Wk, Wk)
+    C = np.einsum("lnhi,lnhj->lhij", Wk, Wq)
+    return 0.5 * (1 + np.einsum("lhij,lhji->lh", C, C) / np.einsum("lhij,lhji->lh", A, B))
+
+
+# --- speed -------------------------------------------------------------------------------------------
+
+
+def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, float, str]]:
+    g = torch.Generator().manual_seed(0)
+    # nn.Linear layout of one Llama-2-7B layer: q_proj/k_proj weights [n_heads * d_head, d_model].
+    q_lin = torch.randn(N_HEADS * D_HEAD, D_MODEL, generator=g) * 0.02
+    k_lin = 0.5 * q_lin + torch.randn(N_HEADS * D_HEAD, D_MODEL, generator=g) * 0.02
+    W_Q = q_lin.reshape(1, N_HEADS, D_HEAD, D_MODEL).transpose(-1, -2)  # [1, H, d, d_h] (a view)
+    W_K = k_lin.reshape(1, N_HEADS, D_HEAD, D_MODEL).transpose(-1, -2)
+    # The seed's layout: Linear weight .T.view(d, h, dh), stacked over layers.
+    Wq_seed = np.ascontiguousarray(q_lin.T.reshape(1, D_MODEL, N_HEADS, D_HEAD).numpy())
+    Wk_seed = np.ascontiguousarray(k_lin.T.reshape(1, D_MODEL, N_HEADS, D_HEAD).numpy())
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    W_Q_dev, W_K_dev = W_Q.to(device), W_K.to(device)
+    reference = symmetry_score(W_Q.double(), W_K.double())
+
+    # The machine's float32 matmul rate, on the same device, measured now.
+    n = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, generator=g).to(device)
+    b = torch.randn(n, n, generator=g).to(device)
+    t_mm = best_time(lambda: a @ b, 5, sync)
+    rate = 2 * n**3 / t_mm
+    flops = 6 * D_MODEL * D_HEAD**2 * N_HEADS
+    t_ideal = flops / rate
+
+    symmetry_score(W_Q_dev, W_K_dev)  # warm-up (kernel selection, allocator)
+    t_pkg = best_time(lambda: symmetry_score(W_Q_dev, W_K_dev), 7, sync)
+    got = symmetry_score(W_Q_dev, W_K_dev).cpu()
+    pkg_err = float((got - reference).abs().max())
+
+    t_seed = best_time(lambda: seed_scores_trace_full(Wq_seed, Wk_seed), 1)
+    seed_err = float(np.abs(seed_scores_trace_full(Wq_seed, Wk_seed) - reference.numpy()).max()) if t_seed < 30 else float("nan")
+
+    q_np, k_np = Wq_seed[0], Wk_seed[0]
+    start = time.perf_counter()
+    for h in range(definition_heads):
+        seed_scores_norm(q_np[:, h, :], k_np[:, h, :])
+    t_def = (time.perf_counter() - start) / definition_heads * N_HEADS
+
+    rows = [
+        (f"matmul rate ({n}x{n} float32 @ {device.type})", t_mm, f"{rate / 1e9:.1f} GFLOP/s"),
+        ("ideal: 6 d d_h^2 flops/head x 32 at that rate", t_ideal, f"{flops / 1e9:.2f} GFLOP"),
+        ("per-head definition (NumPy, build M)", t_def, f"timed on {definition_heads} heads, x{N_HEADS // definition_heads}"),
+        ("seed scores_trace_full (NumPy einsum)", t_seed, f"max |err| {seed_err:.1e}"),
+        (f"toyattn symmetry_score ({device.type})", t_pkg, f"max |err| {pkg_err:.1e}"),
+    ]
+    print(f"\n== symmetry scores of one Llama-2-7B-shaped layer: d={D_MODEL}, {N_HEADS} heads, d_head={D_HEAD}, float32")
+    print(f"{'method':52s} {'seconds':>10s}  note")
+    for name, sec, note in rows:
+        print(f"{name:52s} {sec:10.4f}  {note}")
+    print("\nratios (measured in this run):")
+    print(f"  seed einsum / package        = {t_seed / t_pkg:8.1f}x   (target >= 50x)   "
+          f"{'OK' if t_seed / t_pkg >= 50 else 'MISSED'}")
+    print(f"  package / ideal matmul time  = {t_pkg / t_ideal:8.2f}x   (target <= 1.5x)  "
+          f"{'OK' if t_pkg / t_ideal <= 1.5 else 'MISSED'}")
+    print(f"  per-head definition / package = {t_def / t_pkg:7.1f}x")
+    return rows
+
+
+# --- streaming memory -------------------------------------------------------------------------------
+
+_CHILD = r"""
+import json, resource, sys, time
+import torch
+from toyattn.checkpoints import iter_qk_layers, load_qk
+from toyattn.symmetry import symmetry_score
+
+def rss_anon_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+path, mode = sys.argv[1], sys.argv[2]
+peak_anon = rss_anon_mb()
+start = time.perf_counter()
+if mode == "baseline":
+    scores = None
+elif mode == "streaming":
+    rows = []
+    for layer in iter_qk_layers(path):
+        rows.append(symmetry_score(layer.W_Q, layer.W_K))
+        del layer
+        peak_anon = max(peak_anon, rss_anon_mb())
+    scores = torch.stack(rows)
+else:  # everything at once
+    W_Q, W_K = load_qk(path)
+    peak_anon = max(peak_anon, rss_anon_mb())
+    scores = symmetry_score(W_Q, W_K)
+    peak_anon = max(peak_anon, rss_anon_mb())
+elapsed = time.perf_counter() - start
+print(json.dumps({
+    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_anon_mb": peak_anon,
+    "seconds": elapsed,
+    "shape": list(scores.shape) if scores is not None else None,
+}))
+"""
+
+
+def bench_streaming(n_layers: int) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="toyattn-bench-") as tmp:
+        folder = Path(tmp)
+        tensors = {}
+        for i in range(n_layers):
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                tensors[f"model.layers.{i}.self_attn.{name}.weight"] = (
+                    rng.standard_normal((D_MODEL, D_MODEL), dtype=np.float32) * 0.02
+                )
+            tensors[f"model.layers.{i}.mlp.up_proj.weight"] = rng.standard_normal((11008, D_MODEL), dtype=np.float32)
+        t0 = time.perf_counter()
+        save_file(tensors, str(folder / "model.safetensors"))
+        del tensors
+        (folder / "config.json").write_text(json.dumps({
+            "model_type": "llama", "num_attention_heads": N_HEADS, "num_key_value_heads": N_HEADS,
+            "hidden_size": D_MODEL, "num_hidden_layers": n_layers,
+        }))
+        size_gb = (folder / "model.safetensors").stat().st_size / 1e9
+        qk_gb = n_layers * 2 * D_MODEL * D_MODEL * 4 / 1e9
+        print(f"\n== streaming a synthetic 7B-shaped checkpoint: {n_layers} layers (Llama-2-7B has 32), "
+              f"{size_gb:.2f} GB file, of which Q/K {qk_gb:.2f} GB; written in {time.perf_counter() - t0:.1f} s")
+        print(f"{'mode':32s} {'peak RSS MB':>12s} {'peak anon MB':>13s} {'seconds':>8s}")
+        for mode in ("baseline", "streaming", "all-at-once"):
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(folder), mode], capture_output=True, text=True, check=True,
+                env={**os.environ, "TOYATTN_PROGRESS": "0"},
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            label = {"baseline": "import torch + toyattn only", "streaming": "streaming, one layer at a time",
+                     "all-at-once": "load_qk: every Q/K in memory"}[mode]
+            print(f"{label:32s} {r['maxrss_mb']:12.0f} {r['peak_anon_mb']:13.0f} {r['seconds']:8.2f}")
+        print("(peak RSS = ru_maxrss, includes file pages the memory map touched, which the kernel may drop;\n"
+              " peak anon = the process's own allocations, sampled after each layer. One layer's Q+K is "
+              f"{2 * D_MODEL * D_MODEL * 4 / 1e6:.0f} MB.)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=4, help="layers in the synthetic checkpoint (7B has 32)")
+    parser.add_argument("--device", default="cpu", help="device for the speed part (default cpu)")
+    parser.add_argument("--definition-heads", type=int, default=2, help="heads timed for the definition")
+    parser.add_argument("--skip-streaming", action="store_true")
+    args = parser.parse_args()
+    device = get_device(args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
+    bench_speed(device, args.definition_heads)
+    if not args.skip_streaming:
+        bench_streaming(args.layers)
+
+
+if __name__ == "__main__":
+    main()

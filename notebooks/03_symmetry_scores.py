@@ -1,0 +1,480 @@
+# %% [markdown]
+# # Lesson 3: how symmetric is an attention head?
+#
+# An attention head scores a query token against a key token with a **bilinear form**: the same
+# matrix decides how much token $x$ wants to read token $y$, and how much $y$ wants to read $x$.
+# Are those two numbers the same? In this lesson you measure it, first on matrices small enough to
+# print, then on two real models (an encoder and a decoder), then on two tiny models you train
+# yourself.
+#
+# **Learning goals.** After this lesson you can
+# 1. define the symmetry score of a head from $M = W_q W_k^\top$, and say what 1, 0 and 0.5 mean;
+# 2. build heads with score exactly 1 and exactly 0, and explain why random heads score about 0.5;
+# 3. compute the score through the trace identity, and explain why it costs $O(d\,d_h^2)$ instead of
+#    $O(d^2 d_h)$;
+# 4. score every head of a model in one batched call, including grouped-query attention;
+# 5. compare an encoder (MiniLM) with a decoder (SmolLM2), per head and per layer, and relate the
+#    numbers to published ones, naming the convention each number is in.
+#
+# The exercises for this lesson are in `exercises/03_symmetry_scores.ipynb`.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from toyattn import get_device, seed_everything
+from toyattn.plotting import heatmap, heatmap_grid
+from toyattn.symmetry import (
+    directionality_score,
+    kv_head_for_query,
+    layer_bilinear,
+    layer_symmetry_score,
+    random_head,
+    score_model,
+    skew_symmetric_key,
+    symmetric_key,
+    symmetry_score,
+    symmetry_score_definition,
+    to_signed,
+    train_symmetry_experiment,
+)
+
+g = seed_everything(0)
+device = get_device()
+print("computing on:", device)
+
+# %% [markdown]
+# ## 1. A head is a bilinear form
+#
+# With queries $q = x W_q$ and keys $k = y W_k$ (both maps are $[d, d_h]$: model width $d$, head
+# width $d_h$), the attention score before the softmax is
+#
+# $$ q \cdot k = x W_q W_k^\top y^\top = x\, M\, y^\top, \qquad M = W_q W_k^\top \in \mathbb{R}^{d\times d}. $$
+#
+# Every matrix splits into a symmetric and a skew-symmetric part,
+# $M = \underbrace{\tfrac12(M + M^\top)}_{\text{symmetric}} + \underbrace{\tfrac12(M - M^\top)}_{\text{skew}}$.
+# The symmetric part gives $x$ and $y$ the same score in both directions; the skew part gives
+# opposite scores ($+c$ one way, $-c$ the other). The two parts are orthogonal (their entrywise
+# product sums to zero), so their squared Frobenius norms add up to $\|M\|_F^2$, like the two sides of
+# a right triangle. That makes the **symmetry score**
+#
+# $$ r = \frac{\|\tfrac12(M + M^\top)\|_F^2}{\|M\|_F^2} \in [0, 1] $$
+#
+# the share of $M$'s "energy" in its symmetric part. Here is a random head with $d = 5$, $d_h = 2$.
+
+# %%
+d, d_head = 5, 2
+W_q = torch.randn(d, d_head, generator=g)
+W_k = torch.randn(d, d_head, generator=g)
+M = W_q @ W_k.T
+sym, skew = (M + M.T) / 2, (M - M.T) / 2
+dims = [f"dim {i}" for i in range(d)]
+fig = heatmap_grid(
+    [M, sym, skew],
+    ["M = W_q W_k^T", "symmetric part (M + M^T)/2", "skew part (M - M^T)/2"],
+    row_labels=dims,
+    col_labels=dims,
+    center=0,
+    cmap="RdBu_r",
+    suptitle="One random head, split into its symmetric and skew-symmetric parts",
+    figsize=(13, 4),
+    xlabel="key-side direction",
+    ylabel="query-side direction",
+)
+plt.show()
+print(f"||M||^2 = {M.pow(2).sum():.3f}   ||sym||^2 + ||skew||^2 = {sym.pow(2).sum() + skew.pow(2).sum():.3f}")
+print(f"symmetry score r = {sym.pow(2).sum() / M.pow(2).sum():.3f}")
+
+# %% [markdown]
+# Read the three panels: the middle one is a mirror image across its diagonal (entry $(i,j)$ equals
+# $(j,i)$), the right one is a mirror image with the sign flipped, and its diagonal is zero. They add
+# up to the left one. The printed norms confirm the right-triangle rule: the two parts' squared norms
+# sum to $\|M\|^2$ exactly, so $r$ is a share between 0 and 1.
+#
+# **Two conventions.** This course (and the seed notebooks it grew from) reports $r \in [0, 1]$.
+# The paper behind this lesson, Saponati et al. 2025 (*The underlying structures of self-attention:
+# symmetry, directionality, and emergent dynamics in Transformer training*, arXiv 2502.10927), publishes
+# $s = 2r - 1 = \operatorname{tr}(MM) / \|M\|_F^2 \in [-1, 1]$. Same information, shifted: symmetric is
+# $r = 1$ / $s = 1$, skew-symmetric $r = 0$ / $s = -1$, "no preference" $r = 0.5$ / $s = 0$. Every number
+# below says which one it is.
+
+# %% [markdown]
+# ## 2. Heads with a known score
+#
+# * **Symmetric:** take $W_k = W_q P$ with $P$ symmetric (simplest: $P = I$, i.e. $W_k = W_q$). Then
+#   $M = W_q P W_q^\top$ and $M^\top = W_q P^\top W_q^\top = M$.
+# * **Skew-symmetric:** take $W_k = W_q S^\top$ with $S$ skew-symmetric ($S^\top = -S$, e.g.
+#   $S = X - X^\top$). Then $M = W_q S W_q^\top$ and $M^\top = W_q S^\top W_q^\top = -M$.
+# * **Random:** independent Gaussian $W_q$, $W_k$.
+#
+# **Predict first:** what score will the random head get? Closer to 0, 0.5 or 1?
+
+# %%
+d, d_head = 6, 3
+W_q = torch.randn(d, d_head, generator=g, dtype=torch.float64)
+heads = {
+    "symmetric (W_k = W_q P)": symmetric_key(W_q, generator=g),
+    "skew (W_k = W_q S^T)": skew_symmetric_key(W_q, generator=g),
+    "random": torch.randn(d, d_head, generator=g, dtype=torch.float64),
+}
+for name, W_k in heads.items():
+    print(f"{name:26s} r = {float(symmetry_score_definition(W_q, W_k)):.4f}")
+dims = [f"dim {i}" for i in range(d)]
+fig = heatmap_grid(
+    [W_q @ W_k.T for W_k in heads.values()],
+    [f"{name}: r = {float(symmetry_score_definition(W_q, W_k)):.2f}" for name, W_k in heads.items()],
+    row_labels=dims,
+    col_labels=dims,
+    center=0,
+    cmap="RdBu_r",
+    suptitle="M = W_q W_k^T for three constructed heads",
+    figsize=(14, 4.2),
+    xlabel="key-side direction",
+    ylabel="query-side direction",
+)
+plt.show()
+
+# %% [markdown]
+# The symmetric head's matrix mirrors across the diagonal; the skew one mirrors with a sign flip and
+# has a zero diagonal: a token never scores itself. The random head shows no pattern, and its score
+# lands near the middle. Why the middle? Write $s = 2r - 1 = \operatorname{tr}(MM)/\|M\|^2$: the
+# denominator is a sum of squares (all positive), the numerator $\sum_{ij} M_{ij} M_{ji}$ a sum of
+# products of two entries that are unrelated for a random head, as often negative as positive. So
+# the numerator is small next to the denominator, $s \approx 0$ and $r \approx 0.5$, and more so the
+# more terms there are. **Predict first:** how does the spread of random heads' scores change with the
+# model width $d$? And with the head width $d_h$?
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+for d in (4, 16, 64, 256):
+    Wq_many, Wk_many = random_head(d, 4, generator=g, n=400)
+    r = symmetry_score(Wq_many, Wk_many).numpy()
+    axes[0].hist(r, bins=np.linspace(0.2, 1, 81), histtype="step", linewidth=2,
+                 label=f"d = {d}: mean {r.mean():.3f}, std {r.std():.3f}")
+for dh in (1, 4, 16, 64):
+    Wq_many, Wk_many = random_head(64, dh, generator=g, n=400)
+    r = symmetry_score(Wq_many, Wk_many).numpy()
+    axes[1].hist(r, bins=np.linspace(0.45, 0.6, 61), histtype="step", linewidth=2,
+                 label=f"d_head = {dh}: mean {r.mean():.3f}, std {r.std():.3f}")
+axes[0].set_title("400 random heads each, d_head = 4, growing model width d")
+axes[1].set_title("400 random heads each, d = 64, growing head width d_head")
+for ax in axes:
+    ax.axvline(0.5, color="gray", linestyle=":")
+    ax.set_xlabel("symmetry score r")
+    ax.set_ylabel("number of heads")
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Left: the model width $d$ decides the spread. At $d = 4$ random heads land anywhere from about 0.3
+# to 1; at $d = 256$ they sit within about $\pm 0.003$ of 0.5 (the printed std shrinks roughly like
+# $0.7/d$). The mean is a little above 0.5, by about $1/(2d)$: the diagonal entries $M_{ii}$ (a token
+# scoring itself) always count as symmetric. Right: the head width $d_h$ hardly matters. Real models
+# have $d$ in the hundreds or thousands (MiniLM: 384), so a random head there scores 0.50 to two
+# decimals, and a score of 0.6 is far outside chance: training put it there, pushing the head towards
+# symmetric (reciprocal) attention; a score below 0.5 means a push towards skew (one-way) attention.
+
+# %% [markdown]
+# ## 3. The trace form: the same number, much cheaper
+#
+# Building $M$ costs $2 d^2 d_h$ multiply-adds per head: for a Llama-2-7B layer ($d = 4096$,
+# $d_h = 128$) that is 4.3 GFLOP per head, 137 GFLOP per layer. But both norms are traces, and a trace
+# of a product does not change when its factors are rotated cyclically:
+#
+# $$ \|M\|_F^2 = \operatorname{tr}(M^\top M) = \operatorname{tr}(W_k W_q^\top W_q W_k^\top)
+#   = \operatorname{tr}(\underbrace{W_q^\top W_q}_{A}\, \underbrace{W_k^\top W_k}_{B}),\qquad
+#   \operatorname{tr}(MM) = \operatorname{tr}(W_q W_k^\top W_q W_k^\top) = \operatorname{tr}(C C),\ C = W_k^\top W_q. $$
+#
+# $A$, $B$, $C$ are only $d_h \times d_h$; each costs $2 d\, d_h^2$, so the score costs $6 d\, d_h^2$ and
+# $r = \tfrac12\left(1 + \operatorname{tr}(CC)/\operatorname{tr}(AB)\right)$. The ratio of costs is
+# $d / (3 d_h)$: about 11 times fewer flops at the 7B shape. **Predict first:** when $d$ doubles, how
+# do the two timings change?
+
+# %%
+def time_it(fn, repeats=5):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+d_head = 64
+sizes = [128, 256, 512, 1024, 2048]
+t_definition, t_trace = [], []
+for d in sizes:
+    Wq_d, Wk_d = (W.double() for W in random_head(d, d_head, generator=g))  # float64 for both methods
+    t_definition.append(time_it(lambda Wq_d=Wq_d, Wk_d=Wk_d: symmetry_score_definition(Wq_d, Wk_d)))
+    t_trace.append(time_it(lambda Wq_d=Wq_d, Wk_d=Wk_d: symmetry_score(Wq_d, Wk_d)))
+    assert abs(float(symmetry_score_definition(Wq_d, Wk_d)) - float(symmetry_score(Wq_d, Wk_d))) < 1e-6
+
+fig, ax = plt.subplots(figsize=(7, 4))
+ax.loglog(sizes, t_definition, "o-", label="definition (build M): O(d^2 d_h)")
+ax.loglog(sizes, t_trace, "s-", label="trace form (A, B, C): O(d d_h^2)")
+ax.set_title(f"Time to score one head on the CPU (d_head = {d_head}, float64)")
+ax.set_xticks(sizes, [str(d) for d in sizes])
+ax.minorticks_off()
+ax.set_xlabel("model width d")
+ax.set_ylabel("seconds (best of 5)")
+ax.legend()
+plt.show()
+print("speed-up of the trace form at each d:", [f"{a / b:.0f}x" for a, b in zip(t_definition, t_trace, strict=True)])
+
+# %% [markdown]
+# On a log-log plot a cost $\propto d^k$ is a straight line of slope $k$. The definition's line is
+# steeper (slope near 2: doubling $d$ quadruples the work), the trace form's flatter (slope near 1),
+# so the gap widens with $d$. (At small $d$ both are dominated by fixed overheads, so the lines flatten
+# on the left; your exact numbers depend on your machine.) Both give the same score to 6 digits; the
+# assert in the cell checks it at every size. `benchmarks/bench_symmetry.py` measures this at the
+# Llama-2-7B shape against the machine's own matrix-multiply speed.
+
+# %% [markdown]
+# ## 4. Every head of a model in one call
+#
+# A model's query maps stack into a tensor $[L, H, d, d_h]$ (layers, heads). `symmetry_score` works on
+# any leading axes: internally it is three batched matrix products (in einsum notation
+# `lhdi,lhdj->lhij`) and two batched traces (`lhij,lhji->lh`), giving $[L, H]$ scores at once, on
+# whatever device the weights are on.
+#
+# **Grouped-query attention** (Llama-3, Mistral, SmolLM2): to save memory, several query heads share
+# one key head. With 9 query heads and 3 key heads, query heads 0-2 use key head 0, 3-5 key head 1, and
+# 6-8 key head 2. Each query head still has its own $M_h = W_q^{(h)} W_k^{(g(h))\top}$:
+
+# %%
+print("key head used by each of 9 query heads:", kv_head_for_query(9, 3).tolist())
+W_Q = torch.randn(4, 9, 96, 16, generator=g)  # 4 layers, 9 query heads
+W_K = torch.randn(4, 3, 96, 16, generator=g)  # 4 layers, 3 key heads
+W_K[2, 1] = W_Q[2, 4]  # make query head 4 of layer 2 use its own weights as keys: symmetric
+scores = symmetry_score(W_Q, W_K)
+print("scores shape:", tuple(scores.shape))
+print("layer 2:", np.round(scores[2].numpy(), 3))
+
+# %% [markdown]
+# In layer 2, query head 4 scores exactly 1 (its key head is a copy of its own query map), while its
+# group-mates 3 and 5, which share that key head, do not: the score belongs to a (query head, key head)
+# pair.
+#
+# **Per head or per layer?** The seed notebooks score each head. Saponati et al. publish one number
+# per *layer*: the $d \times d$ form $M_\text{layer} = \sum_h W_q^{(h)} W_k^{(h)\top}$ (in `nn.Linear`
+# terms $W_q^\top W_k$ of the whole layer, with key heads repeated under grouped-query attention). Its
+# norm contains cross terms between heads, so the layer score is not the mean of the head scores; it is
+# closer to 0.5 when heads point in unrelated directions, and further from it when heads agree.
+# `layer_symmetry_score` computes it. They also define a **directionality** score of $M_\text{layer}$
+# (from their code): compare the norms of $M$'s rows (query-side directions) with those of its
+# columns (key-side directions); negative means a few columns stand out, i.e. a few key directions
+# that nearly every query reads.
+
+# %%
+print("per-layer r           :", np.round(layer_symmetry_score(W_Q, W_K).numpy(), 3))
+print("mean of per-head r    :", np.round(scores.mean(dim=1).numpy(), 3))
+print("per-layer directionality:", np.round(directionality_score(layer_bilinear(W_Q, W_K)).numpy(), 3))
+
+# %% [markdown]
+# For random weights every layer scores near 0.5 both ways. In layer 2 the one symmetric head out of
+# nine lifts both numbers, but not by the same amount: the layer form adds all nine heads into one
+# matrix, so a head's weight in it depends on its norm and on how it overlaps the others.
+#
+# Directionality of these random layers is all over the place: it adds up how far the few largest
+# row (or column) norms exceed mean + 2 std, so with no real structure it is decided by a handful of
+# outliers, and its sign is a coin toss. Read it only where the same sign shows up layer after layer.
+
+# %% [markdown]
+# ## 5. An encoder against a decoder
+#
+# Two real models ship as packages (installed by `make pretrained`; the course finds their files,
+# nothing is downloaded):
+#
+# * **all-MiniLM-L6-v2**: a BERT-family *encoder* (6 layers x 12 heads, $d = 384$, $d_h = 32$), trained
+#   bidirectionally, every token sees every other;
+# * **SmolLM2-135M-Instruct**: a Llama-family *decoder* (30 layers x 9 query heads sharing 3 key heads,
+#   $d = 576$, $d_h = 64$), trained causally, each token sees only earlier ones. It ships as a GGUF file
+#   quantized to 4 bits; the reader dequantizes it (and undoes llama.cpp's reordering of rows inside
+#   each head, which would not change the scores anyway).
+#
+# `score_model` reads one layer at a time and returns per-head scores, per-layer scores and
+# directionality. **Predict first:** which model will score more symmetric?
+
+# %%
+from toyattn.checkpoints import PretrainedNotInstalled, minilm_path, smollm2_gguf_path
+
+reports = {}
+for label, locate in (("MiniLM (encoder)", minilm_path), ("SmolLM2 (decoder)", smollm2_gguf_path)):
+    try:
+        reports[label] = score_model(locate(), device=device)
+    except PretrainedNotInstalled as err:
+        print(f"Skipping {label}: {err}")
+for report in reports.values():
+    print(report.summary(), "\n")
+
+# %%
+if reports:
+    fig, axes = plt.subplots(1, len(reports), figsize=(15, 9), gridspec_kw={"width_ratios": [12, 9][: len(reports)]})
+    axes = np.atleast_1d(axes)
+    for ax, (label, report) in zip(axes, reports.items(), strict=True):
+        heatmap(
+            report.head_scores,
+            row_labels=[f"L{i}" for i in range(report.n_layers)],
+            col_labels=[f"H{h}" for h in range(report.n_heads)],
+            ax=ax,
+            title=f"{label}: per-head r",
+            xlabel="head",
+            ylabel="layer",
+            vmin=0.3,
+            vmax=1.0,
+            fmt="{:.2f}",
+            colorbar=True,
+        )
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Each cell is one head's $r$, on the same colour scale (0.3 to 1) for both models, so brighter means
+# more symmetric. Look for where the bright cells are: in MiniLM they sit in several layers (heads
+# well above 0.5 are common); in SmolLM2 most cells are close to the random-head value 0.5 and the
+# exceptions are few. Now the distributions side by side.
+
+# %%
+if reports:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    bins = np.linspace(0.3, 1.0, 36)
+    for label, report in reports.items():
+        axes[0].hist(report.head_scores.flatten().numpy(), bins=bins, density=True, alpha=0.55, label=label)
+        s_layer = to_signed(report.layer_scores).numpy()
+        axes[1].plot(np.linspace(0, 1, report.n_layers), s_layer, "o-", label=label)
+    axes[0].axvline(0.5, color="gray", linestyle=":")
+    axes[0].set_title("Per-head symmetry score r (all heads)")
+    axes[0].set_xlabel("r (0.5 = random head)")
+    axes[0].set_ylabel("density")
+    axes[0].legend()
+    axes[1].axhline(0.0, color="gray", linestyle=":")
+    axes[1].set_title("Per-layer score in the published convention s = 2r - 1")
+    axes[1].set_xlabel("relative depth (first layer = 0, last = 1)")
+    axes[1].set_ylabel("s")
+    axes[1].legend()
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Left: the encoder's heads spread far to the right of 0.5; the decoder's heads crowd around 0.5.
+# Right: per layer (the paper's granularity, in its $s$ convention), the encoder sits well above 0 at
+# every depth, the decoder close to 0. The table below puts the course's measurements next to the
+# medians Saponati et al. publish (their results table, per layer, $s$ convention; they did not
+# measure these two models, so compare with the families).
+
+# %%
+published = {
+    "bert-tiny (enc)": 0.77, "bert-mini (enc)": 0.62, "bert-base (enc)": 0.51, "bert-large (enc)": 0.44,
+    "roberta-base (enc)": 0.49, "gpt2 (dec)": 0.15, "Llama-2-7b (dec)": 0.12, "Llama-3-8B (dec)": 0.0,
+    "Mistral-7B (dec)": 0.0, "phi-2 (dec)": 0.07,
+}
+print(f"{'model':32s} {'median s per layer':>18s} {'mean r per head':>16s}  directionality (median)")
+for label, report in reports.items():
+    print(
+        f"{label + ' [measured here]':32s} {float(to_signed(report.layer_scores.median())):>+18.2f} "
+        f"{float(report.head_scores.mean()):>16.3f}  {float(report.directionality.median()):+.2f}"
+    )
+for name, value in published.items():
+    print(f"{name + ' [published]':32s} {value:>+18.2f} {'':>16s}")
+print("published directionality medians: bert-base -0.08, roberta-base -0.12; gpt2 -0.58, "
+      "Llama-3.1-8B -0.57, Mistral-7B -0.58")
+
+# %% [markdown]
+# The course's two models follow the published pattern. MiniLM's median per-layer $s$ (+0.41) sits
+# just below the published BERT-family encoders (+0.43 to +0.77 in their table; ModernBERT, an
+# encoder with a newer recipe, has +0.18), far above the decoders; SmolLM2's (+0.09) is inside the
+# published decoder range (0.00 to +0.19). These two numbers are deterministic: they come from fixed
+# checkpoints. Directionality is negative for both, more so for the decoder (-0.26 against -0.11),
+# the direction the paper reports (decoders clearly negative, encoders near 0), though with two
+# models that comparison is anecdotal. One caution: the directionality definition comes from the
+# authors' code (mean + 2 std thresholds on row and column norms), so treat it as their operational
+# choice, not a law.
+#
+# Why might this happen? In an encoder, the masked-token objective rewards pairs of tokens that
+# inform *each other* (reciprocal), which a symmetric $M$ expresses. In a decoder, information only
+# flows from earlier to later tokens, so the objective has no use for reciprocity, and $M$ can be
+# anything. Can we watch this happen?
+
+# %% [markdown]
+# ## 6. Experiment: train an encoder and a decoder on the same text
+#
+# Two tiny transformers (the course's `Transformer`, 2 layers x 2 heads, $d = 32$, learned absolute
+# positions as in BERT and GPT-2) start from *identical* weights and see the same 16-character windows
+# of the same text (the *Zen of Python*, which ships with every Python), character by character:
+#
+# * **masked** (bidirectional, `causal=False`): 15% of the characters are replaced by a `[MASK]` token
+#   and the model predicts them from both sides, as BERT does;
+# * **causal**: each position predicts the next character from the earlier ones, as GPT does.
+#
+# Every 20 steps we record the per-head and per-layer scores. `SCALE = 1` runs in seconds on a laptop
+# CPU; on a GPU try `SCALE = 4, STEPS = 4000`. **Predict first:** which model's scores rise?
+
+# %%
+SCALE, STEPS = 1, 600
+traces = train_symmetry_experiment(steps=STEPS, scale=SCALE, seed=0, device=device)
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+colors = {"masked": "tab:blue", "causal": "tab:red"}
+for name, trace in traces.items():
+    s = to_signed(trace.layer_scores).numpy()
+    for layer in range(s.shape[1]):
+        axes[0].plot(trace.steps, s[:, layer], color=colors[name], linestyle=["-", "--", ":", "-."][layer % 4],
+                     label=f"{name}, layer {layer}")
+    window = 20
+    smooth = np.convolve(trace.losses.numpy(), np.ones(window) / window, mode="valid")
+    axes[1].plot(np.arange(window, len(trace.losses) + 1), smooth, color=colors[name], label=name)
+axes[0].axhline(0.0, color="gray", linestyle=":")
+axes[0].set_title("Per-layer symmetry score during training (s = 2r - 1)")
+axes[0].set_xlabel("training step")
+axes[0].set_ylabel("s")
+axes[0].legend(fontsize=8)
+axes[1].set_title("Training loss (moving average of 20 steps)")
+axes[1].set_xlabel("training step")
+axes[1].set_ylabel("cross-entropy (nats)")
+axes[1].legend()
+plt.tight_layout()
+plt.show()
+for name, trace in traces.items():
+    print(f"{name:6s}: per-layer s at start {np.round(to_signed(trace.layer_scores[0]).numpy(), 3)}, "
+          f"at the end {np.round(to_signed(trace.layer_scores[-1]).numpy(), 3)}; "
+          f"mean per-head r {float(trace.head_scores[0].mean()):.3f} -> {float(trace.head_scores[-1].mean()):.3f}")
+
+# %% [markdown]
+# Both models start at the same point (same weights, $s$ near 0 as for any random head). The loss
+# panel shows that the tasks differ: the causal model soon memorizes the short poem (its loss keeps
+# falling), while the masked model first sits on a plateau (predicting characters by frequency alone),
+# and its loss only drops once its attention learns to read the neighbours of a hidden character.
+#
+# On the left, the masked model's per-layer $s$ (blue) climbs far above 0 while it learns, the causal
+# model's (red) stays much lower: the printed numbers give the final values. This is the paper's
+# finding in miniature: bidirectional training makes $W_q W_k^\top$ more symmetric. One way to see
+# why: to fill in a hidden character, position $i$ wants to read $i-1$ and $i+1$ alike, and "$i$ and
+# $j$ are neighbours" is a symmetric relation; a causal model may only read backwards, a one-way
+# relation. With this seed and 600 steps the gap is large; other seeds (`seed=1, 2`) give the same
+# ordering with different sizes. Before trusting any single run, re-run it, which is the first item
+# below.
+
+# %% [markdown]
+# ## What you learned, and what to try next
+#
+# * $r = \|\text{sym}(M)\|^2 / \|M\|^2$: 1 symmetric, 0 skew, about 0.5 random (more sharply the larger
+#   $d_h$). Published tables use $s = 2r - 1$.
+# * The trace identity gives the same number from three $d_h \times d_h$ Gram matrices: $6 d\, d_h^2$
+#   flops instead of $2 d^2 d_h$, and it batches over layers and heads with einsum.
+# * Measured here: the encoder (MiniLM) is clearly more symmetric than the decoder (SmolLM2), per
+#   head and per layer, in line with Saponati et al.
+#
+# **Try next:**
+# 1. Re-run section 6 with `seed=1, 2, 3`. Does the ordering of the two objectives hold every time?
+#    Then try `positions="rotary"`: positions then live in a rotation applied to $q$ and $k$, not in
+#    $W_q W_k^\top$. Does the masked model still become symmetric? Why might it not?
+# 2. On a GPU, set `SCALE = 4, STEPS = 4000` and pass a longer `text=` (e.g. several files of your own).
+# 3. Score `layer_bilinear` of MiniLM's last layer: plot `directionality_score` per layer and look at the
+#    row and column norms of $M$ (`M.norm(dim=0)`, `M.norm(dim=1)`) behind it.
+# 4. With network access (a cluster), `score_model("bert-base-uncased")` or `score_model("gpt2")` reads
+#    a model from the Hugging Face hub layer by layer: compare with the published medians in section 5.
+# 5. Do the exercises: `exercises/03_symmetry_scores.ipynb`.
