@@ -250,9 +250,11 @@ class TrainConfig:
     The paper uses AdamW, lr 1e-3, weight decay 5e-4, betas (0.9, 0.98), batch 50, 20,000 steps;
     a larger learning rate and batch get the small CPU model there in a few hundred steps.
 
-    ``cpu_threads``: torch threads while training on the CPU (restored afterwards). A model this small
-    trains several times faster on ONE thread than on many, because synchronising threads costs more
-    than the arithmetic; ``None`` leaves torch's setting alone.
+    ``cpu_threads``: torch threads while training on the CPU (restored afterwards); ``None`` leaves
+    torch's setting alone. For a model this small, synchronising threads costs about as much as the
+    arithmetic: on an idle 2-core machine two threads were ~15% faster than one, but on a busy one
+    (other processes on the cores, as on a shared JupyterHub) one thread was ~8x faster, so one
+    thread is the robust default. ``benchmarks/bench_circuits.py`` measures both.
     """
 
     steps: int = 600
