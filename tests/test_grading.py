@@ -297,3 +297,18 @@ def test_thirty_submissions_finish_within_a_few_minutes(tmp_path):
     expected = {"ok": 2, "half": 1, "stub": 0, "wrong": 1, "syntax": 1, "loop": 1, "crash": 1, "missing": 1}
     assert {s: scores[s] for s in scores} == {s: expected[s.split("_", 1)[1]] for s in scores}
     assert seconds < 300, f"30 submissions took {seconds:.0f} s, more than 5 minutes"
+
+
+def test_notebook_outcome_separates_real_errors_from_unfinished_exercises():
+    err = grading.CellError
+    unfinished = grading.Execution(errors=[err(6, "NotImplementedError", "", "heatmap(mask(5))"),
+                                           err(9, "NotImplementedError", "", "probs = f(x)")])
+    outcome, problems = grading._notebook_problems(unfinished)
+    assert outcome == "ok" and problems == ["unfinished: cells 6, 9 used a function that still raises NotImplementedError"]
+    broken = grading.Execution(errors=[err(3, "NameError", "name 'x' is not defined", "x + 1")])
+    outcome, problems = grading._notebook_problems(broken)
+    assert outcome == "errors" and "NameError in cell 3" in problems[0]
+    died = grading.Execution(errors=[err(2, "SyntaxError", "invalid syntax", "def f(:")], stopped_at=5,
+                             stop_reason="kernel died")
+    outcome, problems = grading._notebook_problems(died)
+    assert outcome == "kernel died" and any(p.startswith("syntax error") for p in problems)

@@ -574,8 +574,15 @@ def _notebook_problems(run: Execution) -> tuple[str, list[str]]:
     if run.stop_reason:
         where = f" at cell {run.stopped_at}" if run.stopped_at else ""
         problems.append(f"stopped{where}: {run.stop_reason}; later cells did not run")
-    # Failing and unfinished checks are reported per exercise; here only the other errors.
-    other = [e for e in run.errors if e.ename not in _SYNTAX_ERRORS + _REPORTED_ELSEWHERE]
+    # Failing and unfinished checks are reported per exercise; here only the other errors. Cells that
+    # merely use a function the student has not written yet are the stub's consequence, not a bug.
+    unfinished = [e.cell for e in run.errors if e.ename == "NotImplementedError"]
+    if unfinished:
+        problems.append(
+            f"unfinished: cell{'s' if len(unfinished) > 1 else ''} {', '.join(map(str, unfinished))} "
+            f"used a function that still raises NotImplementedError"
+        )
+    other = [e for e in run.errors if e.ename not in _SYNTAX_ERRORS + _REPORTED_ELSEWHERE + ("NotImplementedError",)]
     for err in other:
         problems.append(f"error: {err.describe()}")
     if run.stop_reason == "kernel died":
