@@ -402,12 +402,15 @@ def _from_safetensors(
     cfg = dict(config or {})
     if not cfg and (folder / "config.json").is_file():
         cfg = json.loads((folder / "config.json").read_text())
-    # safe_open memory-maps the file and reads one tensor when asked: nothing else enters memory.
-    handles = {f: safetensors.safe_open(str(folder / f), framework="pt") for f in files}
-    where = {name: f for f, h in handles.items() for name in h.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    where: dict[str, str] = {}
+    for f in files:
+        where.update(dict.fromkeys(safetensors.safe_open(str(folder / f), framework="pt").keys(), f))
 
     def get(name: str, slice_cols: bool = False) -> torch.Tensor:
-        handle = handles[where[name]]
+        # safe_open memory-maps the file, and the tensor it returns is a view of that map. Opening the
+        # file afresh for each tensor (the header is parsed in microseconds) lets the map, and the file
+        # pages it touched, go away with the layer: memory stays at one layer, however many layers.
+        handle = safetensors.safe_open(str(folder / where[name]), framework="pt")
         if slice_cols:
             part = handle.get_slice(name)
             d_model = part.get_shape()[0]
@@ -418,7 +421,7 @@ def _from_safetensors(
     arch, q_names = _detect(list(where), what, architecture)
     n_heads, n_kv = _heads_from_config(cfg, arch, n_heads, n_kv_heads, what)
     read = _reader(arch, get, q_names, n_heads, n_kv, what)
-    return QKLayers(what, arch, len(q_names), n_heads, n_kv, read, keep_alive=handles)
+    return QKLayers(what, arch, len(q_names), n_heads, n_kv, read)
 
 
 def _gguf_field(reader: Any, key: str) -> Any:

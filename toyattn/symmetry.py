@@ -246,7 +246,8 @@ def symmetry_score(
             float64 (on MPS, which has no float64, the small ``[d_head, d_head]`` Grams move to the CPU first).
 
     Returns:
-        Scores ``[...]`` (the input's shape without the last two axes), float64, on the input's device.
+        Scores ``[...]`` (the input's shape without the last two axes), float64 (float32 on MPS), on the
+        input's device.
 
     Raises:
         ValueError: shapes disagree, weights are not finite, or a head has ``W_q W_k^T = 0`` (0/0).
@@ -289,7 +290,9 @@ def symmetry_score(
     if bool((norm2 == 0).any()):
         raise _zero_error(norm2 == 0, "head")
     r = 0.5 * (1.0 + trace_cc / norm2)
-    return _convert(r, convention).to(W_q.device)
+    out = _convert(r, convention)
+    # MPS has no float64: there the scores come back as float32 (computed in float64 on the CPU).
+    return out.float().to(W_q.device) if W_q.device.type == "mps" else out.to(W_q.device)
 
 
 def _wide(device: torch.device) -> torch.dtype:
