@@ -189,7 +189,7 @@ def _exercise_notebook(page, lab_server, artifacts_dir: Path, path: str, workspa
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS)
-def test_notebook_runs_and_renders_in_jupyterlab(path, lab_server, browser_context, artifacts_dir, browser_timings):
+def test_notebook_runs_and_renders_in_jupyterlab(path, browser_context, lab_server, artifacts_dir, browser_timings):
     page = browser_context.new_page()
     try:
         state = _exercise_notebook(page, lab_server, artifacts_dir, path, f"ws{NOTEBOOKS.index(path)}", browser_timings)
@@ -198,7 +198,7 @@ def test_notebook_runs_and_renders_in_jupyterlab(path, lab_server, browser_conte
     assert state["code"] > 0 and state["pending"] == 0
 
 
-def test_plotly_renders_offline_in_jupyterlab(lab_server, browser_context, artifacts_dir, browser_timings):
+def test_plotly_renders_offline_in_jupyterlab(browser_context, lab_server, artifacts_dir, browser_timings):
     """Independent of the lessons: a course heatmap (plotly) and a matplotlib figure must draw with no network."""
     import nbformat
 
@@ -225,7 +225,7 @@ def test_plotly_renders_offline_in_jupyterlab(lab_server, browser_context, artif
     assert browser_timings["browser_probe/plotly_probe.ipynb"]["plotly_figures"] >= 1
 
 
-def test_the_checks_catch_errors_and_cdn_plots(lab_server, browser_context, artifacts_dir, browser_timings):
+def test_the_checks_catch_errors_and_cdn_plots(browser_context, lab_server, artifacts_dir, browser_timings):
     """The test has teeth: a plotly figure that needs the CDN, and a cell that raises, both fail it."""
     import nbformat
 
@@ -254,7 +254,7 @@ def test_the_checks_catch_errors_and_cdn_plots(lab_server, browser_context, arti
     assert "cdn.plot.ly" in message
 
 
-def test_serving_a_copy_left_the_checkout_untouched(lab_server):
+def test_serving_a_copy_left_the_checkout_untouched(browser_context, lab_server):
     # Runs after the notebooks (file order): the served copy got outputs or not, the checkout must not.
     for path in NOTEBOOKS:
         nb = json.loads((ROOT / path).read_text(encoding="utf-8"))
