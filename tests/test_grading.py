@@ -258,6 +258,10 @@ def test_bad_command_lines_fail_with_a_message(tmp_path, capsys):
     assert "inside the submissions folder" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--problem-set", "99_nope"]) == 2
     assert "Unknown problem set" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--kernel", "no-such-kernel"]) == 2
+    assert "No Jupyter kernel named 'no-such-kernel'" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.ipynb")]) == 2
+    assert "is not a file" in capsys.readouterr().err
 
 
 def test_run_executes_a_notebook_headless(tmp_path):

@@ -659,6 +659,32 @@ def grade_submission(sub: Submission, ps: ProblemSet, options: GradeOptions | No
     )
 
 
+def _grade_or_report(sub: Submission, ps: ProblemSet, options: GradeOptions) -> NotebookResult:
+    """:func:`grade_submission`, turning a failure of the grader itself into that notebook's result."""
+    try:
+        return grade_submission(sub, ps, options)
+    except Exception as err:  # noqa: BLE001 - one notebook's grader failure must not stop the class
+        msg = f"grader error: {type(err).__name__}: {err}"
+        return NotebookResult(
+            sub.student, sub.problem_set, sub.path, "grader error", 0.0, [msg],
+            [ExerciseResult(e.check, e.title, "error", msg) for e in ps.exercises],
+        )
+
+
+def check_kernel(kernel_name: str | None) -> None:
+    """Raise GradingError naming the installed kernels when ``kernel_name`` is not one of them."""
+    if kernel_name is None:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    names = sorted(KernelSpecManager().find_kernel_specs())
+    if kernel_name not in names:
+        raise GradingError(
+            f"No Jupyter kernel named {kernel_name!r}; installed: {', '.join(names) or 'none'}. "
+            f"Leave --kernel out to use this Python, or install one with `python -m ipykernel install --user --name NAME`."
+        )
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^\w.@+-]", "_", name) or "_"
 
@@ -687,18 +713,18 @@ def grade_all(
     todo = [(s, problem_sets[s.problem_set]) for s in submissions if s.problem_set in problem_sets]
     if jobs == 1 or len(todo) <= 1:
         for sub, ps in todo:
-            results.append(grade_submission(sub, ps, options))
+            results.append(_grade_or_report(sub, ps, options))
             if on_result:
                 on_result(results[-1])
     else:
         # Separate processes: each drives its own kernel; "spawn" keeps no state from this process.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(grade_submission, sub, ps, options): sub for sub, ps in todo}
+            futures = {pool.submit(_grade_or_report, sub, ps, options): sub for sub, ps in todo}
             for fut in as_completed(futures):
                 sub = futures[fut]
                 try:
                     res = fut.result()
-                except Exception as err:  # noqa: BLE001 - a grader crash on one notebook must not stop the class
+                except Exception as err:  # noqa: BLE001 - e.g. a worker process killed by the OS
                     ps = problem_sets[sub.problem_set]
                     msg = f"grader error: {type(err).__name__}: {err}"
                     res = NotebookResult(
@@ -887,6 +913,9 @@ def _cmd_grade(args: argparse.Namespace) -> int:
             )
         if _inside(out, root / "solutions") or _inside(out, root / "toyattn"):
             raise GradingError(f"--out {out} is inside the course's own files; choose a separate folder.")
+        check_kernel(args.kernel)
+        if args.jobs < 1 or args.timeout <= 0 or args.cell_timeout <= 0:
+            raise GradingError("--jobs must be at least 1 and --timeout / --cell-timeout positive seconds.")
         subs, warnings = find_submissions(submissions_dir, sets)
         if not subs:
             raise GradingError(
@@ -935,7 +964,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if out.resolve() == src.resolve():
         print("error: --out must differ from the notebook itself (the source stays without outputs).", file=sys.stderr)
         return 2
-    nb = _read_notebook_file(src)
+    try:
+        check_kernel(args.kernel)
+        nb = _read_notebook_file(src)
+    except Exception as err:  # noqa: BLE001 - an unknown kernel or an unreadable notebook: say which
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     cwd = Path(args.cwd) if args.cwd else src.resolve().parent
     print(f"running {src} in {cwd} (limits: {args.timeout:.0f} s in all, {args.cell_timeout:.0f} s per cell)", file=sys.stderr)
     run = execute_notebook(nb, cwd=cwd, timeout=args.timeout, cell_timeout=min(args.cell_timeout, args.timeout),
