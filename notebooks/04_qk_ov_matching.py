@@ -50,7 +50,7 @@ print("computing on:", device)
 #
 # The defaults train in a few seconds per run on a laptop CPU. On a GPU (JupyterHub, a cluster
 # node) set `SCALE = "gpu"` for settings close to the paper's: vocabulary 64, sequences of 64,
-# `d_model` 64, thousands of steps, and pool sizes near the paper's boundary. Everything below
+# `d_model` 64, thousands of steps, and the paper's pool sizes 100 and 1000. Everything below
 # reads these variables, so nothing else needs changing.
 
 # %%
@@ -227,7 +227,7 @@ start, end = token_level(fresh.load(0)), token_level(fresh.load(-1))
 vocab = [str(t) for t in range(TASK.vocab_size)]
 fig = heatmap_grid(
     [start, end], ["at initialisation", f"after {fresh.steps[-1]} steps"],
-    row_labels=vocab, col_labels=vocab, ncols=2, figsize=(13, 6), center=0, cmap="RdBu_r",
+    row_labels=vocab, col_labels=vocab, ncols=2, figsize=(14, 6), center=0, cmap="RdBu_r", colorbar=True,
     suptitle="Token-level QK-OV circuit  E W_qkov E^T", xlabel="previous token of the key", ylabel="query token",
 )
 plt.show()
@@ -367,7 +367,7 @@ print(f"random baseline for the match: {baseline[(R_MAIN, 'largest')][0]:.3f}")
 # 740 / 750 at the boundary where generalisation starts to fail. The course's CPU run is about
 # 30 times fewer steps at half the width, so its boundary sits elsewhere (a pool of 20 memorises; try pools of
 # 100–1000 with more steps). They compare matching at rank 10 with 50 random Gaussian pairs; we use
-# rank 4 of 32, where the baseline is printed above.
+# rank `R_MAIN` of `D_MODEL` (4 of 32 on the CPU) against 50 pairs, printed in section 6.
 
 # %% [markdown]
 # ## 8. Relative distance: the rotary matrix inside $W_{qk}$
@@ -400,7 +400,41 @@ plt.show()
 # curious: look at how much of $W_Q$ and $W_K$ sits on the fast and on the slow rotary pairs.)
 
 # %% [markdown]
-# ## 9. How many directions does the bridge use? (ScreeNOT)
+# ## 9. What does the previous-token head read?
+#
+# Layer 1 must attend to the previous position *whatever the tokens are*. With rotary positions a
+# score depends on the distance only if the query and key vectors are the same for every token, so
+# layer 1's $W_Q$ and $W_K$ should read the part of the embeddings that all tokens **share** (the
+# mean embedding), and ignore each token's **own** part. `C.embedding_usage` measures both: the
+# length of each unit-normalised part projected onto the top-$r$ input directions of $W_Q$ or $W_K$
+# (it ignores the layer norm's rescaling; chance level is about $\sqrt{r/d}$).
+#
+# **Predict first:** which curve rises during training, "shared" or "own"?
+
+# %%
+usage = {("W_Q", "own"): [], ("W_Q", "shared"): [], ("W_K", "own"): [], ("W_K", "shared"): []}
+for i in range(len(fresh)):
+    m = fresh.load(i)
+    for name in ("W_Q", "W_K"):
+        own, shared = C.embedding_usage(m.embed.W_E, getattr(m.blocks[0].attn, name)[0], R_MAIN)
+        usage[(name, "own")].append(own.mean())
+        usage[(name, "shared")].append(shared)
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for (name, part), values in usage.items():
+    ax.plot(fresh.steps, values, ls="-" if part == "shared" else ":", label=f"layer-1 {name}, {part} part")
+ax.axhline(np.sqrt(R_MAIN / D_MODEL), color="gray", ls="--", label="chance, sqrt(r/d)")
+ax.set(title=f"How much of the embeddings layer 1's Q/K read (rank {R_MAIN})", xlabel="step", ylabel="projected length", ylim=(0, 1))
+ax.legend(fontsize=8)
+plt.show()
+print({f"{name} {part}": round(float(v[-1]), 2) for (name, part), v in usage.items()})
+
+# %% [markdown]
+# The shared part climbs well above chance for both $W_Q$ and $W_K$ while each token's own part
+# stays at chance: the previous-token head attends by position, using the mean embedding as a
+# constant "I am a token" signal that the rotary matrix turns into a distance preference.
+
+# %% [markdown]
+# ## 10. How many directions does the bridge use? (ScreeNOT)
 #
 # The singular values of $W_{qk}$ and $W_{ov}$ decay; how many stand above the noise? ScreeNOT
 # (Donoho, Gavish & Romanov; the `screenot` package) picks an optimal hard threshold for the

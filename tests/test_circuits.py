@@ -176,3 +176,24 @@ def test_circuit_metrics_on_an_untrained_model_sit_near_chance():
     assert abs(m["diag_zscore"]) < 1.0
     with pytest.raises(ValueError, match="2 layers"):
         C.circuit_metrics(Transformer(TransformerConfig(vocab_size=4, max_len=4, d_model=8, n_layers=1)))
+
+
+def test_embedding_usage_separates_shared_and_individual_parts():
+    rng = np.random.default_rng(11)
+    d = 10
+    U = orthonormal(d, d, 12)
+    mean_dir = U[:, 0]
+    # Embeddings: a shared part along U[:, 0] plus individual parts in span(U[:, 1:4]).
+    own = rng.standard_normal((30, 3))
+    own -= own.mean(axis=0)  # so the mean embedding is exactly the shared part
+    W_E = 3 * mean_dir[None, :] + own @ U[:, 1:4].T
+    reads_mean = np.outer(U[:, 0], [1.0, 0.0])  # [d_model, d_head=2], reads only the shared direction
+    individual, mean = C.embedding_usage(W_E, reads_mean, 1)
+    assert mean == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(individual, 0.0, atol=1e-8)
+    reads_tokens = U[:, 1:4]  # [d_model, 3]
+    individual, mean = C.embedding_usage(W_E, reads_tokens, 3)
+    np.testing.assert_allclose(individual, 1.0, atol=1e-8)
+    assert mean == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError, match="share d_model"):
+        C.embedding_usage(W_E, np.ones((4, 2)), 1)

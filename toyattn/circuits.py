@@ -45,6 +45,7 @@ __all__ = [
     "random_baseline",
     "expected_random_matching",
     "estimate_rank",
+    "embedding_usage",
     "head_weights",
     "circuit_metrics",
 ]
@@ -339,3 +340,25 @@ def circuit_metrics(
             out[f"match_{summary}_{r}"] = qk_ov_matching(W_qk, W_ov, r, summary)
             out[f"embed_ov_{summary}_{r}"] = embedding_ov_matching(W_E, W_ov, r, summary)
     return out
+
+
+def embedding_usage(W_E: Any, W: Any, rank: int) -> tuple[np.ndarray, float]:
+    """How much of each token's own embedding, and of the mean embedding, a map ``W [d_model, d_head]`` reads. Lesson 4.
+
+    Splits the embeddings into the part all tokens share (the mean row ``mu``) and each token's own
+    part (``W_E[t] - mu``), normalises each to unit length, and returns the length of its projection
+    onto the top-``rank`` input directions of ``W`` (left singular vectors): ``(individual [vocab], mean)``,
+    each in ``[0, 1]``. A previous-token head with rotary positions needs the same query for every
+    token, so its ``W_Q`` and ``W_K`` can lean on the shared part.
+    """
+    W_E, W = as_matrix(W_E, "W_E"), as_matrix(W, "W")
+    if W_E.shape[1] != W.shape[0]:
+        raise ValueError(f"W_E [vocab, d_model] {W_E.shape} and W [d_model, d_head] {W.shape} must share d_model.")
+    _check_rank(rank, min(W.shape))
+    mu = W_E.mean(axis=0, keepdims=True)
+    parts = np.concatenate([W_E - mu, mu], axis=0)
+    norms = np.linalg.norm(parts, axis=1, keepdims=True)
+    parts = parts / np.where(norms == 0, 1.0, norms)
+    U = np.linalg.svd(W, full_matrices=False)[0][:, :rank]
+    coeffs = np.linalg.norm(parts @ U, axis=1)
+    return coeffs[:-1], float(coeffs[-1])
