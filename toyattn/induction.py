@@ -51,6 +51,7 @@ __all__ = [
     "TrainingRun",
     "train_copy_model",
     "default_model_config",
+    "describe_run",
 ]
 
 
