@@ -233,3 +233,11 @@ def test_masked_training_makes_heads_more_symmetric_than_causal_training():
     s_causal = to_signed(causal.layer_scores[-1])
     assert float(s_masked.max()) > float(s_causal.max()) + 0.2, (s_masked, s_causal)
     assert float(masked.head_scores[-1].mean()) > float(causal.head_scores[-1].mean()) + 0.05
+
+
+def test_course_text_is_the_zen_of_python_and_prints_nothing(capsys):
+    from toyattn.symmetry import course_text
+
+    text = course_text()
+    assert text.startswith("The Zen of Python") and "Beautiful is better than ugly." in text
+    assert capsys.readouterr().out == ""

@@ -533,16 +533,13 @@ def course_text() -> str:
     Read from the standard library's ``this`` module (stored ROT13-encoded there), so nothing is
     downloaded and every student trains on the same 850 characters.
     """
-    import importlib.util
+    import contextlib
+    import importlib
+    import io
 
-    spec = importlib.util.find_spec("this")
-    if spec is None or spec.origin is None:  # pragma: no cover - every CPython has it
-        raise RuntimeError("The standard library module `this` is missing; cannot build the course text.")
-    # Read the module's source instead of importing it: importing `this` prints the poem.
-    source = open(spec.origin, encoding="utf-8").read()  # noqa: SIM115
-    namespace: dict[str, Any] = {}
-    exec(compile(source.split("d = {}")[0], spec.origin, "exec"), namespace)  # only the `s = ...` line
-    return codecs.decode(namespace["s"], "rot13")
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the poem: keep it quiet
+        this = importlib.import_module("this")
+    return codecs.decode(this.s, "rot13")
 
 
 @dataclass
