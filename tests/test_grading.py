@@ -316,3 +316,24 @@ def test_notebook_outcome_separates_real_errors_from_unfinished_exercises():
                              stop_reason="kernel died")
     outcome, problems = grading._notebook_problems(died)
     assert outcome == "kernel died" and any(p.startswith("syntax error") for p in problems)
+
+
+def test_only_handed_in_problem_sets_are_graded_and_gaps_are_not_submitted(tmp_path, capsys):
+    # Unreadable files grade instantly (no kernel), which is all this test needs.
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    (tmp_path / "subs" / "ann" / f"{PS}.ipynb").write_text("not a notebook")
+    (tmp_path / "subs" / "ben").mkdir()
+    (tmp_path / "subs" / "ben" / "notes.txt").write_text("no notebook here")
+    (tmp_path / "subs" / "ben__00_warmup.ipynb").write_text("{ broken json")
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--root", str(ROOT), "--jobs", "1"]) == 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "problem sets: 00_warmup;" in summary  # lessons nobody handed in are left out
+    sets = grading.load_problem_sets(ROOT)
+    if len(sets) > 1:  # naming another problem set makes everyone "not submitted" for it
+        other = next(name for name in sets if name != PS)
+        main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out2"), "--root", str(ROOT),
+              "--problem-set", PS, "--problem-set", other, "--no-executed"])
+        with open(tmp_path / "out2" / "grades.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r["problem_set"] == other]
+        assert rows and {r["status"] for r in rows} == {"not submitted"} and {r["student"] for r in rows} == {"ann", "ben"}
+    capsys.readouterr()

@@ -927,6 +927,10 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     except (GradingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not args.problem_set:
+        # Grade the problem sets that were handed in (this week's), not every one the course has.
+        handed_in = {s.problem_set for s in subs}
+        sets = {name: ps for name, ps in sets.items() if name in handed_in}
     options = GradeOptions(
         timeout=args.timeout,
         cell_timeout=min(args.cell_timeout, args.timeout),
@@ -1003,7 +1007,7 @@ def register_commands(sub) -> None:
     p.add_argument("--jobs", "-j", type=int, default=_default_jobs(),
                    help="notebooks run at the same time, one kernel each (default: CPU cores, at most 4)")
     p.add_argument("--problem-set", action="append", default=None, metavar="NN_name",
-                   help="grade only this problem set (repeatable; default: every solution with checks)")
+                   help="grade only this problem set (repeatable; default: every problem set someone handed in)")
     p.add_argument("--root", default=None, help="course checkout holding solutions/ (default: found from here)")
     p.add_argument("--kernel", default=None,
                    help="Jupyter kernel name to run the notebooks (default: this Python environment)")

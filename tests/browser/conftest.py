@@ -65,7 +65,9 @@ def pytest_terminal_summary(terminalreporter):
     for path, t in _TIMINGS.items():
         terminalreporter.write_line(
             f"{t['open_s']:6.1f} s open {t['run_all_s']:7.1f} s run  {path}  "
-            f"({t['code_cells']} code cells, {t['plotly_figures']} plotly, {t['images']} images)"
+            f"({t['code_cells']} code cells, {t['plotly_figures']} plotly, {t['images']} images"
+            + (f"; {t['plotly_wider_than_column']} plotly wider than the column" if t.get("plotly_wider_than_column") else "")
+            + ")"
         )
 
 

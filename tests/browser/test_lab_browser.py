@@ -61,8 +61,9 @@ _RENDERED_JS = """
   const plots = [...panel.querySelectorAll('.jp-OutputArea-output.js-plotly-plot, .jp-OutputArea-output .js-plotly-plot')];
   const imgs = [...panel.querySelectorAll('.jp-OutputArea .jp-RenderedImage img')];
   return {
-    plots: plots.map(p => ({traces: (p.data || []).length, svg: !!p.querySelector('.main-svg'),
-                            width: p.getBoundingClientRect().width})),
+    plots: plots.map(p => { const svg = p.querySelector('.main-svg');
+                            return {traces: (p.data || []).length, svg: !!svg, width: p.getBoundingClientRect().width,
+                                    drawn_width: svg ? svg.getBoundingClientRect().width : 0}; }),
     images: imgs.map(i => ({complete: i.complete, width: i.naturalWidth})),
   };
 }
@@ -182,6 +183,8 @@ def _exercise_notebook(page, lab_server, artifacts_dir: Path, path: str, workspa
         "run_all_s": round(ran - opened, 1),
         "code_cells": state["code"],
         "plotly_figures": len(rendered["plots"]),
+        # Wider than the notebook column at this window size: the student must scroll sideways (not a failure).
+        "plotly_wider_than_column": sum(p["drawn_width"] > p["width"] + 1 for p in rendered["plots"]),
         "images": len(rendered["images"]),
     }
     (artifacts_dir / "timings.json").write_text(json.dumps(timings, indent=1))
