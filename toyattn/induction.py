@@ -254,7 +254,7 @@ class TrainConfig:
     ``cpu_threads``: torch threads while training on the CPU (restored afterwards); ``None`` leaves
     torch's setting alone. For a model this small, synchronising threads costs about as much as the
     arithmetic: on an idle 2-core machine two threads were ~15% faster than one, but on a busy one
-    (other processes on the cores, as on a shared JupyterHub) one thread was ~8x faster, so one
+    (other processes on the cores, as on a shared JupyterHub) one thread was 2-8x faster, so one
     thread is the robust default. ``benchmarks/bench_circuits.py`` measures both.
     """
 
