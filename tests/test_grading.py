@@ -94,8 +94,15 @@ def make_class(folder: Path) -> dict[str, Path]:
 
     # nbgrader's layout: all correct (its softmax also tries to overwrite files around it).
     put("ada", f"ada/{PS}/{PS}.ipynb", to_ipynb(variant({1}, {0: TAMPER})))
-    # a flat file: the untouched exercise, all stubs.
-    put("bo", f"bo__{PS}.ipynb", (ROOT / "exercises" / f"{PS}.ipynb").read_text(encoding="utf-8"))
+    # a flat file: the untouched exercise, all stubs, saved with outputs of an old run that claim a
+    # pass and show an error (the grader must judge only its own run).
+    stubs = json.loads((ROOT / "exercises" / f"{PS}.ipynb").read_text(encoding="utf-8"))
+    code = [c for c in stubs["cells"] if c["cell_type"] == "code"]
+    code[1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["✅ PASSED check_softmax: faked\n"]}]
+    # An empty cell is never executed, so its old error output would survive a run that did not clear it.
+    stubs["cells"].append({"cell_type": "code", "id": "stale", "metadata": {}, "execution_count": 9, "source": "",
+                           "outputs": [{"output_type": "error", "ename": "NameError", "evalue": "stale", "traceback": []}]})
+    put("bo", f"bo__{PS}.ipynb", json.dumps(stubs))
     # mixed, as a py:percent file: softmax done, one-hot still a stub.
     put("cy", f"cy/{PS}.py", variant({0}))
     # a wrong softmax, and the one-hot exercise cell deleted; a "-Copy1" name.
@@ -150,6 +157,7 @@ def test_all_correct_and_all_stubs(graded):
     assert st(graded, "bo", "check_softmax") == st(graded, "bo", "check_one_hot") == "not implemented"
     assert "not implemented yet" in graded["status"][("bo", "check_softmax")]["message"]
     assert graded["notebooks"]["bo"]["outcome"] == "ok"  # the notebook ran; its exercises are stubs
+    assert "stale" not in graded["notebooks"]["bo"]["problems"]  # old outputs were cleared, not judged
 
 
 def test_mixed_and_wrong_answers_are_told_apart(graded):

@@ -320,6 +320,11 @@ async def _execute(
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     result = Execution()
+    # Outputs saved with the submission are the student's old run: never judge (or keep) them.
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
     offset = 0
     if setup_code:
         nb.cells.insert(0, nbformat.v4.new_code_cell(setup_code))
