@@ -217,6 +217,8 @@ def test_reports_summary_scores_and_executed_copies(graded):
     )
     assert texts.count(grading_pass_prefix()) == 2
     assert "_toyattn_grading_setup" not in json.dumps(executed)  # the hidden grader cell is removed
+    feedback = (out / "feedback" / "di.md").read_text(encoding="utf-8")
+    assert "0 of 2 exercises pass" in feedback and "contains NaN" in feedback and "missing" in feedback
 
 
 def grading_pass_prefix() -> str:

@@ -34,8 +34,8 @@ number. When a student hands in both twins of a pair, the ``.ipynb`` is graded.
 
 Results (in ``--out``, default ``./grading``): ``grades.csv`` (one row per student and exercise),
 ``scores.csv`` (one row per student), ``notebooks.csv`` (one row per graded notebook, with its
-problems and time), ``summary.md`` (the readable report, also printed), and ``executed/<student>/
-<NN_name>.ipynb`` (each notebook with its outputs, to send back as feedback).
+problems and time), ``summary.md`` (the readable report, also printed), ``feedback/<student>.md``
+(one page per student) and ``executed/<student>/<NN_name>.ipynb`` (each notebook with its outputs).
 """
 
 from __future__ import annotations
@@ -767,7 +767,10 @@ def write_reports(
     warnings: Sequence[str] = (),
     seconds: float | None = None,
 ) -> str:
-    """Write grades.csv, scores.csv, notebooks.csv and summary.md into ``out``; return the summary text."""
+    """Write grades.csv, scores.csv, notebooks.csv, summary.md, results.json and feedback/ into ``out``.
+
+    Returns the summary text.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
@@ -794,6 +797,12 @@ def write_reports(
             w.writerow([s, *row, sum(row), total])
     text = format_summary(results, problem_sets, warnings=warnings, seconds=seconds)
     (out / "summary.md").write_text(text, encoding="utf-8")
+    feedback = out / "feedback"
+    feedback.mkdir(exist_ok=True)
+    for s in students:
+        (feedback / f"{_safe(s)}.md").write_text(
+            format_feedback(s, [r for r in results if r.student == s]), encoding="utf-8"
+        )
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1), encoding="utf-8")
     return text
 
@@ -808,6 +817,23 @@ def _cell_text(r: NotebookResult | None) -> str:
     if counts:
         text += " (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: STATUSES.index(kv[0]))) + ")"
     return text
+
+
+def format_feedback(student: str, results: Sequence[NotebookResult]) -> str:
+    """A short report for one student: each exercise's status and the check's own explanation."""
+    lines = [f"# Feedback for {student}", ""]
+    for r in results:
+        lines += [f"## {r.problem_set}: {r.n_passed} of {len(r.exercises)} exercises pass", ""]
+        if r.outcome == "not submitted":
+            lines += ["Not handed in.", ""]
+            continue
+        for e in r.exercises:
+            mark = "✅" if e.status == "passed" else "❌"
+            lines.append(f"- {mark} **{e.title or e.check}** (`{e.check}`): {e.status}" + (f". {e.message}" if e.message else ""))
+        if r.problems:
+            lines += ["", "Problems with the notebook as a whole:"] + [f"- {p}" for p in r.problems]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def format_summary(
@@ -957,7 +983,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     results = grade_all(subs, sets, options, jobs=args.jobs, on_result=progress)
     text = write_reports(results, sets, out, warnings=warnings, seconds=time.monotonic() - start)
     print(text)
-    print(f"wrote {out}/summary.md, grades.csv, scores.csv, notebooks.csv"
+    print(f"wrote {out}/summary.md, grades.csv, scores.csv, notebooks.csv, feedback/"
           + ("" if args.no_executed else f" and the executed notebooks in {out}/executed/"), file=sys.stderr)
     return 0
 
