@@ -347,3 +347,16 @@ def test_only_handed_in_problem_sets_are_graded_and_gaps_are_not_submitted(tmp_p
             rows = [r for r in csv.DictReader(f) if r["problem_set"] == other]
         assert rows and {r["status"] for r in rows} == {"not submitted"} and {r["student"] for r in rows} == {"ann", "ben"}
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("solution", sorted((ROOT / "solutions").glob("[0-9]*.py")), ids=lambda p: p.stem)
+def test_every_problem_set_is_gradable(solution):
+    """Each solution's exercises are registered checks, so `toyattn grade` can record them (new lessons included)."""
+    from toyattn.checks.core import REGISTRY
+
+    ps = grading.problem_set_from_solution(solution)
+    assert ps.exercises, f"{solution.name} calls no checks.check_...(, so it has nothing to grade"
+    unknown = [e.check for e in ps.exercises if e.check not in REGISTRY]
+    assert not unknown, f"{solution.name} calls checks that are not registered with @exercise_check: {unknown}"
+    exercise = ROOT / "exercises" / solution.name
+    assert {e.check for e in grading.problem_set_from_solution(exercise).exercises} == {e.check for e in ps.exercises}
