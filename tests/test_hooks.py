@@ -145,8 +145,6 @@ def test_bad_names_list_the_hook_points(model, inputs):
         no_pos.run_with_cache(inputs, names_filter="hook_pos_embed")
 
 
-@pytest.mark.xfail(reason="toyattn/hooks.py: run_with_cache(names_filter=[]) raises a KeyError naming an internal "
-                          "lambda instead of returning an empty cache (reported to the lead with a fix)", strict=False)
 def test_empty_names_filter_gives_an_empty_cache(model, inputs):
     out, cache = model.run_with_cache(inputs, names_filter=[])
     assert cache == {}

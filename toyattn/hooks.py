@@ -134,8 +134,10 @@ class HookedModule(nn.Module):
                 predicate ``name -> bool``.
             device: move cached tensors there (e.g. ``"cpu"`` to keep GPU memory free).
 
-        The cached tensors are detached copies: they carry no gradient and do not change if the
-        model runs again.
+        The forward pass runs under ``torch.no_grad()`` (a cache is for reading, not for
+        training), so ``output`` carries no gradient either. The cached tensors are detached
+        copies that do not change if the model runs again. An empty list of names caches nothing
+        and returns ``{}``.
         """
         if names_filter is None:
             selected: NameOrFilter = lambda n: True  # noqa: E731
@@ -145,6 +147,9 @@ class HookedModule(nn.Module):
             wanted = list(names_filter)
             for n in wanted:
                 self._select(n)  # clear error for a misspelled name
+            if not wanted:
+                with torch.no_grad():
+                    return self(*args, **kwargs), {}
             selected = lambda n: n in wanted  # noqa: E731
         cache: dict[str, torch.Tensor] = {}
 
