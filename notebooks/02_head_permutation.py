@@ -483,6 +483,7 @@ if minilm is not None:
     is_match[torch.arange(12), real_match] = True
     print(f"matched pairs: cosine distance at most {real_cost[is_match].max():.1e}; "
           f"other pairs: at least {real_cost[~is_match].min():.2f}, on average {real_cost[~is_match].mean():.2f}")
+print(f"notebook ran in {time.perf_counter() - NOTEBOOK_START:.0f} s")
 
 # %% [markdown]
 # The story of the toy models holds on a real checkpoint: the joint shuffle leaves the layer's output
@@ -520,6 +521,3 @@ if minilm is not None:
 # * Run `benchmarks/bench_heads.py` to see the matching at the scale of a 7B model's layer (32 or
 #   128 heads, `d_in = 4096`).
 # * Then go on to lesson 3, which measures how *symmetric* each head's $W_{QK}$ is.
-
-# %%
-print(f"notebook ran in {time.perf_counter() - NOTEBOOK_START:.0f} s")
