@@ -100,3 +100,12 @@ def test_heatmap_grid_panels_and_per_panel_labels():
     assert len(fig.axes) == 4 and not fig.axes[3].get_visible()
     with pytest.raises(ValueError, match="titles"):
         heatmap_grid(mats, ["A"])
+
+
+def test_plotly_heatmap_of_a_large_matrix_stays_inside_the_notebook_column():
+    from toyattn.plotting import MAX_PLOTLY_HEIGHT, MAX_PLOTLY_WIDTH, heatmap_plotly
+
+    small = heatmap_plotly(np.zeros((3, 3)), title="small")
+    big = heatmap_plotly(np.zeros((40, 40)), title="big")
+    assert big.layout.width == MAX_PLOTLY_WIDTH and big.layout.height == MAX_PLOTLY_HEIGHT
+    assert small.layout.width < MAX_PLOTLY_WIDTH and small.layout.height < MAX_PLOTLY_HEIGHT

@@ -25,6 +25,9 @@ from .device import to_numpy
 
 #: ``annotate=None`` writes the numbers when the matrix has at most this many cells.
 ANNOTATE_MAX_CELLS = 400
+#: Plotly heatmaps grow with the matrix up to this size (px): wider overflows JupyterLab's column.
+MAX_PLOTLY_WIDTH = 860
+MAX_PLOTLY_HEIGHT = 860
 
 
 def _as_matrix(matrix: Any, what: str = "matrix") -> np.ndarray:
@@ -198,8 +201,9 @@ def heatmap_plotly(
         yaxis_title=ylabel,
         yaxis=dict(autorange="reversed", type="category"),
         xaxis=dict(type="category"),
-        width=max(380, 70 * n_cols + 200),
-        height=max(300, 45 * n_rows + 160),
+        # Grow with the matrix, but stay inside JupyterLab's notebook column (about 900 px).
+        width=min(MAX_PLOTLY_WIDTH, max(380, 70 * n_cols + 200)),
+        height=min(MAX_PLOTLY_HEIGHT, max(300, 45 * n_rows + 160)),
     )
     return fig
 
