@@ -1,13 +1,23 @@
 """toyattn: the companion package of a hands-on course on transformer attention.
 
-Modules by concept (each says which lesson teaches it):
+Modules by concept, with the lesson that teaches each:
 
-* :mod:`toyattn.device`   - choosing CPU/GPU, seeding, ``describe()`` (lesson 0)
-* :mod:`toyattn.progress` - notebook-aware progress bars
-* :mod:`toyattn.checks`   - exercise checks, one module per lesson
-* :mod:`toyattn.course`   - paired notebooks and exercise generation (instructors)
-
-Lessons add their modules (models, hooks, plotting, heads, symmetry, circuits) beside these.
+* :mod:`toyattn.device`        - choosing CPU/GPU, seeding, ``describe()``, ``to_numpy`` (lesson 0)
+* :mod:`toyattn.progress`      - progress bars that show in notebooks and stay quiet in tests
+* :mod:`toyattn.hooks`         - named hook points, ``run_with_cache``, temporary hooks (lesson 1)
+* :mod:`toyattn.corpus`        - the two-sentence toy corpus (lesson 1)
+* :mod:`toyattn.models`        - ``OneHeadAttention`` (lesson 1), a small ``Transformer`` (lessons 2-4)
+* :mod:`toyattn.training`      - seeded full-batch training with a loss history (lesson 1)
+* :mod:`toyattn.interventions` - cutting an attention edge, patching activations (lesson 1)
+* :mod:`toyattn.plotting`      - annotated heatmaps, matplotlib and plotly (all lessons)
+* :mod:`toyattn.heads`         - heads in fused QKV weights: permute, match, recover (lesson 2)
+* :mod:`toyattn.symmetry`      - symmetry and directionality scores of ``W_q W_k^T`` (lesson 3)
+* :mod:`toyattn.checkpoints`   - Q/K weights out of real checkpoints, a layer at a time (lesson 3)
+* :mod:`toyattn.induction`     - the copying task that grows an induction head (lesson 4)
+* :mod:`toyattn.circuits`      - QK/OV circuits and how their subspaces match (lesson 4)
+* :mod:`toyattn.checks`        - exercise checks, one module per lesson
+* :mod:`toyattn.course`        - paired notebooks and exercise generation (instructors)
+* :mod:`toyattn.grading`       - ``toyattn grade`` / ``toyattn run`` for a class (instructors)
 """
 
 from .device import describe, get_device, seed_everything, to_numpy, try_gpu
