@@ -7,7 +7,9 @@ One run, side by side (float32, d_model = 4096, 32 heads, d_head = 128, one laye
 * the seed notebook's batched NumPy einsum (``scores_trace_full``), re-implemented here only to compare;
 * the package's batched :func:`toyattn.symmetry.symmetry_score`;
 * the machine's own float32 matrix-multiply rate, measured in this run, and the time it needs for the
-  ``6 d d_h^2`` flops per head that the three Gram products cost.
+  ``6 d d_h^2`` flops per head that the three Gram products cost;
+* three plain ``[d_h, d] @ [d, d_h]`` products per head: the rate BLAS reaches at the Gram shape itself
+  (a long inner dimension, a small output), which is well below the square-matmul rate.
 
 Targets (issue 5): package >= 50x faster than the seed's einsum, and <= 1.5x the matmul-rate time.
 
@@ -95,14 +97,28 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
     for _ in range(7):
         t_mm = min(t_mm, best_time(lambda: a @ b, 1, sync))
         t_pkg = min(t_pkg, best_time(lambda: symmetry_score(W_Q_dev, W_K_dev), 1, sync))
-    rate = 2 * n**3 / t_mm
-    flops = 6 * D_MODEL * D_HEAD**2 * N_HEADS
-    t_ideal = flops / rate
     got = symmetry_score(W_Q_dev, W_K_dev).cpu()
     pkg_err = float((got - reference).abs().max())
 
-    t_seed = best_time(lambda: seed_scores_trace_full(Wq_seed, Wk_seed), 1)
+    # The seed's einsum takes seconds, so a neighbour's burst can inflate one run: best of three, each
+    # followed by another package run so both are taken under the same conditions.
+    t_seed = float("inf")
+    for _ in range(3):
+        t_seed = min(t_seed, best_time(lambda: seed_scores_trace_full(Wq_seed, Wk_seed), 1))
+        t_pkg = min(t_pkg, best_time(lambda: symmetry_score(W_Q_dev, W_K_dev), 1, sync))
+        t_mm = min(t_mm, best_time(lambda: a @ b, 1, sync))
     seed_err = float(np.abs(seed_scores_trace_full(Wq_seed, Wk_seed) - reference.numpy()).max()) if t_seed < 30 else float("nan")
+
+    rate = 2 * n**3 / t_mm
+    flops = 6 * D_MODEL * D_HEAD**2 * N_HEADS
+    t_ideal = flops / rate
+
+    # How fast this BLAS runs the Gram shape itself ([d_h, d] @ [d, d_h], a long inner dimension and a
+    # small output): one plain product per head, x3 for the three Grams. A square 2048 matmul is the
+    # best case; this shape is what any 6 d d_h^2 method (with no use of symmetry) has to run.
+    Q_rows, K_rows = W_Q_dev[0].transpose(-1, -2), W_K_dev[0].transpose(-1, -2)
+    t_shape = 3 * min(best_time(lambda: [Q_rows[h] @ K_rows[h].T for h in range(N_HEADS)], 1, sync)
+                      for _ in range(5))
 
     q_np, k_np = Wq_seed[0], Wk_seed[0]
     start = time.perf_counter()
@@ -113,6 +129,7 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
     rows = [
         (f"matmul rate ({n}x{n} float32 @ {device.type})", t_mm, f"{rate / 1e9:.1f} GFLOP/s"),
         ("ideal: 6 d d_h^2 flops/head x 32 at that rate", t_ideal, f"{flops / 1e9:.2f} GFLOP"),
+        ("3 plain [d_h,d]@[d,d_h] matmuls/head x 32", t_shape, f"{flops / t_shape / 1e9:.1f} GFLOP/s at the Gram shape"),
         ("per-head definition (NumPy, build M)", t_def, f"timed on {definition_heads} heads, x{N_HEADS // definition_heads}"),
         ("seed scores_trace_full (NumPy einsum)", t_seed, f"max |err| {seed_err:.1e}"),
         (f"toyattn symmetry_score ({device.type})", t_pkg, f"max |err| {pkg_err:.1e}"),
@@ -126,6 +143,8 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
           f"{'OK' if t_seed / t_pkg >= 50 else 'MISSED'}")
     print(f"  package / ideal matmul time  = {t_pkg / t_ideal:8.2f}x   (target <= 1.5x)  "
           f"{'OK' if t_pkg / t_ideal <= 1.5 else 'MISSED'}")
+    print(f"  package / 3 plain matmuls    = {t_pkg / t_shape:8.2f}x   (below 1: the head-by-head loop reuses the cache "
+          "and skips half of the symmetric Grams)")
     print(f"  per-head definition / package = {t_def / t_pkg:7.1f}x")
     print(f"  seed einsum / ideal time     = {t_seed / t_ideal:8.1f}x   (the ceiling for any 6 d d_h^2 method here: "
           "NumPy's einsum runs on one core, BLAS on all of them, so the ratio grows with the core count)")
