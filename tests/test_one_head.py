@@ -136,7 +136,7 @@ def test_trained_loss_near_its_floor(trained):
 
 
 def test_cpu_threads_is_restored():
-    from toyattn.training import cpu_threads
+    from toyattn.device import cpu_threads
 
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError):

@@ -20,6 +20,8 @@ import os
 import platform
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -134,6 +136,27 @@ def try_gpu(i: int = 0) -> torch.device:
     if torch.cuda.is_available() and i < torch.cuda.device_count():
         return torch.device("cuda", i)
     return torch.device("cpu")
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` CPU threads for PyTorch inside the block, then restore the previous setting.
+
+    A model with 5x5 attention matrices gains nothing from splitting each operation across cores:
+    waking and synchronising the threads costs more than the arithmetic, and on a busy shared
+    machine it can make training several times slower. ``n=None`` leaves the setting alone.
+    """
+    if n is None:
+        yield
+        return
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"cpu_threads must be a positive integer or None, got {n!r}.")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Generator:

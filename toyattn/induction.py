@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from toyattn.device import get_device, seed_everything
+from toyattn.device import cpu_threads, get_device, seed_everything
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.progress import progress as progress_bar
 
@@ -381,13 +381,8 @@ def train_copy_model(
         run.history["id_error"].append(copy_error(model, tests["id"]))
         run.history["ood_error"].append(copy_error(model, tests["ood"]))
 
-    old_threads = torch.get_num_threads()
-    if device.type == "cpu" and train.cpu_threads is not None:
-        torch.set_num_threads(train.cpu_threads)
-    try:
+    with cpu_threads(train.cpu_threads if device.type == "cpu" else None):
         _train_loop(run, model, opt, task, train, pool, data_gen, device, record, progress)
-    finally:
-        torch.set_num_threads(old_threads)
     model.eval()
     return run
 

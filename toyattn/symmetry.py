@@ -35,15 +35,14 @@ tables: negative when a few *columns* of ``M`` (key-side directions) carry unusu
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .device import get_device
+from .device import cpu_threads, get_device
 
 Convention = Literal["r", "s"]
 
@@ -704,23 +703,13 @@ def train_symmetry_experiment(
     # threads costs more in synchronisation than it saves (far more on a busy shared machine).
     threads = 1 if dev.type == "cpu" and scale == 1 else torch.get_num_threads()
     traces: dict[str, TrainingTrace] = {}
-    with _cpu_threads(threads):
+    with cpu_threads(threads):
         for objective in objectives:
             traces[objective] = _train_one(
                 objective, cfg_kwargs, data, starts, mask_draws < mask_prob, mask_id, record_every, lr, seed,
                 dev, progress,
             )
     return traces
-
-
-@contextmanager
-def _cpu_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train_one(

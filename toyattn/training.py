@@ -16,8 +16,6 @@ Two recipes train lesson 1's one-head model:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .corpus import ToyCorpus
-from .device import get_device, seed_everything
+from .device import cpu_threads, get_device, seed_everything
 from .models.one_head import OneHeadAttention
 from .progress import progress as progress_bar
 
@@ -63,27 +61,6 @@ def full_batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     with torch.no_grad():
         logits = model(inputs)
         return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)))
-
-
-@contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Use ``n`` CPU threads for PyTorch inside the block, then restore the previous setting.
-
-    A model with 5x5 attention matrices gains nothing from splitting each operation across cores:
-    waking and synchronising the threads costs more than the arithmetic, and on a busy shared
-    machine it can make training several times slower. ``n=None`` leaves the setting alone.
-    """
-    if n is None:
-        yield
-        return
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"cpu_threads must be a positive integer or None, got {n!r}.")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train(
