@@ -139,24 +139,20 @@ class HookedModule(nn.Module):
         copies that do not change if the model runs again. An empty list of names caches nothing
         and returns ``{}``.
         """
+        # One (name_or_filter, save) pair per selection; a list of names becomes one pair per name,
+        # so `hooks` checks each name and an empty list simply attaches nothing.
         if names_filter is None:
-            selected: NameOrFilter = lambda n: True  # noqa: E731
+            selections: list[NameOrFilter] = [lambda n: True]
         elif isinstance(names_filter, str) or callable(names_filter):
-            selected = names_filter
+            selections = [names_filter]
         else:
-            wanted = list(names_filter)
-            for n in wanted:
-                self._select(n)  # clear error for a misspelled name
-            if not wanted:
-                with torch.no_grad():
-                    return self(*args, **kwargs), {}
-            selected = lambda n: n in wanted  # noqa: E731
+            selections = list(dict.fromkeys(names_filter))
         cache: dict[str, torch.Tensor] = {}
 
         def save(t: torch.Tensor, *, hook: HookPoint) -> None:
             t = t.detach().clone()
             cache[hook.name] = t.to(device) if device is not None else t
 
-        with torch.no_grad(), self.hooks([(selected, save)]):
+        with torch.no_grad(), self.hooks([(sel, save) for sel in selections]):
             out = self(*args, **kwargs)
         return out, cache
