@@ -3,7 +3,7 @@
 #   make lab           install (or refresh) .venv and open the course in JupyterLab
 #   make test          install (or refresh) .venv and the pretrained checkpoints, run every test and
 #                      notebook, then the notebooks in JupyterLab in headless Chromium (browser-test)
-#   make test-fast     only the unit tests (no notebooks, no browser), about a minute
+#   make test-fast     only the unit tests (no notebooks, no browser), about 3 minutes
 #   make browser-test  only the real-browser test (installs Playwright, and Chromium where it can)
 #
 # Which torch build: TORCH=auto (default: CUDA build if `nvidia-smi` works, else CPU-only),
@@ -102,7 +102,7 @@ browser-test: browser-deps
 	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser -m browser $(PYTEST_ARGS)
 
 test-fast: install
-	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
 
 build: install
 	$(VENV)/bin/toyattn build

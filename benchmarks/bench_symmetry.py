@@ -5,7 +5,7 @@ One run, side by side (float32, d_model = 4096, 32 heads, d_head = 128, one laye
 * the per-head definition (build the 4096 x 4096 matrix M for each head; NumPy, as the seed notebook's
   ``scores_norm``), timed on a few heads and scaled to 32;
 * the seed notebook's batched NumPy einsum (``scores_trace_full``), re-implemented here only to compare;
-* the package's batched :func:`toyattn.symmetry.symmetry_score`;
+* the package's :func:`toyattn.symmetry.symmetry_score` (on the CPU, head by head at this size);
 * the machine's own float32 matrix-multiply rate, measured in this run, and the time it needs for the
   ``6 d d_h^2`` flops per head that the three Gram products cost;
 * three plain ``[d_h, d] @ [d, d_h]`` products per head: the rate BLAS reaches at the Gram shape itself
@@ -101,7 +101,7 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
     pkg_err = float((got - reference).abs().max())
 
     # The seed's einsum takes seconds, so a neighbour's burst can inflate one run: best of three, each
-    # followed by another package run so both are taken under the same conditions.
+    # followed by another package and matmul run so all three are taken under the same conditions.
     t_seed = float("inf")
     for _ in range(3):
         t_seed = min(t_seed, best_time(lambda: seed_scores_trace_full(Wq_seed, Wk_seed), 1))
