@@ -1,14 +1,19 @@
 """Shared helper for testing exercise checks: each check must reject the stub and plausible wrong
-answers, and accept the solution. ``test_checks_registry`` makes sure every registered check is
-verified this way somewhere in tests/."""
+answers, and accept the solution, both in class (judged in the notebook) and in grading (answers
+recorded by the kernel, judged from plain arrays by the grader). ``test_checks_registry`` makes sure
+every registered check is verified this way somewhere in tests/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
-from toyattn.checks.core import PASS_PREFIX, CheckFailed, NotImplementedYet
+from toyattn.checks.answers import ANSWERS_DIR_ENV, SEED_ENV, read_answers
+from toyattn.checks.core import PASS_PREFIX, Check, CheckFailed, NotImplementedYet
+
+GRADING_SEEDS = (12345, 987654321)
 
 
 def stub(*args, **kwargs):
@@ -16,14 +21,40 @@ def stub(*args, **kwargs):
     raise NotImplementedError()
 
 
+def graded(check: Check, answer: object, seed: int, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """``(status, message)`` as ``toyattn grade`` decides it: the answer runs in "the kernel" (here),
+    its arrays are written and read back, and the judge runs on them with the grader's seed."""
+    with monkeypatch.context() as m:
+        m.setenv(ANSWERS_DIR_ENV, str(folder))
+        m.setenv(SEED_ENV, str(seed))
+        try:
+            check(answer)
+        except (AssertionError, Exception):
+            pass
+    answers = read_answers(folder, check.name)
+    assert answers is not None, f"{check.name} wrote no answers in grading mode"
+    return check.judge_answers(answers, seed)
+
+
 def verify_check(
-    check: Callable[..., None],
+    check: Check,
     solution: object,
     wrong_answers: Sequence[object],
     capsys: pytest.CaptureFixture[str],
+    *,
+    messages: Sequence[str | None] | None = None,
+    tmp_path_factory: pytest.TempPathFactory | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
 ) -> None:
-    """Assert ``check`` accepts ``solution``, rejects the stub as "not implemented", and rejects each wrong answer."""
-    assert wrong_answers, "give at least one plausible wrong answer"
+    """Assert ``check`` accepts ``solution``, rejects the stub as "not implemented", and rejects each
+    wrong answer with a message that names the check (and, where ``messages[i]`` is given, contains
+    that text: the recognisable mistake). Needs at least two wrong answers.
+
+    With ``tmp_path_factory`` and ``monkeypatch``, the same verdicts are also required from the
+    grading path for two fresh seeds.
+    """
+    assert len(wrong_answers) >= 2, "give at least two plausible wrong answers"
+    assert messages is None or len(messages) == len(wrong_answers)
     check(solution)
     out = capsys.readouterr().out
     assert f"{PASS_PREFIX} {check.__name__}" in out, out
@@ -36,4 +67,19 @@ def verify_check(
         with pytest.raises(CheckFailed) as info:
             check(wrong)
         assert str(info.value).startswith(check.__name__), f"wrong answer {i}: message must name the check"
+        if messages is not None and messages[i] is not None:
+            assert messages[i] in str(info.value), f"wrong answer {i}: {info.value}"
         assert PASS_PREFIX not in capsys.readouterr().out, f"wrong answer {i} was accepted"
+
+    if tmp_path_factory is None or monkeypatch is None:
+        return
+    for seed in GRADING_SEEDS:
+        status, message = graded(check, solution, seed, tmp_path_factory.mktemp("answers"), monkeypatch)
+        assert status == "passed", f"solution, seed {seed}: {status}: {message}"
+        status, _ = graded(check, stub, seed, tmp_path_factory.mktemp("answers"), monkeypatch)
+        assert status == "not implemented"
+        for i, wrong in enumerate(wrong_answers):
+            status, message = graded(check, wrong, seed, tmp_path_factory.mktemp("answers"), monkeypatch)
+            assert status == "failed", f"wrong answer {i}, seed {seed}: graded {status}"
+            assert message.startswith(check.__name__)
+    capsys.readouterr()

@@ -16,20 +16,26 @@ def good_softmax(x):
     return e / e.sum(dim=-1, keepdim=True)
 
 
-def test_check_softmax(capsys):
+def test_check_softmax(capsys, tmp_path_factory, monkeypatch):
     verify_check(
         checks.check_softmax,
         good_softmax,
         [
             lambda x: x.exp() / x.exp().sum(dim=-1, keepdim=True),  # overflows on large scores
-            lambda x: torch.softmax(x, dim=0),  # wrong axis
+            lambda x: good_softmax(x.transpose(0, -1)).transpose(0, -1),  # wrong axis
             lambda x: (x - x.max()).exp(),  # forgot to normalise
+            lambda x: torch.softmax(x, dim=-1),  # right numbers, but the prompt forbids torch's softmax
+            lambda x: torch.nn.functional.softmax(x, dim=-1),
+            lambda x: x.softmax(-1),
         ],
         capsys,
+        messages=[None, None, None, "calls torch's `softmax`", "calls torch's `softmax`", "calls torch's `softmax`"],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
     )
 
 
-def test_check_one_hot(capsys):
+def test_check_one_hot(capsys, tmp_path_factory, monkeypatch):
     def good(ids, n):
         return torch.nn.functional.one_hot(ids, n).float()
 
@@ -42,6 +48,8 @@ def test_check_one_hot(capsys):
             lambda ids, n: torch.nn.functional.one_hot(ids.flip(-1), n).float(),  # wrong order
         ],
         capsys,
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
     )
 
 

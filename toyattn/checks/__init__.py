@@ -12,13 +12,24 @@ live in their own module (star-imported below, so notebooks can write ``checks.c
 
 from .attention import *  # noqa: F403
 from .circuits import *  # noqa: F403
-from .core import REGISTRY, CheckFailed, NotImplementedYet, assert_close, call_student, exercise_check
+from .core import (
+    REGISTRY,
+    Case,
+    Check,
+    CheckFailed,
+    NotImplementedYet,
+    assert_close,
+    call_student,
+    exercise_check,
+)
 from .heads import *  # noqa: F403
 from .symmetry import *  # noqa: F403
 from .warmup import check_one_hot, check_softmax
 
 __all__ = [
     "REGISTRY",
+    "Case",
+    "Check",
     "CheckFailed",
     "NotImplementedYet",
     "assert_close",

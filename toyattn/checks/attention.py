@@ -15,7 +15,7 @@ import torch
 from ..corpus import ToyCorpus
 from ..interventions import edge_contribution, patch_activation
 from ..models.one_head import OneHeadAttention, causal_mask
-from .core import CheckFailed, assert_close, call_student, exercise_check
+from .core import CheckFailed, assert_close, call_student, legacy_check
 
 __all__ = [
     "check_causal_mask",
@@ -55,7 +55,7 @@ def _no_hooks_left(model: OneHeadAttention, fname: str) -> None:
         )
 
 
-@exercise_check
+@legacy_check
 def check_causal_mask(mask_fn: Callable[[int], torch.Tensor]) -> int:
     """``mask_fn(n_pos)`` returns a bool ``[n_pos, n_pos]`` tensor, True where query i may see key j (j <= i)."""
     sizes = (1, 2, 5, 8)
@@ -72,7 +72,7 @@ def check_causal_mask(mask_fn: Callable[[int], torch.Tensor]) -> int:
     return len(sizes)
 
 
-@exercise_check
+@legacy_check
 def check_attention_forward(attention_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> int:
     """``attention_fn(q, k, v)`` returns ``(z, pattern)``: causal scaled dot-product attention.
 
@@ -99,7 +99,7 @@ def check_attention_forward(attention_fn: Callable[..., tuple[torch.Tensor, torc
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_next_token_probs(probs_fn: Callable[[dict[str, torch.Tensor], int], torch.Tensor]) -> int:
     """``probs_fn(cache, position)`` returns next-token probabilities ``[batch, vocab]`` at ``position``,
     read from ``cache["hook_logits"]`` of ``model.run_with_cache(tokens)``."""
@@ -114,7 +114,7 @@ def check_next_token_probs(probs_fn: Callable[[dict[str, torch.Tensor], int], to
     return n
 
 
-@exercise_check
+@legacy_check
 def check_edge_contribution(edge_fn: Callable[[dict[str, torch.Tensor], int, int], torch.Tensor]) -> int:
     """``edge_fn(cache, query_pos, key_pos)`` returns ``pattern[:, q, k] * v[:, k]``, ``[batch, d_v]``."""
     n = 0
@@ -134,7 +134,7 @@ def check_edge_contribution(edge_fn: Callable[[dict[str, torch.Tensor], int, int
     return n + 1
 
 
-@exercise_check
+@legacy_check
 def check_patch_value(patch_fn: Callable[..., torch.Tensor]) -> int:
     """``patch_fn(model, tokens, source_tokens, key_pos)`` returns the logits of ``tokens`` run with
     ``hook_v`` at ``key_pos`` copied from the ``source_tokens`` run, and leaves no hook behind."""

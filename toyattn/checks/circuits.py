@@ -11,7 +11,7 @@ import torch
 from toyattn import circuits as C
 from toyattn.models.transformer import Transformer, TransformerConfig
 
-from .core import CheckFailed, assert_close, call_student, exercise_check
+from .core import CheckFailed, assert_close, call_student, legacy_check
 
 __all__ = [
     "check_qk_ov_from_model",
@@ -45,7 +45,7 @@ def _models() -> dict[str, Transformer]:
     return out
 
 
-@exercise_check
+@legacy_check
 def check_qk_ov_from_model(fn: Callable[[Transformer], tuple[Any, Any]]) -> int:
     """``fn(model) -> (W_qk, W_ov)``: layer 2's QK circuit at distance 0 (scaled by 1/sqrt(d_head))
     and layer 1's OV circuit, both ``[d_model, d_model]``."""
@@ -75,7 +75,7 @@ def _matching_cases() -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     }
 
 
-@exercise_check
+@legacy_check
 def check_matching_score(fn: Callable[[Any, Any, int], Any]) -> int:
     """``fn(W_qk, W_ov, rank) -> float``: largest cosine between the top-``rank`` key-side directions
     of ``W_qk`` and the top-``rank`` output directions of ``W_ov``."""
@@ -86,7 +86,7 @@ def check_matching_score(fn: Callable[[Any, Any, int], Any]) -> int:
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_random_matching_baseline(fn: Callable[[int, int, int], Any]) -> int:
     """``fn(d, rank, n_runs) -> float``: mean largest cosine between the top-``rank`` singular vectors of
     two independent ``d x d`` Gaussian matrices, over ``n_runs`` pairs. Random, so compared with the
@@ -116,7 +116,7 @@ def _square_cases() -> dict[str, np.ndarray]:
     }
 
 
-@exercise_check
+@legacy_check
 def check_diagonal_zscore(fn: Callable[[Any], Any]) -> int:
     """``fn(M) -> float``: ``(mean of the diagonal - mean of all entries) / std of all entries``."""
     cases = _square_cases()
@@ -126,7 +126,7 @@ def check_diagonal_zscore(fn: Callable[[Any], Any]) -> int:
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_token_mismatch_ratio(fn: Callable[[Any], Any]) -> int:
     """``fn(M) -> float``: share of rows whose largest entry is not on the diagonal."""
     cases = _square_cases()

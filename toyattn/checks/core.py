@@ -1,36 +1,54 @@
 """The machinery behind every exercise check (ARENA-style: a check sits right below the exercise cell).
 
-A check takes the student's function (or value), runs it on several cases against the reference
-implementation in ``toyattn``, and either prints one pass line or raises :class:`CheckFailed`
-(an ``AssertionError``) saying what was expected and what came back. A function whose body still
-raises ``NotImplementedError`` gets a friendly "not implemented yet" message instead of a traceback.
+A check is three small pieces, so that the verdict never has to come from the student's process:
 
-The pass line has a fixed form that ``toyattn grade`` reads from executed notebooks::
+* ``cases(rng)`` builds the inputs (from a seed: fixed in class, fresh for every grading run);
+* the student's function runs on each case, and what it returns becomes plain arrays
+  (:class:`~toyattn.checks.answers.Returned`);
+* the *judge* (the decorated function) compares one case's arrays with the reference and raises
+  :class:`CheckFailed` with a message that names the case, what was expected and what came back.
 
-    ✅ PASSED check_softmax: 4 cases match the reference.
+In class, ``checks.check_softmax(softmax)`` does all three at once and prints one pass line
+(``✅ PASSED check_softmax: 5 cases match the reference.``) or raises :class:`CheckFailed`. A function
+whose body still raises ``NotImplementedError`` gets a friendly "not implemented yet" message.
+
+In grading (``toyattn grade``), the student's kernel only runs the student's function and writes
+the arrays (see :mod:`toyattn.checks.answers`); the grader rebuilds the cases from its own seed and
+runs the judges in its own process (:meth:`Check.judge_answers`). A printed pass line, a patched
+check or a hand-written answers file gains nothing: only right answers to that run's cases pass.
 
 Writing a new check::
 
-    @exercise_check
-    def check_softmax(softmax_fn):
-        for name, x in cases:
-            got = call_student(softmax_fn, x, case=name)
-            assert_close(got, reference_softmax(x), what=f"softmax({name})")
-        return len(cases)          # number of cases, for the pass line
+    def _cases(rng):
+        g = torch_generator(rng)
+        return [Case("a [3, 4] matrix", (torch.randn(3, 4, generator=g),))]
+
+    @exercise_check(cases=_cases, during=[forbid_torch("softmax")])
+    def check_softmax(case, got):
+        assert_close(got.value, reference_softmax(*case.args), what=f"softmax of {case.name}")
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
+
+from .answers import Answers, NotPlainData, Returned, grading_seed, to_returned, write_answers
 
 PASS_PREFIX = "✅ PASSED"
+RECORDED_PREFIX = "📝 RECORDED"
+#: The seed of every check's cases in class (grading uses a fresh one per run).
+CLASS_SEED = 0
 #: Every check defined with :func:`exercise_check`, by name (``toyattn grade`` and the tests use it).
-REGISTRY: dict[str, Callable[..., None]] = {}
+REGISTRY: dict[str, Check] = {}
 
 
 class CheckFailed(AssertionError):
@@ -41,13 +59,146 @@ class NotImplementedYet(CheckFailed):
     """The student's function still raises ``NotImplementedError``."""
 
 
-def exercise_check(fn: Callable[..., int | str | None]) -> Callable[..., None]:
-    """Register ``fn`` as a check and give it the common behaviour.
+@dataclass(frozen=True)
+class Case:
+    """One input for the student's function: ``fn(*args, **kwargs)``; ``expect`` is for the judge only."""
 
-    ``fn`` raises :class:`CheckFailed` (or any ``AssertionError``) on a wrong answer and returns
-    the number of cases it ran (or a short description) on success. The wrapper prints the pass
-    line and turns a bare ``AssertionError`` into a ``CheckFailed`` that names the check.
-    """
+    name: str
+    args: tuple = ()
+    expect: Any = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def torch_generator(rng: np.random.Generator) -> torch.Generator:
+    """A torch generator seeded from ``rng``, so a case's tensors depend on the check's seed alone."""
+    return torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+Judge = Callable[[Case, Returned], None]
+During = Callable[[Case], contextlib.AbstractContextManager[Any]]
+
+
+class Check:
+    """One registered exercise check: its cases, what runs around the student's call, and its judge."""
+
+    def __init__(self, judge: Judge, cases: Callable[[np.random.Generator], Sequence[Case]], during: Iterable[During] = ()):
+        functools.update_wrapper(self, judge)
+        self.name: str = judge.__name__
+        self._judge = judge
+        self._cases = cases
+        self._during = tuple(during)
+
+    def __repr__(self) -> str:
+        return f"<exercise check {self.name}>"
+
+    def cases(self, seed: int) -> list[Case]:
+        """The cases for ``seed``: the same list every time it is asked for (kernel and grader alike)."""
+        return list(self._cases(np.random.default_rng(seed)))
+
+    # -- the student's side: run their function ---------------------------------------------------
+
+    def run_case(self, fn: Callable[..., Any], case: Case) -> Returned:
+        """Call the student's function on (a copy of) one case and turn the result into plain arrays."""
+        args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
+        with contextlib.ExitStack() as stack:
+            for make in self._during:
+                stack.enter_context(make(case))
+            output = call_student(fn, *args, case=case.name, **kwargs)
+        try:
+            return to_returned(output)
+        except NotPlainData as err:
+            raise CheckFailed(
+                f"{case.name}: expected a tensor, an array or a number (or a tuple of them), got {err}."
+            ) from None
+
+    def __call__(self, fn: Callable[..., Any]) -> None:
+        """Check the student's function: judged here in class, recorded for the grader in grading."""
+        seed = grading_seed()
+        try:
+            if seed is None:
+                n = self._check_here(fn)
+            else:
+                n = self._record_for_grader(fn, seed)
+        except NotImplementedYet:
+            raise
+        except AssertionError as err:
+            raise CheckFailed(self._named(str(err))) from None
+        if seed is None:
+            print(f"{PASS_PREFIX} {self.name}: {n} case{'s' if n != 1 else ''} match the reference.")
+        else:
+            print(f"{RECORDED_PREFIX} {self.name}: {n} answers recorded; the grader judges them.")
+
+    def _check_here(self, fn: Callable[..., Any]) -> int:
+        cases = self.cases(CLASS_SEED)
+        for case in cases:
+            self._judge(case, self.run_case(fn, case))
+        return len(cases)
+
+    def _record_for_grader(self, fn: Callable[..., Any], seed: int) -> int:
+        cases, returned = self.cases(seed), []
+        try:
+            for case in cases:
+                returned.append(self.run_case(fn, case))
+        except NotImplementedYet as err:
+            write_answers(self.name, seed, "not implemented", [], str(err))
+            raise
+        except AssertionError as err:
+            write_answers(self.name, seed, "failed", [], self._named(str(err)))
+            raise
+        except KeyboardInterrupt:
+            write_answers(self.name, seed, "timeout", [], "interrupted: it ran over the time limit")
+            raise
+        except BaseException as err:
+            write_answers(self.name, seed, "error", [], f"{type(err).__name__}: {err}")
+            raise
+        write_answers(self.name, seed, "answered", returned)
+        return len(cases)
+
+    # -- the grader's side: judge plain arrays ---------------------------------------------------
+
+    def judge_answers(self, answers: Answers, seed: int) -> tuple[str, str]:
+        """``(status, message)`` for answers read back from a kernel that was given ``seed``.
+
+        Runs in the grader's process. Only "answered" arrays that match every case can pass; any
+        other status the kernel reported is taken as it is (it can only lower the student's grade).
+        """
+        if answers.status != "answered":
+            return answers.status, answers.message
+        if answers.seed != seed:
+            return "failed", self._named("the answers were computed for other inputs than this run's cases.")
+        cases = self.cases(seed)
+        if len(answers.returned) != len(cases):
+            return "failed", self._named(f"answered {len(answers.returned)} cases, the check has {len(cases)}.")
+        for case, got in zip(cases, answers.returned, strict=True):
+            try:
+                self._judge(case, got)
+            except AssertionError as err:
+                return "failed", self._named(str(err))
+            except Exception as err:  # an answer so malformed that comparing it fails: still the answer's fault
+                return "failed", self._named(f"{case.name}: the answer could not be compared ({type(err).__name__}: {err}).")
+        return "passed", ""
+
+    def _named(self, msg: str) -> str:
+        return msg if msg.startswith(self.name) else f"{self.name}: {msg}"
+
+
+def exercise_check(
+    *, cases: Callable[[np.random.Generator], Sequence[Case]], during: Iterable[During] = ()
+) -> Callable[[Judge], Check]:
+    """Register the decorated judge as a check over ``cases``; ``during`` wraps each student call."""
+    if not callable(cases) or isinstance(cases, Check):
+        raise TypeError("exercise_check(cases=...) takes the function that builds the cases")
+
+    def register(judge: Judge) -> Check:
+        check = Check(judge, cases, during)
+        REGISTRY[check.name] = check
+        return check
+
+    return register
+
+
+def legacy_check(fn: Callable[..., int | str | None]) -> Callable[..., None]:
+    """TRANSITIONAL (to be deleted once every check is a :class:`Check`): the old in-process check."""
     name = fn.__name__
 
     @functools.wraps(fn)
@@ -58,17 +209,28 @@ def exercise_check(fn: Callable[..., int | str | None]) -> Callable[..., None]:
             raise
         except AssertionError as err:
             msg = str(err)
-            if not msg.startswith(name):
-                msg = f"{name}: {msg}"
-            raise CheckFailed(msg) from None
-        if isinstance(result, int):
-            detail = f"{result} case{'s' if result != 1 else ''} match the reference."
-        else:
-            detail = result or "matches the reference."
-        print(f"{PASS_PREFIX} {name}: {detail}")
+            raise CheckFailed(msg if msg.startswith(name) else f"{name}: {msg}") from None
+        print(f"{PASS_PREFIX} {name}: {result} cases match the reference.")
 
-    REGISTRY[name] = wrapper
+    REGISTRY[name] = wrapper  # type: ignore[assignment]
     return wrapper
+
+
+class _ForbidTorch(TorchFunctionMode):
+    def __init__(self, words: tuple[str, ...], case: Case, hint: str):
+        super().__init__()
+        self.words, self.case, self.hint = words, case, hint
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if any(w in name for w in self.words):
+            raise CheckFailed(f"{self.case.name}: your function calls torch's `{name}`. {self.hint}")
+        return func(*args, **(kwargs or {}))
+
+
+def forbid_torch(*words: str, hint: str = "The exercise asks you to write it yourself.") -> During:
+    """A ``during`` guard: the student's call fails if it uses a torch function whose name contains a word."""
+    return lambda case: _ForbidTorch(words, case, hint)
 
 
 def call_student(fn: Callable[..., Any], *args: Any, case: str = "", **kwargs: Any) -> Any:
@@ -105,6 +267,15 @@ def _as_array(x: Any) -> np.ndarray | None:
     return None
 
 
+def _check_returned_kind(got: Returned, expected: Any, what: str, *, check_type: bool, check_dtype: bool) -> None:
+    if got.is_tuple:
+        raise CheckFailed(f"{what}: expected one value, got a tuple of {len(got.arrays)}.")
+    if check_type and isinstance(expected, torch.Tensor) and not got.is_tensor():
+        raise CheckFailed(f"{what}: expected a torch.Tensor, got {got.kind.split(':')[0]}.")
+    if check_dtype and isinstance(expected, torch.Tensor) and got.torch_dtype() != str(expected.dtype):
+        raise CheckFailed(f"{what}: expected dtype {expected.dtype}, got {got.torch_dtype()}.")
+
+
 def assert_close(
     actual: Any,
     expected: Any,
@@ -117,9 +288,15 @@ def assert_close(
 ) -> None:
     """Assert two tensors/arrays/scalars agree, with a message a student can act on.
 
+    ``actual`` may be a :class:`~toyattn.checks.answers.Returned` (what a judge gets); its recorded
+    kind stands in for the type and dtype of the value the student's function returned.
+
     Reports, in this order: a wrong type (tensor vs array), a wrong shape, a wrong dtype (if
     ``check_dtype``), NaNs, and the first differing entry with both values and the largest error.
     """
+    if isinstance(actual, Returned):
+        _check_returned_kind(actual, expected, what, check_type=check_type, check_dtype=check_dtype)
+        actual, check_type, check_dtype = actual.value, False, False
     if check_type and isinstance(expected, torch.Tensor) and not isinstance(actual, torch.Tensor):
         raise CheckFailed(f"{what}: expected a torch.Tensor, got {type(actual).__name__}.")
     a, e = _as_array(actual), _as_array(expected)

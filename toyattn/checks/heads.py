@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from .. import heads as ref
-from .core import CheckFailed, assert_close, call_student, exercise_check
+from .core import CheckFailed, assert_close, call_student, legacy_check
 
 __all__ = [
     "check_head_features",
@@ -50,7 +50,7 @@ def _as_perm_result(got: object, n: int, what: str) -> torch.Tensor:
         raise CheckFailed(f"{what}: the result {got.tolist()} is not a permutation of {n} heads: {err}") from None
 
 
-@exercise_check
+@legacy_check
 def check_permute_heads(permute_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> int:
     """``permute_fn(qkv, perm, n_heads)`` reorders the heads of ``qkv [d_in, 3*n_heads*d_head]``:
     new head i = old head ``perm[i]``, in the Q, K and V blocks alike."""
@@ -62,7 +62,7 @@ def check_permute_heads(permute_fn: Callable[[torch.Tensor, torch.Tensor, int], 
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_invert_permutation(invert_fn: Callable[[torch.Tensor], torch.Tensor]) -> int:
     """``invert_fn(perm)`` returns ``inv`` with ``inv[perm[i]] = i``."""
     g = _gen(1)
@@ -79,7 +79,7 @@ def check_invert_permutation(invert_fn: Callable[[torch.Tensor], torch.Tensor]) 
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_head_features(features_fn: Callable[[torch.Tensor, int], torch.Tensor]) -> int:
     """``features_fn(qkv, n_heads)`` returns ``[n_heads, 3*d_in*d_head]``: row h holds every weight of head h
     (its Q, K and V blocks) and nothing else. Any fixed order inside a row is accepted."""
@@ -112,7 +112,7 @@ def _cost_cases() -> dict[str, torch.Tensor]:
     }
 
 
-@exercise_check
+@legacy_check
 def check_optimal_match(match_fn: Callable[[torch.Tensor], torch.Tensor]) -> int:
     """``match_fn(cost)`` returns ``match`` (a LongTensor) with ``match[i]`` = the column given to row i,
     with the smallest possible total ``sum_i cost[i, match[i]]``."""
@@ -132,7 +132,7 @@ def check_optimal_match(match_fn: Callable[[torch.Tensor], torch.Tensor]) -> int
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_recover_permutation(recover_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> int:
     """``recover_fn(ref_qkv, client_qkv, n_heads)`` returns ``perm`` with
     ``client_qkv == permute_heads(ref_qkv, perm, n_heads)``."""
@@ -150,7 +150,7 @@ def check_recover_permutation(recover_fn: Callable[[torch.Tensor, torch.Tensor, 
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_qk_ov_features(
     features_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> int:

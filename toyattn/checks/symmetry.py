@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..symmetry import skew_symmetric_key, symmetric_key, symmetry_score_definition
-from .core import CheckFailed, assert_close, call_student, exercise_check
+from .core import CheckFailed, assert_close, call_student, legacy_check
 
 __all__ = [
     "check_batched_symmetry_scores",
@@ -74,7 +74,7 @@ def _plain(x: Any) -> Any:
     return x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x
 
 
-@exercise_check
+@legacy_check
 def check_symmetry_score_definition(score_fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> int:
     """``score_fn(W_q, W_k)`` builds ``M = W_q W_k^T`` and returns ``||(M + M^T)/2||^2 / ||M||^2``."""
     cases = _head_cases()
@@ -84,7 +84,7 @@ def check_symmetry_score_definition(score_fn: Callable[[torch.Tensor, torch.Tens
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_symmetry_score_trace(score_fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> int | str:
     """``score_fn(W_q, W_k)`` gives the same score through ``A, B, C`` without building the ``d x d`` matrix."""
     cases = _head_cases()
@@ -108,7 +108,7 @@ def check_symmetry_score_trace(score_fn: Callable[[torch.Tensor, torch.Tensor], 
     return len(cases)
 
 
-@exercise_check
+@legacy_check
 def check_skew_symmetric_key(make_key: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> int:
     """``make_key(W_q, generator)`` returns ``W_k`` (same shape) whose ``M = W_q W_k^T`` is skew-symmetric, not 0."""
     g = torch.Generator().manual_seed(5)
@@ -134,7 +134,7 @@ def check_skew_symmetric_key(make_key: Callable[[torch.Tensor, torch.Generator],
     return len(shapes)
 
 
-@exercise_check
+@legacy_check
 def check_batched_symmetry_scores(scores_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> int:
     """``scores_fn(W_Q, W_K)`` maps ``[layers, heads, d_model, d_head]`` to scores ``[layers, heads]``."""
     g = torch.Generator().manual_seed(6)

@@ -2,42 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import numpy as np
 import torch
 
-from .core import assert_close, call_student, exercise_check
+from .answers import Returned
+from .core import Case, CheckFailed, assert_close, exercise_check, forbid_torch, torch_generator
 
 
-@exercise_check
-def check_softmax(softmax_fn: Callable[[torch.Tensor], torch.Tensor]) -> int:
+def _softmax_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    big = 1000.0 + 10 * torch.rand(2, generator=g)
+    return [
+        Case("a row vector", (torch.randn(3, generator=g),)),
+        Case("a [3, 4] matrix", (torch.randn(3, 4, generator=g),)),
+        Case("a [2, 3, 5] batch", (torch.randn(2, 3, 5, generator=g),)),
+        Case("large scores (about 1000)", (torch.stack([big, -big]),)),
+        Case("a row of -inf except one", (torch.tensor([float(rng.normal()), float("-inf"), float("-inf")]),)),
+    ]
+
+
+@exercise_check(
+    cases=_softmax_cases,
+    during=[forbid_torch("softmax", hint="The exercise is to build softmax from exp, max and sum yourself.")],
+)
+def check_softmax(case: Case, got: Returned) -> None:
     """``softmax_fn(x)`` normalises the last axis, also for large scores (it must not overflow)."""
-    g = torch.Generator().manual_seed(0)
-    cases = {
-        "a row vector": torch.tensor([1.0, 2.0, 3.0]),
-        "a [3, 4] matrix": torch.randn(3, 4, generator=g),
-        "a [2, 3, 5] batch": torch.randn(2, 3, 5, generator=g),
-        "large scores [1000, 1001]": torch.tensor([[1000.0, 1001.0], [-1000.0, -1000.0]]),
-        "a row of -inf except one": torch.tensor([0.5, float("-inf"), float("-inf")]),
-    }
-    for name, x in cases.items():
-        got = call_student(softmax_fn, x.clone(), case=name)
-        assert_close(got, torch.softmax(x, dim=-1), what=f"softmax of {name}")
-    return len(cases)
+    (x,) = case.args
+    assert_close(got, torch.softmax(x, dim=-1), what=f"softmax of {case.name}")
 
 
-@exercise_check
-def check_one_hot(one_hot_fn: Callable[[torch.Tensor, int], torch.Tensor]) -> int:
+def _one_hot_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    # Distinct ids (so a reversed order shows) and, in the last case, a largest id below n - 1
+    # (so a one-hot that infers the number of classes from the ids shows).
+    for shape, n, top in (((3,), 3, 3), ((2, 2), 5, 5), ((1,), 7, 6)):
+        ids = torch.as_tensor(rng.choice(top, size=shape, replace=False))
+        cases.append(Case(f"ids {ids.tolist()}, {n} classes", (ids, n)))
+    return cases
+
+
+@exercise_check(cases=_one_hot_cases)
+def check_one_hot(case: Case, got: Returned) -> None:
     """``one_hot_fn(ids, n_classes)`` returns a float tensor ``[*ids.shape, n_classes]``."""
-    cases = {
-        "ids [0, 2, 1], 3 classes": (torch.tensor([0, 2, 1]), 3),
-        "ids [[1, 3], [0, 0]], 5 classes": (torch.tensor([[1, 3], [0, 0]]), 5),
-        "ids [4], 7 classes": (torch.tensor([4]), 7),
-    }
-    for name, (ids, n) in cases.items():
-        got = call_student(one_hot_fn, ids.clone(), n, case=name)
-        assert_close(got, torch.nn.functional.one_hot(ids, n).float(), what=f"one_hot of {name}")
-        if not got.is_floating_point():
-            raise AssertionError(f"one_hot of {name}: expected a float tensor (to multiply with weights), "
-                                 f"got dtype {got.dtype}.")
-    return len(cases)
+    ids, n = case.args
+    assert_close(got, torch.nn.functional.one_hot(ids, n).float(), what=f"one_hot of {case.name}")
+    if not got.torch_dtype() or not got.torch_dtype().startswith("torch.float"):
+        raise CheckFailed(
+            f"one_hot of {case.name}: expected a float tensor (to multiply with weights), got {got.kind}."
+        )
