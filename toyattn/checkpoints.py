@@ -16,7 +16,8 @@ What it reads (:data:`SUPPORTED_ARCHITECTURES`):
   ``y = x @ W``, columns ``[q | k | v]``);
 * **Llama family** (Llama, Mistral, SmolLM2, Qwen2, ...): ``...layers.{i}.self_attn.q_proj/k_proj.weight``,
   with fewer key heads under grouped-query attention;
-* **GGUF files of Llama-family models** (llama.cpp's format, quantized or not), via the ``gguf`` package;
+* **GGUF files of Llama-family models** (llama.cpp's format, quantized or not): the header is read by
+  :mod:`toyattn.gguf_file`, which skips the tokenizer; ``gguf`` dequantizes;
 * the course's own :class:`toyattn.models.transformer.Transformer`.
 
 Sources: a ``.safetensors`` file or a model directory (sharded ones too, via ``*.index.json``), a
@@ -424,48 +425,52 @@ def _from_safetensors(
     return QKLayers(what, arch, len(q_names), n_heads, n_kv, read)
 
 
-def _gguf_field(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
+def _gguf_count(gg: Any, key: str) -> int | None:
+    value = gg.metadata.get(key)
+    if value is None:
         return None
-    if hasattr(field, "contents"):
-        return field.contents()
-    value = field.parts[field.data[0]]
-    return bytes(value).decode() if value.dtype == np.uint8 else value[0]
+    if isinstance(value, list):  # per-layer counts (some converters write one per block): all must agree
+        value = value[0] if value and all(v == value[0] for v in value) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{gg.path}: GGUF metadata {key} is {value!r}, not a positive whole number.")
+    return value
 
 
 def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
-    gguf = _require("gguf")
-    reader = gguf.GGUFReader(str(path))  # memory-mapped; tensors are read when touched
-    arch = _gguf_field(reader, "general.architecture")
+    _require("gguf")
+    from .gguf_file import GGUFFile
+
+    gg = GGUFFile(path)  # header and tensor infos only: the tokenizer's arrays are stepped over
+    arch = gg.metadata.get("general.architecture")
     if arch != "llama":
         raise ValueError(
             _unsupported(f"{path} (GGUF architecture {arch!r}; toyattn reads GGUF files of llama-family models, "
                          "whose converter permutes the q/k rows in a known way)")
         )
-    n_heads = n_heads or _gguf_field(reader, "llama.attention.head_count")
-    n_kv = n_kv_heads or _gguf_field(reader, "llama.attention.head_count_kv") or n_heads
-    n_layers = _gguf_field(reader, "llama.block_count")
+    n_heads = n_heads or _gguf_count(gg, "llama.attention.head_count")
+    n_kv = n_kv_heads or _gguf_count(gg, "llama.attention.head_count_kv") or n_heads
+    n_layers = _gguf_count(gg, "llama.block_count")
     if not n_heads or not n_layers:
         raise ValueError(f"{path}: GGUF metadata lacks llama.attention.head_count or llama.block_count.")
-    tensors = {t.name: t for t in reader.tensors}
     what = str(path)
 
     def get(name: str, heads: int) -> torch.Tensor:
-        if name not in tensors:
-            raise ValueError(f"{what}: tensor {name} is missing; is the file complete?")
-        t = tensors[name]
-        # Quantized blocks (Q4_1, Q8_0, ...) become float32; the result is [out, in] like nn.Linear.
-        w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(tuple(int(n) for n in reversed(t.shape)))
-        return torch.from_numpy(np.ascontiguousarray(unpermute_llama_cpp_rows(w.astype(np.float32), heads)))
+        w = gg.dequantize(name)  # float32 [out, in], like nn.Linear, whatever the quantization
+        if w.ndim != 2 or w.shape[0] % heads or (w.shape[0] // heads) % 2:
+            raise ValueError(
+                f"{what}: {name} has shape {list(w.shape)}, whose {w.shape[0]} rows do not split into {heads} "
+                "heads of an even size (rotary pairs); the head counts in the metadata (or n_heads/n_kv_heads) "
+                "do not fit this file."
+            )
+        return torch.from_numpy(np.ascontiguousarray(unpermute_llama_cpp_rows(w, heads)))
 
     def read(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         W_Q = _linear_to_heads(get(f"blk.{i}.attn_q.weight", int(n_heads)), int(n_heads), f"{what}: blk.{i}.attn_q")
         W_K = _linear_to_heads(get(f"blk.{i}.attn_k.weight", int(n_kv)), int(n_kv), f"{what}: blk.{i}.attn_k")
         return W_Q, W_K
 
-    name = _gguf_field(reader, "general.name") or path.name
-    return QKLayers(str(name), "llama", int(n_layers), int(n_heads), int(n_kv), read, keep_alive=reader)
+    name = gg.metadata.get("general.name") or path.name
+    return QKLayers(str(name), "llama", int(n_layers), int(n_heads), int(n_kv), read, keep_alive=gg)
 
 
 def _from_hub(name: str, architecture: str | None, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
