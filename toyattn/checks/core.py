@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
 
 
 Judge = Callable[[Case, Returned], None]
+#: A guard around one student call; it gets the case with the copies of the arguments the student gets.
 During = Callable[[Case], contextlib.AbstractContextManager[Any]]
 
 
@@ -99,11 +101,13 @@ class Check:
 
     def run_case(self, fn: Callable[..., Any], case: Case) -> Returned:
         """Call the student's function on (a copy of) one case and turn the result into plain arrays."""
-        args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
+        # The guards get the very copies the student's function gets, so one can look at what the
+        # function did to them (e.g. hooks left attached to a model).
+        given = dataclasses.replace(case, args=copy.deepcopy(case.args), kwargs=copy.deepcopy(case.kwargs))
         with contextlib.ExitStack() as stack:
             for make in self._during:
-                stack.enter_context(make(case))
-            output = call_student(fn, *args, case=case.name, **kwargs)
+                stack.enter_context(make(given))
+            output = call_student(fn, *given.args, case=case.name, **given.kwargs)
         try:
             return to_returned(output)
         except NotPlainData as err:
@@ -285,6 +289,7 @@ def assert_close(
     atol: float = 1e-6,
     check_dtype: bool = False,
     check_type: bool = True,
+    mistakes: Mapping[str, Callable[[], Any]] | None = None,
 ) -> None:
     """Assert two tensors/arrays/scalars agree, with a message a student can act on.
 
@@ -293,7 +298,43 @@ def assert_close(
 
     Reports, in this order: a wrong type (tensor vs array), a wrong shape, a wrong dtype (if
     ``check_dtype``), NaNs, and the first differing entry with both values and the largest error.
+    ``mistakes`` maps a description of a known mistake to a function computing what that mistake
+    returns; when the answer is wrong and matches one, the message adds "It looks like <description>".
     """
+    try:
+        _assert_close(actual, expected, what=what, rtol=rtol, atol=atol, check_dtype=check_dtype, check_type=check_type)
+    except CheckFailed as err:
+        value = actual.value if isinstance(actual, Returned) and not actual.is_tuple else actual
+        raise CheckFailed(f"{err}{looks_like(value, mistakes or {}, rtol=rtol, atol=atol)}") from None
+
+
+def looks_like(actual: Any, mistakes: Mapping[str, Callable[[], Any]], *, rtol: float = 1e-5, atol: float = 1e-6) -> str:
+    """" It looks like <description>." for the first known mistake whose result ``actual`` matches, else "".
+
+    Each mistake's result is computed only when needed (and one that cannot be computed is skipped).
+    """
+    a = _as_array(actual)
+    if a is None:
+        return ""
+    for description, compute in mistakes.items():
+        try:
+            m = _as_array(compute())
+        except Exception:  # a mistake that does not apply to this case
+            continue
+        if m is not None and m.shape == a.shape and _same_values(a, m, rtol, atol):
+            return f" It looks like {description}."
+    return ""
+
+
+def _same_values(a: np.ndarray, m: np.ndarray, rtol: float, atol: float) -> bool:
+    if a.dtype == bool or m.dtype == bool:
+        return bool(np.array_equal(a, m))
+    return bool(np.allclose(a.astype(np.float64), m.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True))
+
+
+def _assert_close(
+    actual: Any, expected: Any, *, what: str, rtol: float, atol: float, check_dtype: bool, check_type: bool
+) -> None:
     if isinstance(actual, Returned):
         _check_returned_kind(actual, expected, what, check_type=check_type, check_dtype=check_dtype)
         actual, check_type, check_dtype = actual.value, False, False
