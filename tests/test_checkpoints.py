@@ -358,3 +358,54 @@ def test_encoder_scores_higher_than_decoder():
     s_dec = 2 * smol.layer_scores.median() - 1
     assert s_enc > s_dec + 0.1, (float(s_enc), float(s_dec))
     assert minilm.head_scores.mean() > smol.head_scores.mean()
+
+
+# ------------------------------------------------------------------ damaged checkpoints: clear errors
+
+
+@pytest.fixture
+def bert_folder(tmp_path):
+    tiny_bert().save_pretrained(tmp_path, safe_serialization=True)
+    return tmp_path
+
+
+def test_invalid_config_json_names_the_file(bert_folder):
+    (bert_folder / "config.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
+        iter_qk_layers(bert_folder)
+
+
+@pytest.mark.parametrize("value", [0, -2, "4", None])
+def test_bad_head_count_in_config(bert_folder, value):
+    cfg = json.loads((bert_folder / "config.json").read_text())
+    cfg["num_attention_heads"] = value
+    if value is None:
+        cfg.pop("num_attention_heads")
+        cfg["n_head"] = 0
+    (bert_folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"num_attention_heads is .*positive whole number"):
+        iter_qk_layers(bert_folder)
+
+
+def test_missing_key_tensor_names_it(bert_folder):
+    state = safetensors_torch.load_file(str(bert_folder / "model.safetensors"))
+    del state["encoder.layer.1.attention.self.key.weight"]
+    safetensors_torch.save_file(state, str(bert_folder / "model.safetensors"))
+    layers = iter_qk_layers(bert_folder)
+    assert layers[0].W_K.shape == (N_HEADS, D, D // N_HEADS)
+    with pytest.raises(ValueError, match=r"tensor encoder\.layer\.1\.attention\.self\.key\.weight is missing"):
+        layers[1]  # noqa: B018 (reading the layer is the test)
+
+
+def test_index_without_weight_map(bert_folder):
+    (bert_folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(ValueError, match=r"index\.json: has no \"weight_map\""):
+        iter_qk_layers(bert_folder)
+
+
+def test_missing_key_in_a_state_dict():
+    state = tiny_bert().state_dict()
+    del state["encoder.layer.0.attention.self.key.weight"]
+    layers = iter_qk_layers(state, config={"num_attention_heads": N_HEADS})
+    with pytest.raises(ValueError, match=r"state dict: tensor encoder\.layer\.0\.attention\.self\.key\.weight"):
+        layers[0]  # noqa: B018

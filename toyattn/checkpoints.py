@@ -290,6 +290,17 @@ def iter_qk_layers(
     )
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or an error naming the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); the file is damaged. Download or copy it again.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not an object of settings.")
+    return data
+
+
 def _unsupported(what: str) -> str:
     listing = "; ".join(f"{k}: {v}" for k, v in SUPPORTED_ARCHITECTURES.items())
     return f"Cannot read the attention weights of {what}. Supported: {listing}."
@@ -324,6 +335,9 @@ def _heads_from_config(
     if n_kv_heads is None:
         n_kv_heads = cfg.get("num_key_value_heads") if arch == "llama" else None
         n_kv_heads = n_kv_heads or n_heads
+    for key, value in (("num_attention_heads", n_heads), ("num_key_value_heads", n_kv_heads)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+            raise ValueError(f"{what}: {key} is {value!r}; a head count must be a positive whole number.")
     return int(n_heads), int(n_kv_heads)
 
 
@@ -362,6 +376,8 @@ def _from_state_dict(
     n_heads, n_kv = _heads_from_config(cfg, arch, n_heads, n_kv_heads, what)
 
     def get(name: str, slice_cols: bool = False) -> torch.Tensor:
+        if name not in state:
+            raise ValueError(f"{what}: tensor {name} is missing; is the checkpoint complete?")
         return state[name]
 
     read = _reader(arch, get, q_names, n_heads, n_kv, what)
@@ -388,8 +404,10 @@ def _from_safetensors(
     if path.is_dir():
         index = folder / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            files = sorted(set(weight_map.values()))
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise ValueError(f"{index}: has no \"weight_map\" of tensor names to files; the index is damaged.")
+            files = sorted(set(map(str, weight_map.values())))
         elif (folder / "model.safetensors").is_file():
             files = ["model.safetensors"]
         else:
@@ -402,12 +420,14 @@ def _from_safetensors(
         files = [path.name]
     cfg = dict(config or {})
     if not cfg and (folder / "config.json").is_file():
-        cfg = json.loads((folder / "config.json").read_text())
+        cfg = _read_json(folder / "config.json")
     where: dict[str, str] = {}
     for f in files:
         where.update(dict.fromkeys(safetensors.safe_open(str(folder / f), framework="pt").keys(), f))
 
     def get(name: str, slice_cols: bool = False) -> torch.Tensor:
+        if name not in where:
+            raise ValueError(f"{path}: tensor {name} is missing; is the checkpoint complete?")
         # safe_open memory-maps the file, and the tensor it returns is a view of that map. Opening the
         # file afresh for each tensor (the header is parsed in microseconds) lets the map, and the file
         # pages it touched, go away with the layer: memory stays at one layer, however many layers.
