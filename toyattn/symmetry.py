@@ -251,41 +251,69 @@ def symmetry_score(
 
     Raises:
         ValueError: shapes disagree, weights are not finite, or a head has ``W_q W_k^T = 0`` (0/0).
-        TypeError: not a tensor/array of floats.
+        TypeError: not a tensor/array of floats, or ``dtype`` is not a floating-point ``torch.dtype``.
     """
     W_q, W_k, group = _check_pair(W_q, W_k, check_finite=False)
-    if dtype is None:
-        dtype = W_q.dtype if W_q.dtype in (torch.float32, torch.float64) else torch.float32
+    dtype = _gram_dtype(dtype, W_q.dtype)
     # Row layout [.., d_head, d_model]: a transposed view, no copy; matmul reads it with a transpose flag.
     Q = W_q.to(dtype).transpose(-1, -2)
     K = W_k.to(dtype).transpose(-1, -2)
-    if Q.device.type == "cpu" and Q.shape[-2] * Q.shape[-1] >= PER_HEAD_LOOP_MIN_SIZE:
-        norm2, trace_cc = _traces_head_by_head(Q, K, group)
-    else:
-        A, B, C_t = _grams_batched(Q, K, group)
-        wide = _wide(A.device)
-        if wide != torch.float64 and A.device.type == "mps":
-            A, B, C_t = A.cpu(), B.cpu(), C_t.cpu()
-            wide = torch.float64
-        # tr(A B) = sum_ij A_ij B_ji = sum(A * B) because B is symmetric; tr(C C) = sum(C * C^T).
-        # The products are in the Grams' precision (already rounded there); the sums accumulate in float64.
-        norm2 = (A * B).sum(dim=(-2, -1), dtype=wide)
-        trace_cc = (C_t * C_t.transpose(-1, -2)).sum(dim=(-2, -1), dtype=wide)
+    norm2, trace_cc = _traces(Q, K, group)
     # NaN or inf anywhere in a head's weights reaches its Gram traces, so test the small results rather
     # than every weight (a full pass over the weights costs ~10% of the whole computation).
-    if not bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all()):
+    finite = bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all())
+    if not finite:
         _check_finite(W_q, "W_q")
         _check_finite(W_k, "W_k")
-        raise ValueError(
-            f"The traces overflowed in {dtype} (weights as large as {float(W_q.abs().max()):.3g}); "
-            "pass dtype=torch.float64."
-        )
+    if not finite or (dtype != torch.float64 and bool((norm2 < _TOO_SMALL).any())):
+        # ||M||^2 is a fourth power of the weights: it overflows for weights near 1e10 and underflows for
+        # weights near 1e-10 in float32. The score does not change when W_q or W_k is scaled, so bring
+        # both to a largest entry of 1 and compute again.
+        norm2, trace_cc = _traces(_to_unit_max(Q), _to_unit_max(K), group)
+    if not bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all()):
+        raise ValueError(f"The traces overflowed in {dtype} even after rescaling; pass dtype=torch.float64.")
     if bool((norm2 == 0).any()):
         raise _zero_error(norm2 == 0, "head")
     r = 0.5 * (1.0 + trace_cc / norm2)
     out = _convert(r, convention)
     # MPS has no float64: there the scores come back as float32 (computed in float64 on the CPU).
     return out.float().to(W_q.device) if W_q.device.type == "mps" else out.to(W_q.device)
+
+
+def _gram_dtype(dtype: Any, weights_dtype: torch.dtype) -> torch.dtype:
+    """The precision of the Gram products: ``dtype`` checked, or float32/float64 as the weights are."""
+    if dtype is None:
+        return weights_dtype if weights_dtype in (torch.float32, torch.float64) else torch.float32
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch dtype such as torch.float64, got {dtype!r} ({type(dtype).__name__}).")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch dtype (torch.float32 or torch.float64), got {dtype}.")
+    return dtype
+
+
+#: Below this ``||M||^2`` (in float32 or lower), the Gram products have lost digits to underflow.
+_TOO_SMALL = 1e-18
+
+
+def _to_unit_max(X: torch.Tensor) -> torch.Tensor:
+    peak = X.abs().amax()
+    return X / peak if bool(peak > 0) else X
+
+
+def _traces(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tr(A B) = ||M||_F^2`` and ``tr(C C)`` per head, accumulated in float64 where the device has it."""
+    if Q.device.type == "cpu" and Q.shape[-2] * Q.shape[-1] >= PER_HEAD_LOOP_MIN_SIZE:
+        return _traces_head_by_head(Q, K, group)
+    A, B, C_t = _grams_batched(Q, K, group)
+    wide = _wide(A.device)
+    if wide != torch.float64 and A.device.type == "mps":
+        A, B, C_t = A.cpu(), B.cpu(), C_t.cpu()
+        wide = torch.float64
+    # tr(A B) = sum_ij A_ij B_ji = sum(A * B) because B is symmetric; tr(C C) = sum(C * C^T).
+    # The products are in the Grams' precision (already rounded there); the sums accumulate in float64.
+    norm2 = (A * B).sum(dim=(-2, -1), dtype=wide)
+    trace_cc = (C_t * C_t.transpose(-1, -2)).sum(dim=(-2, -1), dtype=wide)
+    return norm2, trace_cc
 
 
 #: On the CPU, heads with at least this many weights (``d_model * d_head``) get their Gram products
