@@ -322,7 +322,7 @@ def looks_like(actual: Any, mistakes: Mapping[str, Callable[[], Any]], *, rtol: 
         except Exception:  # a mistake that does not apply to this case
             continue
         if m is not None and m.shape == a.shape and _same_values(a, m, rtol, atol):
-            return f" It looks like {description}."
+            return f" It looks like {description}{'' if description.endswith(('.', '?', '!')) else '.'}"
     return ""
 
 
