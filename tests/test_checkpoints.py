@@ -315,7 +315,9 @@ def test_missing_package_error_names_make_pretrained(monkeypatch):
         minilm_path()
     with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
         smollm2_gguf_path()
-    assert checkpoints.pretrained_available() == {"minilm": False, "smollm2": False}
+    with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
+        checkpoints.gemma3_gguf_path()
+    assert checkpoints.pretrained_available() == {"minilm": False, "smollm2": False, "gemma3": False}
 
 
 # ------------------------------------------------------------------ the packaged real checkpoints

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from toyattn.checkpoints import PretrainedNotInstalled, iter_qk_layers, smollm2_gguf_path
 from toyattn.gguf_file import GGUFError, GGUFFile
@@ -147,3 +148,53 @@ def test_packaged_smollm2_matches_gguf_reader():
     ours = assert_same_as_gguf_reader(path)
     assert ours.metadata["llama.attention.head_count"] == 9
     assert ours.metadata["tokenizer.ggml.tokens"] is None
+
+
+def test_gemma3_file_is_read_without_unpermuting_and_with_norm_gains_folded(tmp_path):
+    rng = np.random.default_rng(2)
+    d, d_head, n_heads, n_kv = 12, 4, 2, 1
+    wq = rng.standard_normal((n_heads * d_head, d)).astype(np.float32)
+    wk = rng.standard_normal((n_kv * d_head, d)).astype(np.float32)
+    gq = rng.uniform(0.5, 2.0, d_head).astype(np.float32)
+    gk = rng.uniform(0.5, 2.0, d_head).astype(np.float32)
+    path = tmp_path / "g.gguf"
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_block_count(1)
+    writer.add_head_count(n_heads)
+    writer.add_head_count_kv(n_kv)
+    writer.add_tensor("blk.0.attn_q.weight", wq)
+    writer.add_tensor("blk.0.attn_k.weight", wk)
+    writer.add_tensor("blk.0.attn_q_norm.weight", gq)
+    writer.add_tensor("blk.0.attn_k_norm.weight", gk)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    raw = iter_qk_layers(path, fold_qk_norm=False)
+    assert (raw.architecture, raw.n_heads, raw.n_kv_heads) == ("gemma3", n_heads, n_kv)
+    expected_q = torch.from_numpy(wq).reshape(n_heads, d_head, d).transpose(1, 2)  # rows as stored
+    torch.testing.assert_close(raw[0].W_Q, expected_q)
+    folded = iter_qk_layers(path)[0]
+    torch.testing.assert_close(folded.W_Q, expected_q * torch.from_numpy(gq))
+    torch.testing.assert_close(folded.W_K, torch.from_numpy(wk).reshape(n_kv, d_head, d).transpose(1, 2) * torch.from_numpy(gk))
+
+
+@pytest.mark.pretrained
+def test_packaged_gemma3_reads_and_scores():
+    from toyattn.checkpoints import GEMMA_NOTICE, gemma3_gguf_path
+    from toyattn.symmetry import score_model
+
+    try:
+        path = gemma3_gguf_path()
+    except PretrainedNotInstalled as err:
+        if os.environ.get("TOYATTN_REQUIRE_PRETRAINED") == "1":
+            pytest.fail(str(err))
+        pytest.skip(str(err))
+    assert "Gemma Terms of Use" in GEMMA_NOTICE
+    layers = iter_qk_layers(path)
+    assert (layers.architecture, layers.n_layers, layers.n_heads, layers.n_kv_heads) == ("gemma3", 18, 4, 1)
+    assert layers[0].W_Q.shape == (4, 640, 256) and layers[0].W_K.shape == (1, 640, 256)
+    report = score_model(path, device="cpu", layer_scores=False, progress=False)
+    assert report.head_scores.shape == (18, 4)
+    assert ((report.head_scores > 0) & (report.head_scores < 1)).all()

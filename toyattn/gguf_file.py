@@ -29,6 +29,7 @@ KEEP_ARRAY_MAX = 1024
 # GGUF value types (gguf.GGUFValueType) -> struct format of one item; 8 = string, 9 = array.
 _SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 class GGUFError(ValueError):
@@ -70,6 +71,18 @@ class _Cursor:
             self.truncated(what)
         self.pos += n
 
+    def skip_strings(self, count: int, key: str) -> None:
+        """Step over ``count`` length-prefixed strings (the hot loop: a vocabulary has ~10^5 of them)."""
+        length, buf, pos, end = _U64.unpack_from, self.buf, self.pos, len(self.buf)
+        try:
+            for _ in range(count):
+                pos += 8 + length(buf, pos)[0]
+        except struct.error:
+            pos = end + 1
+        if pos > end:
+            self.truncated(f"the strings of {key}")
+        self.pos = pos
+
     def string(self, what: str) -> str:
         n = self.take("Q", what)
         start = self.pos
@@ -105,8 +118,7 @@ def _value(cur: _Cursor, vtype: int, key: str) -> Any:
         cur.skip(size * count, f"the items of {key}")
         return None
     if item_type == _STRING:  # e.g. the tokenizer's vocabulary: only each length is read
-        for _ in range(count):
-            cur.skip(cur.take("Q", f"a string's length in {key}"), f"a string in {key}")
+        cur.skip_strings(count, key)
         return None
     raise GGUFError(f"{cur.path}: metadata {key} is an array of type {item_type}, which GGUF does not define.")
 
