@@ -28,7 +28,19 @@ def _softmax_cases(rng: np.random.Generator) -> list[Case]:
 def check_softmax(case: Case, got: Returned) -> None:
     """``softmax_fn(x)`` normalises the last axis, also for large scores (it must not overflow)."""
     (x,) = case.args
-    assert_close(got, torch.softmax(x, dim=-1), what=f"softmax of {case.name}")
+    # rtol 1e-4: x - logsumexp(x) is a right way too, and loses a few float32 digits at scores near 1000.
+    assert_close(got, torch.softmax(x, dim=-1), what=f"softmax of {case.name}", rtol=1e-4, mistakes={
+        "e^x overflowed: e^1000 is inf in float32, and inf / inf is NaN. Subtract each row's maximum first "
+        "(the result does not change, the exponentials stop overflowing)": lambda: _naive_softmax(x),
+        "the maximum of the whole tensor was subtracted: subtract each row's own maximum, or a row far below "
+        "it underflows to 0 / 0": lambda: _naive_softmax(x - x.max()),
+        "the rows were not normalised: divide by each row's sum": lambda: (x - x.amax(-1, keepdim=True)).exp(),
+        "the softmax ran over the first axis: use the last one (dim=-1)": lambda: torch.softmax(x, dim=0),
+    })
+
+
+def _naive_softmax(x: torch.Tensor) -> torch.Tensor:
+    return x.exp() / x.exp().sum(dim=-1, keepdim=True)
 
 
 def _one_hot_cases(rng: np.random.Generator) -> list[Case]:
@@ -45,7 +57,12 @@ def _one_hot_cases(rng: np.random.Generator) -> list[Case]:
 def check_one_hot(case: Case, got: Returned) -> None:
     """``one_hot_fn(ids, n_classes)`` returns a float tensor ``[*ids.shape, n_classes]``."""
     ids, n = case.args
-    assert_close(got, torch.nn.functional.one_hot(ids, n).float(), what=f"one_hot of {case.name}")
+    assert_close(got, torch.nn.functional.one_hot(ids, n).float(), what=f"one_hot of {case.name}", mistakes={
+        "the number of classes came from the ids (one_hot(ids) without n_classes): the largest id need not be "
+        "n_classes - 1": lambda: torch.nn.functional.one_hot(ids).float(),
+        "the classes are on the first axis: the one-hot axis goes last, [*ids.shape, n_classes]":
+            lambda: torch.nn.functional.one_hot(ids, n).float().movedim(-1, 0),
+    })
     if not got.torch_dtype() or not got.torch_dtype().startswith("torch.float"):
         raise CheckFailed(
             f"one_hot of {case.name}: expected a float tensor (to multiply with weights), got {got.kind}."
