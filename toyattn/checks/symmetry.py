@@ -1,159 +1,261 @@
-"""Checks for lesson 3 (``solutions/03_symmetry_scores``): symmetry scores of attention heads."""
+"""Checks for lesson 3 (``solutions/03_symmetry_scores``): symmetry scores of attention heads and layers.
+
+Every check draws fresh heads from its seed, including heads built to score exactly 1 and exactly 0,
+and refuses answers that call :mod:`toyattn.symmetry` (the course's own answer). The trace-form and
+batched checks also watch the method: no intermediate as large as a ``d_model x d_model`` matrix
+(torch or NumPy), and, for the batched one, no Python loop over the heads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
+import numpy as np
 import torch
 
-from ..symmetry import skew_symmetric_key, symmetric_key, symmetry_score_definition
-from .core import CheckFailed, assert_close, call_student, legacy_check
+from .. import symmetry as S
+from .answers import Returned
+from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
+from .guards import forbid_calls_into, forbid_large_intermediates, forbid_loops
 
 __all__ = [
     "check_batched_symmetry_scores",
+    "check_layer_symmetry_score",
     "check_skew_symmetric_key",
     "check_symmetry_score_definition",
     "check_symmetry_score_trace",
 ]
 
+_NO_LIBRARY = forbid_calls_into(
+    S, hint="toyattn.symmetry holds the course's answer; the exercise is to compute it yourself."
+)
+_NO_M = forbid_large_intermediates(
+    lambda case: case.expect.get("max_entries") if isinstance(case.expect, dict) else None,
+    what="the d_model x d_model matrix M",
+    hint="The point of this exercise is never to form M: work with d_head x d_head matrices only.",
+)
 
-def _head_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(3)
-    W4 = torch.randn(7, 4, generator=g, dtype=torch.float64)
-    W3 = torch.randn(5, 3, generator=g, dtype=torch.float64)
+
+# --------------------------------------------------------------------------------------------------
+# Shared: cases, one number per answer, recognisable mistakes
+# --------------------------------------------------------------------------------------------------
+
+
+def _randn(g: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+
+def _head_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    d4, d3 = int(rng.integers(6, 10)), int(rng.integers(5, 9))
+    W4, W3, W8 = _randn(g, d4, 4), _randn(g, d3, 3), _randn(g, 8, 4)
+    return [
+        Case("a random head, d_model=6, d_head=2", (_randn(g, 6, 2), _randn(g, 6, 2))),
+        Case(f"a symmetric head (score 1), d_model={d4}, d_head=4", (W4, S.symmetric_key(W4, generator=g))),
+        Case(f"a skew-symmetric head (score 0), d_model={d3}, d_head=3", (W3, S.skew_symmetric_key(W3, generator=g))),
+        Case("a random head, d_model=16, d_head=1", (_randn(g, 16, 1), _randn(g, 16, 1))),
+        Case("W_k = 3 W_q + noise (mostly symmetric), d_model=8, d_head=4", (W8, 3 * W8 + _randn(g, 8, 4))),
+    ]
+
+
+def _scalar(got: Returned, what: str) -> float:
+    if got.is_tuple:
+        raise CheckFailed(f"{what}: expected one number, got a tuple of {len(got.arrays)} values.")
+    if got.value.size != 1:
+        raise CheckFailed(f"{what}: expected one number, got an array of shape {tuple(got.value.shape)}.")
+    return float(got.value.reshape(()))
+
+
+def _judge_number(got: float, expected: float, what: str, mistakes: dict[str, float], atol: float = 1e-6) -> None:
+    """Fail unless ``got`` is ``expected``; name the first mistake whose value ``got`` matches instead."""
+    if np.isclose(got, expected, rtol=1e-5, atol=atol):
+        return
+    msg = f"{what}: expected {expected:.6g}, got {got:.6g}."
+    for mistake, value in mistakes.items():
+        if np.isclose(got, value, rtol=1e-5, atol=atol) and not np.isclose(value, expected, rtol=1e-5, atol=atol):
+            msg += f" That is {mistake}."
+            break
+    raise CheckFailed(msg)
+
+
+def _score_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, r: float) -> dict[str, float]:
+    """Values that common wrong answers give for one head whose right score is ``r``."""
+    A, B, C = W_q.T @ W_q, W_k.T @ W_k, W_k.T @ W_q
     return {
-        "a random head, d_model=6, d_head=2": (
-            torch.randn(6, 2, generator=g, dtype=torch.float64),
-            torch.randn(6, 2, generator=g, dtype=torch.float64),
-        ),
-        "a symmetric head (W_k = W_q P, P symmetric)": (W4, symmetric_key(W4, generator=g)),
-        "a skew-symmetric head (W_k = W_q S^T)": (W3, skew_symmetric_key(W3, generator=g)),
-        "a random head, d_model=16, d_head=1": (
-            torch.randn(16, 1, generator=g, dtype=torch.float64),
-            torch.randn(16, 1, generator=g, dtype=torch.float64),
-        ),
-        "W_k = 3 W_q + noise (mostly symmetric)": (W4, 3 * W4 + torch.randn(7, 4, generator=g, dtype=torch.float64)),
+        "s = 2r - 1, the signed convention of published tables; this problem set uses r in [0, 1]": 2 * r - 1,
+        "the share of the skew-symmetric part (M - M^T)/2, not of the symmetric part": 1 - r,
+        "a ratio of norms; the score is a ratio of *squared* Frobenius norms": float(np.sqrt(max(r, 0.0))),
+        "4r: the symmetric part is (M + M^T)/2, with the 1/2": 4 * r,
+        "2r: the 1/2 in front of (1 + tr(CC)/tr(AB)) is missing": 2 * r,
+        "what tr(C^T C) = ||C||_F^2 gives in place of tr(C C)":
+            float(0.5 * (1 + (C * C).sum() / (A * B).sum())),
+        "the score of W_q^T W_k (d_head x d_head), not of M = W_q W_k^T (d_model x d_model)":
+            float(S.matrix_symmetry_score(W_q.T @ W_k)) if W_q.shape[1] > 1 else float("nan"),
     }
 
 
-def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what}: expected one number per head, got a tensor of shape {tuple(value.shape)}.")
-        return float(value.detach().cpu())
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what}: expected a number, got {type(value).__name__}.") from None
+def _judge_head_score(case: Case, got: Returned) -> None:
+    W_q, W_k = case.args
+    r = float(S.symmetry_score(W_q, W_k))  # the trace form: cheap for wide heads
+    _judge_number(_scalar(got, f"score of {case.name}"), r, f"score of {case.name}", _score_mistakes(W_q, W_k, r))
 
 
-class _SizeWatch(torch.Tensor):
-    """A tensor that remembers the largest result any torch operation on it produced.
-
-    Lets a check notice that a "fast" answer still builds the ``d_model x d_model`` matrix ``M``.
-    """
-
-    largest = 0
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
-        out = super().__torch_function__(func, types, args, kwargs or {})
-        for t in out if isinstance(out, tuple | list) else (out,):
-            if isinstance(t, torch.Tensor):
-                _SizeWatch.largest = max(_SizeWatch.largest, t.numel())
-        return out
+# --------------------------------------------------------------------------------------------------
+# Exercise 1 and 2: one head, by the definition and by the trace form
+# --------------------------------------------------------------------------------------------------
 
 
-def _watched(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    _SizeWatch.largest = 0
-    return [t.clone().as_subclass(_SizeWatch) for t in tensors]
+def _definition_cases(rng: np.random.Generator) -> list[Case]:
+    return _head_cases(rng)
 
 
-def _plain(x: Any) -> Any:
-    return x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) else x
+@exercise_check(cases=_definition_cases, during=[_NO_LIBRARY])
+def check_symmetry_score_definition(case: Case, got: Returned) -> None:
+    """``score_fn(W_q, W_k)``: the share of ``||M||_F^2`` in the symmetric part of ``M = W_q W_k^T``."""
+    _judge_head_score(case, got)
 
 
-@legacy_check
-def check_symmetry_score_definition(score_fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> int:
-    """``score_fn(W_q, W_k)`` builds ``M = W_q W_k^T`` and returns ``||(M + M^T)/2||^2 / ||M||^2``."""
-    cases = _head_cases()
-    for name, (W_q, W_k) in cases.items():
-        got = _as_float(call_student(score_fn, W_q.clone(), W_k.clone(), case=name), f"score of {name}")
-        assert_close(got, float(symmetry_score_definition(W_q, W_k)), what=f"score of {name}", atol=1e-6)
-    return len(cases)
+def _trace_cases(rng: np.random.Generator) -> list[Case]:
+    cases = _definition_cases(rng)
+    g = torch_generator(rng)
+    d = int(rng.integers(1000, 1400))
+    # A wide head: M has d^2 (millions of) entries, the inputs and A, B, C a few thousand.
+    cases.append(Case(f"a wide head, d_model={d}, d_head=4", (_randn(g, d, 4), _randn(g, d, 4)),
+                      expect={"max_entries": d * d}))
+    return cases
 
 
-@legacy_check
-def check_symmetry_score_trace(score_fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> int | str:
-    """``score_fn(W_q, W_k)`` gives the same score through ``A, B, C`` without building the ``d x d`` matrix."""
-    cases = _head_cases()
-    g = torch.Generator().manual_seed(4)
-    cases["a wide head, d_model=300, d_head=4"] = (
-        torch.randn(300, 4, generator=g, dtype=torch.float64),
-        torch.randn(300, 4, generator=g, dtype=torch.float64),
-    )
-    for name, (W_q, W_k) in cases.items():
-        d_model = W_q.shape[0]
-        watched_q, watched_k = _watched(W_q, W_k)
-        got = _plain(call_student(score_fn, watched_q, watched_k, case=name))
-        got = _as_float(got, f"score of {name}")
-        assert_close(got, float(symmetry_score_definition(W_q, W_k)), what=f"score of {name}", atol=1e-6)
-        if d_model > 2 * W_q.shape[1] and _SizeWatch.largest >= d_model * d_model:
-            raise CheckFailed(
-                f"score of {name}: the value is right, but a tensor with {_SizeWatch.largest} entries "
-                f"(as many as the {d_model} x {d_model} matrix M) was built. The trace form only needs the "
-                "d_head x d_head matrices A = W_q^T W_q, B = W_k^T W_k and C = W_k^T W_q."
-            )
-    return len(cases)
+@exercise_check(cases=_trace_cases, during=[_NO_LIBRARY, _NO_M])
+def check_symmetry_score_trace(case: Case, got: Returned) -> None:
+    """``score_fn(W_q, W_k)``: the same score, without anything of size ``d_model x d_model``."""
+    _judge_head_score(case, got)
 
 
-@legacy_check
-def check_skew_symmetric_key(make_key: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> int:
-    """``make_key(W_q, generator)`` returns ``W_k`` (same shape) whose ``M = W_q W_k^T`` is skew-symmetric, not 0."""
-    g = torch.Generator().manual_seed(5)
-    shapes = [(4, 2), (6, 3), (10, 4), (32, 8)]
-    for d_model, d_head in shapes:
-        name = f"W_q of shape [{d_model}, {d_head}]"
-        W_q = torch.randn(d_model, d_head, generator=g, dtype=torch.float64)
-        W_k = call_student(make_key, W_q.clone(), torch.Generator().manual_seed(d_model), case=name)
-        if not isinstance(W_k, torch.Tensor):
-            raise CheckFailed(f"{name}: expected W_k as a torch.Tensor, got {type(W_k).__name__}.")
-        if tuple(W_k.shape) != (d_model, d_head):
-            raise CheckFailed(f"{name}: W_k must have W_q's shape {(d_model, d_head)}, got {tuple(W_k.shape)}.")
-        M = W_q @ W_k.to(W_q).T
-        size = float(M.norm())
-        if size < 1e-6 * float(W_q.norm()) ** 2:
-            raise CheckFailed(f"{name}: M = W_q W_k^T is (almost) zero; a skew-symmetric M must not be 0.")
-        asym = float((M + M.T).norm()) / size
-        if asym > 1e-6:
-            raise CheckFailed(
-                f"{name}: M + M^T should be 0 for a skew-symmetric M, but ||M + M^T|| / ||M|| = {asym:.3g}. "
-                "Hint: with W_k = W_q S^T, M = W_q S W_q^T; what must S satisfy?"
-            )
-    return len(shapes)
+# --------------------------------------------------------------------------------------------------
+# Exercise 3: a head that scores exactly 0
+# --------------------------------------------------------------------------------------------------
 
 
-@legacy_check
-def check_batched_symmetry_scores(scores_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> int:
-    """``scores_fn(W_Q, W_K)`` maps ``[layers, heads, d_model, d_head]`` to scores ``[layers, heads]``."""
-    g = torch.Generator().manual_seed(6)
-    cases = {
-        "2 layers x 3 heads, d_model=12, d_head=4": (2, 3, 12, 4),
-        "4 layers x 1 head, d_model=40, d_head=5": (4, 1, 40, 5),
-        "1 layer x 5 heads, d_model=9, d_head=3": (1, 5, 9, 3),
+def _key_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    cases = []
+    for d_model, d_head in ((4, 2), (6, 3), (10, 4), (32, 8)):
+        seed = int(rng.integers(2**31))
+        cases.append(Case(f"W_q of shape [{d_model}, {d_head}]",
+                          (_randn(g, d_model, d_head), torch.Generator().manual_seed(seed))))
+    return cases
+
+
+@exercise_check(cases=_key_cases, during=[_NO_LIBRARY])
+def check_skew_symmetric_key(case: Case, got: Returned) -> None:
+    """``make_key(W_q, generator)``: a ``W_k`` of ``W_q``'s shape whose ``M = W_q W_k^T`` is skew-symmetric, not 0."""
+    W_q = case.args[0].numpy()
+    if got.is_tuple:
+        raise CheckFailed(f"{case.name}: expected W_k (one tensor), got a tuple of {len(got.arrays)} values.")
+    W_k = got.value
+    if W_k.shape != W_q.shape:
+        raise CheckFailed(f"{case.name}: W_k must have W_q's shape {W_q.shape}, got {W_k.shape}.")
+    if not got.is_tensor():
+        raise CheckFailed(f"{case.name}: expected W_k as a torch.Tensor, got {got.kind.split(':')[0]}.")
+    M = W_q @ W_k.astype(np.float64).T
+    size = float(np.linalg.norm(M))
+    if not np.isfinite(size) or size < 1e-6 * float(np.linalg.norm(W_q)) ** 2:
+        raise CheckFailed(f"{case.name}: M = W_q W_k^T is (almost) zero; a skew-symmetric M must not be 0.")
+    asym = float(np.linalg.norm(M + M.T)) / size
+    if asym <= 1e-6:
+        return
+    msg = (f"{case.name}: M = W_q W_k^T should satisfy M^T = -M, but ||M + M^T|| / ||M|| = {asym:.3g} "
+           f"(expected 0; the head's score is r = {float(S.matrix_symmetry_score(torch.from_numpy(M))):.3g}).")
+    if float(np.linalg.norm(M - M.T)) / size <= 1e-6:
+        msg += " Your M is symmetric: a minus sign flips M as a whole, M^T = -M needs M's two halves to disagree."
+    raise CheckFailed(msg)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 4: every head of a model at once
+# --------------------------------------------------------------------------------------------------
+
+
+def _batched_case(g: torch.Generator, name: str, shape: tuple[int, int, int, int], **expect: int) -> Case:
+    L, H, d, dh = shape
+    W_Q, W_K = _randn(g, L, H, d, dh), _randn(g, L, H, d, dh)
+    W_K[0, 0] = S.symmetric_key(W_Q[0, 0], generator=g)  # one head with score 1, to tell heads apart
+    W_K[-1, -1] = S.skew_symmetric_key(W_Q[-1, -1], generator=g)  # and one with score 0
+    return Case(f"{L} layers x {H} heads, d_model={d}, d_head={dh} ({name})", (W_Q, W_K), expect=expect)
+
+
+def _batched_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    d_wide = int(rng.integers(1000, 1400))
+    return [
+        _batched_case(g, "small", (2, 3, 12, 4)),
+        _batched_case(g, "one layer", (1, 5, 9, 3)),
+        # M per head has d^2 entries, far more than all the inputs together.
+        _batched_case(g, "wide heads", (3, 1, d_wide, 4), max_entries=d_wide * d_wide),
+        # 64 heads: a loop over them runs its body 64 times; a batched computation a few lines once.
+        _batched_case(g, "many heads", (4, 16, 32, 4), max_lines=64),
+    ]
+
+
+_NO_HEAD_LOOP = forbid_loops(
+    lambda case: case.expect.get("max_lines"),
+    hint="The exercise asks for all heads in one batched computation: let torch broadcast over "
+    "[layers, heads] (matmul and einsum both do).",
+)
+
+
+@exercise_check(cases=_batched_cases, during=[_NO_LIBRARY, _NO_M, _NO_HEAD_LOOP])
+def check_batched_symmetry_scores(case: Case, got: Returned) -> None:
+    """``scores_fn(W_Q, W_K)``: ``[layers, heads, d_model, d_head]`` to scores ``[layers, heads]``, batched."""
+    W_Q, W_K = case.args
+    expected = S.symmetry_score(W_Q, W_K)
+    what = f"scores of {case.name}"
+    if not got.is_tuple and got.value.shape != tuple(expected.shape) and got.value.shape == tuple(expected.shape)[::-1]:
+        raise CheckFailed(f"{what}: expected shape {tuple(expected.shape)} [layers, heads], got "
+                          f"{got.value.shape}: is it [heads, layers]?")
+    if not got.is_tuple and got.value.shape == expected.shape and np.allclose(got.value, 2 * expected.numpy() - 1):
+        raise CheckFailed(f"{what}: these are s = 2r - 1 (the signed convention); this problem set uses r in [0, 1].")
+    assert_close(got, expected, what=what, atol=1e-6, check_type=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 5: one score per layer
+# --------------------------------------------------------------------------------------------------
+
+
+def _layer_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    d = int(rng.integers(10, 16))
+    W_a, W_b = _randn(g, d, 3), _randn(g, d, 3)
+    mixed_q = torch.stack([_randn(g, 9, 2) * s for s in (1.0, 3.0, 0.5)])
+    mixed_k = torch.stack([S.symmetric_key(mixed_q[0], generator=g), _randn(g, 9, 2),
+                           S.skew_symmetric_key(mixed_q[2], generator=g)])
+    return [
+        Case("a random layer, 4 heads, d_model=10, d_head=3", (_randn(g, 4, 10, 3), _randn(g, 4, 10, 3))),
+        Case(f"two heads M and M^T (W_Q = [W_a, W_b], W_K = [W_b, W_a]), d_model={d}, d_head=3",
+             (torch.stack([W_a, W_b]), torch.stack([W_b, W_a]))),
+        Case("one head, d_model=8, d_head=2", (_randn(g, 1, 8, 2), _randn(g, 1, 8, 2))),
+        Case("3 heads of different sizes: symmetric, random, skew; d_model=9, d_head=2", (mixed_q, mixed_k)),
+    ]
+
+
+def _layer_mistakes(W_Q: torch.Tensor, W_K: torch.Tensor, r: float) -> dict[str, float]:
+    heads = S.symmetry_score_definition(W_Q, W_K)
+    weights = (W_Q @ W_K.transpose(-1, -2)).pow(2).sum((-1, -2))
+    H, d, dh = W_Q.shape
+    stacked = W_Q.reshape(H * d, dh) @ W_K.reshape(H * d, dh).T  # heads stacked along d_model: [H d, H d]
+    return {
+        "the mean of the per-head scores; the layer's M = sum_h M_h has cross terms between heads": float(heads.mean()),
+        "the ||M_h||^2-weighted mean of the head scores: right without cross terms between heads, but "
+        "sum_h M_h has them": float((heads * weights).sum() / weights.sum()),
+        "s = 2r - 1, the signed convention of published tables; this problem set uses r in [0, 1]": 2 * r - 1,
+        "the score of the heads stacked along d_model ([heads * d_model] square), not of the d_model x d_model "
+        "sum over heads": float(S.matrix_symmetry_score(stacked)),
     }
-    for name, (L, H, d, dh) in cases.items():
-        W_Q = torch.randn(L, H, d, dh, generator=g, dtype=torch.float64)
-        W_K = torch.randn(L, H, d, dh, generator=g, dtype=torch.float64)
-        W_K[0, 0] = symmetric_key(W_Q[0, 0], generator=g)  # one head with score 1, to tell heads apart
-        W_K[-1, -1] = skew_symmetric_key(W_Q[-1, -1], generator=g)  # and one with score 0
-        watched_q, watched_k = _watched(W_Q, W_K)
-        got = _plain(call_student(scores_fn, watched_q, watched_k, case=name))
-        assert_close(got, symmetry_score_definition(W_Q, W_K), what=f"scores of {name}", atol=1e-6, check_type=False)
-        if d > 2 * dh and _SizeWatch.largest >= L * H * d * d:
-            raise CheckFailed(
-                f"scores of {name}: right values, but the d_model x d_model matrices M were built "
-                f"({_SizeWatch.largest} entries); use the trace form with einsum over [layers, heads]."
-            )
-    return len(cases)
+
+
+@exercise_check(cases=_layer_cases, during=[_NO_LIBRARY])
+def check_layer_symmetry_score(case: Case, got: Returned) -> None:
+    """``layer_fn(W_Q, W_K)``: ``[heads, d_model, d_head]`` to the score of the layer's ``M = sum_h W_Q[h] W_K[h]^T``."""
+    W_Q, W_K = case.args
+    r = float(S.layer_symmetry_score(W_Q, W_K))
+    what = f"layer score of {case.name}"
+    _judge_number(_scalar(got, what), r, what, _layer_mistakes(W_Q, W_K, r))

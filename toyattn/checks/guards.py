@@ -1,0 +1,195 @@
+"""Guards that watch *how* a student's function computes its answer (``during=[...]`` of a check).
+
+A judge only sees the numbers a function returned. Some exercises are about the method: "get the
+score without ever building the ``d x d`` matrix", "score every head in one batched computation",
+"write it yourself instead of calling the course's answer". These guards run around each call of the
+student's function, in the student's own process, and raise :class:`~toyattn.checks.core.CheckFailed`
+when the method is not the one asked for:
+
+* :func:`forbid_large_intermediates`: no torch result and no NumPy allocation as large as a limit
+  (torch ops are watched with a ``TorchFunctionMode``, NumPy's memory with :mod:`tracemalloc`, which
+  NumPy reports its array buffers to);
+* :func:`forbid_loops`: the student's own Python lines may run only so many times (a loop over the
+  heads of a model runs its body once per head);
+* :func:`forbid_calls_into`: no call into a module's functions (found by code object, so
+  ``from toyattn.symmetry import symmetry_score`` done beforehand does not hide the call).
+
+Like every ``during`` guard they are feedback and a deterrent, not the grade's guarantee: in grading
+the verdict on the numbers is decided outside the student's process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import sysconfig
+import tracemalloc
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .core import Case, CheckFailed, During
+
+Limit = Callable[[Case], "int | None"]
+
+
+# --------------------------------------------------------------------------------------------------
+# No intermediate as large as the matrix the exercise avoids
+# --------------------------------------------------------------------------------------------------
+
+
+class _WatchSizes(TorchFunctionMode):
+    def __init__(self, limit: int, fail: Callable[[str], CheckFailed]):
+        super().__init__()
+        self.limit, self.fail = limit, fail
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor) and t.numel() >= self.limit:
+                name = getattr(func, "__name__", "an operation")
+                raise self.fail(f"`{name}` made a tensor of shape {tuple(t.shape)} ({t.numel()} entries)")
+        return out
+
+
+@contextlib.contextmanager
+def _watch_numpy_memory(limit_bytes: int, fail: Callable[[str], CheckFailed]) -> Iterator[None]:
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        peak = tracemalloc.get_traced_memory()[1] - before
+        if started_here:
+            tracemalloc.stop()
+    if not failed and peak >= limit_bytes:
+        raise fail(f"it allocated {peak / 2**20:.1f} MiB of NumPy arrays at once")
+
+
+def forbid_large_intermediates(limit: Limit, *, what: str, hint: str) -> During:
+    """A guard: fail when the student's code makes a torch tensor with ``limit(case)`` entries or more,
+    or holds that many 2-byte NumPy entries' worth of memory at once (None: no limit for that case).
+
+    ``what`` names the object the limit stands for (``"the d_model x d_model matrix M"``).
+    """
+
+    @contextlib.contextmanager
+    def guard(case: Case) -> Iterator[None]:
+        n = limit(case)
+        if n is None:
+            yield
+            return
+
+        def fail(detail: str) -> CheckFailed:
+            return CheckFailed(f"{case.name}: {detail}, as large as {what} ({n} entries). {hint}")
+
+        # 2 bytes per entry: a float16 M counts too; the inputs are sized far below this.
+        with _watch_numpy_memory(2 * n, fail), _WatchSizes(n, fail):
+            yield
+
+    return guard
+
+
+# --------------------------------------------------------------------------------------------------
+# No Python loop over the batch
+# --------------------------------------------------------------------------------------------------
+
+
+def _restorable(hook: object) -> bool:
+    """Whether a trace or profile hook found in place can be put back afterwards (a Python function can;
+    cProfile's profiler object cannot). Where it cannot, the guard steps aside rather than break it."""
+    return hook is None or callable(hook)
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the toyattn package
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, here}
+    paths.update(p for p in sysconfig.get_paths().values() if p)
+    return tuple(sorted(paths)) + ("<frozen",)
+
+
+def _counting_lines(prefixes: tuple[str, ...]) -> tuple[Callable, list[int]]:
+    count = [0]
+
+    def local(frame, event, arg):
+        if event == "line":
+            count[0] += 1
+        return local
+
+    def on_call(frame, event, arg):
+        # Only the student's own code is counted: library frames get no line tracing at all.
+        return None if frame.f_code.co_filename.startswith(prefixes) else local
+
+    return on_call, count
+
+
+def forbid_loops(limit: Limit, *, hint: str) -> During:
+    """A guard: fail when the student's own Python lines (not library code) run ``limit(case)`` times
+    or more during one call: a loop over ``limit`` items. None: no limit for that case."""
+    prefixes = _library_prefixes()
+
+    @contextlib.contextmanager
+    def guard(case: Case) -> Iterator[None]:
+        n = limit(case)
+        previous = sys.gettrace()
+        if n is None or not _restorable(previous):
+            yield
+            return
+        tracer, count = _counting_lines(prefixes)
+        sys.settrace(tracer)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.settrace(previous)
+        if not failed and count[0] >= n:
+            raise CheckFailed(
+                f"{case.name}: the right shape of answer, but your code ran {count[0]} lines of Python for "
+                f"{n} heads: that is a loop over the heads. {hint}"
+            )
+
+    return guard
+
+
+# --------------------------------------------------------------------------------------------------
+# No calls into the course's own answer
+# --------------------------------------------------------------------------------------------------
+
+
+def forbid_calls_into(module: ModuleType, *, hint: str) -> During:
+    """A guard: fail when the student's function calls any function defined in ``module``."""
+    filename = module.__file__
+    label = module.__name__
+
+    @contextlib.contextmanager
+    def guard(case: Case) -> Iterator[None]:
+        called: list[str] = []
+
+        def profile(frame, event, arg):
+            if event == "call" and not called and frame.f_code.co_filename == filename:
+                called.append(frame.f_code.co_name)
+
+        previous = sys.getprofile()
+        if not _restorable(previous):
+            yield
+            return
+        sys.setprofile(profile)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.setprofile(previous)
+        if not failed and called:
+            raise CheckFailed(f"{case.name}: your function calls `{label}.{called[0]}`. {hint}")
+
+    return guard
