@@ -57,7 +57,11 @@ def as_matrix(x: Any, name: str = "matrix", ndim: int = 2) -> np.ndarray:
     Raises a ValueError naming ``name`` when it does not have ``ndim`` dimensions or holds NaN/inf.
     """
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} is a complex tensor ({x.dtype}); these circuits are defined for real weights.")
         x = x.detach().to("cpu", torch.float64).numpy()
+    if np.iscomplexobj(x):
+        raise TypeError(f"{name} holds complex numbers; these circuits are defined for real weights (take .real?).")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -219,10 +223,20 @@ def qk_ov_matching(W_qk: Any, W_ov: Any, rank: int, summary: Summary = "largest"
     convention; the paper's left singular vectors of its transposed ``W_ov``).
     """
     W_qk, W_ov = as_matrix(W_qk, "W_qk"), as_matrix(W_ov, "W_ov")
+    _check_residual_maps(W_qk, W_ov)
     _check_rank(rank, W_qk.shape[1])
     V_qk = np.linalg.svd(W_qk)[2].T  # [d_model, d_model], columns = key-side directions
     V_ov = np.linalg.svd(W_ov)[2].T  # columns = output directions
     return subspace_matching(V_qk, V_ov, rank, summary)
+
+
+def _check_residual_maps(W_qk: np.ndarray, W_ov: np.ndarray) -> None:
+    """Both circuits map the residual stream to itself: square, and of one size."""
+    if W_qk.shape[0] != W_qk.shape[1] or W_ov.shape[0] != W_ov.shape[1] or W_qk.shape != W_ov.shape:
+        raise ValueError(
+            f"W_qk {W_qk.shape} and W_ov {W_ov.shape} must both be [d_model, d_model] (the full circuits, e.g. "
+            "W_Q @ W_K.T and W_V @ W_O), not per-head factors such as W_Q alone."
+        )
 
 
 def embedding_ov_matching(W_E: Any, W_ov: Any, rank: int, summary: Summary = "largest", side: str = "output") -> float:
@@ -250,6 +264,8 @@ def random_baseline(
     A trained score well above this mean is evidence of real alignment, not chance overlap.
     """
     _check_rank(rank, d)
+    if isinstance(n_runs, bool) or not isinstance(n_runs, int | np.integer) or n_runs < 2:
+        raise ValueError(f"n_runs must be an integer >= 2 (a mean and a spread need two runs), got {n_runs!r}.")
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(n_runs):

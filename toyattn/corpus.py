@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .device import get_device
@@ -132,9 +133,10 @@ class ToyCorpus:
             ids = ids.tolist()
         out = []
         for i in ids:
-            if not 0 <= int(i) < self.vocab_size:
+            i = _token_id(i)
+            if not 0 <= i < self.vocab_size:
                 raise ValueError(f"Token id {i} is outside the vocabulary (ids 0 to {self.vocab_size - 1}).")
-            out.append(self.vocab[int(i)])
+            out.append(self.vocab[i])
         return out
 
     def tensors(self, device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,6 +156,8 @@ class ToyCorpus:
 
         ``sentence`` may be an index into :attr:`sentences`, a sentence, or a ``[pos]`` id tensor.
         """
+        if isinstance(sentence, bool):
+            raise TypeError(f"sentence must be an index, a sentence or an id tensor, got {sentence!r}.")
         if isinstance(sentence, int):
             if not 0 <= sentence < len(self.sentences):
                 raise ValueError(f"Sentence index {sentence} out of range: the corpus has {len(self.sentences)}.")
@@ -167,3 +171,12 @@ class ToyCorpus:
         if token not in words:
             raise ValueError(f"{token!r} does not occur in sentence {sentence}: {' '.join(words)}.")
         return words.index(token)
+
+
+def _token_id(i: object) -> int:
+    """A token id as an int: Python and NumPy integers (and integer-valued 0-d tensors) only, never a float."""
+    if isinstance(i, bool) or not isinstance(i, int | np.integer | torch.Tensor):
+        raise TypeError(f"Token ids must be integers, got {i!r} ({type(i).__name__}); floats are not ids.")
+    if isinstance(i, torch.Tensor) and (i.dim() != 0 or i.is_floating_point() or i.dtype == torch.bool):
+        raise TypeError(f"Token ids must be integers, got a {i.dtype} tensor of shape {tuple(i.shape)}.")
+    return int(i)

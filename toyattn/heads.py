@@ -196,7 +196,9 @@ def _check_matrix(weight: torch.Tensor, what: str) -> None:
 
 def _head_width(width: int, n_heads: int, n_blocks: int, what: str, hint: str) -> int:
     try:
-        n_heads = operator.index(n_heads)  # ints, NumPy and 0-d torch integers; not floats
+        if isinstance(n_heads, bool | np.bool_):
+            raise TypeError
+        n_heads = operator.index(n_heads)  # ints, NumPy and 0-d torch integers; not floats or bools
     except TypeError:
         raise TypeError(f"n_heads must be an integer, got {n_heads!r}.") from None
     if n_heads < 1:

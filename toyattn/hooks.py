@@ -50,12 +50,7 @@ class HookPoint(nn.Module):
             result = fn(output, hook=module)
             if result is None:
                 return None
-            if not isinstance(result, torch.Tensor) or result.shape != output.shape:
-                got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
-                raise ValueError(
-                    f"Hook {getattr(fn, '__name__', fn)!r} on {module.name!r} must return None or a tensor of "
-                    f"shape {tuple(output.shape)}, got {got}."
-                )
+            _check_hook_result(result, output, fn, module.name)
             return result
 
         return self.register_forward_hook(forward_hook)
@@ -65,6 +60,21 @@ class HookPoint(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _check_hook_result(result: Any, output: torch.Tensor, fn: Any, where: str | None) -> None:
+    """A hook may only hand back a tensor that could stand where the activation stood."""
+    hook = f"Hook {getattr(fn, '__name__', fn)!r} on {where!r}"
+    if not isinstance(result, torch.Tensor) or result.shape != output.shape:
+        got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
+        raise ValueError(f"{hook} must return None or a tensor of shape {tuple(output.shape)}, got {got}.")
+    if result.dtype != output.dtype:
+        raise TypeError(
+            f"{hook} returned a {result.dtype} tensor where the activation is {output.dtype}; "
+            f"convert it with `.to(activation.dtype)` (e.g. torch.zeros_like(activation), not torch.zeros(..., dtype=int))."
+        )
+    if result.device != output.device:
+        raise ValueError(f"{hook} returned a tensor on {result.device}; the activation is on {output.device}.")
 
 
 class HookedModule(nn.Module):

@@ -26,6 +26,7 @@ A sequence is background noise with one *pattern* written into it twice::
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -135,6 +136,10 @@ class PatternPool:
 
 def zipf_probs(vocab_size: int, shift: float = 2.7) -> torch.Tensor:
     """Background token law ``P(i) proportional to 1 / (i + shift)``, ``[vocab_size]``. Lesson 4."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}.")
+    if not math.isfinite(shift) or shift <= 0:
+        raise ValueError(f"shift must be a positive number (token 0 gets weight 1/shift), got {shift!r}.")
     weights = 1.0 / (torch.arange(vocab_size, dtype=torch.float64) + shift)
     return (weights / weights.sum()).float()
 
@@ -244,6 +249,11 @@ def default_model_config(task: CopyTaskConfig, **overrides) -> TransformerConfig
     return TransformerConfig(**kw)
 
 
+def _require_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
 @dataclass
 class TrainConfig:
     """Optimiser and schedule of :func:`train_copy_model` (lesson 4; defaults sized for a CPU).
@@ -270,9 +280,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "n_test"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
+            _require_positive_int(f"TrainConfig.{name}", getattr(self, name))
+        if self.cpu_threads is not None:
+            _require_positive_int("TrainConfig.cpu_threads", self.cpu_threads)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be a positive finite number, got {self.lr!r}.")
+        if not isinstance(self.weight_decay, int | float) or not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
 
 
 @dataclass
@@ -302,6 +316,12 @@ class TrainingRun:
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
         """Weights of checkpoint ``i`` (an index into :attr:`steps`), on the CPU."""
+        n = len(self.checkpoints)
+        if isinstance(i, bool) or not isinstance(i, int) or not -n <= i < n:
+            raise IndexError(
+                f"checkpoint {i!r} does not exist: this run kept {n} checkpoints (indices 0 to {n - 1}, or -1 "
+                f"for the last), at steps {self.steps[0] if self.steps else '-'} to {self.steps[-1] if self.steps else '-'}."
+            )
         ckpt = self.checkpoints[i]
         if isinstance(ckpt, (str, os.PathLike)):
             # weights_only=True: a checkpoint file can only hold tensors, never run code when loaded.
@@ -310,8 +330,9 @@ class TrainingRun:
 
     def load(self, i: int = -1, device: torch.device | str = "cpu") -> Transformer:
         """A fresh model holding checkpoint ``i`` (default: the last), in eval mode."""
+        state = self.state_dict(i)
         model = Transformer(self.model_config)
-        model.load_state_dict(self.state_dict(i))
+        model.load_state_dict(state)
         return model.to(device).eval()
 
     def __len__(self) -> int:

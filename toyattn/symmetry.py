@@ -106,8 +106,9 @@ def kv_head_for_query(n_heads: int, n_kv_heads: int) -> torch.Tensor:
     ``h // (n_heads // n_kv_heads)``. ``n_kv_heads == n_heads`` is ordinary multi-head attention.
     """
     for name, value in (("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    n_heads, n_kv_heads = int(n_heads), int(n_kv_heads)
     if n_heads % n_kv_heads != 0:
         raise ValueError(
             f"{n_heads} query heads cannot share {n_kv_heads} key heads evenly: grouped-query attention "
