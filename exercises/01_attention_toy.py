@@ -1,3 +1,20 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lesson 1 problem set: build and probe one attention head
 #
@@ -12,12 +29,16 @@
 # write the pieces yourself.
 #
 # **Learning goals.** After this problem set you can
-# 1. build a causal mask and explain why it is applied once, before the softmax;
+# 1. hide the future from a causal head, and explain why that happens once, before the softmax;
 # 2. write the forward pass of scaled dot-product attention and check it against a real model;
 # 3. read a model's prediction at one position from a `run_with_cache` cache;
-# 4. split a head's output into what each query reads from each key;
+# 4. split a head's output into what each query reads from each key, and find which earlier token
+#    decides the next one;
 # 5. write an activation-patching intervention with a temporary hook, and use it to flip
 #    the model's answer.
+#
+# After each exercise comes a question: answer it before you run the cell below it. Hints are
+# folded away under "Hint": try without them first.
 #
 # Each exercise has a cell with `# YOUR CODE HERE` and `raise NotImplementedError()`. Replace those
 # two lines with your code, run the cell, then run the check below it. A check prints one line
@@ -43,49 +64,70 @@ THE = corpus.position_of("the")  # 3
 print(f"trained in {trained.seconds:.2f} s on {device}, final loss {trained.losses[-1]:.4f}")
 
 # %% [markdown]
-# ## Exercise 1: the causal mask
+# ## Exercise 1: hide the future
 #
-# A causal model at position $i$ may read positions $0, \dots, i$ and nothing after. Write
-# `causal_mask(n_pos)` returning a **bool** tensor `[n_pos, n_pos]` with `True` where query $i$
-# (row) may attend to key $j$ (column), i.e. where $j \le i$.
+# A causal model at position $i$ may read positions $0, \dots, i$ and nothing after. The head
+# computes a score for every (query, key) pair, `scores[..., i, j]` (row = query, column = key), and a
+# softmax over the keys turns each row into weights.
 #
-# **Predict first:** how many `True` entries does the mask for 5 positions have?
+# Write `mask_scores(scores)` for scores of shape `[..., n_pos, n_pos]`. After your function, a
+# softmax over the keys must give **exactly zero** weight to every key after its query, and the
+# keys a query may see must keep their scores (so their weights are still the softmax of the head's
+# scores). You decide which entries to change and what to put there.
+
+# %% [markdown]
+# <details><summary>Hint (open it if you are stuck)</summary>
 #
-# *Hint:* `torch.ones(..., dtype=torch.bool)` and `.tril()`.
+# Which $x$ has $e^x = 0$? (Setting a score to 0 is not enough: $e^0 = 1$.) A boolean matrix with
+# `True` on and below the diagonal is `torch.ones(n, n, dtype=torch.bool).tril()`, and
+# `scores.masked_fill(condition, value)` writes `value` wherever `condition` is `True`; it broadcasts
+# a `[n, n]` condition over any leading axes.
+# </details>
 
 # %%
-def causal_mask(n_pos: int) -> torch.Tensor:
-    """[n_pos, n_pos] bool, True on and below the diagonal (query i may read keys 0..i)."""
+def mask_scores(scores: torch.Tensor) -> torch.Tensor:
+    """[..., n_pos, n_pos] -> the same scores, except that keys after their query can get no weight."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
-checks.check_causal_mask(causal_mask)
+checks.check_mask_scores(mask_scores)
 
 # %% [markdown]
-# 15 of 25: row $i$ has $i + 1$ allowed keys, $1 + 2 + 3 + 4 + 5 = 15$. The model uses the mask
-# **once**: masked scores become $-\infty$ *before* the softmax, so their weight is exactly 0 and
-# each row's remaining weights still sum to 1. (The original research notebook also multiplied
-# the weights by the mask after the softmax: harmless, since they were already 0, but it hides
-# where masking really happens.)
+# **Predict first:** give your function five positions whose scores are all 0, then take the softmax
+# over the keys. What weights does query 0 get? Query 4? Run the next cell to see.
 
 # %%
-heatmap(causal_mask(5).int(), corpus.labels(0), corpus.labels(0), title="Causal mask (1 = may attend)",
-        xlabel="key", ylabel="query", cmap="Greys", fmt="{:.0f}")
+uniform = torch.softmax(mask_scores(torch.zeros(5, 5)), dim=-1)
+heatmap(uniform, corpus.labels(0), corpus.labels(0), title="softmax of masked all-zero scores",
+        xlabel="key", ylabel="query", cmap="Greys", fmt="{:.2f}")
 plt.show()
 
 # %% [markdown]
+# Query $i$ spreads its weight evenly over the $i + 1$ keys it may see: 1 for query 0, $1/5 = 0.2$
+# for query 4, and exactly 0 above the diagonal. The masked scores became $-\infty$ *before* the
+# softmax, so each row's remaining weights still sum to 1. (The original research notebook also
+# multiplied the weights by the mask after the softmax: harmless, since they were already 0, but it
+# hides where masking really happens. Multiplying *instead* of masking the scores would leave rows
+# that no longer sum to 1.)
+#
 # ## Exercise 2: the attention forward pass
 #
 # Write `attention(q, k, v)` for queries and keys `[batch, pos, d_head]` and values
 # `[batch, pos, d_v]`. Return `(z, pattern)`:
 #
-# * scores $s = q k^\top / \sqrt{d_{head}}$, shape `[batch, q_pos, k_pos]`;
-# * masked with your `causal_mask`: $-\infty$ where a key is in the query's future;
-# * `pattern` = softmax of the scores over the **key** axis (each row sums to 1);
-# * `z = pattern @ v`, shape `[batch, pos, d_v]`.
+# * `pattern[b, i, j]`, `[batch, q_pos, k_pos]`: the weight query $i$ gives key $j$. It comes from
+#   the scaled dot products $q_i \cdot k_j / \sqrt{d_{head}}$, no weight goes to the future (use your
+#   `mask_scores`), and each query's weights sum to 1;
+# * `z`, `[batch, pos, d_v]`: for each query, the values of the keys averaged with those weights.
+
+# %% [markdown]
+# <details><summary>Hint (open it if you are stuck)</summary>
 #
-# *Hint:* `k.transpose(-2, -1)`, `scores.masked_fill(~mask, float("-inf"))`, `torch.softmax(..., dim=-1)`.
+# All dot products at once: `q @ k.transpose(-2, -1)`. Which axis of the scores holds the keys? That
+# is the axis the softmax normalises. A weighted average of the values for every query at once is
+# one more matrix product.
+# </details>
 
 # %%
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,28 +155,48 @@ print("largest |z difference|      :", (z_mine - cache["hook_z"]).abs().max().it
 #
 # ## Exercise 3: read the prediction from the cache
 #
-# The cache holds `hook_logits`, `[batch, pos, vocab]`: the model's output before the softmax.
-# Write `next_token_probs(cache, position)` returning the next-token probabilities at
-# `position` for every sentence, `[batch, vocab]`.
+# `model.run_with_cache(tokens)` returned the model's output and a cache of every named activation
+# (`cache.keys()` lists them). Write `predict_next(cache, position)` returning `(token_ids, probs)`,
+# both `[batch]`: for each sentence, the token the model finds most likely to come right after
+# `position`, and the probability the model gives that token.
+
+# %% [markdown]
+# <details><summary>Hint (open it if you are stuck)</summary>
+#
+# The model's final output is `cache["hook_logits"]`, `[batch, pos, vocab]`: scores before a softmax
+# (`hook_z` is the head's part of it only, before the skip connection is added). Probabilities sum to
+# 1 over the vocabulary. `t.max(dim=-1)` returns the largest values and where they are.
+# </details>
 
 # %%
-def next_token_probs(cache: dict[str, torch.Tensor], position: int) -> torch.Tensor:
-    """Softmax of cache['hook_logits'] at `position`, over the vocabulary: [batch, vocab]."""
+def predict_next(cache: dict[str, torch.Tensor], position: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token_ids [batch], probs [batch]): the most likely next token after `position`, and its probability."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
-checks.check_next_token_probs(next_token_probs)
+checks.check_predict_next(predict_next)
 
 # %% [markdown]
-# **Predict first:** what does the trained model predict after "the" in each sentence?
+# **Predict first:** what does the trained model predict after "the" in each sentence, and how sure
+# is it? And where does "the" put its attention weight: on which earlier position, holding which
+# token? Run the next cell.
 
 # %%
-probs_the = next_token_probs(cache, THE)
+ids_the, p_the = predict_next(cache, THE)
 for b in range(2):
-    best = probs_the[b].argmax().item()
-    print(f"{corpus.sentences[b]!r}: after 'the' -> {corpus.vocab[best]!r} (p = {probs_the[b, best]:.3f})")
+    weights = cache["hook_pattern"][b, THE, : THE + 1]
+    looked_at = weights.argmax().item()
+    print(f"{corpus.sentences[b]!r}: after 'the' -> {corpus.vocab[ids_the[b].item()]!r} (p = {p_the[b]:.3f}); "
+          f"'the' gives weight {weights[looked_at]:.2f} to position {looked_at} "
+          f"({corpus.decode(inputs[b])[looked_at]!r})")
 
+# %% [markdown]
+# The printout shows, for each sentence, the prediction after "the" and the one earlier position that
+# takes most of its weight. The two sentences differ only at position 1 (*man* or *woman*), so that is
+# the only position whose token can make the predictions differ; the next exercise measures how much
+# of what "the" reads comes from each position.
+#
 # %% [markdown]
 # ## Exercise 4: what does one query read from one key?
 #
@@ -143,8 +205,13 @@ for b in range(2):
 # `edge_contribution(cache, query_pos, key_pos)` returning that term for every sentence,
 # `[batch, d_v]`, from `cache["hook_pattern"]` `[batch, q_pos, k_pos]` and `cache["hook_v"]`
 # `[batch, pos, d_v]`.
+
+# %% [markdown]
+# <details><summary>Hint (open it if you are stuck)</summary>
 #
-# *Hint:* index the weight as `[:, query_pos, key_pos, None]` so it broadcasts over `d_v`.
+# `pattern[:, q, k]` is `[batch]` and `v[:, k]` is `[batch, d_v]`: give the weight a trailing axis of
+# size 1 (`[:, q, k, None]`) so that it broadcasts over `d_v`.
+# </details>
 
 # %%
 def edge_contribution(cache: dict[str, torch.Tensor], query_pos: int, key_pos: int) -> torch.Tensor:
@@ -173,19 +240,22 @@ for b in range(2):
 #
 # ## Exercise 5: patching, with a hook that cleans up after itself
 #
-# Write `patch_value(model, tokens, source_tokens, key_pos)`:
-#
-# 1. run the model on `source_tokens` with `model.run_with_cache` and keep its `hook_v`;
-# 2. run it on `tokens` with a hook on `"hook_v"` that returns a copy of the activation in which
-#    position `key_pos` is replaced by the source run's value there;
-# 3. return the logits of that patched run, `[batch, pos, vocab]`.
+# Write `patch_value(model, tokens, source_tokens, key_pos)` returning the logits
+# (`[batch, pos, vocab]`) of the model run on `tokens`, except that the value vectors (`"hook_v"`) at
+# position `key_pos` are those of a run on `source_tokens`. The model must be left as it was: no hook
+# may stay attached afterwards (the check looks).
 #
 # A hook is a function `fn(activation, *, hook)` returning `None` (just look) or a tensor of the
-# same shape (replace). Attach it with `model.run_with_hooks(tokens, fwd_hooks=[("hook_v", fn)])`
-# or inside `with model.hooks([("hook_v", fn)]):`. Both remove the hook afterwards, even if
-# something raises; the check makes sure no hook is left behind.
+# same shape (replace). `model.run_with_hooks(tokens, fwd_hooks=[("hook_v", fn)])` and
+# `with model.hooks([("hook_v", fn)]):` both remove their hooks afterwards, even if something raises.
+
+# %% [markdown]
+# <details><summary>Hint (open it if you are stuck)</summary>
 #
-# *Hint:* don't edit the activation in place: `v = v.clone()` first.
+# Two runs: first `model.run_with_cache(source_tokens)` and keep its `hook_v`; then run `tokens` with
+# a hook on `"hook_v"` that returns a copy of the activation (`v = v.clone()`: don't edit it in place)
+# in which position `key_pos` holds the source run's value.
+# </details>
 
 # %%
 def patch_value(model, tokens: torch.Tensor, source_tokens: torch.Tensor, key_pos: int) -> torch.Tensor:

@@ -293,13 +293,17 @@ def test_check_invariant_features(capsys, tmp_path_factory, monkeypatch):
     def q_times_k_elementwise(W_Q, W_K, W_V, W_O):  # not a matrix product: not invariant
         return torch.cat([(W_Q * W_K).flatten(1), (W_V @ W_O).flatten(1)], dim=1)
 
+    def qk_and_qv(W_Q, W_K, W_V, W_O):  # W_Q W_V^T: invariant only if Q and V turned the same way
+        return torch.cat([(W_Q @ W_K.transpose(1, 2)).flatten(1), (W_Q @ W_V.transpose(1, 2)).flatten(1)], dim=1)
+
     verify_check(
         checks.check_invariant_features,
         qk_ov_features,
-        [raw, qk_only, ov_only, singular_values, norms, q_times_k_elementwise],
+        [raw, qk_only, ov_only, singular_values, norms, q_times_k_elementwise, qk_and_qv],
         capsys,
         messages=["It looks like raw weights", "norms or singular values", "norms or singular values",
-                  "norms or singular values", "norms or singular values", "features differ by up to"],
+                  "norms or singular values", "norms or singular values", "features differ by up to",
+                  "features differ by up to"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )

@@ -431,8 +431,16 @@ def check_recover_permutation(case: Case, got: Returned) -> None:
 # ---------------------------------------------------------------------------------------------- Ex 6
 
 
-def _rotated(h: ref.HeadWeights, g: torch.Generator) -> ref.HeadWeights:
-    return ref.rotate_within_heads(h, g)
+def _orthogonal(rng: np.random.Generator, n: int, count: int) -> torch.Tensor:
+    """``count`` random orthogonal ``n x n`` matrices (NumPy's QR: much faster than torch's for tiny ones)."""
+    q, r = np.linalg.qr(rng.standard_normal((count, n, n)))
+    return torch.as_tensor(q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :], dtype=torch.float32)
+
+
+def _rotated(h: ref.HeadWeights, rng: np.random.Generator) -> ref.HeadWeights:
+    """The same heads rotated inside each head: ``W_Q R, W_K R, W_V S, S^T W_O`` (same scores, same output)."""
+    R, S = _orthogonal(rng, h.d_head, h.n_heads), _orthogonal(rng, h.d_head, h.n_heads)
+    return ref.HeadWeights(h.W_Q @ R, h.W_K @ R, h.W_V @ S, W_O=S.transpose(1, 2) @ h.W_O)
 
 
 def _invariant_cases(rng: np.random.Generator) -> list[Case]:
@@ -447,7 +455,7 @@ def _invariant_cases(rng: np.random.Generator) -> list[Case]:
     for n_base, d_in, d_head, d_out in ((3, 4, 2, 4), (4, 5, 2, 3), (5, 6, 3, 6)):
         Q, K, V = (torch.randn(n_base, d_in, d_head, generator=g) for _ in range(3))
         O = torch.randn(n_base, d_head, d_out, generator=g)
-        P = ref.random_orthogonal(d_in, 2, generator=g)
+        P = _orthogonal(rng, d_in, 2)
         # Twin of head 0: W_Q turned in input space (W_QK changes, its singular values do not).
         # Twin of head 1: W_V turned likewise (W_OV changes, its singular values and W_QK do not).
         Q = torch.cat([Q, P[0] @ Q[:1], Q[1:2]])
@@ -456,7 +464,7 @@ def _invariant_cases(rng: np.random.Generator) -> list[Case]:
         O = torch.cat([O, O[:1], O[1:2]])
         heads = ref.HeadWeights(Q, K, V, W_O=O)
         both = ref.HeadWeights(*(torch.cat([a, b]) for a, b in zip(
-            _tensors(heads), _tensors(_rotated(heads, g)), strict=True)))
+            _tensors(heads), _tensors(_rotated(heads, rng)), strict=True)))
         n = heads.n_heads
         order = rng.permutation(2 * n)
         group = [int(old) % n for old in order]  # row r holds head group[r] (itself or rotated)
@@ -473,7 +481,7 @@ def _tensors(h: ref.HeadWeights) -> tuple[torch.Tensor, ...]:
 @exercise_check(cases=_invariant_cases)
 def check_invariant_features(case: Case, got: Returned) -> None:
     """``features_fn(W_Q, W_K, W_V, W_O)`` returns one row of features per head ``[n_heads, n_features]``
-    that does not change when a head is rotated inside (``W_Q R, W_K R, W_V R, R^T W_O``) and tells apart
+    that does not change when a head is rotated inside (``W_Q R, W_K R, W_V S, S^T W_O``) and tells apart
     heads that compute different things. Any such features are accepted."""
     W_Q = case.args[0]
     n = W_Q.shape[0]
@@ -496,8 +504,8 @@ def check_invariant_features(case: Case, got: Returned) -> None:
                 hint = (" It looks like raw weights: a rotation inside the head changes them but not what the head "
                         "computes; build features from products in which the rotation cancels.")
             raise CheckFailed(
-                f"{what}: rows {i} and {j} are the same head, once rotated inside the head (W_Q R, W_K R, W_V R, "
-                f"R^T W_O: the same attention scores and the same output), but their features differ by up to "
+                f"{what}: rows {i} and {j} are the same head, once rotated inside the head (W_Q R, W_K R, W_V S, "
+                f"S^T W_O: the same attention scores and the same output), but their features differ by up to "
                 f"{gap:.3g}.{hint}"
             )
         if group[i] != group[j] and gap <= 1e-4 * scale:
