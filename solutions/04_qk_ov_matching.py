@@ -14,6 +14,11 @@
 # notation. Conventions (row vectors, as in the course's `Transformer`): `W_Q, W_K, W_V` are
 # `[d_model, d_head]`, `W_O` is `[d_head, d_model]`; the score of query residual $x_q$ on key residual
 # $x_k$ is $x_q W_{qk} x_k^\top$ and a head writes $x W_{ov}$ for a source residual $x$.
+#
+# Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them: skip it
+# unless you are stuck. Every check draws fresh inputs and says which mistake a wrong answer looks like
+# (a transpose, the wrong singular vectors, the wrong standard deviation ...). Checks refuse answers that
+# call `toyattn.circuits`, which holds the course's own solutions; use it afterwards to compare.
 
 # %%
 import math
@@ -25,6 +30,7 @@ import torch
 from toyattn import checks, seed_everything, to_numpy
 from toyattn import circuits as C
 from toyattn.induction import CopyTaskConfig, TrainConfig, train_copy_model
+from toyattn.models.transformer import Transformer, TransformerConfig
 
 seed_everything(0)
 
@@ -41,13 +47,24 @@ print(f"{len(run)} checkpoints; final OOD error {run.history['ood_error'][-1]:.3
 # ## Exercise 1: the QK circuit of layer 2 and the OV circuit of layer 1
 #
 # Each block's attention stores per-head weights: `model.blocks[l].attn.W_Q[h]` is head `h`'s
-# `[d_model, d_head]` query map. Return, for head 0,
+# `[d_model, d_head]` query map (and likewise `W_K`, `W_V`; `W_O[h]` is `[d_head, d_model]`). Return, for
+# head 0,
 #
-# * `W_qk` $= W_Q W_K^\top / \sqrt{d_{head}}$ of **layer 2** (`blocks[1]`), the score matrix at
-#   query–key distance 0 (where the rotary matrix is the identity);
-# * `W_ov` $= W_V W_O$ of **layer 1** (`blocks[0]`).
+# * `W_qk`: layer 2's (`blocks[1]`) QK circuit at query–key distance 0 (where the rotary matrix is
+#   the identity), **with the attention's $1/\sqrt{d_{head}}$ scale**, oriented so that the score of a
+#   query residual $x_q$ on a key residual $x_k$ is `x_q @ W_qk @ x_k`;
+# * `W_ov`: layer 1's (`blocks[0]`) OV circuit, oriented so that a source residual $x$ writes `x @ W_ov`.
 #
-# Both are `[d_model, d_model]`. Return them as tensors or arrays (detach them from the graph).
+# Both are `[d_model, d_model]`. Return them as tensors or arrays (detached from the graph). The check
+# uses models with two heads and biases switched on, and tells you when an answer looks transposed,
+# unscaled or taken from the wrong layer or head.
+
+# %% [markdown]
+# <details><summary><b>Hint</b> (optional)</summary>
+#
+# Follow one vector through the head: $q = x_q W_Q$, $k = x_k W_K$, score $q \cdot k / \sqrt{d_{head}}$.
+# Write that dot product as $x_q (\dots) x_k^\top$. For OV: $v = x W_V$, then the head writes $v W_O$.
+# </details>
 
 # %%
 def qk_ov_from_model(model) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,19 +81,43 @@ def qk_ov_from_model(model) -> tuple[torch.Tensor, torch.Tensor]:
 checks.check_qk_ov_from_model(qk_ov_from_model)
 
 # %% [markdown]
+# **Question.** Take an (untrained) model like the lesson's but with heads of `d_head = 8` in a residual
+# stream of `d_model = 32`. What are the ranks of its `W_qk` and `W_ov`? Predict, then run the next cell.
+
+# %%
+narrow = Transformer(TransformerConfig(vocab_size=24, max_len=16, d_model=32, n_heads=1, d_head=8))
+for label, W in zip(("W_qk", "W_ov"), qk_ov_from_model(narrow), strict=True):
+    print(f"{label}: shape {tuple(W.shape)}, rank {np.linalg.matrix_rank(to_numpy(W).astype(np.float64))}")
+
+# %% [markdown]
+# Both are `32 x 32` of rank 8: each is a product through the head's `d_head`-dimensional space, so a
+# head reads and writes at most `d_head` directions. In the lesson's model `d_head = d_model`, so
+# nothing forces a low rank there; the next exercises therefore compare only each circuit's top `rank`
+# directions.
+
+# %% [markdown]
 # ## Exercise 2: the subspace matching score
 #
-# Layer 2's keys listen to the top right singular vectors of `W_qk`; layer 1 writes into the top
-# right singular vectors of `W_ov` (row-vector convention: `x @ W_ov` lies in the row space of
-# `W_ov`). With `V_qk = Vt_qk[:rank].T` and `V_ov = Vt_ov[:rank].T` (`[d_model, rank]`, orthonormal
-# columns), the singular values of `V_qk.T @ V_ov` are the cosines of the principal angles between
-# the two subspaces. Return the **largest**.
+# Layer 2's head compares each query with each key through $W_{qk}$; layer 1's head writes into the
+# residual stream through $W_{ov}$. Write `matching_score(W_qk, W_ov, rank)`: how well do the
+# top-`rank` directions that layer 2 **reads on the key side** match the top-`rank` directions that layer
+# 1 **writes**? Return the largest cosine of the principal angles between the two `rank`-dimensional
+# subspaces (1 if they share a direction, 0 if they are orthogonal). Work out from the conventions
+# above which singular vectors span each subspace. One of the check's cases is a trap for the
+# wrong choice.
+
+# %% [markdown]
+# <details><summary><b>Hint</b> (optional)</summary>
 #
-# **Predict first:** what is the score for two identical subspaces? For orthogonal ones? (1 and 0.)
+# With $W = U \Sigma V^\top$, a row vector $x$ maps to $x W = (x U) \Sigma V^\top$: it always lands in the
+# span of the rows of $V^\top$. Which factor does the key $x_k$ meet in `x_q @ W_qk @ x_k`?
+# For two matrices `A`, `B` `[d, r]` with orthonormal columns, the cosines of the principal angles
+# between their spans are the singular values of `A.T @ B`. Note that `np.linalg.svd` returns $V^\top$.
+# </details>
 
 # %%
 def matching_score(W_qk: np.ndarray, W_ov: np.ndarray, rank: int) -> float:
-    """Largest cosine between the top-`rank` right singular subspaces of W_qk and W_ov."""
+    """Largest cosine between the top-`rank` key-side directions of W_qk and output directions of W_ov."""
     ### BEGIN SOLUTION
     V_qk = np.linalg.svd(W_qk)[2][:rank].T
     V_ov = np.linalg.svd(W_ov)[2][:rank].T
@@ -87,15 +128,30 @@ def matching_score(W_qk: np.ndarray, W_ov: np.ndarray, rank: int) -> float:
 checks.check_matching_score(matching_score)
 
 # %% [markdown]
+# **Question.** What does your function give for two matrices that write into the same 3 directions,
+# and for two that use 3 mutually orthogonal directions each (in $\mathbb{R}^{10}$)? Predict both
+# numbers, then run the next cell.
+
+# %%
+basis = np.linalg.qr(np.random.default_rng(1).standard_normal((10, 10)))[0]
+coeffs = np.random.default_rng(2).standard_normal((10, 3))
+same_a, same_b = coeffs @ basis[:, :3].T, coeffs[::-1] @ basis[:, :3].T
+other = coeffs @ basis[:, 3:6].T
+print("same 3 directions      :", round(matching_score(same_a, same_b, 3), 6))
+print("orthogonal 3 directions:", round(matching_score(same_a, other, 3), 6))
+
+# %% [markdown]
+# 1 and 0 (up to rounding): the score only sees the subspaces, not the coefficients inside them. Real
+# circuits sit in between, which is why the next exercise asks what "in between" means by chance.
+
+# %% [markdown]
 # ## Exercise 3: a random baseline
 #
-# Two *unrelated* subspaces overlap by chance, more so the larger `rank` is compared with `d`. Draw
-# `n_runs` pairs of independent `d x d` Gaussian matrices (`np.random.default_rng(0)` for the
-# random numbers), take each one's top-`rank` left singular vectors, score each pair like in
-# Exercise 2 (largest cosine), and return the mean.
-#
-# **Predict first:** for `rank = d` what must the score be? (1: both subspaces are all of
-# $\mathbb{R}^d$.)
+# Two *unrelated* subspaces overlap by chance, more so the larger `rank` is compared with `d`. Write
+# `random_matching_baseline(d, rank, n_runs)`: estimate, by simulation over `n_runs` pairs of independent
+# `d x d` Gaussian matrices, the mean of the score of Exercise 2 (largest cosine between their top-`rank`
+# singular subspaces). Use your own random generator (e.g. `np.random.default_rng(0)`). The check
+# compares your mean with a long reference simulation, within a few standard errors.
 
 # %%
 def random_matching_baseline(d: int, rank: int, n_runs: int) -> float:
@@ -114,10 +170,34 @@ def random_matching_baseline(d: int, rank: int, n_runs: int) -> float:
 checks.check_random_matching_baseline(random_matching_baseline)
 
 # %% [markdown]
+# **Question.** In $\mathbb{R}^{8}$, what must the baseline be for `rank = 8`? And for `rank = 5`?
+# (Think about two subspaces whose dimensions add up to more than 8.) Predict, then run the next cell.
+
+# %%
+for r in (1, 2, 4, 5, 8):
+    print(f"d = 8, rank {r}: baseline {random_matching_baseline(8, r, 50):.3f}")
+
+# %% [markdown]
+# For `rank = 8` both subspaces are all of $\mathbb{R}^8$: the score is 1. For `rank = 5`, two
+# 5-dimensional subspaces of $\mathbb{R}^8$ must share at least $5 + 5 - 8 = 2$ dimensions, so the
+# largest cosine is 1 as well, by chance alone. A matching score only means something next to the
+# baseline for the same `d` and `rank`.
+
+# %% [markdown]
 # ## Exercise 4: the diagonal z-score
 #
-# For the token-level matrix $E\, W_{qk} W_{ov}^\top E^\top$ (`[vocab, vocab]`), an induction head has
-# a large diagonal. Return `(mean of the diagonal - mean of all entries) / std of all entries`.
+# For the token-level matrix $E\, W_{qk} W_{ov}^\top E^\top$ (`[vocab, vocab]`), entry $[a, b]$ is how
+# much a query on token $a$ attends to a key whose previous token was $b$; an induction head has a large
+# diagonal. Write `diagonal_zscore(M)`: the z-score of the diagonal's mean, treating all $n^2$ entries of
+# `M` as the population (how many of the population's standard deviations the diagonal's mean sits above
+# the population's mean).
+
+# %% [markdown]
+# <details><summary><b>Hint</b> (optional)</summary>
+#
+# A population's standard deviation divides by $n$, not $n - 1$. NumPy's `np.std` does that by default;
+# `torch.std` does not (pass `correction=0`).
+# </details>
 
 # %%
 def diagonal_zscore(M: np.ndarray) -> float:
@@ -131,14 +211,29 @@ def diagonal_zscore(M: np.ndarray) -> float:
 checks.check_diagonal_zscore(diagonal_zscore)
 
 # %% [markdown]
+# **Question.** What happens to the z-score when you add 10 to every entry of `M`? When you multiply
+# `M` by 3? By -1? Predict all three, then run the next cell.
+
+# %%
+M_example = np.random.default_rng(3).standard_normal((6, 6)) + 2 * np.eye(6)
+for label, M_changed in (("M", M_example), ("M + 10", M_example + 10), ("3 M", 3 * M_example), ("-M", -M_example)):
+    print(f"{label:>6}: z-score {diagonal_zscore(M_changed):+.3f}")
+
+# %% [markdown]
+# Adding a constant or scaling by a positive number leaves it unchanged; negating flips its sign. So
+# the z-score compares token-level matrices of different models and checkpoints fairly, whatever their
+# overall scale.
+
+# %% [markdown]
 # ## Exercise 5: the token mismatch ratio
 #
-# Return the share of rows of `M` whose largest entry is **not** on the diagonal (0 when every
-# query token prefers keys preceded by the same token).
+# In the same token-level matrix, the induction head works for query token $a$ when $a$'s favourite key
+# is the one whose previous token was $a$. Write `token_mismatch_ratio(M)`: the share of query tokens for
+# which that fails (0 when every query token prefers keys preceded by the same token).
 
 # %%
 def token_mismatch_ratio(M: np.ndarray) -> float:
-    """Share of rows i with argmax_j M[i, j] != i."""
+    """Share of query tokens whose favourite key is not preceded by the same token."""
     ### BEGIN SOLUTION
     M = np.asarray(M)
     return float(np.mean(M.argmax(axis=1) != np.arange(M.shape[0])))
@@ -148,9 +243,23 @@ def token_mismatch_ratio(M: np.ndarray) -> float:
 checks.check_token_mismatch_ratio(token_mismatch_ratio)
 
 # %% [markdown]
+# **Question.** A *previous-token* pattern puts each row's largest entry one step to the right of the
+# diagonal. What are its mismatch ratio and its diagonal z-score? Predict, then run the next cell.
+
+# %%
+shifted = np.roll(np.eye(8), 1, axis=1) + 0.01 * np.random.default_rng(4).standard_normal((8, 8))
+print(f"shifted diagonal: mismatch {token_mismatch_ratio(shifted):.2f}, z-score {diagonal_zscore(shifted):+.2f}")
+
+# %% [markdown]
+# The mismatch ratio is 1 (no row prefers its own token) and the z-score is below 0 (the diagonal is
+# smaller than the average entry): both metrics tell this head apart from an induction head, and the
+# mismatch ratio does so without a threshold.
+
+# %% [markdown]
 # ## Putting it together: your metrics along training
 #
-# **Predict first:** at which checkpoints will your matching score leave the baseline?
+# **Question.** At which checkpoints will your matching score leave the baseline, and what will the
+# other two metrics do there? Predict, then run the next cell.
 
 # %%
 RANK = 4
@@ -182,8 +291,9 @@ print(f"matching: {scores[0]:.3f} at step 0 -> {scores[-1]:.3f} at step {run.ste
 print(f"library check: {C.qk_ov_matching(*qk_ov_from_model(model), RANK):.3f}")
 
 # %% [markdown]
-# Your three curves should move together: the matching score leaves the baseline, the z-score
-# climbs and the mismatch ratio drops in the same checkpoints where the OOD error falls.
+# Read the three panels against each other: find the checkpoints where the OOD error falls, and look at
+# what the matching score (against its baseline), the z-score and the mismatch ratio do there. The
+# printed line gives the matching score at the first and last checkpoints next to the baseline.
 #
 # ## What to try next
 #
