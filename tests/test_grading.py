@@ -13,52 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from grading_helpers import PS, ROOT, drop_cell_calling, sandbox_or_skip, to_ipynb, variant
 
-from toyattn import course, grading
+from toyattn import grading
 from toyattn.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTION = (ROOT / "solutions" / "00_warmup.py").read_text(encoding="utf-8")
-PS = "00_warmup"
-
-
 # ---------------------------------------------------------------- generating submissions
-
-
-def variant(solved: set[int], replace: dict[int, str] | None = None) -> str:
-    """The warm-up as a py:percent text with answer region i kept (i in ``solved``), stubbed, or replaced."""
-    replace = replace or {}
-    out, region, inside = [], -1, False
-    for line in SOLUTION.splitlines(keepends=True):
-        stripped = line.strip()
-        indent = line[: len(line) - len(line.lstrip())]
-        if stripped == course.BEGIN:
-            region, inside = region + 1, True
-            if region in replace:
-                out.extend(f"{indent}{code}\n" for code in replace[region].splitlines())
-            elif region not in solved:
-                out.extend(f"{indent}{stub}\n" for stub in course.STUB_LINES)
-            continue
-        if stripped == course.END:
-            inside = False
-            continue
-        if inside and (region in replace or region not in solved):
-            continue
-        out.append(line)
-    assert region >= 1, "the warm-up is expected to have (at least) two answer regions"
-    return "".join(out)
-
-
-def to_ipynb(py_text: str) -> str:
-    return course.py_to_ipynb_text(py_text)
-
-
-def drop_cell_calling(py_text: str, check: str) -> str:
-    """Delete the whole cell that calls ``checks.<check>(`` (a student who removed the exercise cell)."""
-    cells = py_text.split("\n# %%")
-    kept = [c for c in cells if f"checks.{check}(" not in c]
-    assert len(kept) == len(cells) - 1
-    return "\n# %%".join(kept)
 
 
 NAIVE_SOFTMAX = "e = x.exp()\nreturn e / e.sum(dim=-1, keepdim=True)"  # overflows on large scores
@@ -121,13 +81,13 @@ def make_class(folder: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    sandbox_or_skip()
     base = tmp_path_factory.mktemp("class")
     subs, out = base / "submissions", base / "grading"
     files = make_class(subs)
     before = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
-    solution_before = (ROOT / "solutions" / f"{PS}.py").read_bytes()
     start = time.perf_counter()
-    rc = main(["grade", str(subs), "--out", str(out), "--jobs", "2", "--timeout", "60", "--cell-timeout", "5",
+    rc = main(["grade", str(subs), "--out", str(out), "--jobs", "2", "--timeout", "60", "--cell-timeout", "15",
                "--root", str(ROOT), "--problem-set", PS])
     seconds = time.perf_counter() - start
     with open(out / "grades.csv", encoding="utf-8") as f:
@@ -137,7 +97,7 @@ def graded(tmp_path_factory):
         notebooks = {r["student"]: r for r in csv.DictReader(f)}
     return {
         "rc": rc, "out": out, "subs": subs, "files": files, "before": before, "seconds": seconds,
-        "status": status, "notebooks": notebooks, "solution_before": solution_before,
+        "status": status, "notebooks": notebooks,
     }
 
 
@@ -186,7 +146,7 @@ def test_endless_loop_is_interrupted_and_the_rest_still_runs(graded):
     assert st(graded, "fay", "check_one_hot") == "passed"
     nb = graded["notebooks"]["fay"]
     assert nb["outcome"] == "timeout" and "interrupted" in nb["problems"]
-    assert float(nb["seconds"]) < 30  # the 5 s cell limit held, far below the 60 s notebook limit
+    assert float(nb["seconds"]) < 50  # the 15 s cell limit held, below the 60 s notebook limit (imports take a while on a busy machine)
 
 
 def test_unreadable_file(graded):
@@ -198,7 +158,7 @@ def test_students_cannot_touch_the_instructors_files(graded):
     assert st(graded, "ada", "check_softmax") == "passed"  # the tampering code ran
     after = {p: p.read_bytes() for p in graded["subs"].rglob("*") if p.is_file()}
     assert after == graded["before"], "a submission file changed or appeared while grading"
-    assert (ROOT / "solutions" / f"{PS}.py").read_bytes() == graded["solution_before"]
+    assert b"overwritten by a student" not in (ROOT / "solutions" / f"{PS}.py").read_bytes()
     assert not (ROOT / "pwned.txt").exists() and not (Path.cwd() / "pwned.txt").exists()
 
 
@@ -215,16 +175,16 @@ def test_reports_summary_scores_and_executed_copies(graded):
     texts = "".join(
         "".join(o.get("text", "")) for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]
     )
-    assert texts.count(grading_pass_prefix()) == 2
+    assert texts.count(recorded_prefix()) == 2  # in grading the kernel only records; the grader judges
     assert "_toyattn_grading_setup" not in json.dumps(executed)  # the hidden grader cell is removed
     feedback = (out / "feedback" / "di.md").read_text(encoding="utf-8")
     assert "0 of 2 exercises pass" in feedback and "contains NaN" in feedback and "missing" in feedback
 
 
-def grading_pass_prefix() -> str:
-    from toyattn.checks.core import PASS_PREFIX
+def recorded_prefix() -> str:
+    from toyattn.checks.core import RECORDED_PREFIX
 
-    return PASS_PREFIX
+    return RECORDED_PREFIX
 
 
 # ---------------------------------------------------------------- fast unit tests (no kernel)
@@ -268,8 +228,12 @@ def test_bad_command_lines_fail_with_a_message(tmp_path, capsys):
     assert "inside the submissions folder" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--problem-set", "99_nope"]) == 2
     assert "Unknown problem set" in capsys.readouterr().err
-    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--kernel", "no-such-kernel"]) == 2
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--kernel", "no-such-kernel", "--no-sandbox"]) == 2
     assert "No Jupyter kernel named 'no-such-kernel'" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--kernel", "python3"]) == 2
+    assert "--kernel works only with --no-sandbox" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "subs"), "--root", str(ROOT), "--memory", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing.ipynb")]) == 2
     assert "is not a file" in capsys.readouterr().err
 
@@ -290,6 +254,7 @@ def test_run_executes_a_notebook_headless(tmp_path):
 
 @pytest.mark.slow
 def test_thirty_submissions_finish_within_a_few_minutes(tmp_path):
+    sandbox_or_skip()
     kinds = (
         [("ok", variant({0, 1}))] * 12 + [("half", variant({0}))] * 6 + [("stub", variant(set()))] * 4
         + [("wrong", variant({1}, {0: NAIVE_SOFTMAX}))] * 3 + [("syntax", variant({1}, {0: BAD_SYNTAX}))] * 2
@@ -304,7 +269,7 @@ def test_thirty_submissions_finish_within_a_few_minutes(tmp_path):
     rc = main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--cell-timeout", "10",
                "--no-executed", "--root", str(ROOT), "--problem-set", PS])
     seconds = time.perf_counter() - start
-    print(f"30 submissions graded in {seconds:.1f} s with {grading._default_jobs()} jobs")
+    print(f"30 submissions graded in {seconds:.1f} s with {grading.default_jobs()} jobs")
     assert rc == 0
     with open(tmp_path / "out" / "scores.csv") as f:
         scores = {r["student"]: int(r["passed"]) for r in csv.DictReader(f)}
@@ -317,14 +282,14 @@ def test_notebook_outcome_separates_real_errors_from_unfinished_exercises():
     err = grading.CellError
     unfinished = grading.Execution(errors=[err(6, "NotImplementedError", "", "heatmap(mask(5))"),
                                            err(9, "NotImplementedError", "", "probs = f(x)")])
-    outcome, problems = grading._notebook_problems(unfinished)
+    outcome, problems = grading.notebook_problems(unfinished)
     assert outcome == "ok" and problems == ["unfinished: cells 6, 9 used a function that still raises NotImplementedError"]
     broken = grading.Execution(errors=[err(3, "NameError", "name 'x' is not defined", "x + 1")])
-    outcome, problems = grading._notebook_problems(broken)
+    outcome, problems = grading.notebook_problems(broken)
     assert outcome == "errors" and "NameError in cell 3" in problems[0]
     died = grading.Execution(errors=[err(2, "SyntaxError", "invalid syntax", "def f(:")], stopped_at=5,
                              stop_reason="kernel died")
-    outcome, problems = grading._notebook_problems(died)
+    outcome, problems = grading.notebook_problems(died)
     assert outcome == "kernel died" and any(p.startswith("syntax error") for p in problems)
 
 
@@ -335,14 +300,15 @@ def test_only_handed_in_problem_sets_are_graded_and_gaps_are_not_submitted(tmp_p
     (tmp_path / "subs" / "ben").mkdir()
     (tmp_path / "subs" / "ben" / "notes.txt").write_text("no notebook here")
     (tmp_path / "subs" / "ben__00_warmup.ipynb").write_text("{ broken json")
-    assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--root", str(ROOT), "--jobs", "1"]) == 0
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--root", str(ROOT), "--jobs", "1",
+                 "--no-sandbox"]) == 0
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "problem sets: 00_warmup;" in summary  # lessons nobody handed in are left out
     sets = grading.load_problem_sets(ROOT)
     if len(sets) > 1:  # naming another problem set makes everyone "not submitted" for it
         other = next(name for name in sets if name != PS)
         main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out2"), "--root", str(ROOT),
-              "--problem-set", PS, "--problem-set", other, "--no-executed", "--jobs", "1"])
+              "--problem-set", PS, "--problem-set", other, "--no-executed", "--jobs", "1", "--no-sandbox"])
         with open(tmp_path / "out2" / "grades.csv") as f:
             rows = [r for r in csv.DictReader(f) if r["problem_set"] == other]
         assert rows and {r["status"] for r in rows} == {"not submitted"} and {r["student"] for r in rows} == {"ann", "ben"}

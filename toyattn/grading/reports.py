@@ -45,13 +45,13 @@ def md(text: object) -> str:
 
 
 def safe_name(name: str) -> str:
-    return re.sub(r"[^\w.@+-]", "_", name).lstrip(".") [:80] or "_"
+    return re.sub(r"[^\w.@+-]", "_", name).lstrip(".")[:80] or "_"
 
 
 def unique_names(students: Iterable[str]) -> dict[str, str]:
     """A file name per student, distinct even when names sanitise alike or differ only in case."""
     names, taken = {}, set()
-    for s in sorted(set(students)):
+    for s in sorted(set(students), key=lambda s: (safe_name(s) != s, s)):  # a name already safe keeps it
         name = safe_name(s)
         if name.casefold() in taken:
             name = f"{name}-{hashlib.sha256(s.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"

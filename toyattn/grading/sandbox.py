@@ -143,8 +143,9 @@ def bwrap_command(bwrap: str, scratch: Path, workdir: Path, argv: list[str], *, 
         cmd += ["--ro-bind", str(d), str(d)]
     scratch = Path(scratch).resolve()
     (scratch / "tmp").mkdir(exist_ok=True)
-    cmd += ["--bind", str(scratch), str(scratch), "--bind", str(scratch / "tmp"), "/tmp",
-            "--proc", "/proc", "--dev", "/dev", "--chdir", str(workdir), "--"]
+    # /tmp first: the scratch folder may itself lie under /tmp, and must stay visible on top of it.
+    cmd += ["--bind", str(scratch / "tmp"), "/tmp", "--bind", str(scratch), str(scratch),
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", str(workdir), "--"]
     return cmd + list(argv)
 
 
