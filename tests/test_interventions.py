@@ -1,26 +1,21 @@
-"""Tests for toyattn.interventions: on the trained lesson-1 model (trained once per session), patching
-what "the" reads from "man" into the "woman" run turns beef into chicken, and cutting that edge
-collapses the choice; on untrained models, the interventions do exactly what they say."""
+"""Tests for toyattn.interventions: on trained lesson-1 models (many seeds, 1 and 2 threads, float32 and
+float64; see lesson1_helpers), what patching and cutting the edge "the" -> man/woman provably does in every
+run that solves the task, and what it does on most of them; on untrained models, the interventions do
+exactly what they say."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from lesson1_helpers import trained_one_head
+from lesson1_helpers import BEEF, CHICKEN, CORPUS, SUBJECT, THE, solved_runs
 
-from toyattn.corpus import ToyCorpus
 from toyattn.interventions import ablate_edge, edge_contribution, patch_activation, patch_edge
 from toyattn.models.one_head import OneHeadAttention
 
-CORPUS = ToyCorpus()
-THE, SUBJECT = CORPUS.position_of("the"), CORPUS.position_of("man")  # 3, 1
-CHICKEN, BEEF = CORPUS.token_id("chicken"), CORPUS.token_id("beef")
 
-
-@pytest.fixture(scope="module")
-def trained():
-    t = trained_one_head()
-    return t.model, t.inputs[:1], t.inputs[1:]  # model, man sentence, woman sentence
+def _sentences():
+    inputs = CORPUS.tensors("cpu")[0]
+    return inputs[:1], inputs[1:]  # man sentence, woman sentence
 
 
 @pytest.fixture
@@ -29,54 +24,86 @@ def untrained():
     return OneHeadAttention.from_corpus(CORPUS)
 
 
-def _after_the(logits: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits[:, THE], dim=-1)  # [batch, vocab]
-
-
 def _no_hooks(model) -> bool:
     return all(not hp._forward_hooks for hp in model.hook_points.values())
 
 
-def test_patching_the_edge_turns_beef_into_chicken(trained):
-    model, man, woman = trained
-    assert _after_the(model(woman)).argmax(-1).item() == BEEF
-    patched = _after_the(patch_edge(model, woman, man, THE, SUBJECT))
-    assert patched.argmax(-1).item() == CHICKEN
-    assert patched[0, CHICKEN] > 0.9
-    # and the other way round
-    assert _after_the(patch_edge(model, man, woman, THE, SUBJECT)).argmax(-1).item() == BEEF
-    assert _no_hooks(model)
+def _choice(logits: torch.Tensor) -> int:
+    return logits[0, THE].argmax().item()
 
 
-def test_patching_an_uninformative_edge_changes_nothing(trained):
-    model, man, woman = trained
-    # <ST> is the same token at the same place in both sentences: its value vector is identical, only
-    # its (tiny) weight differs a little, so patching its edge leaves the prediction where it was.
-    patched, clean = patch_edge(model, woman, man, THE, 0), model(woman).detach()
-    torch.testing.assert_close(patched[:, :THE], clean[:, :THE])  # other positions exactly untouched
-    torch.testing.assert_close(patched, clean, atol=1e-2, rtol=0)
-    assert _after_the(patched).argmax(-1).item() == BEEF
+def test_patching_the_edge_swaps_the_answer_on_most_solved_runs():
+    # Lesson 1, section 10: patching what "the" reads from position 1 swaps chicken and beef on most runs
+    # that solve the task. Not on all: the patched run keeps its own weights on the other keys, and those
+    # differ from the source run's when the two sentences weigh position 1 differently.
+    man, woman = _sentences()
+    swapped = []
+    for run in solved_runs():
+        swapped.append(_choice(patch_edge(run.model, woman, man, THE, SUBJECT)) == CHICKEN)
+        swapped.append(_choice(patch_edge(run.model, man, woman, THE, SUBJECT)) == BEEF)
+        assert _no_hooks(run.model)
+    assert sum(swapped) >= 0.75 * len(swapped), f"{sum(swapped)} of {len(swapped)} patches swapped the answer"
 
 
-def test_patching_the_value_of_man_turns_beef_into_chicken(trained):
-    model, man, woman = trained
-    patched = _after_the(patch_activation(model, woman, man, "hook_v", positions=SUBJECT))
-    assert patched.argmax(-1).item() == CHICKEN
+def test_patching_the_value_swaps_the_answer_where_the_reads_position_1_in_both_sentences():
+    # With (nearly) all of the row of "the" on position 1 in both sentences, the head's output there is the
+    # value of man or woman, so swapping that value swaps the answer.
+    man, woman = _sentences()
+    inputs = CORPUS.tensors("cpu")[0]
+    checked = 0
+    for run in solved_runs():
+        _, cache = run.model.run_with_cache(inputs)
+        if cache["hook_pattern"][:, THE, SUBJECT].min() < 0.95:
+            continue
+        checked += 1
+        assert _choice(patch_activation(run.model, woman, man, "hook_v", positions=SUBJECT)) == CHICKEN, run.label
+        assert _choice(patch_activation(run.model, man, woman, "hook_v", positions=SUBJECT)) == BEEF, run.label
+    assert checked > 0
 
 
-def test_ablating_the_edge_collapses_the_choice(trained):
-    model, man, woman = trained
-    for sentence in (man, woman):
-        clean = _after_the(model(sentence))
-        assert abs(clean[0, CHICKEN] - clean[0, BEEF]) > 0.8  # a confident choice
-        cut = _after_the(ablate_edge(model, sentence, THE, SUBJECT))
-        assert abs(cut[0, CHICKEN] - cut[0, BEEF]) < 0.1  # no longer able to choose
-    # Without the edge the two sentences look the same to "the".
-    torch.testing.assert_close(
-        _after_the(ablate_edge(model, man, THE, SUBJECT)), _after_the(ablate_edge(model, woman, THE, SUBJECT)),
-        atol=0.02, rtol=0,
-    )
-    assert _no_hooks(model)
+def test_patching_an_uninformative_edge_leaves_the_answer_on_most_solved_runs():
+    # <ST> is the same token at the same place in both sentences: only its weight differs between the runs.
+    man, woman = _sentences()
+    kept = []
+    for run in solved_runs():
+        patched, clean = patch_edge(run.model, woman, man, THE, 0), run.model(woman).detach()
+        torch.testing.assert_close(patched[:, :THE], clean[:, :THE])  # other positions exactly untouched
+        kept.append(_choice(patched) == BEEF)
+        kept.append(_choice(patch_edge(run.model, man, woman, THE, 0)) == CHICKEN)
+    assert sum(kept) >= 0.75 * len(kept), f"{sum(kept)} of {len(kept)} control patches kept the answer"
+
+
+def test_masking_the_edge_makes_the_two_sentences_identical():
+    # Provable for any model: with key 1 masked, "the" sees the same query, keys and values in both
+    # sentences, so both get the same prediction and at most one of them can be right.
+    man, woman = _sentences()
+    for run in solved_runs():
+        a = ablate_edge(run.model, man, THE, SUBJECT, mode="mask")[0, THE]
+        b = ablate_edge(run.model, woman, THE, SUBJECT, mode="mask")[0, THE]
+        torch.testing.assert_close(a, b, msg=run.label)
+        assert (a.argmax() == CHICKEN) + (b.argmax() == BEEF) <= 1
+        assert _no_hooks(run.model)
+
+
+def test_zeroing_the_edge_keeps_the_softmax_denominator():
+    # Zero-ablation leaves the other weights as they were: with the edge's weight a, the row's other weights
+    # are (1 - a) times the row softmaxed over the other keys, the same in both sentences. So the cut head
+    # outputs are (1 - a_man) u and (1 - a_woman) u for one vector u: they differ unless a_man == a_woman.
+    man, woman = _sentences()
+    inputs = CORPUS.tensors("cpu")[0]
+    lost = []
+    for run in solved_runs():
+        _, cache = run.model.run_with_cache(inputs)
+        a_man, a_woman = cache["hook_pattern"][:, THE, SUBJECT]
+        skip = cache["hook_resid_pre"][0, THE]  # the input of "the", the same in both sentences
+        cut_man = ablate_edge(run.model, man, THE, SUBJECT)[0, THE] - skip
+        cut_woman = ablate_edge(run.model, woman, THE, SUBJECT)[0, THE] - skip
+        torch.testing.assert_close(cut_man * (1 - a_woman), cut_woman * (1 - a_man), msg=run.label)
+        right = (cut_man + skip).argmax() == CHICKEN, (cut_woman + skip).argmax() == BEEF
+        lost.append(not all(right))
+    # On most solved runs the zero cut loses at least one sentence; it need not (a run that reads man/woman
+    # in one sentence only can keep both answers).
+    assert sum(lost) >= 0.75 * len(lost), f"{sum(lost)} of {len(lost)} runs lost an answer"
 
 
 def test_ablate_edge_modes(untrained):
