@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from toyattn.checks.answers import ANSWERS_DIR_ENV, SEED_ENV, read_answers
-from toyattn.checks.core import PASS_PREFIX, Check, CheckFailed, NotImplementedYet
+from toyattn.checks.core import CLASS_SEED, PASS_PREFIX, Check, CheckFailed, NotImplementedYet
 
 GRADING_SEEDS = (12345, 987654321)
 
@@ -45,13 +45,15 @@ def verify_check(
     messages: Sequence[str | None] | None = None,
     tmp_path_factory: pytest.TempPathFactory | None = None,
     monkeypatch: pytest.MonkeyPatch | None = None,
+    names_case: bool = False,
 ) -> None:
     """Assert ``check`` accepts ``solution``, rejects the stub as "not implemented", and rejects each
     wrong answer with a message that names the check (and, where ``messages[i]`` is given, contains
     that text: the recognisable mistake). Needs at least two wrong answers.
 
     With ``tmp_path_factory`` and ``monkeypatch``, the same verdicts are also required from the
-    grading path for two fresh seeds.
+    grading path for two fresh seeds. With ``names_case``, each failure must also name the case and say
+    what was expected and what came back (see :func:`assert_failure_names_case`).
     """
     assert len(wrong_answers) >= 2, "give at least two plausible wrong answers"
     assert messages is None or len(messages) == len(wrong_answers)
@@ -70,6 +72,8 @@ def verify_check(
         if messages is not None and messages[i] is not None:
             assert messages[i] in str(info.value), f"wrong answer {i}: {info.value}"
         assert PASS_PREFIX not in capsys.readouterr().out, f"wrong answer {i} was accepted"
+        if names_case:
+            assert_failure_names_case(check, wrong)
 
     if tmp_path_factory is None or monkeypatch is None:
         return
@@ -83,3 +87,15 @@ def verify_check(
             assert status == "failed", f"wrong answer {i}, seed {seed}: graded {status}"
             assert message.startswith(check.__name__)
     capsys.readouterr()
+
+
+def assert_failure_names_case(check: Check, wrong: object) -> str:
+    """The class-mode failure of ``wrong`` names one of the check's cases, what was expected and what came
+    back (``expected ..., got ...``); returns the message."""
+    with pytest.raises(CheckFailed) as info:
+        check(wrong)
+    msg = str(info.value)
+    names = [case.name for case in check.cases(CLASS_SEED)]
+    assert any(name in msg for name in names), f"the message names no case: {msg}"
+    assert "expected" in msg.lower() and "got" in msg, f"the message does not say what was expected and what came back: {msg}"
+    return msg

@@ -83,6 +83,7 @@ def test_check_mask_scores(capsys, tmp_path_factory, monkeypatch):
                   "weights (after a softmax)", "nothing was masked", "expected one torch.Tensor"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -110,6 +111,7 @@ def test_check_attention_forward(capsys, tmp_path_factory, monkeypatch):
                   None, "expected a pair (z, pattern)", None, "multiplied by the keys"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -134,6 +136,7 @@ def test_check_predict_next(capsys, tmp_path_factory, monkeypatch):
                   "expected a pair"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -153,6 +156,7 @@ def test_check_edge_contribution(capsys, tmp_path_factory, monkeypatch):
                   "the whole output"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -183,9 +187,10 @@ def test_check_patch_value(capsys, tmp_path_factory, monkeypatch):
         ],
         capsys,
         messages=["the unpatched run", "the source run itself", "was patched instead of", "every position's value",
-                  "hook_k was patched", "left hooks attached to ['hook_v']"],
+                  "hook_k was patched", "hooks still attached to ['hook_v']"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 

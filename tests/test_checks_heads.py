@@ -92,6 +92,7 @@ def test_check_permute_heads(capsys, tmp_path_factory, monkeypatch):
         messages=["the inverse convention", "split as [3, d_head, n_heads]", "only the Q block moved", None],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -109,6 +110,7 @@ def test_check_invert_permutation(capsys, tmp_path_factory, monkeypatch):
         messages=["the permutation itself", "reversed", "applied twice", "integer head indices"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
     checks.check_invert_permutation(lambda perm: torch.argsort(perm))  # another right way
 
@@ -137,6 +139,7 @@ def test_check_head_features(capsys, tmp_path_factory, monkeypatch):
         messages=["qkv.reshape(n_heads, -1)", "one block per head", "each row is in its own order", "expected shape"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -157,6 +160,7 @@ def test_check_optimal_match(capsys, tmp_path_factory, monkeypatch):
                   "the most expensive assignment", "expected a torch.Tensor"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -229,6 +233,7 @@ def test_check_recover_permutation(capsys, tmp_path_factory, monkeypatch):
         ],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -302,10 +307,11 @@ def test_check_invariant_features(capsys, tmp_path_factory, monkeypatch):
         [raw, qk_only, ov_only, singular_values, norms, q_times_k_elementwise, qk_and_qv],
         capsys,
         messages=["It looks like raw weights", "norms or singular values", "norms or singular values",
-                  "norms or singular values", "norms or singular values", "features differ by up to",
-                  "features differ by up to"],
+                  "norms or singular values", "norms or singular values", "got features that differ",
+                  "got features that differ"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 
@@ -335,6 +341,7 @@ def test_check_permute_mha(capsys, tmp_path_factory, monkeypatch):
                   "expected a tuple"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
+        names_case=True,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from check_helpers import verify_check
+from check_helpers import assert_failure_names_case, verify_check
 
 from toyattn import checks
 from toyattn.checks.core import CheckFailed, assert_close
@@ -40,6 +40,21 @@ def test_check_softmax(capsys, tmp_path_factory, monkeypatch):
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
+
+
+def test_failures_name_the_case_what_was_expected_and_what_came_back():
+    for wrong in (
+        lambda x: x.exp() / x.exp().sum(dim=-1, keepdim=True),
+        lambda x: (x - x.max(dim=-1, keepdim=True).values).exp(),
+        lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(dim=-1, keepdim=True),
+    ):
+        assert_failure_names_case(checks.check_softmax, wrong)
+    for wrong in (
+        lambda ids, n: torch.nn.functional.one_hot(ids, n),
+        lambda ids, n: torch.nn.functional.one_hot(ids).float(),
+        lambda ids, n: torch.nn.functional.one_hot(ids, n).float().movedim(-1, 0),
+    ):
+        assert_failure_names_case(checks.check_one_hot, wrong)
 
 
 def test_softmax_mistakes_are_named():

@@ -102,8 +102,8 @@ def check_mask_scores(case: Case, got: Returned) -> None:
         elif future.numel() and torch.allclose(future.double(), scores[~visible].double()):
             hint = " It looks like nothing was masked."
         raise CheckFailed(
-            f"{what}: after a softmax over keys, a query gives weight {leaked.item():.3g} to a key after it "
-            f"(expected 0).{hint}"
+            f"{what}: after a softmax over the keys, expected weight 0 on every key after its query, got "
+            f"{leaked.item():.3g}.{hint}"
         )
 
 
@@ -300,8 +300,9 @@ def _no_hooks_left(case: Case) -> Iterator[None]:
     left = [name for name, hp in model.hook_points.items() if hp._forward_hooks]
     if left:
         raise CheckFailed(
-            f"{case.name}: your function left hooks attached to {left}: later runs of the model would still be "
-            f"patched. Add hooks inside `with model.hooks([...]):` (or use model.run_with_hooks) so they are removed."
+            f"{case.name}: expected no hook left on the model after your function, got hooks still attached to "
+            f"{left}: later runs of the model would still be patched. Add hooks inside `with model.hooks([...]):` "
+            f"(or use model.run_with_hooks) so they are removed."
         )
 
 

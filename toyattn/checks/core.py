@@ -353,7 +353,7 @@ def _assert_close(
         a_f, e_f = a.astype(np.float64), e.astype(np.float64)
         if np.isnan(a_f).any() and not np.isnan(e_f).any():
             idx = tuple(int(i) for i in np.argwhere(np.isnan(a_f))[0])
-            raise CheckFailed(f"{what}: contains NaN, first at index {idx}.")
+            raise CheckFailed(f"{what}: contains NaN, first at index {idx}: expected {e[idx].tolist()!r}, got nan.")
         bad = ~np.isclose(a_f, e_f, rtol=rtol, atol=atol, equal_nan=True)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()

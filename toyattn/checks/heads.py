@@ -51,7 +51,7 @@ def _permutation_answer(got: Returned, n: int, what: str) -> torch.Tensor:
     try:
         return ref.as_permutation(torch.from_numpy(got.value.copy()), n)
     except (TypeError, ValueError) as err:
-        raise CheckFailed(f"{what}: {got.value.tolist()} is not a permutation of {n}: {err}") from None
+        raise CheckFailed(f"{what}: expected a permutation of 0..{n - 1}, got {got.value.tolist()}: {err}") from None
 
 
 def _fused(g: torch.Generator, n_heads: int, d_in: int, d_head: int) -> torch.Tensor:
@@ -241,8 +241,8 @@ def check_optimal_match(case: Case, got: Returned) -> None:
         repeated = [j for j in range(len(c)) if (got.value == j).sum() > 1]
         if repeated:
             raise CheckFailed(
-                f"{what}: column(s) {repeated} are given to several rows ({got.value.tolist()}). It looks like each "
-                f"row took its cheapest column (argmin): every column may be used once."
+                f"{what}: expected every column once, got {got.value.tolist()}, which gives column(s) {repeated} to "
+                f"several rows. It looks like each row took its cheapest column (argmin): every column may be used once."
             )
     answer = _permutation_answer(got, len(c), what)
     best = ref.hungarian_match(c)
@@ -505,8 +505,8 @@ def check_invariant_features(case: Case, got: Returned) -> None:
                         "computes; build features from products in which the rotation cancels.")
             raise CheckFailed(
                 f"{what}: rows {i} and {j} are the same head, once rotated inside the head (W_Q R, W_K R, W_V S, "
-                f"S^T W_O: the same attention scores and the same output), but their features differ by up to "
-                f"{gap:.3g}.{hint}"
+                f"S^T W_O: the same attention scores and the same output). Expected the same features, got "
+                f"features that differ by up to {gap:.3g}.{hint}"
             )
         if group[i] != group[j] and gap <= 1e-4 * scale:
             hint = ""
@@ -515,8 +515,8 @@ def check_invariant_features(case: Case, got: Returned) -> None:
                         "through a turned W_Q (or W_V), so its scores (or its output) differ. It looks like the "
                         "features are norms or singular values, or leave out W_QK or W_OV.")
             raise CheckFailed(
-                f"{what}: rows {i} and {j} are heads that compute different things, but their features are the "
-                f"same.{hint}"
+                f"{what}: rows {i} and {j} are heads that compute different things. Expected different features, "
+                f"got the same.{hint}"
             )
 
 
