@@ -7,12 +7,14 @@ import torch
 
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.symmetry import (
+    SymmetryReport,
     directionality_score,
     from_signed,
     kv_head_for_query,
     layer_bilinear,
     layer_symmetry_score,
     matrix_symmetry_score,
+    median,
     random_head,
     repeat_kv_heads,
     score_model,
@@ -194,6 +196,26 @@ def test_score_model_on_the_course_transformer():
     assert report.directionality.shape == (3,)
     text = report.summary()
     assert "s = 2r-1" in text and "3 layers x 2 heads" in text
+
+
+def test_median_is_the_ordinary_median():
+    # Even count: the mean of the two middle values (the published convention), not torch.median's lower one.
+    six = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7, 0.2], dtype=torch.float64)
+    assert median(six) == pytest.approx(0.4)
+    assert float(six.median()) == pytest.approx(0.3)  # what torch.median would have said
+    assert median(torch.tensor([3.0, 1.0, 2.0])) == 2.0
+    assert median([[1.0, 2.0], [3.0, 4.0]]) == 2.5  # all values, any shape
+    with pytest.raises(ValueError, match="at least one"):
+        median(torch.tensor([]))
+
+
+def test_summary_reports_ordinary_medians():
+    layers = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7, 0.2], dtype=torch.float64)  # r; middle pair 0.3, 0.5
+    report = SymmetryReport("toy", "toyattn", head_scores=layers[:, None].repeat(1, 2), layer_scores=layers,
+                            directionality=torch.tensor([-0.4, -0.2, 0.0, 0.2, 0.4, 0.6]))
+    text = report.summary()
+    assert "median s = -0.200 (r = 0.400)" in text  # s = 2 * 0.4 - 1
+    assert "median r = 0.400" in text and "directionality: median +0.100" in text
 
 
 def test_training_experiment_is_deterministic_and_tracks_scores():

@@ -55,6 +55,7 @@ __all__ = [
     "layer_bilinear",
     "layer_symmetry_score",
     "matrix_symmetry_score",
+    "median",
     "random_head",
     "repeat_kv_heads",
     "score_model",
@@ -403,6 +404,18 @@ def _convert(r: torch.Tensor, convention: Convention) -> torch.Tensor:
     raise ValueError(f"convention must be 'r' (scores in [0, 1]) or 's' (2r - 1, in [-1, 1]), got {convention!r}.")
 
 
+def median(values: Any) -> float:
+    """The ordinary median of all ``values``: the middle one, or the mean of the two middle ones for an even count.
+
+    The published convention (Saponati et al.'s code). ``torch.median`` differs: for an even count it
+    returns the *lower* middle value, so with 6 layers it reports the third smallest.
+    """
+    flat = torch.as_tensor(values).detach().reshape(-1)
+    if flat.numel() == 0:
+        raise ValueError("median of no values: pass at least one score.")
+    return float(np.median(flat.cpu().double().numpy()))
+
+
 def to_signed(r: Any) -> Any:
     """Convert ``r`` in [0, 1] to the published convention ``s = 2r - 1`` in [-1, 1] (lesson 3)."""
     return 2 * r - 1
@@ -551,22 +564,22 @@ class SymmetryReport:
         return int(self.head_scores.shape[1])
 
     def summary(self) -> str:
-        """One paragraph of the numbers worth quoting, each labelled with its convention."""
+        """One paragraph of the numbers worth quoting, each labelled with its convention (medians: :func:`median`)."""
         h = self.head_scores
         lines = [
             f"{self.name} ({self.architecture}): {self.n_layers} layers x {self.n_heads} heads"
             + (f", {self.n_kv_heads} key heads (grouped-query)" if self.n_kv_heads and self.n_kv_heads < self.n_heads else ""),
-            f"  per head : mean r = {h.mean():.3f}, median r = {h.median():.3f}  "
-            f"(s = 2r-1: mean {to_signed(h.mean()):+.3f}, median {to_signed(h.median()):+.3f})",
+            f"  per head : mean r = {h.mean():.3f}, median r = {median(h):.3f}  "
+            f"(s = 2r-1: mean {to_signed(h.mean()):+.3f}, median {to_signed(median(h)):+.3f})",
         ]
         if self.layer_scores is not None:
             s = to_signed(self.layer_scores)
             lines.append(
-                f"  per layer: median s = {s.median():+.3f} (r = {self.layer_scores.median():.3f}), "
+                f"  per layer: median s = {median(s):+.3f} (r = {median(self.layer_scores):.3f}), "
                 f"mean s = {s.mean():+.3f}"
             )
         if self.directionality is not None:
-            lines.append(f"  per layer directionality: median {self.directionality.median():+.3f}")
+            lines.append(f"  per layer directionality: median {median(self.directionality):+.3f}")
         return "\n".join(lines)
 
 
