@@ -192,7 +192,7 @@ print(f"greedy is optimal on {optimal_count} of 200 matrices; it costs {100 * su
 
 # %% [markdown]
 # The printout shows how rarely greedy is optimal on random matrices, and what that costs. The optimal
-# matching is never worse, by definition, and for a few heads it takes no noticeable time.
+# matching is never worse, by definition.
 #
 # ## Exercise 5: recover an unknown permutation
 #
@@ -353,8 +353,8 @@ print(f"max |output| itself                     : {before.abs().max():.1e}")
 #   as you know the layout.
 # * The cost matrix's orientation decides whether you get `perm` or its inverse: test with a
 #   permutation that is **not** its own inverse.
-# * Optimal matching (`linear_sum_assignment`) never loses to greedy on total cost, and for a few
-#   heads it costs no noticeable time.
+# * Optimal matching (`linear_sum_assignment`) never loses to greedy on total cost; greedy loses
+#   whenever an early row takes the column a later row needed more.
 # * Features built from $W_{QK}$ and $W_{OV}$ see what a head *does*, not how its coordinates happen
 #   to be arranged; norms and singular values alone cannot tell every two heads apart.
 #

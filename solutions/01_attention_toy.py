@@ -71,14 +71,14 @@ print(f"trained in {trained.seconds:.2f} s on {device}, final loss {trained.loss
 # softmax over the keys turns each row into weights.
 #
 # Write `mask_scores(scores)` for scores of shape `[..., n_pos, n_pos]`. After your function, a
-# softmax over the keys must give **exactly zero** weight to every key after its query, and the
+# softmax over the keys must give **zero** weight to every key after its query, and the
 # keys a query may see must keep their scores (so their weights are still the softmax of the head's
 # scores). You decide which entries to change and what to put there.
 
 # %% [markdown]
 # <details><summary>Hint (open it if you are stuck)</summary>
 #
-# Which $x$ has $e^x = 0$? (Setting a score to 0 is not enough: $e^0 = 1$.) A boolean matrix with
+# Which score $s$ makes $e^s$ exactly 0 in floating point? (A score of 0 is not enough: $e^0 = 1$.) A boolean matrix with
 # `True` on and below the diagonal is `torch.ones(n, n, dtype=torch.bool).tril()`, and
 # `scores.masked_fill(condition, value)` writes `value` wherever `condition` is `True`; it broadcasts
 # a `[n, n]` condition over any leading axes.
