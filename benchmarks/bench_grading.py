@@ -1,20 +1,22 @@
-"""How much parallel kernels speed up `toyattn grade`: the same warm-up class graded with 1 and with N jobs.
+"""What the sandbox costs `toyattn grade`: the same warm-up notebooks graded sandboxed and unsandboxed, side by side.
 
-Each submission costs a kernel start plus importing torch and running the notebook, mostly CPU,
-so the speed-up is bounded by the cores that are free. Prints one table; about a minute on 2 cores.
+Each notebook is graded once per round in each mode, the two modes alternating (so a busy
+machine slows both alike); one notebook at a time, so the time per notebook is the cost of one
+sandbox (bwrap start, runner start, kernel start, importing torch, running the cells, judging).
+Prints one table with the median seconds per notebook and the ratio; target: at most 1.2x.
 
-    .venv/bin/python benchmarks/bench_grading.py [--students 8] [--jobs 2]
+    .venv/bin/python benchmarks/bench_grading.py [--students 4] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from toyattn import course, grading
+from toyattn import grading
 
 ROOT = Path(__file__).resolve().parents[1]
 PS = "00_warmup"
@@ -31,26 +33,35 @@ def make_class(folder: Path, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=8)
-    parser.add_argument("--jobs", type=int, default=max(2, min(4, os.cpu_count() or 2)))
+    parser.add_argument("--students", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    sets = grading.load_problem_sets(course.find_root(ROOT), [PS])
-    rows = []
+    why = grading.sandbox_problem()
+    if why:
+        raise SystemExit(f"cannot compare: notebooks cannot be sandboxed here ({why})")
+    sets = grading.load_problem_sets(ROOT, [PS])
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    passed: dict[bool, int] = {True: 0, False: 0}
     with tempfile.TemporaryDirectory() as tmp:
         make_class(Path(tmp), args.students)
         subs, _ = grading.find_submissions(Path(tmp), sets)
-        for jobs in (1, args.jobs):
-            start = time.perf_counter()
-            results = grading.grade_all(subs, sets, grading.GradeOptions(timeout=120, cell_timeout=60), jobs=jobs)
-            seconds = time.perf_counter() - start
-            passed = sum(r.n_passed for r in results)
-            rows.append((jobs, seconds, passed))
-    base = rows[0][1]
-    print(f"grading {args.students} warm-up submissions ({os.cpu_count()} CPU cores visible)")
-    print(f"{'jobs':>5} {'seconds':>9} {'s/notebook':>11} {'speed-up':>9} {'checks passed':>14}")
-    for jobs, seconds, passed in rows:
-        print(f"{jobs:>5} {seconds:>9.1f} {seconds / args.students:>11.2f} {base / seconds:>8.2f}x {passed:>14}")
-    assert rows[0][2] == rows[1][2], "parallel grading changed the results"
+        for r in range(args.rounds):
+            for sandbox in ((True, False) if r % 2 == 0 else (False, True)):
+                options = grading.GradeOptions(timeout=120, cell_timeout=60, sandbox=sandbox)
+                for sub in subs:
+                    result = grading.grade_submission(sub, sets[PS], options)
+                    seconds[sandbox].append(result.seconds)
+                    passed[sandbox] += result.n_passed
+    n = args.students * args.rounds
+    plain, boxed = statistics.median(seconds[False]), statistics.median(seconds[True])
+    print(f"grading {args.students} warm-up notebooks x {args.rounds} rounds per mode, one at a time "
+          f"({os.cpu_count()} CPU cores visible, load {os.getloadavg()[0]:.1f})")
+    print(f"{'mode':>12} {'notebooks':>10} {'median s/notebook':>18} {'min':>7} {'max':>7} {'checks passed':>14}")
+    for label, key in (("unsandboxed", False), ("sandboxed", True)):
+        xs = seconds[key]
+        print(f"{label:>12} {n:>10} {statistics.median(xs):>18.2f} {min(xs):>7.2f} {max(xs):>7.2f} {passed[key]:>14}")
+    print(f"sandboxed / unsandboxed: {boxed / plain:.2f}x (median per notebook)")
+    assert passed[True] == passed[False], "the sandbox changed the results"
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def sandbox_problem() -> str | None:
         return (f"bwrap cannot create user namespaces here ({why}). On a host: allow unprivileged user "
                 f"namespaces (e.g. `sysctl kernel.unprivileged_userns_clone=1`, or on Ubuntu 24.04 "
                 f"`sysctl kernel.apparmor_restrict_unprivileged_userns=0`); in Docker: run with "
-                f"`--security-opt seccomp=unconfined --security-opt apparmor=unconfined`")
+                f"`--security-opt seccomp=unconfined --security-opt apparmor=unconfined "
+                f"--security-opt systempaths=unconfined` (see docs/instructors.md)")
     return None
 
 
