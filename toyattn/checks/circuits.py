@@ -196,7 +196,7 @@ def check_matching_score(case: Case, got: Returned) -> None:
 # --------------------------------------------------------------------------------------------------
 
 _BASELINE_RUNS = 400  # the student's runs per case
-_REFERENCE_RUNS = 10_000
+_REFERENCE_RUNS = 4000
 
 
 def _baseline_cases(rng: np.random.Generator) -> list[Case]:

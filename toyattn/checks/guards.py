@@ -76,7 +76,7 @@ def _watch_numpy_memory(limit_bytes: int, fail: Callable[[str], CheckFailed]) ->
 
 def forbid_large_intermediates(limit: Limit, *, what: str, hint: str) -> During:
     """A guard: fail when the student's code makes a torch tensor with ``limit(case)`` entries or more,
-    or holds that many 2-byte NumPy entries' worth of memory at once (None: no limit for that case).
+    or holds ``3 * limit(case)`` bytes of NumPy memory at once (None: no limit for that case).
 
     ``what`` names the object the limit stands for (``"the d_model x d_model matrix M"``).
     """
@@ -91,8 +91,10 @@ def forbid_large_intermediates(limit: Limit, *, what: str, hint: str) -> During:
         def fail(detail: str) -> CheckFailed:
             return CheckFailed(f"{case.name}: {detail}, as large as {what} ({n} entries). {hint}")
 
-        # 2 bytes per entry: a float16 M counts too; the inputs are sized far below this.
-        with _watch_numpy_memory(2 * n, fail), _WatchSizes(n, fail):
+        # 3 bytes per entry: a float32 (4 bytes) or float64 M is caught. tracemalloc sees every Python
+        # allocation, not only NumPy's, so cases put the watched call after smaller cases that have
+        # already run the same code (first-call imports happen there) and size the inputs far below this.
+        with _watch_numpy_memory(3 * n, fail), _WatchSizes(n, fail):
             yield
 
     return guard
@@ -131,9 +133,10 @@ def _counting_lines(prefixes: tuple[str, ...]) -> tuple[Callable, list[int]]:
     return on_call, count
 
 
-def forbid_loops(limit: Limit, *, hint: str) -> During:
+def forbid_loops(limit: Limit, *, items: str, hint: str) -> During:
     """A guard: fail when the student's own Python lines (not library code) run ``limit(case)`` times
-    or more during one call: a loop over ``limit`` items. None: no limit for that case."""
+    or more during one call: a loop over the case's ``limit(case)`` ``items`` (e.g. ``"heads"``). None:
+    no limit for that case."""
     prefixes = _library_prefixes()
 
     @contextlib.contextmanager
@@ -153,8 +156,8 @@ def forbid_loops(limit: Limit, *, hint: str) -> During:
             sys.settrace(previous)
         if not failed and count[0] >= n:
             raise CheckFailed(
-                f"{case.name}: the right shape of answer, but your code ran {count[0]} lines of Python for "
-                f"{n} heads: that is a loop over the heads. {hint}"
+                f"{case.name}: your code ran {count[0]} lines of Python for {n} {items}: that is a loop "
+                f"over the {items}. {hint}"
             )
 
     return guard

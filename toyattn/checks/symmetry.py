@@ -197,6 +197,7 @@ def _batched_cases(rng: np.random.Generator) -> list[Case]:
 
 _NO_HEAD_LOOP = forbid_loops(
     lambda case: case.expect.get("max_lines"),
+    items="heads",
     hint="The exercise asks for all heads in one batched computation: let torch broadcast over "
     "[layers, heads] (matmul and einsum both do).",
 )
