@@ -5,7 +5,7 @@
 * ``toyattn build [--check] [--root DIR]``: regenerate exercises from solutions and every ``.ipynb``
   from its ``.py``; with ``--check``, write nothing and exit 1 if anything is stale.
 * ``toyattn grade SUBMISSIONS/ [--out DIR] [--timeout S] [--jobs N]``: run every student's exercise
-  notebook in its own kernel and report which checks pass (:mod:`toyattn.grading`).
+  notebook in its own sandbox and report which checks pass, judged outside it (:mod:`toyattn.grading`).
 * ``toyattn run NOTEBOOK [--out COPY]``: execute a notebook headless (a batch job on a GPU node) to an
   executed copy.
 """
