@@ -5,6 +5,7 @@
 #                      notebook, then the notebooks in JupyterLab in headless Chromium (browser-test)
 #   make test-fast     only the unit tests (no notebooks, no browser), about 3 minutes
 #   make browser-test  only the real-browser test (installs Playwright, and Chromium where it can)
+#   make site          the course website in site/_build/html (HUB_URL=... REPO_URL=... adds launch buttons)
 #
 # Which torch build: TORCH=auto (default: CUDA build if `nvidia-smi` works, else CPU-only),
 # TORCH=cpu, TORCH=cuda, or TORCH=skip (keep whatever torch the venv already has).
@@ -27,7 +28,7 @@ PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.toyattn-installed
 
-.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test build check-build lint bench doctor clean-venv
+.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test site site-test build check-build lint bench doctor clean-venv
 
 help:
 	@sed -n '1,12p' Makefile
@@ -118,8 +119,31 @@ browser-deps: install
 	  fi; \
 	fi
 
-browser-test: browser-deps
+browser-test: browser-deps site
 	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser -m browser $(PYTEST_ARGS)
+
+# The course website (Jupyter Book 1.x, site/_config.yml and site/_toc.yml) in site/_build/html: a static
+# folder for any web server. The lessons run once; site/_build/.jupyter_cache keeps their outputs, so a
+# rebuild runs only the lessons whose code changed. Launch buttons (nbgitpuller) appear with
+#   make site HUB_URL=https://hub.example.edu REPO_URL=https://github.com/your-org/toyattn [REPO_BRANCH=main]
+HUB_URL ?=
+REPO_URL ?=
+REPO_BRANCH ?= main
+SITE_STAMP := $(VENV)/.toyattn-site-installed
+
+$(SITE_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[dev,site]"
+	@touch $(SITE_STAMP)
+
+site: $(SITE_STAMP) pretrained
+	@start=$$(date +%s); \
+	TOYATTN_HUB_URL="$(HUB_URL)" TOYATTN_REPO_URL="$(REPO_URL)" TOYATTN_REPO_BRANCH="$(REPO_BRANCH)" \
+	  $(VENV)/bin/jupyter-book build . --config site/_config.yml --toc site/_toc.yml --path-output site && \
+	echo "site: built in $$(( $$(date +%s) - start )) s: site/_build/html/index.html"
+
+# Only the website's browser test (builds the site first).
+site-test: browser-deps site
+	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser/test_site_browser.py -m browser $(PYTEST_ARGS)
 
 test-fast: install sandbox-deps
 	$(VENV)/bin/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
