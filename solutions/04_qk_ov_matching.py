@@ -110,7 +110,8 @@ for label, W in zip(("W_qk", "W_ov"), qk_ov_from_model(narrow), strict=True):
 # <details><summary><b>Hint</b> (optional)</summary>
 #
 # With $W = U \Sigma V^\top$, a row vector $x$ maps to $x W = (x U) \Sigma V^\top$: it always lands in the
-# span of the rows of $V^\top$. Which factor does the key $x_k$ meet in `x_q @ W_qk @ x_k`?
+# span of the rows of $V^\top$. Write the score $x_q W_{qk} x_k^\top$ with $W_{qk} = U \Sigma V^\top$: which
+# factor does the key $x_k$ meet?
 # For two matrices `A`, `B` `[d, r]` with orthonormal columns, the cosines of the principal angles
 # between their spans are the singular values of `A.T @ B`. Note that `np.linalg.svd` returns $V^\top$.
 # </details>
