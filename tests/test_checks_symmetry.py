@@ -3,6 +3,8 @@ in class and in grading, naming the mistake where it is recognisable."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 from check_helpers import verify_check
@@ -58,7 +60,7 @@ def test_check_symmetry_score_definition(capsys, tmp_path_factory, monkeypatch):
         [forgot_squares, symmetric_part_of_m_with_itself, signed_instead_of_r, skew_share,
          no_half_in_symmetric_part, small_matrix, library],
         capsys,
-        messages=["ratio of norms", None, SIGNED, SKEW, "4r", "W_q^T W_k", CALLS + "symmetry_score_definition`"],
+        messages=["ratio of norms", "not from M twice", SIGNED, SKEW, "4r", "W_q^T W_k", CALLS + "symmetry_score_definition`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -233,7 +235,7 @@ def test_check_batched_symmetry_scores(capsys, tmp_path_factory, monkeypatch):
          loop_over_heads_trace_form, numpy_loop_over_heads, numpy_batched_definition, wrong_einsum_pairs_heads,
          signed, library],
         capsys,
-        messages=["[heads, layers]", None, BUILDS_M, BUILDS_M, LOOP, LOOP, BUILDS_M, None, SIGNED, CALLS + "symmetry_score`"],
+        messages=["[heads, layers]", "layer's mean head score", BUILDS_M, BUILDS_M, LOOP, LOOP, BUILDS_M, None, SIGNED, CALLS + "symmetry_score`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -299,7 +301,7 @@ def test_check_layer_symmetry_score(capsys, tmp_path_factory, monkeypatch):
          sum_of_small_products, library],
         capsys,
         messages=["mean of the per-head scores", "weighted mean", "expected one number", SIGNED, "stacked along d_model",
-         None, CALLS + "layer_symmetry_score`"],
+         "sum_h W_Q[h]^T W_K[h]", CALLS + "layer_symmetry_score`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -309,8 +311,6 @@ def test_check_layer_symmetry_score(capsys, tmp_path_factory, monkeypatch):
 
 
 def test_guards_leave_profiling_and_tracing_as_they_were():
-    import sys
-
     def tracer(frame, event, arg):
         return None
 
@@ -321,3 +321,17 @@ def test_guards_leave_profiling_and_tracing_as_they_were():
     finally:
         sys.settrace(None)
     assert sys.getprofile() is None
+
+
+def test_guards_step_aside_for_a_running_profiler(capsys):
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        checks.check_symmetry_score_trace(score_by_trace)  # must neither fail nor switch the profiler off
+        still_profiling = sys.getprofile() is profiler
+    finally:
+        profiler.disable()
+    assert still_profiling
+    assert "PASSED" in capsys.readouterr().out

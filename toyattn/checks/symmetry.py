@@ -89,6 +89,7 @@ def _score_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, r: float) -> dict[str,
             float(0.5 * (1 + (C * C).sum() / (A * B).sum())),
         "the score of W_q^T W_k (d_head x d_head), not of M = W_q W_k^T (d_model x d_model)":
             float(S.matrix_symmetry_score(W_q.T @ W_k)) if W_q.shape[1] > 1 else float("nan"),
+        "1, the score of a symmetric matrix: is the symmetric part built from M and M^T (not from M twice)?": 1.0,
     }
 
 
@@ -212,8 +213,12 @@ def check_batched_symmetry_scores(case: Case, got: Returned) -> None:
     if not got.is_tuple and got.value.shape != tuple(expected.shape) and got.value.shape == tuple(expected.shape)[::-1]:
         raise CheckFailed(f"{what}: expected shape {tuple(expected.shape)} [layers, heads], got "
                           f"{got.value.shape}: is it [heads, layers]?")
-    if not got.is_tuple and got.value.shape == expected.shape and np.allclose(got.value, 2 * expected.numpy() - 1):
-        raise CheckFailed(f"{what}: these are s = 2r - 1 (the signed convention); this problem set uses r in [0, 1].")
+    if not got.is_tuple and got.value.shape == expected.shape and not np.allclose(got.value, expected.numpy()):
+        if np.allclose(got.value, 2 * expected.numpy() - 1):
+            raise CheckFailed(f"{what}: these are s = 2r - 1 (the signed convention); this problem set uses r in [0, 1].")
+        if np.allclose(got.value, expected.mean(dim=1, keepdim=True).expand_as(expected).numpy()):
+            raise CheckFailed(f"{what}: every head of a layer got the layer's mean head score; the exercise asks "
+                              "for one score per head.")
     assert_close(got, expected, what=what, atol=1e-6, check_type=False)
 
 
@@ -250,6 +255,8 @@ def _layer_mistakes(W_Q: torch.Tensor, W_K: torch.Tensor, r: float) -> dict[str,
         "s = 2r - 1, the signed convention of published tables; this problem set uses r in [0, 1]": 2 * r - 1,
         "the score of the heads stacked along d_model ([heads * d_model] square), not of the d_model x d_model "
         "sum over heads": float(S.matrix_symmetry_score(stacked)),
+        "the score of sum_h W_Q[h]^T W_K[h] (d_head x d_head), not of M_layer = sum_h W_Q[h] W_K[h]^T":
+            float(S.matrix_symmetry_score((W_Q.transpose(-1, -2) @ W_K).sum(0))),
     }
 
 
