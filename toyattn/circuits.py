@@ -152,7 +152,8 @@ def diagonal_zscore(M: Any) -> float:
     """How far the diagonal of a square ``M`` stands out: ``(mean(diag) - mean(all)) / std(all)``. Lesson 4.
 
     0 for a matrix whose diagonal is typical, large and positive when the diagonal dominates.
-    (The seed notebook took this of the ``d_model`` x ``d_model`` matrix, whose diagonal has no meaning
+    (The research notebook this lesson grew from, kept outside this repository, took this of the
+    ``d_model`` x ``d_model`` matrix, whose diagonal has no meaning
     in an arbitrary basis; the course takes it of the token-level matrix.)
     """
     M = as_matrix(M, "M")

@@ -5,8 +5,9 @@ Taught in lesson 1 (``notebooks/01_attention_toy``)::
     <ST> man ordered the chicken
     <ST> woman ordered the beef
 
-After "the" the model must choose chicken or beef, and the only clue is three tokens back: man or
-woman. A single attention head can look back; reading how it does is the lesson.
+After "the" (position 3) the model must choose chicken or beef, and the only clue is two positions
+before it, at position 1: man or woman. A single attention head can look back; reading how it does is
+the lesson.
 
 >>> corpus = ToyCorpus()
 >>> corpus.encode("man ordered the chicken").tolist()
@@ -27,7 +28,8 @@ import torch
 
 from .device import get_device
 
-#: The vocabulary, in the order of the original notebook: token id = index.
+#: The vocabulary, in the order of the research notebook the lesson grew from (not in this repository):
+#: token id = index.
 VOCAB: tuple[str, ...] = ("<ST>", "the", "man", "chicken", "ordered", "woman", "beef")
 #: The two training sentences (the start token is added by :meth:`ToyCorpus.encode`).
 SENTENCES: tuple[str, ...] = ("man ordered the chicken", "woman ordered the beef")
@@ -42,7 +44,7 @@ class ToyCorpus:
         vocab: the tokens; a token's id is its index. Must contain ``start_token``.
         sentences: space-separated words from ``vocab``, all the same length (they form one batch).
         start_token: prepended to every sentence; the last position's target is this token again
-            (the sequence "wraps around", as in the original notebook).
+            (the sequence "wraps around", as in the research notebook the lesson grew from).
     """
 
     vocab: tuple[str, ...] = VOCAB

@@ -7,7 +7,8 @@ fused matrix. Two layouts are common, and every function here takes the layout *
 (it is never guessed from the shape, because a square matrix fits both):
 
 * ``layout="in_out"``: ``[d_in, 3 * n_heads * d_head]``, the layer computes ``x @ W``.
-  GPT-2's ``Conv1D`` (``c_attn.weight``) stores weights this way, as did the seed notebook.
+  GPT-2's ``Conv1D`` (``c_attn.weight``) stores weights this way, as did the research notebook this
+  lesson grew from (kept outside this repository).
 * ``layout="out_in"``: ``[3 * n_heads * d_head, d_in]``, the layer computes ``x @ W.T``.
   ``torch.nn.Linear`` and ``torch.nn.MultiheadAttention.in_proj_weight`` store weights this way.
 
@@ -728,7 +729,7 @@ def _check_cost(cost: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def greedy_match(cost: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Row by row, take the cheapest column not taken yet (the seed notebook's method; lesson 2).
+    """Row by row, take the cheapest column not taken yet (lesson 2; the method of the research notebook the lesson grew from).
 
     Returns ``match`` with ``match[i]`` = the column given to row ``i``. Fast, but an early row can
     take the column a later row needed much more, so it can miss the cheapest total.

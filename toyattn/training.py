@@ -5,7 +5,8 @@ losses) repeats in lessons 3 and 4.
 
 Two recipes train lesson 1's one-head model:
 
-* :data:`ORIGINAL_RECIPE`: the original research notebook's (Adam, lr 1e-4, 5000 epochs, one
+* :data:`ORIGINAL_RECIPE`: that of the research notebook lesson 1 grew from (kept outside this
+  repository; Adam, lr 1e-4, 5000 epochs, one
   optimizer step per sentence: 10,000 small steps);
 * :data:`DEFAULT_RECIPE`: the course's (Adam, lr 0.03, both sentences in one batch, 300 steps).
   With two sentences "the whole data set" fits in one batch, so there is no reason to take a
@@ -35,7 +36,7 @@ class Recipe:
     Args:
         lr: Adam's learning rate.
         epochs: passes over the data. ``full_batch=True``: one step per epoch; ``False``: one step
-            per sentence per epoch (the original notebook's way).
+            per sentence per epoch (the way of the research notebook lesson 1 grew from).
         full_batch: all sentences in every step.
         name: a short label for tables and plots.
     """

@@ -45,7 +45,8 @@ def causal_mask(n_pos: int, device: str | torch.device | None = None) -> torch.T
     """``[n_pos, n_pos]`` bool mask, ``True`` where query ``i`` may attend to key ``j`` (``j <= i``).
 
     Lesson 1, exercise 1. The mask is applied once, to the scores, before the softmax: masked
-    scores become ``-inf`` and get weight exactly 0. (The original notebook multiplied the mask in
+    scores become ``-inf`` and get weight exactly 0. (The research notebook this lesson grew from,
+    kept outside this repository, multiplied the mask in
     a second time after the softmax, which changes nothing and hides where the masking happens.)
     """
     return torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).tril()
@@ -56,7 +57,7 @@ class OneHeadAttention(HookedModule):
 
     Args:
         vocab_size: tokens in the vocabulary; also ``d_model`` (the embedding size), as in the
-            original notebook.
+            research notebook the lesson grew from.
         max_len: longest sequence (number of learned positions).
         d_head: size of queries and keys (the original's ``H``; try 10, 20, 40).
         positions: learn position embeddings (``False``: the head sees only which tokens there are).
