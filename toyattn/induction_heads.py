@@ -1,0 +1,151 @@
+"""Find previous-token and induction heads in any hooked model by their attention on repeated random tokens, and read their QK-OV bridge.
+
+Taught in lesson 5 (``notebooks/05_induction_circuits``). The scores follow Olsson et al., "In-context
+Learning and Induction Heads" (2022) and ARENA 3.0 chapter 1.2 (see ``../shared/references.md``):
+on a random sequence of ``L`` tokens repeated twice, an **induction head** at position ``t`` of the
+second half attends to ``t - L + 1`` (the token after the previous occurrence of the current
+token); a **previous-token head** attends to ``t - 1``. Each score is that attention weight averaged
+over positions and sequences, in ``[0, 1]``.
+
+Works on every model with the course's hook points (``blocks.{l}.attn.hook_pattern``): the toy
+:class:`~toyattn.models.transformer.Transformer` and :class:`~toyattn.models.llama.Llama`.
+The QK-OV matching of head pairs uses :func:`toyattn.circuits.qk_ov_matching`'s definition,
+computed from each circuit's factors so that a ``576 x 576`` circuit costs a ``64 x 64`` SVD.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from toyattn.circuits import summarise
+
+__all__ = [
+    "repeated_random_tokens",
+    "head_scores",
+    "top_heads",
+    "head_factors",
+    "key_directions",
+    "output_directions",
+    "pair_matching",
+    "k_composition_factored",
+]
+
+
+def repeated_random_tokens(
+    n_seq: int, length: int, vocab: tuple[int, int], generator: torch.Generator, prefix: int | None = None
+) -> torch.Tensor:
+    """``[n_seq, 2 * length]`` (``+1`` with a ``prefix`` token first): uniform tokens from ``range(*vocab)``, repeated once."""
+    lo, hi = vocab
+    if not 0 <= lo < hi or length < 2:
+        raise ValueError(f"Need a token range 0 <= lo < hi and length >= 2, got vocab={vocab}, length={length}.")
+    half = torch.randint(lo, hi, (n_seq, length), generator=generator)
+    tokens = torch.cat([half, half], dim=1)
+    if prefix is not None:
+        tokens = torch.cat([torch.full((n_seq, 1), prefix, dtype=tokens.dtype), tokens], dim=1)
+    return tokens
+
+
+@torch.no_grad()
+def head_scores(model: Any, tokens: torch.Tensor, length: int) -> dict[str, np.ndarray]:
+    """``{"previous_token": [n_layers, n_heads], "induction": [n_layers, n_heads]}`` on repeated tokens.
+
+    ``tokens`` end with two copies of ``length`` tokens (as :func:`repeated_random_tokens` makes
+    them, optionally after a prefix). Both scores average over the queries of the second copy (each
+    has an earlier occurrence of its token, ``length`` positions back).
+    """
+    T = tokens.shape[1]
+    if T < 2 * length:
+        raise ValueError(f"tokens have {T} positions, fewer than two copies of length={length}.")
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    q = torch.arange(T - length, T)
+    prev, ind = [], []
+    for name in names:
+        p = cache[name]  # [batch, heads, q, k]
+        prev.append(p[:, :, q, q - 1].mean(dim=(0, 2)))
+        ind.append(p[:, :, q, q - length + 1].mean(dim=(0, 2)))
+    return {"previous_token": torch.stack(prev).numpy(), "induction": torch.stack(ind).numpy()}
+
+
+def top_heads(scores: np.ndarray, k: int) -> list[tuple[int, int, float]]:
+    """The ``k`` highest-scoring heads as ``(layer, head, score)``, best first."""
+    flat = np.argsort(scores, axis=None)[::-1][:k]
+    return [(int(i // scores.shape[1]), int(i % scores.shape[1]), float(scores.flat[i])) for i in flat]
+
+
+def head_factors(model: Any, layer: int, head: int, fold: bool = True) -> dict[str, np.ndarray]:
+    """One head's ``W_Q, W_K, W_V [d_model, d_head]`` and ``W_O [d_head, d_model]``, float64.
+
+    Grouped-query models: the key/value head the query head reads. ``fold=True`` multiplies the
+    rows of ``W_Q``, ``W_K``, ``W_V`` by the gain of the norm before attention (RMSNorm, or
+    LayerNorm, whose centring is also folded in), so the circuits read the residual stream itself,
+    up to one positive scale per token (see :func:`toyattn.composition.fold_norm`).
+    """
+    from toyattn.composition import fold_norm
+
+    attn = model.blocks[layer].attn
+    kv = model.cfg.kv_head(head) if hasattr(model.cfg, "kv_head") else head
+    get = lambda W, h: W[h].detach().double().cpu().numpy()  # noqa: E731
+    f = {"W_Q": get(attn.W_Q, head), "W_K": get(attn.W_K, kv), "W_V": get(attn.W_V, kv), "W_O": get(attn.W_O, head)}
+    norm = model.blocks[layer].ln1
+    if fold and hasattr(norm, "weight"):
+        gain = norm.weight.detach().double().cpu().numpy()
+        center = isinstance(norm, torch.nn.LayerNorm)
+        for name in ("W_Q", "W_K", "W_V"):
+            f[name] = fold_norm(f[name], gain, center=center)
+    return f
+
+
+def _top_right_vectors(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Right singular vectors ``[d, k]`` of ``left @ right.T`` (both ``[d, k]``), from a ``k x k`` SVD."""
+    Ql, Rl = np.linalg.qr(left)
+    Qr, Rr = np.linalg.qr(right)
+    _, _, Vt = np.linalg.svd(Rl @ Rr.T)
+    return Qr @ Vt.T
+
+
+def key_directions(f: dict[str, np.ndarray]) -> np.ndarray:
+    """Key-side directions of ``W_qk = W_Q W_K^T`` (right singular vectors, largest first), ``[d_model, d_head]``.
+
+    Distance 0 (no rotary matrix), as in Song et al.'s analysis of real models.
+    """
+    return _top_right_vectors(f["W_Q"], f["W_K"])
+
+
+def output_directions(f: dict[str, np.ndarray]) -> np.ndarray:
+    """Output directions of ``W_ov = W_V W_O`` (right singular vectors, largest first), ``[d_model, d_head]``."""
+    return _top_right_vectors(f["W_V"], f["W_O"].T)
+
+
+def pair_matching(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray], rank: int, summary: str = "largest") -> float:
+    """QK-OV matching of a writer head's OV output and a reader head's QK key side at ``rank``.
+
+    The same number as :func:`toyattn.circuits.qk_ov_matching` on the two ``[d_model, d_model]``
+    circuits: cosines of the principal angles between the two top-``rank`` subspaces, summarised.
+    """
+    out, keys = output_directions(writer), key_directions(reader)
+    if not 1 <= rank <= min(out.shape[1], keys.shape[1]):
+        raise ValueError(f"rank must be in [1, {min(out.shape[1], keys.shape[1])}] (the head width), got {rank}.")
+    cos = np.clip(np.linalg.svd(keys[:, :rank].T @ out[:, :rank], compute_uv=False), 0.0, 1.0)
+    return summarise(cos, summary)  # type: ignore[arg-type]
+
+
+def k_composition_factored(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray]) -> float:
+    """K-composition ``||W_ov^1 W_qk^2^T||_F / (||W_ov^1||_F ||W_qk^2||_F)`` from the heads' factors.
+
+    The same number as :func:`toyattn.composition.k_composition` on the ``[d_model, d_model]``
+    circuits; here every product is ``d_head x d_head`` (``||A B^T||_F^2 = tr(A^T A B^T B)``).
+    """
+    V, O, Q, K = writer["W_V"], writer["W_O"], reader["W_Q"], reader["W_K"]
+    gram = lambda X: X.T @ X  # noqa: E731
+    # W_ov W_qk^T = V (O K) Q^T: norm^2 = tr(V^T V M Q^T Q M^T), M = O K
+    M = O @ K
+    num = np.trace(gram(V) @ M @ gram(Q) @ M.T)
+    n_ov = np.trace(gram(V) @ O @ O.T)
+    n_qk = np.trace(gram(Q) @ gram(K))
+    return float(math.sqrt(max(num, 0.0) / (n_ov * n_qk)))
+
