@@ -1,0 +1,207 @@
+"""Tests for toyattn.symmetry_training and toyattn.symmetry_experiments: batched runs, symmetric init, steps to a loss, dL/dM."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from toyattn.device import seed_everything
+from toyattn.models.transformer import Transformer, TransformerConfig
+from toyattn.symmetry import matrix_symmetry_score, symmetry_score
+from toyattn.symmetry_experiments import (
+    bilinear_gradients,
+    bilinear_update,
+    symmetric_init_experiment,
+)
+from toyattn.symmetry_training import (
+    SMOOTHING,
+    CharTask,
+    _batches,
+    smoothed_losses,
+    steps_to_loss,
+    symmetric_init_,
+    train_runs,
+    train_symmetry_experiment,
+)
+
+SMALL = dict(batch_size=8, seq_len=8, device="cpu", progress=False)
+
+
+def small_model(causal: bool, seed: int = 0, positions: str = "learned") -> Transformer:
+    seed_everything(seed)
+    cfg = TransformerConfig(vocab_size=13, max_len=8, d_model=16, n_layers=2, n_heads=2, mlp=True,
+                            positions=positions, causal=causal)
+    return Transformer(cfg)
+
+
+# --- steps to a loss ------------------------------------------------------------------------
+
+
+def test_steps_to_loss_counts_the_steps_until_the_moving_average_reaches_the_threshold():
+    losses = [5.0] * 30 + [1.0] * 30
+    # The mean of the last 20 steps is (5 (20 - k) + k) / 20 after k steps at 1.0: <= 3 first at k = 10.
+    assert steps_to_loss(losses, 3.0, window=20) == 40
+    assert steps_to_loss(losses, 1.0, window=20) == 50  # exactly on the threshold counts
+    assert steps_to_loss(losses, 0.5, window=20) is None  # never
+    assert steps_to_loss(losses[:10], 9.0, window=20) is None  # fewer steps than one window
+    assert steps_to_loss([0.1] * 5, 1.0, window=1) == 1
+    assert smoothed_losses(losses, 20).shape == (41,)
+    with pytest.raises(ValueError, match="window"):
+        smoothed_losses(losses, 0)
+
+
+# --- symmetric initialisation ---------------------------------------------------------------
+
+
+def test_symmetric_init_starts_every_head_and_layer_at_score_one():
+    model = symmetric_init_(small_model(causal=False))
+    W_Q = torch.stack([b.attn.W_Q.detach() for b in model.blocks])
+    W_K = torch.stack([b.attn.W_K.detach() for b in model.blocks])
+    torch.testing.assert_close(symmetry_score(W_Q, W_K), torch.ones(2, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="Transformer"):
+        symmetric_init_(torch.nn.Linear(2, 2))
+
+
+def test_runs_of_one_seed_share_their_start_except_for_the_key_weights():
+    runs = train_runs("masked", seeds=(3,), inits=("standard", "symmetric"), steps=4, record_every=2, **SMALL)
+    standard, symmetric = runs
+    assert (standard.init, symmetric.init) == ("standard", "symmetric")
+    torch.testing.assert_close(symmetric.head_scores[0], torch.ones_like(symmetric.head_scores[0]))
+    torch.testing.assert_close(symmetric.layer_scores[0], torch.ones_like(symmetric.layer_scores[0]))
+    assert float(standard.head_scores[0].max()) < 0.95  # a random start is not symmetric
+    # Rebuilt starting weights: identical but for W_K.
+    start = {}
+    for trace in runs:
+        seed_everything(trace.seed)
+        model = Transformer(trace.config)
+        start[trace.init] = symmetric_init_(model) if trace.init == "symmetric" else model
+    for (name, a), b in zip(start["standard"].named_parameters(), start["symmetric"].parameters(), strict=True):
+        assert torch.equal(a, b) != name.endswith("W_K"), name
+
+
+# --- batched training -----------------------------------------------------------------------
+
+
+def test_train_runs_records_scores_losses_and_weights_of_every_run():
+    runs = train_runs("causal", seeds=(0, 1), inits=("standard", "symmetric"), steps=12, record_every=4, **SMALL)
+    assert [(t.seed, t.init) for t in runs] == [(0, "standard"), (0, "symmetric"), (1, "standard"), (1, "symmetric")]
+    for trace in runs:
+        assert trace.objective == "causal"
+        assert trace.steps.tolist() == [0, 4, 8, 12]
+        assert trace.head_scores.shape == (4, 2, 2)
+        assert trace.layer_scores.shape == (4, 2)
+        assert trace.directionality.shape == (4, 2)
+        assert ((trace.directionality >= -1) & (trace.directionality <= 1)).all()
+        assert trace.losses.shape == (12,) and torch.isfinite(trace.losses).all()
+        assert not torch.equal(trace.head_scores[0], trace.head_scores[-1])  # training moved the weights
+        assert isinstance(trace.model(), Transformer)
+
+
+@pytest.mark.parametrize("objective", ["masked", "causal"])
+def test_batched_runs_train_exactly_like_runs_on_their_own(objective):
+    """Stacking runs into one vmapped step must not mix them: each equals its run trained alone."""
+    together = train_runs(objective, seeds=(0, 1), inits=("standard", "symmetric"), steps=6, record_every=3, **SMALL)
+    for trace in together:
+        (alone,) = train_runs(objective, seeds=(trace.seed,), inits=(trace.init,), steps=6, record_every=3, **SMALL)
+        torch.testing.assert_close(trace.losses, alone.losses, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(trace.head_scores, alone.head_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_the_batches_match_the_objective_and_every_window_hides_something():
+    task = CharTask.from_text("abcdefghij" * 5, seq_len=8)
+    windows, masked = _batches(task, seed=0, steps=50, batch_size=16, seq_len=8, mask_prob=0.01)
+    assert windows.shape == (50, 16, 9) and masked.shape == (50, 16, 8)
+    assert masked.any(dim=-1).all()  # even at 1% every window predicts at least one character
+    assert ((windows[..., 1:] - windows[..., :-1]) % 10 == 1).all()  # consecutive characters of the text
+    assert task.mask_id == 10 and not (windows == task.mask_id).any()
+
+
+def test_stop_below_ends_training_once_every_run_is_there():
+    runs = train_runs("causal", seeds=(0, 1), steps=100, stop_below=100.0, **SMALL)
+    assert all(len(t.losses) == SMOOTHING for t in runs)  # the first moment a full window exists
+    assert all(int(t.steps[-1]) == SMOOTHING for t in runs)
+
+
+def test_train_symmetry_experiment_keeps_its_shape_and_same_start():
+    a = train_symmetry_experiment(steps=8, record_every=4, **SMALL)
+    b = train_symmetry_experiment(steps=8, record_every=4, **SMALL)
+    assert set(a) == {"masked", "causal"}
+    for key in a:
+        torch.testing.assert_close(a[key].head_scores, b[key].head_scores)
+    torch.testing.assert_close(a["masked"].head_scores[0], a["causal"].head_scores[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(objective="mlm"), "objective"),
+        (dict(inits=("orthogonal",)), "inits"),
+        (dict(seeds=()), "seeds"),
+        (dict(steps=0), "steps"),
+        (dict(mask_prob=1.5), "mask_prob"),
+        (dict(text="short"), "text"),
+    ],
+)
+def test_train_runs_rejects_bad_arguments_with_a_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train_runs(**{**dict(steps=2), **SMALL, **kwargs})
+
+
+# --- the experiment -------------------------------------------------------------------------
+
+
+def test_symmetric_init_experiment_returns_steps_per_seed_and_init():
+    result = symmetric_init_experiment({"masked": 100.0, "causal": -1.0}, seeds=(0, 1, 2), steps=25, **SMALL)
+    assert result.seeds == [0, 1, 2]
+    for init in ("standard", "symmetric"):
+        np.testing.assert_array_equal(result.steps[("masked", init)], [SMOOTHING] * 3)  # reached at once
+        assert np.isnan(result.steps[("causal", init)]).all()  # a loss below 0 is never reached
+        assert [t.seed for t in result.traces[("masked", init)]] == [0, 1, 2]
+    np.testing.assert_array_equal(result.ratio("masked"), [1.0, 1.0, 1.0])
+    text = result.summary()
+    assert "masked" in text and "never reached" in text and "of 3 seeds" in text
+    with pytest.raises(ValueError, match="thresholds"):
+        symmetric_init_experiment({"mlm": 1.0}, steps=2)
+
+
+# --- dL/dM ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_bilinear_gradient_is_the_chain_rule_behind_the_weight_gradients(causal):
+    """With zero biases (as initialised), dL/dW_Q = dL/dM W_K and dL/dW_K = (dL/dM)^T W_Q for each head."""
+    model = small_model(causal=causal, seed=1)
+    task = CharTask.from_text("the quick brown fox jumps over the lazy dog " * 3, seq_len=8)
+    windows, masked = _batches(task, seed=0, steps=1, batch_size=4, seq_len=8, mask_prob=0.3)
+    windows = windows[0] % 13
+    G = bilinear_gradients(model, windows, masked[0], mask_id=12)
+    assert G.shape == (2, 2, 16, 16)
+    for layer, block in enumerate(model.blocks):
+        torch.testing.assert_close(block.attn.W_Q.grad, G[layer] @ block.attn.W_K.detach(), rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(block.attn.W_K.grad, G[layer].transpose(-1, -2) @ block.attn.W_Q.detach(),
+                                   rtol=1e-4, atol=1e-7)
+
+
+def test_bilinear_gradients_refuses_what_it_cannot_compute():
+    windows = torch.zeros(2, 9, dtype=torch.long)
+    with pytest.raises(ValueError, match="rotary"):
+        bilinear_gradients(small_model(causal=True, positions="rotary"), windows)
+    with pytest.raises(ValueError, match="masked="):
+        bilinear_gradients(small_model(causal=False), windows)
+    with pytest.raises(TypeError, match="Transformer"):
+        bilinear_gradients(torch.nn.Linear(2, 2), windows)
+
+
+@pytest.mark.slow
+def test_masked_training_adds_a_more_symmetric_update_than_causal_training_for_every_seed():
+    """Lesson 3's claim: over the lesson's 600 steps, what masked training adds to M is more symmetric."""
+    traces = {obj: train_runs(obj, seeds=range(5), steps=600, record_every=600, device="cpu", progress=False)
+              for obj in ("masked", "causal")}
+    for masked, causal in zip(traces["masked"], traces["causal"], strict=True):
+        r_masked = matrix_symmetry_score(bilinear_update(masked).sum(dim=1))  # per layer
+        r_causal = matrix_symmetry_score(bilinear_update(causal).sum(dim=1))
+        assert float(r_masked.max()) > float(r_causal.max()) + 0.05, (masked.seed, r_masked, r_causal)
+        assert math.isfinite(float(r_masked.mean()))
