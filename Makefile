@@ -78,8 +78,14 @@ pretrained: $(STAMP)
 	@$(PY) -c 'from toyattn.checkpoints import gemma3_gguf_path; gemma3_gguf_path()'
 
 
+# JupyterLab settings for the course (lab-settings/overrides.d/): no "get notified about official Jupyter
+# news?" prompt on first launch, no update check. They go into the venv's JupyterLab, as defaults a
+# student can still change; docs/instructors.md says how a hub does the same.
+LAB_OVERRIDES_DIR := $(VENV)/share/jupyter/lab/settings/overrides.d
+
 lab: install pretrained
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name toyattn --display-name "Python (toyattn)" >/dev/null
+	@mkdir -p $(LAB_OVERRIDES_DIR) && cp lab-settings/overrides.d/toyattn.json $(LAB_OVERRIDES_DIR)/toyattn.json
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(JUPYTER_PORT) --ServerApp.root_dir=. $(LAB_ROOT_FLAG) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 test: install pretrained sandbox-deps
