@@ -28,6 +28,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -115,7 +116,13 @@ def _library_prefixes() -> tuple[str, ...]:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the toyattn package
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, here}
     paths.update(p for p in sysconfig.get_paths().values() if p)
+    # torch and NumPy wherever they are installed (a user site, a conda env beside the kernel's prefix)
+    paths.update(os.path.dirname(os.path.dirname(os.path.abspath(m.__file__))) for m in (torch, np))
     return tuple(sorted(paths)) + ("<frozen",)
+
+
+def _is_library(filename: str, prefixes: tuple[str, ...]) -> bool:
+    return filename.startswith(prefixes) or "site-packages" in filename or "dist-packages" in filename
 
 
 def _counting_lines(prefixes: tuple[str, ...]) -> tuple[Callable, list[int]]:
@@ -128,7 +135,7 @@ def _counting_lines(prefixes: tuple[str, ...]) -> tuple[Callable, list[int]]:
 
     def on_call(frame, event, arg):
         # Only the student's own code is counted: library frames get no line tracing at all.
-        return None if frame.f_code.co_filename.startswith(prefixes) else local
+        return None if _is_library(frame.f_code.co_filename, prefixes) else local
 
     return on_call, count
 
