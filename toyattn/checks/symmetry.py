@@ -166,7 +166,8 @@ def check_skew_symmetric_key(case: Case, got: Returned) -> None:
     msg = (f"{case.name}: M = W_q W_k^T should satisfy M^T = -M, but ||M + M^T|| / ||M|| = {asym:.3g} "
            f"(expected 0; the head's score is r = {float(S.matrix_symmetry_score(torch.from_numpy(M))):.3g}).")
     if float(np.linalg.norm(M - M.T)) / size <= 1e-6:
-        msg += " Your M is symmetric: a minus sign flips M as a whole, M^T = -M needs M's two halves to disagree."
+        msg += (" Your M is symmetric (M^T = M). Negating W_k negates M but keeps it symmetric; skew-symmetry "
+                "needs M[i, j] = -M[j, i] for every pair.")
     raise CheckFailed(msg)
 
 
