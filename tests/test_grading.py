@@ -168,6 +168,7 @@ def test_reports_summary_scores_and_executed_copies(graded):
     assert "| ada | 2/2 |" in summary and "| cy | 1/2 (1 not implemented) |" in summary
     assert "| bo | 0/2 (2 not implemented) |" in summary
     assert "Exercise 1: a softmax that does not overflow" in summary  # exercise titles from the solution
+    assert "Each notebook ran in its own sandbox" in summary and "Not sandboxed" not in summary
     with open(out / "scores.csv", encoding="utf-8") as f:
         scores = {r["student"]: int(r["passed"]) for r in csv.DictReader(f)}
     assert scores["ada"] == 2 and scores["bo"] == 0 and scores["cy"] == 1
@@ -304,6 +305,7 @@ def test_only_handed_in_problem_sets_are_graded_and_gaps_are_not_submitted(tmp_p
                  "--no-sandbox"]) == 0
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "problem sets: 00_warmup;" in summary  # lessons nobody handed in are left out
+    assert "**Not sandboxed** (`--no-sandbox`)" in summary  # said where an instructor reads first
     sets = grading.load_problem_sets(ROOT)
     if len(sets) > 1:  # naming another problem set makes everyone "not submitted" for it
         other = next(name for name in sets if name != PS)

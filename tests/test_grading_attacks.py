@@ -105,6 +105,7 @@ for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
     except OSError:
         pass
 report.append(("tmp", sorted(glob.glob("/tmp/*"))[:20]))
+report.append(("kernels", sorted(glob.glob("/tmp/toyattn-grade-*/sandbox/home/runtime/kernel-*.json"))))
 for p in paths["write"]:
     try:
         open(p, "w").write("written by a student")
@@ -270,6 +271,9 @@ def test_the_spy_reads_writes_and_reaches_nothing(attacked):
     assert "no-read" in text and "READ" not in text and SECRET not in text
     seen = [line for line in text.splitlines() if line.startswith(("('proc'", "('tmp'"))]
     assert seen and not any(str(attacked["subs"]) in line for line in seen)  # not even the folder's name
+    # Its own scratch folder and kernel only: no other notebook's folder or connection file (HMAC key).
+    kernels = next(line for line in text.splitlines() if line.startswith("('kernels'"))
+    assert kernels.count("kernel-") <= 1 and len({p.split("/sandbox")[0] for p in kernels.split("'") if "grade-" in p}) <= 1
     assert "WROTE" not in text.replace(f"('WROTE', '{ESCAPE}')", "") and "no-write" in text  # its own /tmp only
     assert "CONNECTED" not in text and text.count("no-connect") == 2
     assert not attacked["connected"], "something in a sandbox connected to a port on the grader's machine"

