@@ -1,3 +1,20 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Start here: how this course works
 #
@@ -21,8 +38,6 @@
 # | 2 | `02_head_permutation` | shuffling heads inside a fused QKV weight, and recovering the order |
 # | 3 | `03_symmetry_scores` | how symmetric a head's $W_q W_k^\top$ is, in encoders vs decoders |
 # | 4 | `04_qk_ov_matching` | how the two layers of an induction circuit line up during training |
-#
-# A lesson may not exist yet in your copy: the course grows one lesson at a time.
 #
 # ## The folders
 #
