@@ -207,3 +207,29 @@ def test_an_unknown_status_does_not_break_the_reports(tmp_path):
     with open(tmp_path / "grades.csv", encoding="utf-8") as f:
         assert all(len(r["message"]) < 600 for r in csv.DictReader(f))
     assert (tmp_path / "feedback" / "eve.md").exists()
+
+
+def test_a_sandbox_over_its_wall_clock_is_killed_with_everything_in_it(tmp_path):
+    import time
+
+    from toyattn.grading.grade import _run_contained
+
+    sandbox_or_skip()
+    scratch = tmp_path / "sandbox"
+    (scratch / "work").mkdir(parents=True)
+    code = ("import subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+            "time.sleep(60)\n")
+    cmd = sandbox.bwrap_command(sandbox.find_bwrap(), scratch, scratch / "work", [sys.executable, "-c", code], hidden=[])
+    start = time.monotonic()
+    rc, killed = _run_contained(cmd, sandbox.sandbox_env(scratch, {}), scratch / "work", tmp_path / "log", wall=3)
+    assert killed and rc is None and time.monotonic() - start < 20
+    time.sleep(0.5)
+    leftovers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"time.sleep(60)" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                leftovers.append(pid)
+        except OSError:
+            continue
+    assert not leftovers, "a process of the killed sandbox survived"
