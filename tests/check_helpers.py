@@ -16,6 +16,19 @@ from toyattn.checks.core import CLASS_SEED, PASS_PREFIX, Check, CheckFailed, Not
 GRADING_SEEDS = (12345, 987654321)
 
 
+@pytest.fixture
+def single_thread():
+    """Torch on one thread for the test (restored after): a check's tensors are tiny, and on a busy
+    machine torch's thread pool makes them many times slower. Use it with ``autouse`` in a test module:
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def stub(*args, **kwargs):
     # YOUR CODE HERE
     raise NotImplementedError()
@@ -65,6 +78,7 @@ def verify_check(
         check(stub)
     assert PASS_PREFIX not in capsys.readouterr().out
 
+    case_names = [case.name for case in check.cases(CLASS_SEED)] if names_case else []
     for i, wrong in enumerate(wrong_answers):
         with pytest.raises(CheckFailed) as info:
             check(wrong)
@@ -73,7 +87,7 @@ def verify_check(
             assert messages[i] in str(info.value), f"wrong answer {i}: {info.value}"
         assert PASS_PREFIX not in capsys.readouterr().out, f"wrong answer {i} was accepted"
         if names_case:
-            assert_failure_names_case(check, wrong)
+            assert_message_names_case(str(info.value), case_names)
 
     if tmp_path_factory is None or monkeypatch is None:
         return
@@ -94,8 +108,10 @@ def assert_failure_names_case(check: Check, wrong: object) -> str:
     back (``expected ..., got ...``); returns the message."""
     with pytest.raises(CheckFailed) as info:
         check(wrong)
-    msg = str(info.value)
-    names = [case.name for case in check.cases(CLASS_SEED)]
-    assert any(name in msg for name in names), f"the message names no case: {msg}"
+    return assert_message_names_case(str(info.value), [case.name for case in check.cases(CLASS_SEED)])
+
+
+def assert_message_names_case(msg: str, case_names: Sequence[str]) -> str:
+    assert any(name in msg for name in case_names), f"the message names no case: {msg}"
     assert "expected" in msg.lower() and "got" in msg, f"the message does not say what was expected and what came back: {msg}"
     return msg

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from check_helpers import verify_check
+from check_helpers import single_thread, verify_check
 from scipy.optimize import linear_sum_assignment
 
 from toyattn import checks
@@ -15,6 +15,8 @@ from toyattn.checks import head_cases
 
 # ---------------------------------------------------------------- solutions (as a student would write them)
 
+
+pytestmark = pytest.mark.usefixtures(single_thread.__name__)
 
 def permute_heads(qkv, perm, n_heads):
     d_in = qkv.shape[0]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from check_helpers import assert_failure_names_case, verify_check
+from check_helpers import assert_failure_names_case, single_thread, verify_check
 
 from toyattn import checks
 from toyattn.checks.core import CheckFailed, assert_close
 
+pytestmark = pytest.mark.usefixtures(single_thread.__name__)
 
 def good_softmax(x):
     e = (x - x.max(dim=-1, keepdim=True).values).exp()
