@@ -185,10 +185,11 @@ def test_check_patch_value(capsys, tmp_path_factory, monkeypatch):
             lambda model, tokens, source, key_pos: good_patch(model, tokens, source, slice(None)),  # all positions
             lambda model, tokens, source, key_pos: good_patch(model, tokens, source, key_pos, "hook_k"),
             _leaky_patch,
+            lambda model, tokens, source, key_pos: torch.softmax(good_patch(model, tokens, source, key_pos), dim=-1),
         ],
         capsys,
         messages=["the unpatched run", "the source run itself", "was patched instead of", "every position's value",
-                  "hook_k was patched", "hooks still attached to ['hook_v']"],
+                  "hook_k was patched", "hooks still attached to ['hook_v']", "probabilities: return"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
         names_case=True,

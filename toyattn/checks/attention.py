@@ -317,6 +317,8 @@ def check_patch_value(case: Case, got: Returned) -> None:
         "the source run itself: only the value at key_pos comes from the source": lambda: model(source),
         "every position's value was copied: only the one at key_pos": lambda: patch_activation(model, tokens, source, "hook_v"),
         "hook_k was patched instead of hook_v": lambda: patch_activation(model, tokens, source, "hook_k", positions=key_pos),
+        "probabilities: return the patched run's logits (the model's output, before a softmax)":
+            lambda: torch.softmax(patch_activation(model, tokens, source, "hook_v", positions=key_pos), dim=-1),
     }
     for p in range(n):
         if p != key_pos and not torch.equal(tokens[:, p], source[:, p]):  # patching an equal token changes nothing
