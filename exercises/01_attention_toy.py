@@ -196,7 +196,7 @@ for b in range(2):
 # takes most of its weight. The two sentences differ only at position 1 (*man* or *woman*), so that is
 # the only position whose token can make the predictions differ; the next exercise measures how much
 # of what "the" reads comes from each position.
-#
+
 # %% [markdown]
 # ## Exercise 4: what does one query read from one key?
 #
