@@ -7,7 +7,8 @@ Use in a notebook, right below the exercise cell::
 
 See :mod:`toyattn.checks.core` for how checks behave and how to write one. Each lesson's checks
 live in their own module (star-imported below, so notebooks can write ``checks.check_...``):
-``warmup`` (lesson 0), ``attention`` (1), ``heads`` (2), ``symmetry`` (3), ``circuits`` (4).
+``warmup`` (lesson 0), ``attention`` (1), ``heads`` (2), ``symmetry`` (3), ``circuits`` (4),
+``induction_circuits`` (5).
 """
 
 from .attention import *  # noqa: F403
@@ -23,6 +24,7 @@ from .core import (
     exercise_check,
 )
 from .heads import *  # noqa: F403
+from .induction_circuits import *  # noqa: F403
 from .symmetry import *  # noqa: F403
 from .warmup import check_one_hot, check_softmax
 

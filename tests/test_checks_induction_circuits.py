@@ -1,0 +1,163 @@
+"""Lesson 5's checks: each accepts a right answer (written differently from the course's), and rejects
+plausible wrong ones in class and in grading, naming the mistake."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from check_helpers import verify_check
+
+from toyattn import checks
+
+# --- ablate_head -----------------------------------------------------------------------------------
+
+def good_ablate(model, tokens, layer, head, mode):
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(tokens, names_filter=name)
+    replacement = torch.zeros_like(cache[name][:, :, head]) if mode == "zero" else cache[name][:, :, head].mean(0).expand_as(cache[name][:, :, head])
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = replacement
+        return z
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+
+
+def pattern_ablate(model, tokens, layer, head, mode):
+    """Another right way for zero ablation: a zero attention row gives z = 0."""
+    if mode == "mean":
+        return good_ablate(model, tokens, layer, head, mode)
+
+    def hook(p, hook):
+        p = p.clone()
+        p[:, head] = 0
+        return p
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", hook)])
+
+
+def whole_layer(model, tokens, layer, head, mode):
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", lambda x, hook: 0 * x)])
+
+
+def global_mean(model, tokens, layer, head, mode):
+    if mode == "zero":
+        return good_ablate(model, tokens, layer, head, mode)
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(tokens, names_filter=name)
+    mean = cache[name][:, :, head].mean(dim=(0, 1))
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = mean
+        return z
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+
+
+def wrong_axis(model, tokens, layer, head, mode):
+    name = f"blocks.{layer}.attn.hook_z"
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, head] = 0
+        return z
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+
+
+def always_zero(model, tokens, layer, head, mode):
+    return good_ablate(model, tokens, layer, head, "zero")
+
+
+def test_check_ablate_head(capsys, tmp_path_factory, monkeypatch):
+    from toyattn.head_ablation import ablate_head
+
+    verify_check(
+        checks.check_ablate_head,
+        good_ablate,
+        [whole_layer, global_mean, wrong_axis, always_zero, lambda *a: ablate_head(*a)],
+        capsys,
+        messages=["whole layer's output silenced", "one mean over the batch and all positions", "wrong axis",
+                  "the zero ablation; this case asks for mean", "holds the course's answer"],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )
+    checks.check_ablate_head(pattern_ablate)
+    assert "PASSED" in capsys.readouterr().out
+
+
+# --- k_composition ---------------------------------------------------------------------------------
+
+def good_kcomp(W_ov, W_qk):
+    W_ov, W_qk = np.asarray(W_ov), np.asarray(W_qk)
+    return np.sqrt(np.sum((W_qk @ W_ov.T) ** 2)) / np.sqrt(np.sum(W_ov**2) * np.sum(W_qk**2))
+
+
+def test_check_k_composition(capsys, tmp_path_factory, monkeypatch):
+    from toyattn.composition import k_composition
+
+    verify_check(
+        checks.check_k_composition,
+        good_kcomp,
+        [
+            lambda A, B: np.linalg.norm(A @ B) / (np.linalg.norm(A) * np.linalg.norm(B)),  # Q-composition
+            lambda A, B: np.linalg.norm(A @ B.T),  # not normalised
+            lambda A, B: np.linalg.norm(B @ A) / (np.linalg.norm(A) * np.linalg.norm(B)),  # wrong order
+            lambda A, B: np.linalg.norm(A @ B.T) / (np.linalg.norm(A, 2) * np.linalg.norm(B, 2)),  # spectral norms
+            lambda A, B: k_composition(A, B),
+        ],
+        capsys,
+        messages=["Q-composition", "without dividing", "wrong order", "spectral norms", "holds the course's answer"],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )
+    checks.check_k_composition(lambda A, B: float(torch.linalg.matrix_norm(torch.tensor(A) @ torch.tensor(B).T)
+                                                  / torch.linalg.matrix_norm(torch.tensor(A))
+                                                  / torch.linalg.matrix_norm(torch.tensor(B))))
+
+
+# --- head_scores -----------------------------------------------------------------------------------
+
+def good_scores(patterns, length):
+    T = patterns.shape[-1]
+    prev = np.zeros(patterns.shape[0:3:2])
+    ind = np.zeros_like(prev)
+    for t in range(T - length, T):
+        prev += patterns[:, :, :, t, t - 1].mean(1).numpy() / length
+        ind += patterns[:, :, :, t, t - length + 1].mean(1).numpy() / length
+    return prev, ind
+
+
+def offset_scores(prev_offset, ind_offset, start):
+    def fn(patterns, length):
+        T = patterns.shape[-1]
+        q = torch.arange(start(T, length), T)
+        return (patterns[..., q, q - prev_offset].mean(dim=(1, 3)),
+                patterns[..., q, q - ind_offset(length)].mean(dim=(1, 3)))
+    return fn
+
+
+def test_check_head_scores(capsys, tmp_path_factory, monkeypatch):
+    second = lambda T, L: T - L  # noqa: E731
+    verify_check(
+        checks.check_head_scores,
+        good_scores,
+        [
+            offset_scores(1, lambda L: L, second),  # duplicate-token head
+            offset_scores(1, lambda L: L - 1, lambda T, L: L),  # forgot the prefix
+            offset_scores(2, lambda L: L - 1, second),  # t - 2
+            lambda p, L: tuple(s.T for s in good_scores(p, L)),  # [heads, layers]
+            lambda p, L: good_scores(p, L)[::-1],  # swapped outputs
+        ],
+        capsys,
+        messages=["duplicate-token head", "the prefix token shifts it", "t - 2", "expected (", None],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )
