@@ -296,7 +296,12 @@ def train_runs(
         models.append(_Logits(symmetric_init_(model) if init == "symmetric" else model).to(dev))
     params, buffers = stack_module_state(models)  # every weight gains a leading axis of len(runs)
     template = copy.deepcopy(models[0]).to("meta")
-    batched = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))
+    if len(runs) > 1:
+        batched = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))
+    else:  # one run: vmap's bookkeeping would cost more than it saves
+        def batched(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+            one = {k: v[0] for k, v in p.items()}, {k: v[0] for k, v in b.items()}
+            return functional_call(template, one, (x[0],))[None]
 
     data = {seed: _batches(task, seed, steps, batch_size, seq_len, mask_prob) for seed in seeds}
     windows = torch.stack([data[seed][0] for seed, _ in runs], dim=1).to(dev)  # [steps, n, batch, seq + 1]
