@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import seed_everything
 from .models.transformer import Transformer
 from .symmetry_training import (
     INITS,
@@ -28,7 +27,6 @@ from .symmetry_training import (
     TrainingTrace,
     _check_choice,
     _objective_loss,
-    symmetric_init_,
     train_runs,
 )
 
@@ -168,12 +166,7 @@ def bilinear_update(trace: TrainingTrace) -> torch.Tensor:
 
     The initial weights are rebuilt from the trace's seed and init (as :func:`train_runs` drew them).
     """
-    final = trace.model()
-    seed_everything(trace.seed)
-    start = Transformer(final.cfg)
-    if trace.init == "symmetric":
-        symmetric_init_(start)
-    return _head_forms(final) - _head_forms(start)
+    return _head_forms(trace.model()) - _head_forms(trace.initial_model())
 
 
 def _head_forms(model: Transformer) -> torch.Tensor:

@@ -189,6 +189,14 @@ class TrainingTrace:
         model.load_state_dict(self.final_state)
         return model
 
+    def initial_model(self) -> Transformer:
+        """The model as it was at step 0, rebuilt from the seed and the init."""
+        if self.config is None:
+            raise ValueError("This trace keeps no config; train it with toyattn.symmetry_training.train_runs.")
+        seed_everything(self.seed)
+        model = Transformer(self.config)
+        return symmetric_init_(model) if self.init == "symmetric" else model
+
     def steps_to_loss(self, threshold: float, window: int = SMOOTHING) -> int | None:
         """Steps taken until the moving average of the loss is at or below ``threshold`` (None: never)."""
         return steps_to_loss(self.losses, threshold, window)
