@@ -18,7 +18,7 @@
 # %% [markdown]
 # # Warm-up: tensors, softmax and one-hot vectors
 #
-# *This is the exercise version of the problem set; students get the exercise version in `exercises/`.*
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals.** After this warm-up you can
 # 1. write a numerically stable softmax, the function that turns attention scores into weights, and

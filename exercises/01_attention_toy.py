@@ -18,7 +18,7 @@
 # %% [markdown]
 # # Lesson 1 problem set: build and probe one attention head
 #
-# *This is the exercise version of the problem set.* Students work in `exercises/01_attention_toy`.
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # Work through `notebooks/01_attention_toy` first: it trains one causal attention head on
 #

@@ -18,7 +18,7 @@
 # %% [markdown]
 # # Lesson 2 problem set: permute heads, then find them again
 #
-# *This is the exercise version of the problem set; students get the exercise version in `exercises/`.*
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals.** After this problem set you can
 # 1. permute the heads of a fused QKV weight with one clear convention, and undo it;

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 3 problem set: symmetry scores of attention heads
 #
-# *This is the exercise version of the problem set: write your code where it says `# YOUR CODE HERE`; the solved version is in `solutions/`.*
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals: what you will be able to do afterwards.**
 # 1. Measure how symmetric an attention head is, from the definition of its score.

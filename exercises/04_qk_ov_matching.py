@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 4 problems: reading an induction circuit from its weights
 #
-# *This is the exercise version of the problem set; students get the exercise version in `exercises/`.*
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals.** After these problems you can
 # 1. pull layer 2's QK circuit and layer 1's OV circuit out of a trained model;

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 5 problems: test a circuit causally, score composition, find heads in a real model
 #
-# *This is the exercise version of the problem set: write your code where it says `# YOUR CODE HERE`; the solved version is in `solutions/`.*
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals.** After these problems you can
 # 1. silence one attention head with a hook, by zero and by mean ablation, and measure what breaks;

@@ -72,6 +72,18 @@ def test_strip_keeps_indentation_and_everything_outside_markers():
     )
 
 
+def test_the_solved_version_banner_reads_right_on_the_exercise():
+    # The whole banner line is replaced: swapping only "solved" for "exercise" left "This is the exercise
+    # version ...; students get the exercise version in exercises/" on the exercise itself.
+    src = "# *This is the solved version of the problem set; students get the exercise version in `exercises/`.*\n"
+    out = course.strip_solutions(src)
+    assert out == f"# {course.EXERCISE_BANNER}\n"
+    assert "students get" not in out and "solved version is in `solutions/`" in out
+    for path in sorted((ROOT / "exercises").glob("*.py")):  # every real exercise carries the banner once
+        text = path.read_text(encoding="utf-8")
+        assert text.count(course.EXERCISE_BANNER) == 1 and "students get the exercise version" not in text, path.name
+
+
 @pytest.mark.parametrize(
     "src, problem",
     [

@@ -24,9 +24,17 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 STUB_LINES = ("# YOUR CODE HERE", "raise NotImplementedError()")
 PAIRED_DIRS = ("notebooks", "solutions", "exercises")
-#: Lines of a solution file that say it is the solved version get this text in the exercise instead.
+#: A comment (or markdown) line of a solution file that says it is the solved version ...
 SOLUTION_BANNER = "solved version"
-EXERCISE_BANNER = "exercise version"
+#: ... is replaced, whole, by this line in the exercise (same indentation and comment prefix): swapping
+#: only the words would leave the rest of the sentence, e.g. "students get the exercise version in
+#: exercises/", reading wrongly on the exercise itself. In code lines only the words are swapped.
+EXERCISE_BANNER = (
+    "*This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; "
+    "the solved version is in `solutions/`.*"
+)
+EXERCISE_WORDS = "exercise version"
+_COMMENT_PREFIX = re.compile(r"^[ \t]*#[ \t]*")
 
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)(?P<marker>### (BEGIN|END) SOLUTION)\s*$")
 
@@ -69,10 +77,20 @@ def strip_solutions(source: str, *, filename: str = "<solution>") -> str:
             inside_since = None
             continue
         if inside_since is None:
-            out.append(line.replace(SOLUTION_BANNER, EXERCISE_BANNER))
+            out.append(_exercise_line(line))
     if inside_since is not None:
         raise CourseError(f"{filename}:{inside_since}: {BEGIN} is never closed by {END}.")
     return "".join(out)
+
+
+def _exercise_line(line: str) -> str:
+    """A solution line as it reads in the exercise: the solved-version banner becomes the exercise banner."""
+    if SOLUTION_BANNER not in line:
+        return line
+    comment = _COMMENT_PREFIX.match(line)
+    if comment is None:  # code: swap the words only, the code around them must still run
+        return line.replace(SOLUTION_BANNER, EXERCISE_WORDS)
+    return f"{comment.group(0)}{EXERCISE_BANNER}" + ("\n" if line.endswith("\n") else "")
 
 
 def count_solution_regions(source: str) -> int:
