@@ -1,3 +1,20 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lesson 2: shuffling attention heads in a fused QKV matrix, and getting them back
 #
@@ -75,8 +92,11 @@ gen = seed_everything(0)
 #
 # To *see* the structure, we build a weight where every (block, head) pair is filled with its own
 # integer: the Q block of head h holds h, the K block holds 3 + h, the V block 6 + h. Note that
-# `d_in = 4` is **not** `H * d_head = 6`: nothing below assumes they are equal (the original
-# research notebook did, and broke on real models).
+# `d_in = 4` is **not** `H * d_head = 6`: nothing below assumes they are equal. Real models break
+# that equation: Gemma 3 270M, which this course ships for lesson 3, reads a 640-dimensional
+# residual stream with 4 query heads of 256 (1024 query columns; numbers from its GGUF file), and
+# Gemma-7B, for example, has `d_model` 3072 with 16 heads of 256 (Gemma Team 2024, arXiv 2403.08295,
+# Table 1). The research notebook this lesson grew from assumed `d_in = H * d_head`.
 
 # %%
 n_heads, d_head, d_in = 3, 2, 4
@@ -125,7 +145,9 @@ print("first row after: ", qkv_permuted[0].int().tolist())
 # %% [markdown]
 # New Q head 0 holds 2 (it was old head 2), new K head 0 holds 5 = 3 + 2: the whole head moved.
 # Two helpers complete the picture: `invert_permutation(perm)` undoes a permutation (here `[1, 2, 0]`,
-# which is *not* `perm` itself: only permutations made of swaps are their own inverse), and `compose_permutations(p1, p2)`
+# which is *not* `perm` itself: every permutation is a product of swaps, but only those made of
+# *disjoint* swaps, each head trading places with at most one other (the involutions), are their
+# own inverse; `[2, 0, 1]` moves three heads in a cycle), and `compose_permutations(p1, p2)`
 # is applying `p1` then `p2` in one go (`p1[p2]`).
 
 # %%
@@ -262,13 +284,15 @@ for name, fn in (("greedy", greedy_match), ("Hungarian", hungarian_match)):
 # fraction of heads put back in the right place, averaged over 20 random layers (16 heads, `d_in`
 # 8, `d_head` 2, so each head has only 48 numbers and the task gets hard). A third curve uses the
 # rotation-invariant features of section 7 (with the Hungarian matching); ignore it until then.
+# These layers have no output projection, so for them the OV part of those features is
+# $W_V W_V^\top$ (what `invariant_features` uses when no $W_O$ is given), not $W_V W_O$.
 #
 # **Predict first:** at what noise level do you expect errors to start? Which method degrades first?
 
 # %%
 noise_levels = np.round(np.arange(0.0, 4.01, 0.25), 2)
 trials = 20
-accuracy = {"greedy": [], "hungarian": [], "hungarian, W_QK/W_OV features": []}
+accuracy = {"greedy": [], "hungarian": [], "hungarian, W_QK/W_V W_V^T features": []}
 for noise in progress(noise_levels, desc="noise levels"):
     acc = dict.fromkeys(accuracy, 0.0)
     for _ in range(trials):
@@ -279,12 +303,12 @@ for noise in progress(noise_levels, desc="noise levels"):
         acc["greedy"] += recovery_accuracy(greedy_match(noisy_cost), p) / trials
         acc["hungarian"] += recovery_accuracy(hungarian_match(noisy_cost), p) / trials
         invariant_cost = invariant_cost_matrix(client, ref)
-        acc["hungarian, W_QK/W_OV features"] += recovery_accuracy(hungarian_match(invariant_cost), p) / trials
+        acc["hungarian, W_QK/W_V W_V^T features"] += recovery_accuracy(hungarian_match(invariant_cost), p) / trials
     for method in accuracy:
         accuracy[method].append(acc[method])
 
 fig = go.Figure()
-for method, dash in (("hungarian", "solid"), ("greedy", "dash"), ("hungarian, W_QK/W_OV features", "dot")):
+for method, dash in (("hungarian", "solid"), ("greedy", "dash"), ("hungarian, W_QK/W_V W_V^T features", "dot")):
     fig.add_trace(go.Scatter(x=noise_levels, y=accuracy[method], mode="lines+markers", name=method, line_dash=dash))
 fig.add_hline(y=1 / 16, line_dash="dot", annotation_text="chance (1/16)")
 fig.update_layout(title="Recovery accuracy vs noise (16 heads, 48 weights each, 20 trials per point)",
