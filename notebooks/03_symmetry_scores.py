@@ -1,3 +1,20 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lesson 3: how symmetric is an attention head?
 #
@@ -32,6 +49,7 @@ from toyattn.symmetry import (
     kv_head_for_query,
     layer_bilinear,
     layer_symmetry_score,
+    median,
     random_head,
     score_model,
     skew_symmetric_key,
@@ -139,7 +157,9 @@ plt.show()
 
 # %% [markdown]
 # The symmetric head's matrix mirrors across the diagonal; the skew one mirrors with a sign flip and
-# has a zero diagonal: a token never scores itself. The random head shows no pattern, and its score
+# has a zero diagonal. More than that, $x M x^\top = 0$ for *every* vector $x$ when $M$ is skew, so a
+# token's score for itself is exactly 0. Zero is not $-\infty$: after the softmax the token still
+# gets weight $e^0 / \sum_j e^{s_j}$, small if other keys score high, large if they score low. The random head shows no pattern, and its score
 # lands near the middle. Why the middle? Write $s = 2r - 1 = \operatorname{tr}(MM)/\|M\|^2$: the
 # denominator is a sum of squares (all positive), the numerator $\sum_{ij} M_{ij} M_{ji}$ a sum of
 # products of two entries that are unrelated for a random head, as often negative as positive. So
@@ -183,15 +203,15 @@ plt.show()
 # %% [markdown]
 # ## 3. The trace form: the same number, much cheaper
 #
-# Building $M$ costs $2 d^2 d_h$ multiply-adds per head: for a Llama-2-7B layer ($d = 4096$,
-# $d_h = 128$) that is 4.3 GFLOP per head, 137 GFLOP per layer. But both norms are traces, and a trace
+# Building $M$ costs $d^2 d_h$ multiply-adds, $2 d^2 d_h$ flops, per head: for a Llama-2-7B layer
+# ($d = 4096$, $d_h = 128$) that is 4.3 GFLOP per head, 137 GFLOP per layer. But both norms are traces, and a trace
 # of a product does not change when its factors are rotated cyclically:
 #
 # $$ \|M\|_F^2 = \operatorname{tr}(M^\top M) = \operatorname{tr}(W_k W_q^\top W_q W_k^\top)
 #   = \operatorname{tr}(\underbrace{W_q^\top W_q}_{A}\, \underbrace{W_k^\top W_k}_{B}),\qquad
 #   \operatorname{tr}(MM) = \operatorname{tr}(W_q W_k^\top W_q W_k^\top) = \operatorname{tr}(C C),\ C = W_k^\top W_q. $$
 #
-# $A$, $B$, $C$ are only $d_h \times d_h$; each costs $2 d\, d_h^2$, so the score costs $6 d\, d_h^2$ and
+# $A$, $B$, $C$ are only $d_h \times d_h$; each costs $2 d\, d_h^2$ flops, so the score costs $6 d\, d_h^2$ and
 # $r = \tfrac12\left(1 + \operatorname{tr}(CC)/\operatorname{tr}(AB)\right)$. The ratio of costs is
 # $d / (3 d_h)$: about 11 times fewer flops at the 7B shape. **Predict first:** when $d$ doubles, how
 # do the two timings change?
@@ -273,13 +293,42 @@ print("layer 2:", np.round(scores[2].numpy(), 3))
 #
 # **Per head or per layer?** The seed notebooks score each head. Saponati et al. publish one number
 # per *layer*: the $d \times d$ form $M_\text{layer} = \sum_h W_q^{(h)} W_k^{(h)\top}$ (in `nn.Linear`
-# terms $W_q^\top W_k$ of the whole layer, with key heads repeated under grouped-query attention). Its
-# norm contains cross terms between heads, so the layer score is not the mean of the head scores; it is
-# closer to 0.5 when heads point in unrelated directions, and further from it when heads agree.
-# `layer_symmetry_score` computes it. They also define a **directionality** score of $M_\text{layer}$
+# terms $W_q^\top W_k$ of the whole layer, with key heads repeated under grouped-query attention);
+# `layer_symmetry_score` computes it. How does it relate to the head scores? In the $s$ convention,
+#
+# $$ s_\text{layer} = \frac{\operatorname{tr}(M M)}{\|M\|^2}
+#   = \frac{\sum_h \operatorname{tr}(M_h M_h) + \sum_{h \ne g} \operatorname{tr}(M_h M_g)}
+#          {\sum_h \|M_h\|^2 + \sum_{h \ne g} \langle M_h, M_g \rangle}. $$
+#
+# Without the cross terms ($h \ne g$), for instance when heads read and write separate directions,
+# this is $\sum_h \|M_h\|^2 s_h / \sum_h \|M_h\|^2$: the **$\|M_h\|^2$-weighted mean** of the head
+# scores, so a large head counts more. With cross terms anything can happen. Two heads with
+# $M_2 = M_1^\top$ (head 2's query map is head 1's key map and vice versa) add up to
+# $M = M_1 + M_1^\top$, exactly symmetric: the layer scores $s = 1$ although each head, if random,
+# scores $s \approx 0$. A symmetric *layer* does not mean symmetric *heads*. The next cell checks
+# both statements. They also define a **directionality** score of $M_\text{layer}$
 # (from their code): compare the norms of $M$'s rows (query-side directions) with those of its
 # columns (key-side directions); negative means a few columns stand out, i.e. a few key directions
 # that nearly every query reads.
+
+# %%
+# Two random heads in separate directions: no cross terms, so the layer score is the weighted mean.
+Wq_sep, Wk_sep = torch.zeros(2, 64, 8, dtype=torch.float64), torch.zeros(2, 64, 8, dtype=torch.float64)
+for h, scale in ((0, 1.0), (1, 3.0)):  # head h reads and writes dims 32h..32h+31 only; head 1 is larger
+    Wq_sep[h, 32 * h : 32 * h + 32] = scale * torch.randn(32, 8, generator=g, dtype=torch.float64)
+    Wk_sep[h, 32 * h : 32 * h + 32] = scale * torch.randn(32, 8, generator=g, dtype=torch.float64)
+s_heads = to_signed(symmetry_score(Wq_sep, Wk_sep))
+norms2 = (Wq_sep @ Wk_sep.transpose(-1, -2)).pow(2).sum(dim=(-2, -1))  # ||M_h||^2
+print(f"separate heads: head s {np.round(s_heads.numpy(), 3)}, weighted mean {float((norms2 * s_heads).sum() / norms2.sum()):+.3f}, "
+      f"layer s {float(to_signed(layer_symmetry_score(Wq_sep, Wk_sep))):+.3f}")
+# Two heads M and M^T: head 2 swaps head 1's query and key maps.
+Wq1, Wk1 = random_head(64, 8, generator=g)
+Wq_pair, Wk_pair = torch.stack([Wq1, Wk1]), torch.stack([Wk1, Wq1])
+print(f"heads M and M^T: head s {np.round(to_signed(symmetry_score(Wq_pair, Wk_pair)).numpy(), 3)}, "
+      f"layer s {float(to_signed(layer_symmetry_score(Wq_pair, Wk_pair))):+.3f}")
+
+# %% [markdown]
+# Back to the grouped-query example, all four layers:
 
 # %%
 print("per-layer r           :", np.round(layer_symmetry_score(W_Q, W_K).numpy(), 3))
@@ -376,7 +425,9 @@ if reports:
 # Right: per layer (the paper's granularity, in its $s$ convention), the encoder sits well above 0 at
 # every depth, the decoder close to 0. The table below puts the course's measurements next to the
 # medians Saponati et al. publish (their results table, per layer, $s$ convention; they did not
-# measure these two models, so compare with the families).
+# measure these two models, so compare with the families). A median here is the ordinary one: the
+# middle value, or the mean of the two middle values for an even count (MiniLM has 6 layers), as in
+# the authors' code (`toyattn.symmetry.median`; `torch.median` would return the lower of the two).
 
 # %%
 published = {
@@ -387,8 +438,8 @@ published = {
 print(f"{'model':32s} {'median s per layer':>18s} {'mean r per head':>16s}  directionality (median)")
 for label, report in reports.items():
     print(
-        f"{label + ' [measured here]':32s} {float(to_signed(report.layer_scores.median())):>+18.2f} "
-        f"{float(report.head_scores.mean()):>16.3f}  {float(report.directionality.median()):+.2f}"
+        f"{label + ' [measured here]':32s} {to_signed(median(report.layer_scores)):>+18.2f} "
+        f"{float(report.head_scores.mean()):>16.3f}  {median(report.directionality):+.2f}"
     )
 for name, value in published.items():
     print(f"{name + ' [published]':32s} {value:>+18.2f} {'':>16s}")
@@ -396,13 +447,14 @@ print("published directionality medians: bert-base -0.08, roberta-base -0.12; gp
       "Llama-3.1-8B -0.57, Mistral-7B -0.58")
 
 # %% [markdown]
-# The course's two models follow the published pattern. MiniLM's median per-layer $s$ (+0.41) sits
-# just below the published BERT-family encoders (+0.43 to +0.77 in their table; ModernBERT, an
-# encoder with a newer recipe, has +0.18), far above the decoders; SmolLM2's (+0.09) is inside the
-# published decoder range (0.00 to +0.19). These two numbers are deterministic: they come from fixed
-# checkpoints. Directionality is negative for both, more so for the decoder (-0.26 against -0.11),
-# the direction the paper reports (decoders clearly negative, encoders near 0), though with two
-# models that comparison is anecdotal. One caution: the directionality definition comes from the
+# Compare the "measured here" rows with the published ones. In Saponati et al.'s table the
+# BERT-family encoders span +0.44 (bert-large) to +0.77 (bert-tiny); ModernBERT, an encoder with a
+# newer recipe, has +0.18; the decoders span 0.00 (Llama-3-8B, Mistral-7B) to +0.15 (gpt2). MiniLM's
+# median lands inside the BERT-family range, far above the decoders, and SmolLM2's inside the decoder
+# range. These numbers come from fixed checkpoints, so every machine prints them to the digits shown
+# (`tests/test_checkpoints.py` checks both ranges). Directionality is negative for both, more so for
+# the decoder: the direction the paper reports (decoders clearly negative, encoders near 0), though
+# with two models that comparison is anecdotal. One caution: the directionality definition comes from the
 # authors' code (mean + 2 std thresholds on row and column norms), so treat it as their operational
 # choice, not a law.
 #
@@ -456,29 +508,32 @@ for name, trace in traces.items():
           f"mean per-head r {float(trace.head_scores[0].mean()):.3f} -> {float(trace.head_scores[-1].mean()):.3f}")
 
 # %% [markdown]
-# Both models start at the same point (same weights, $s$ near 0 as for any random head). The loss
-# panel shows that the tasks differ: the causal model soon memorizes the short poem (its loss keeps
-# falling), while the masked model first sits on a plateau (predicting characters by frequency alone),
-# and its loss only drops once its attention learns to read the neighbours of a hidden character.
+# Both models start at the same point (same weights, $s$ near 0 as for any random head). In the loss
+# panel, look for how the two tasks differ: the causal model can memorize the short poem, so its loss
+# can keep falling from the start, while the masked model can do little better than character
+# frequencies until its attention learns to read the neighbours of a hidden character; look for a
+# plateau and a later drop in the blue curve.
 #
-# On the left, the masked model's per-layer $s$ (blue) climbs far above 0 while it learns, the causal
-# model's (red) stays much lower: the printed numbers give the final values. This is the paper's
-# finding in miniature: bidirectional training makes $W_q W_k^\top$ more symmetric. One way to see
-# why: to fill in a hidden character, position $i$ wants to read $i-1$ and $i+1$ alike, and "$i$ and
-# $j$ are neighbours" is a symmetric relation; a causal model may only read backwards, a one-way
-# relation. With this seed and 600 steps the gap is large; other seeds (`seed=1, 2`) give the same
-# ordering with different sizes. Before trusting any single run, re-run it, which is the first item
-# below.
+# On the left, compare the blue lines (masked) with the red ones (causal) as training goes on, and the
+# printed final values. The paper's finding is that bidirectional training makes $W_q W_k^\top$ more
+# symmetric; if it shows up here, the blue lines end above the red ones (`tests/test_symmetry.py`
+# checks that the masked model ends clearly more symmetric, on several seeds).
+# One way to see why: to fill in a hidden character, position $i$ wants to read $i-1$ and $i+1$ alike,
+# and "$i$ and $j$ are neighbours" is a symmetric relation; a causal model may only read backwards, a
+# one-way relation. One run of a tiny model is an anecdote: before trusting it, re-run it with other
+# seeds, which is the first item below.
 
 # %% [markdown]
 # ## What you learned, and what to try next
 #
 # * $r = \|\text{sym}(M)\|^2 / \|M\|^2$: 1 symmetric, 0 skew, about 0.5 random (more sharply the larger
-#   $d_h$). Published tables use $s = 2r - 1$.
+#   the model width $d$; the head width $d_h$ hardly matters). Published tables use $s = 2r - 1$.
+# * A layer's score is not an average of its heads' scores: without cross terms it is their
+#   $\|M_h\|^2$-weighted mean, and cross-head structure can make a layer symmetric when no head is.
 # * The trace identity gives the same number from three $d_h \times d_h$ Gram matrices: $6 d\, d_h^2$
 #   flops instead of $2 d^2 d_h$, and it batches over layers and heads with einsum.
 # * Measured here: the encoder (MiniLM) is clearly more symmetric than the decoder (SmolLM2), per
-#   head and per layer, in line with Saponati et al.
+#   head and per layer (ordinary medians), in line with Saponati et al.
 #
 # **Try next:**
 # 1. Re-run section 6 with `seed=1, 2, 3`. Does the ordering of the two objectives hold every time?
