@@ -20,7 +20,7 @@ import torch
 
 from toyattn.symmetry import matrix_symmetry_score
 from toyattn.symmetry_experiments import bilinear_gradients, bilinear_update
-from toyattn.symmetry_training import INITS, CharTask, _batches, train_runs
+from toyattn.symmetry_training import INITS, CharTask, char_batches, train_runs
 
 THRESHOLDS = {"masked": (3.0, 2.8, 2.6, 2.4), "causal": (2.5, 2.0, 1.5, 1.0)}
 
@@ -61,7 +61,7 @@ def main() -> None:
     for masked, causal in zip(*(
         [t for t in runs[o] if t.init == "standard"] for o in ("masked", "causal")
     ), strict=True):
-        windows, hidden = _batches(task, 1000 + masked.seed, 8, 32, 16, 0.15)
+        windows, hidden = char_batches(task, 1000 + masked.seed, 8, 32, 16, 0.15)
         row = []
         for trace in (masked, causal):
             update = matrix_symmetry_score(bilinear_update(trace).sum(dim=1)).max()

@@ -19,7 +19,7 @@ from toyattn.symmetry_experiments import (
 from toyattn.symmetry_training import (
     SMOOTHING,
     CharTask,
-    _batches,
+    char_batches,
     smoothed_losses,
     steps_to_loss,
     symmetric_init_,
@@ -112,7 +112,7 @@ def test_batched_runs_train_exactly_like_runs_on_their_own(objective):
 
 def test_the_batches_match_the_objective_and_every_window_hides_something():
     task = CharTask.from_text("abcdefghij" * 5, seq_len=8)
-    windows, masked = _batches(task, seed=0, steps=50, batch_size=16, seq_len=8, mask_prob=0.01)
+    windows, masked = char_batches(task, seed=0, steps=50, batch_size=16, seq_len=8, mask_prob=0.01)
     assert windows.shape == (50, 16, 9) and masked.shape == (50, 16, 8)
     assert masked.any(dim=-1).all()  # even at 1% every window predicts at least one character
     assert ((windows[..., 1:] - windows[..., :-1]) % 10 == 1).all()  # consecutive characters of the text
@@ -175,7 +175,7 @@ def test_bilinear_gradient_is_the_chain_rule_behind_the_weight_gradients(causal)
     """With zero biases (as initialised), dL/dW_Q = dL/dM W_K and dL/dW_K = (dL/dM)^T W_Q for each head."""
     model = small_model(causal=causal, seed=1)
     task = CharTask.from_text("the quick brown fox jumps over the lazy dog " * 3, seq_len=8)
-    windows, masked = _batches(task, seed=0, steps=1, batch_size=4, seq_len=8, mask_prob=0.3)
+    windows, masked = char_batches(task, seed=0, steps=1, batch_size=4, seq_len=8, mask_prob=0.3)
     windows = windows[0] % 13
     G = bilinear_gradients(model, windows, masked[0], mask_id=12)
     assert G.shape == (2, 2, 16, 16)

@@ -40,7 +40,9 @@ from .symmetry import (
 __all__ = [
     "INITS",
     "OBJECTIVES",
+    "CharTask",
     "TrainingTrace",
+    "char_batches",
     "smoothed_losses",
     "steps_to_loss",
     "symmetric_init_",
@@ -93,10 +95,11 @@ class CharTask:
         return cls(torch.tensor([ids[c] for c in text], dtype=torch.long), len(chars) + 1)
 
 
-def _batches(
+def char_batches(
     task: CharTask, seed: int, steps: int, batch_size: int, seq_len: int, mask_prob: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows ``[steps, batch, seq_len + 1]`` and masked positions ``[steps, batch, seq_len]`` of one seed.
+    """The batches of one seed: windows ``[steps, batch, seq_len + 1]`` of the text and which positions the
+    masked objective hides, ``[steps, batch, seq_len]``.
 
     Both objectives and both initialisations of a seed see the same windows, so they differ only in
     what the comparison is about.
@@ -311,7 +314,7 @@ def train_runs(
             one = {k: v[0] for k, v in p.items()}, {k: v[0] for k, v in b.items()}
             return functional_call(template, one, (x[0],))[None]
 
-    data = {seed: _batches(task, seed, steps, batch_size, seq_len, mask_prob) for seed in seeds}
+    data = {seed: char_batches(task, seed, steps, batch_size, seq_len, mask_prob) for seed in seeds}
     windows = torch.stack([data[seed][0] for seed, _ in runs], dim=1).to(dev)  # [steps, n, batch, seq + 1]
     masked = torch.stack([data[seed][1] for seed, _ in runs], dim=1).to(dev)
 
