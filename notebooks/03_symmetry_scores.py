@@ -271,7 +271,7 @@ print("speed-up of the trace form at each d:", [f"{a / b:.0f}x" for a, b in zip(
 # `lhdi,lhdj->lhij`) and two batched traces (`lhij,lhji->lh`), giving $[L, H]$ scores at once, on
 # whatever device the weights are on. (For large heads on a CPU it loops over heads instead: a head's
 # $W_q$ and $W_k$ then stay in the cache between its three products, and only half of the symmetric
-# $A$ and $B$ is computed. Same numbers, about 1.3x faster at a 7B layer shape on a 2-core machine.)
+# $A$ and $B$ is computed. Same numbers, faster; `benchmarks/bench_symmetry.py` measures by how much.)
 #
 # **Grouped-query attention** (Llama-3, Mistral, SmolLM2): to save memory, several query heads share
 # one key head. With 9 query heads and 3 key heads, query heads 0-2 use key head 0, 3-5 key head 1, and

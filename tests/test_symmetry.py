@@ -198,6 +198,29 @@ def test_score_model_on_the_course_transformer():
     assert "s = 2r-1" in text and "3 layers x 2 heads" in text
 
 
+def test_layer_score_is_the_norm_weighted_mean_of_head_scores_without_cross_terms():
+    # Lesson 3, section 4: heads in separate directions -> layer s = sum ||M_h||^2 s_h / sum ||M_h||^2.
+    g = gen(4)
+    W_Q, W_K = torch.zeros(3, 60, 5, dtype=torch.float64), torch.zeros(3, 60, 5, dtype=torch.float64)
+    for h, scale in enumerate((1.0, 2.0, 0.5)):
+        W_Q[h, 20 * h : 20 * h + 20] = scale * torch.randn(20, 5, generator=g, dtype=torch.float64)
+        W_K[h, 20 * h : 20 * h + 20] = scale * torch.randn(20, 5, generator=g, dtype=torch.float64)
+    W_K[2, 40:] = W_Q[2, 40:]  # one symmetric head, so the head scores differ clearly
+    s_heads = to_signed(symmetry_score(W_Q, W_K))
+    norms2 = (W_Q @ W_K.transpose(-1, -2)).pow(2).sum(dim=(-2, -1))
+    expected = float((norms2 * s_heads).sum() / norms2.sum())
+    assert float(to_signed(layer_symmetry_score(W_Q, W_K))) == pytest.approx(expected, abs=1e-12)
+    assert abs(expected - float(s_heads.mean())) > 0.05  # and that is not the plain mean
+
+
+def test_heads_m_and_m_transposed_make_a_symmetric_layer():
+    # Lesson 3, section 4: cross-head structure can make a layer symmetric when no head is.
+    W_q, W_k = random_head(64, 8, generator=gen(5))
+    W_Q, W_K = torch.stack([W_q, W_k]), torch.stack([W_k, W_q])  # M_2 = M_1^T
+    assert float(to_signed(layer_symmetry_score(W_Q, W_K))) == pytest.approx(1.0, abs=1e-6)
+    assert to_signed(symmetry_score(W_Q, W_K)).abs().max() < 0.2  # each head near s = 0
+
+
 def test_median_is_the_ordinary_median():
     # Even count: the mean of the two middle values (the published convention), not torch.median's lower one.
     six = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7, 0.2], dtype=torch.float64)
