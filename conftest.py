@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOYATTN_PROGRESS", "0")
+# Idle OpenMP threads sleep instead of spinning (read before torch is imported; notebook kernels inherit
+# it). The tests train tiny models with 2 threads too: on a busy 2-core machine spinning threads made such
+# a run 10-20x slower than one thread; sleeping ones do not. Results are the same, only waiting changes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(config, items):
