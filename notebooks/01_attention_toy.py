@@ -141,8 +141,8 @@ plt.show()
 # %% [markdown]
 # ## 3. Training
 #
-# The original research notebook trained with Adam at a learning rate of $10^{-4}$ for 5000
-# epochs, one step per sentence (10,000 steps). With two sentences the whole data set fits in
+# The research notebook this lesson grew from (not part of the course) trained with Adam at a
+# learning rate of $10^{-4}$ for 5000 epochs, one step per sentence (10,000 steps). With two sentences the whole data set fits in
 # one batch, and a model this small tolerates a much larger step, so the course's default
 # recipe takes **full-batch** steps at a learning rate of 0.03, for 300 steps.
 # `benchmarks/bench_attention_toy.py` times both recipes side by side on your machine and prints
@@ -334,7 +334,7 @@ for b, word in enumerate(("man", "woman")):
 # %% [markdown]
 # ## 8. Experiments: head size, positions, the skip connection
 #
-# The original notebook invited you to "try H = 10, 20, 40" and to remove the position embedding.
+# That research notebook invited you to "try H = 10, 20, 40" and to remove the position embedding.
 # We train each variant with the same recipe and seed and compare. **Predict first:** which
 # variants still predict chicken/beef correctly? Does a larger head look more sharply at
 # man/woman? What breaks without the skip connection?

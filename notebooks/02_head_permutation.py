@@ -189,9 +189,10 @@ head_blocks_figure(shuffled, title=f"After perm = {perm.tolist()}: whole rows mo
 # 3. **match** each client head to one reference head so that the total cost is smallest.
 #
 # Rows are *client* heads and columns *reference* heads on purpose: the reference head matched to
-# client head `i` is then exactly `perm[i]`, our convention. (The original notebook built it the
-# other way round, which returns the *inverse* permutation; its examples were swaps and reversals,
-# which are their own inverse, so the bug never showed.)
+# client head `i` is then exactly `perm[i]`, our convention. (The research notebook this lesson
+# grew from, not part of the course, built it the other way round, which returns the *inverse*
+# permutation; its examples were swaps and reversals, which are their own inverse, so the bug never
+# showed.)
 #
 # **Predict first:** in the cost matrix below, where are the zeros?
 
@@ -257,7 +258,7 @@ with torch.no_grad():
 # %% [markdown]
 # ## 5. Greedy matching can fail; the Hungarian algorithm cannot
 #
-# The original notebook matched greedily: row by row, take the cheapest column not taken yet. That
+# That research notebook matched greedily: row by row, take the cheapest column not taken yet. That
 # is fast, but an early row may grab a column that a later row needed much more.
 #
 # **Predict first:** for the cost matrix below, what does greedy pick, and what is the cheapest

@@ -112,7 +112,8 @@ print(f"symmetry score r = {sym.pow(2).sum() / M.pow(2).sum():.3f}")
 # up to the left one. The printed norms confirm the right-triangle rule: the two parts' squared norms
 # sum to $\|M\|^2$ exactly, so $r$ is a share between 0 and 1.
 #
-# **Two conventions.** This course (and the seed notebooks it grew from) reports $r \in [0, 1]$.
+# **Two conventions.** This course (and the research notebooks it grew from, not part of the
+# course) reports $r \in [0, 1]$.
 # The paper behind this lesson, Saponati et al. 2025 (*The underlying structures of self-attention:
 # symmetry, directionality, and emergent dynamics in Transformer training*, arXiv 2502.10927), publishes
 # $s = 2r - 1 = \operatorname{tr}(MM) / \|M\|_F^2 \in [-1, 1]$. Same information, shifted: symmetric is
@@ -291,7 +292,7 @@ print("layer 2:", np.round(scores[2].numpy(), 3))
 # group-mates 3 and 5, which share that key head, do not: the score belongs to a (query head, key head)
 # pair.
 #
-# **Per head or per layer?** The seed notebooks score each head. Saponati et al. publish one number
+# **Per head or per layer?** Those research notebooks score each head. Saponati et al. publish one number
 # per *layer*: the $d \times d$ form $M_\text{layer} = \sum_h W_q^{(h)} W_k^{(h)\top}$ (in `nn.Linear`
 # terms $W_q^\top W_k$ of the whole layer, with key heads repeated under grouped-query attention);
 # `layer_symmetry_score` computes it. How does it relate to the head scores? In the $s$ convention,
