@@ -1,3 +1,20 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lesson 4: induction heads and the QK–OV bridge
 #
@@ -58,8 +75,8 @@ SCALE = "cpu"  # "cpu": seconds on a laptop; "gpu": closer to the paper, minutes
 
 if SCALE == "gpu":
     TASK = CopyTaskConfig(vocab_size=64, seq_len=64, pattern_len=(10, 19), ood_pattern_len=25, skip=4)
-    # The paper's learning rate. Measured once on a CPU (seed 0, fresh patterns): the error drops
-    # between steps 2,000 and 2,500; with lr=3e-3 it drops near step 1,000 instead.
+    # The paper's learning rate. At this size the error can take a few thousand steps to drop (when
+    # depends on the seed and the machine); a larger lr, e.g. 3e-3, usually brings the drop earlier.
     TRAIN = TrainConfig(steps=6000, batch_size=128, lr=1e-3, checkpoint_every=200)
     D_MODEL = 64
     POOLS = [None, 100, 1000]
@@ -94,8 +111,7 @@ print(MODEL)
 # QK–OV bridge this lesson measures.
 #
 # **Predict first:** a one-layer attention-only model on the copying task below: can it get the
-# second copy right? (No. The single head would need keys that know their previous token, and
-# without layer 1 nothing puts it there.)
+# second copy right? Write down your answer; section 4 comes back to it.
 
 # %% [markdown]
 # ## 2. The copying task
@@ -152,6 +168,10 @@ runs[None] = train_copy_model(TASK, pool_size=None, train=TRAIN, model_config=MO
 fresh = runs[None]
 print(f"trained {fresh.steps[-1]} steps in {fresh.seconds:.1f} s; "
       f"final ID error {fresh.history['id_error'][-1]:.3f}, OOD error {fresh.history['ood_error'][-1]:.3f}")
+generalised = fresh.history["ood_error"][-1] < 0.2
+print("the rule was learned (OOD error below 0.2)" if generalised else
+      "the OOD error has not fallen yet on this machine: raise TRAIN.steps (or try another TrainConfig(seed=...)) "
+      "before reading the sections below")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -165,10 +185,12 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The errors sit near 1 for a while (the model predicts frequent background tokens), then drop
-# steeply: an **abrupt transition**, the signature of induction heads forming. The loss falls only
-# a little, because most positions are unpredictable noise and only the second copy can be learned.
-# ID and OOD errors fall together: the model learned the rule, which works on patterns it never saw.
+# What to look for: do the errors sit near 1 for a while (the model predicts frequent background
+# tokens) and then drop steeply? Such an **abrupt transition** is the signature of induction heads
+# forming. When it comes depends on the seed and the machine (some seeds need more steps than
+# `TRAIN.steps`: `tests/test_induction.py` trains several). The loss can only fall a little, because
+# most positions are unpredictable noise and only the second copy can be learned. If the ID and OOD
+# errors fall together, the model learned the rule, which works on patterns it never saw.
 
 # %% [markdown]
 # ## 4. Attention patterns: a previous-token head and an induction head
@@ -193,24 +215,38 @@ fig = heatmap_grid(
 plt.show()
 
 # %% [markdown]
-# Left: a bright line just below the diagonal: each position attends to the previous one. Right:
-# the rows of the second copy form a bright stripe parallel to the diagonal, offset by the distance
-# between the copies (rows outside it have no copy to find): each token of
-# the second copy attends to the token *after* its twin in the first copy, which is exactly the
-# next token to predict.
+# In a run that learned the rule, look for this. Left: a bright line just below the diagonal, each
+# position attending to the previous one. Right: the rows of the second copy form a bright stripe
+# parallel to the diagonal (rows outside it have no copy to find): each token of the second copy
+# attends to the token *after* its twin in the first copy, which is exactly the next token to
+# predict. (`tests/test_induction.py` checks both on every run it trains that learned the rule.)
+#
+# Back to the question of section 1: a one-layer model cannot do this. Its keys carry only their
+# own token and position, not "the token before me", so no query can find "the position after the
+# earlier $A$". Layer 1 is what writes the previous token into each position (try it: item 2 of
+# *Try next*).
 
 # %% [markdown]
 # ## 5. Reading the circuit from the weights
 #
-# With row vectors (TransformerLens convention: $q = x W_Q$, output $= z W_O$):
+# With row vectors (TransformerLens convention: $q = \hat x W_Q + b_Q$, output $= z W_O + b_O$):
 #
-# * QK circuit of layer 2: $W_{qk} = W_Q R W_K^\top / \sqrt{d_{head}}$, so the score of query
-#   residual $x_q$ on key residual $x_k$ is $x_q W_{qk} x_k^\top$ (rotary matrix $R$ = identity at
-#   distance 0);
+# * QK circuit of layer 2: $W_{qk}(\delta) = W_Q R(\delta) W_K^\top / \sqrt{d_{head}}$, with $R(\delta)$
+#   the rotary matrix for the query–key distance $\delta$ (the identity at $\delta = 0$). The
+#   blocks are *pre-LayerNorm*: attention reads $\hat x = \mathrm{LN}(x)$, the residual centred,
+#   divided by its standard deviation, times a learned gain plus a learned bias, not $x$ itself.
+#   The exact score of query position $i$ on key position $j$ is
+#   $$ \text{score}_{ij} = \hat x_i W_{qk}(i - j)\, \hat x_j^\top
+#      + \big(\hat x_i W_Q R\, b_K^\top + b_Q R\, W_K^\top \hat x_j^\top + b_Q R\, b_K^\top\big) / \sqrt{d_{head}}, $$
+#   so $\hat x_i W_{qk} \hat x_j^\top$ is the whole score only when the biases are zero, and it is
+#   written in the layer-normed $\hat x$, not the residual $x$. The cell after the next checks this
+#   on the trained model;
 # * OV circuit of layer 1: $W_{ov} = W_V W_O$, so a source residual $x$ writes $x W_{ov}$;
 # * their composition $W_{qkov} = W_{qk} W_{ov}^\top$, read token by token as
-#   $E\, W_{qkov} E^\top$ ($E$ the embedding): entry $[a, b]$ is how much a query on token $a$
-#   likes a key whose previous token was $b$.
+#   $E\, W_{qkov} E^\top$ ($E$ the embedding): entry $[a, b]$ is roughly how much a query on token
+#   $a$ likes a key whose previous token was $b$. "Roughly": it skips the layer norms, the biases
+#   and every path other than "embedding -> layer-1 OV -> layer-2 key", so it summarises the
+#   weights rather than reproducing scores.
 #
 # The paper writes column vectors: its $W_{ov} = W_o W_v$ is our $W_{ov}^\top$, so its *left*
 # singular vectors of $W_{ov}$ are our *right* ones. Same numbers.
@@ -236,6 +272,23 @@ plt.show()
 for name, M in [("initialisation", start), ("trained", end)]:
     print(f"{name:>15}: diagonal z-score {C.diagonal_zscore(M):5.2f}, token mismatch ratio {C.token_mismatch_ratio(M):.2f}")
 
+# %%
+# The exact layer-2 score, rebuilt from W_qk(distance): layer-normed residuals plus the bias terms.
+attn2, d_head = model.blocks[1].attn, model.cfg.d_head
+with torch.no_grad():
+    x_hat = model.blocks[1].ln1(cache["blocks.1.hook_resid_pre"][k]).double().cpu().numpy()  # [pos, d_model]
+    resid = cache["blocks.1.hook_resid_pre"][k].double().cpu().numpy()  # the residual before the layer norm
+W2 = C.head_weights(model, 1)
+b_Q, b_K = (attn2.b_Q[0].detach().double().cpu().numpy(), attn2.b_K[0].detach().double().cpu().numpy())
+i, j = int(ood_batch.second[k]) + 3, int(ood_batch.first[k]) + 4  # a query in the second copy, its target key
+R = C.rotary_matrix(d_head, i - j, model.cfg.rotary_base)
+W_qk_ij = C.qk_circuit(W2["W_Q"], W2["W_K"], i - j, model.cfg.rotary_base)
+bilinear = x_hat[i] @ W_qk_ij @ x_hat[j]
+bias_terms = (x_hat[i] @ W2["W_Q"] @ R @ b_K + b_Q @ R @ W2["W_K"].T @ x_hat[j] + b_Q @ R @ b_K) / np.sqrt(d_head)
+print(f"score of query {i} on key {j} (distance {i - j}), from the model: {float(cache['blocks.1.attn.hook_attn_scores'][k, 0, i, j]):.4f}")
+print(f"  x_hat_i W_qk x_hat_j = {bilinear:.4f}, bias terms = {bias_terms:.4f}, sum = {bilinear + bias_terms:.4f}")
+print(f"  the same bilinear form on the raw residual, x_i W_qk x_j = {resid[i] @ W_qk_ij @ resid[j]:.4f} (not the score)")
+
 # %% [markdown]
 # At initialisation the matrix is noise. After training a red diagonal stands out: a query on token
 # $a$ prefers keys preceded by $a$, for every token. Two numbers summarise it: the **diagonal
@@ -256,6 +309,12 @@ for name, M in [("initialisation", start), ("trained", end)]:
 # without a **random baseline**: the same score for pairs of Gaussian matrices. Its RMS version has a
 # simple expectation, $\sqrt{r/d}$ (a random unit vector keeps a share $r/d$ of its squared length in
 # a fixed $r$-dimensional subspace).
+#
+# One caveat before the numbers: the headline metrics below use $W_{qk}$ at distance $\delta = 0$
+# ($R$ = identity), the convention of the paper's figures. The induction head never uses distance 0:
+# a query at position $s + t$ in the second copy reads the key at $f + t + 1$ in the first, a
+# distance of $s - f - 1 = L + \text{gap} - 1$ for a pattern of length $L$ with $\text{gap}$ tokens
+# between the copies. Section 8 measures the match at those real distances.
 #
 # **Predict first:** during training, does the QK–OV match rise before, during or after the drop in
 # OOD error?
@@ -303,14 +362,17 @@ def plot_dynamics(run, m, title):
 plot_dynamics(fresh, dyn[None], "Fresh patterns every step")
 
 # %% [markdown]
-# Read the panels left to right. The QK–OV match starts at the random baseline and rises to near 1
-# **in the same steps** where the OOD error falls; at the same time the diagonal z-score climbs and
-# the mismatch ratio drops to 0. The last panel asks a different question: does layer 1 write the
-# copied token into the subspace the embeddings occupy? It falls *below* the baseline: layer 1
-# writes "previous token" into directions of its own, separate from "current token", which is what
-# lets layer 2 tell the two apart.
+# Read the panels left to right. Does the QK–OV match start near the random baseline, and does it
+# rise in the same steps where the OOD error falls? Does the diagonal z-score climb and the mismatch
+# ratio drop at the same time? That is what the paper reports, and what `tests/test_induction.py`
+# checks on every run it trains that learned the rule: at the end, a match well above the baseline,
+# a clear diagonal and few mismatched rows. The last panel asks a different question: does layer 1
+# write the copied token into the subspace the embeddings occupy? If it ends *below* the baseline,
+# layer 1 writes "previous token" into directions of its own, separate from "current token", which
+# is what lets layer 2 tell the two apart; check where this run's curve ends.
 #
-# The RMS version (all $r$ cosines, not only the largest) tells the same story:
+# The RMS version uses all $r$ cosines, not only the largest. Does it tell the same story? Compare
+# each rank's start and end with its baseline:
 
 # %%
 for r in RANKS:
@@ -354,38 +416,48 @@ for pool, run in runs.items():
 print(f"random baseline for the match: {baseline[(R_MAIN, 'largest')][0]:.3f}")
 
 # %% [markdown]
-# The small pool's ID error drops within a few dozen steps, long before the fresh run's, because
-# memorising 20 patterns is easy ("after 7 comes 3 in pattern #12"). Its OOD error stays near 1,
-# its QK–OV match stays near the random baseline, and its token-level circuit has a weak diagonal
-# and a high mismatch ratio: no induction head formed, because memorisation already solved the
-# training task. The pool of 3000 is too big to memorise in 600 steps, so it behaves like fresh
-# patterns: the rule is learned, and the match rises with the fall of the OOD error. The table
-# above prints the final numbers of each run.
+# What to look for, run by run (the table prints each run's final numbers). A small pool can be
+# memorised ("after 7 comes 3 in pattern #12"), which is easy: does its ID error drop early, and
+# does its OOD error stay high? If so, check its circuit: a QK–OV match near the baseline, a weak
+# diagonal and a high mismatch ratio mean no induction head formed, because memorisation already
+# solved the training task (`tests/test_induction.py` checks a pool of 10 this way). A pool of 3000
+# is too big to memorise in 600 steps: does it behave like the fresh patterns, with the match
+# rising as the OOD error falls?
 #
 # **The paper's numbers.** Song, Xu & Zhong train the same architecture at `d_model` 64 with a
 # vocabulary of 64, sequences of 64, patterns of 10–19 tokens (OOD: uniform tokens, length 25,
 # error skipping the first 4 tokens of the second copy), AdamW (lr 1e-3, weight decay 5e-4,
 # betas 0.9/0.98), batch 50, dropout 0.1, for 20,000 steps, with pools of 100, 1000, unlimited, and
 # 740 / 750 at the boundary where generalisation starts to fail. The course's CPU run is about
-# 30 times fewer steps at half the width, so its boundary sits elsewhere (a pool of 20 memorises; try pools of
-# 100–1000 with more steps). They compare matching at rank 10 with 50 random Gaussian pairs; we use
+# 30 times fewer steps at half the width, so its boundary sits elsewhere (read the table for the pool of
+# 20; try pools of 100–1000 with more steps). They compare matching at rank 10 with 50 random Gaussian pairs; we use
 # rank `R_MAIN` of `D_MODEL` (4 of 32 on the CPU) against 50 pairs, printed in section 6.
 
 # %% [markdown]
 # ## 8. Relative distance: the rotary matrix inside $W_{qk}$
 #
 # With rotary positions the layer-2 score depends on the query–key distance $\delta$:
-# $W_{qk}(\delta) = W_Q R(\delta) W_K^\top / \sqrt{d_{head}}$. So far we used $\delta = 0$. In the
-# task the copies are 0 to ~20 positions apart.
+# $W_{qk}(\delta) = W_Q R(\delta) W_K^\top / \sqrt{d_{head}}$. So far we used $\delta = 0$, a distance
+# the induction head never uses: it reads from $\delta = L + \text{gap} - 1$ positions back (section
+# 6). The cell prints the range of these real distances over the OOD test sequences and shades it.
 #
-# **Predict first:** does the match with layer 1's OV survive at large distances, or only at
+# **Predict first:** does the match with layer 1's OV survive at the real distances, or only at
 # $\delta = 0$?
 
 # %%
-distances = list(range(0, TASK.seq_len, 2))
+ood_tests = make_test_sets(TASK, 256, seed=99)["ood"]
+real = (ood_tests.second - ood_tests.first - 1).numpy()  # L + gap - 1: the induction head's distance
+print(f"real query-key distances of the induction head: {real.min()} to {real.max()} (median {int(np.median(real))})")
+distances = sorted(set(range(0, TASK.seq_len, 2)) | {int(np.median(real))})
 final = fresh.load(-1)
 sweep = {d: C.circuit_metrics(final, ranks=(R_MAIN,), distance=d) for d in distances}
+d_real = int(np.median(real))
+print(f"QK-OV match (rank {R_MAIN}, largest): {sweep[0][f'match_largest_{R_MAIN}']:.3f} at distance 0, "
+      f"{sweep[d_real][f'match_largest_{R_MAIN}']:.3f} at the median real distance {d_real}; "
+      f"diagonal z-score {sweep[0]['diag_zscore']:.2f} -> {sweep[d_real]['diag_zscore']:.2f}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for ax in axes:
+    ax.axvspan(real.min(), real.max(), color="C2", alpha=0.15, label="real distances")
 axes[0].plot(distances, [sweep[d][f"match_largest_{R_MAIN}"] for d in distances], "-o", label="QK-OV match")
 axes[0].axhline(baseline[(R_MAIN, "largest")][0], color="gray", ls="--", label="random baseline")
 axes[0].set(title="Matching vs relative distance (trained, fresh)", xlabel="query - key distance", ylabel="cosine", ylim=(0, 1.05))
@@ -396,10 +468,12 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# In this run the match and the diagonal z-score hardly change with the distance: the circuit
-# finds the earlier copy whether it is near or far, which is the whole point of copying. (Why is
-# it nearly distance-proof although $R(\delta)$ rotates the key directions? A hint for the
-# curious: look at how much of $W_Q$ and $W_K$ sits on the fast and on the slow rotary pairs.)
+# Compare the curves inside the shaded band with their value at distance 0, and read the printed
+# pair. If they hardly change, the circuit finds the earlier copy whether it is near or far, which
+# is the whole point of copying, and the distance-0 headline numbers of sections 6 and 7 stand for
+# the distances actually used. If they change, trust the numbers inside the band. (Why could it be
+# nearly distance-proof although $R(\delta)$ rotates the key directions? A hint for the curious:
+# look at how much of $W_Q$ and $W_K$ sits on the fast and on the slow rotary pairs.)
 
 # %% [markdown]
 # ## 9. What does the previous-token head read?
@@ -431,9 +505,10 @@ plt.show()
 print({f"{name} {part}": round(float(v[-1]), 2) for (name, part), v in usage.items()})
 
 # %% [markdown]
-# The shared part climbs well above chance for both $W_Q$ and $W_K$ while each token's own part
-# stays at chance: the previous-token head attends by position, using the mean embedding as a
-# constant "I am a token" signal that the rotary matrix turns into a distance preference.
+# Look for which part climbs above the chance line. If the shared part rises for both $W_Q$ and
+# $W_K$ while each token's own part stays near chance, the previous-token head attends by position,
+# using the mean embedding as a constant "I am a token" signal that the rotary matrix turns into a
+# distance preference.
 
 # %% [markdown]
 # ## 10. How many directions does the bridge use? (ScreeNOT)
@@ -461,23 +536,25 @@ for name, r in ranks_over_training.items():
     print(f"{name}: estimated rank {r[0]} at step 0, {r[-1]} at the end (of {D_MODEL})")
 
 # %% [markdown]
-# At initialisation the weights are noise and ScreeNOT finds (almost) nothing above it. As the
-# induction circuit forms, singular values separate from the bulk and the estimate climbs to the
-# values printed above, a minority of the 32 directions: the bridge is low-rank, which is why
-# matching at a small rank $r$ is the right measurement.
+# Read the printed ranks. At initialisation the weights are noise, so expect ScreeNOT to find
+# little above it. As the induction circuit forms, singular values can separate from the bulk and
+# the estimate climbs; if it ends at a minority of the `D_MODEL` directions, the bridge is low-rank,
+# which is why matching at a small rank $r$ is the right measurement.
 
 # %% [markdown]
 # ## What you saw, and what to try next
 #
 # * Induction = previous-token head (layer 1) + induction head (layer 2), connected through a
 #   shared subspace: layer 2's keys read what layer 1's OV writes.
-# * With fresh patterns, OOD error falls abruptly, and at the same moment the QK–OV match leaves
-#   the random baseline, the token-level diagonal appears and the mismatch ratio drops to 0.
+# * With fresh patterns, a run that learns the rule shows the OOD error falling abruptly, and at
+#   the same moment the QK–OV match leaving the random baseline, the token-level diagonal appearing
+#   and the mismatch ratio dropping. When that happens depends on the seed and the machine.
 # * A small pool memorises: ID error falls, OOD error and the circuit metrics stay near chance.
+# * The headline metrics use distance 0; the induction head works at distance $L + \text{gap} - 1$.
 #
 # **Try next:**
 # 1. Set `POOLS = [None, 20, 300, 3000]` and raise `TRAIN.steps`: where does generalisation start?
-#    (At 600 steps a pool of 300 has neither memorised nor generalised yet.)
+#    (Watch for a pool that, at 600 steps, has neither memorised nor generalised yet.)
 #    (The paper found a sharp boundary between pools of 740 and 750 at its scale.)
 # 2. Train with `default_model_config(TASK, n_layers=1)`: the OOD error should never fall.
 # 3. Use `positions="learned"` instead of rotary: does the induction head still form, and how
