@@ -254,15 +254,15 @@ plt.show()
 print("speed-up of the trace form at each d:", [f"{a / b:.0f}x" for a, b in zip(t_definition, t_trace, strict=True)])
 
 # %% [markdown]
-# On a log-log plot a cost $\propto d^k$ is a straight line of slope $k$. The definition's line is
-# steeper (slope 2 or more: doubling $d$ quadruples the work, and once the $d \times d$ matrix no
-# longer fits in the CPU's cache each step gets slower still), the trace form's flatter (slope near
-# 1), so the gap widens with $d$. (At small $d$ both are dominated by fixed overheads, so the lines flatten
-# on the left; your exact numbers depend on your machine.) The printed speed-ups grow faster than the
-# flop ratio $d / (3 d_h)$: the definition also walks through the $d \times d$ matrix several times
-# ($M + M^\top$, squares, sums), and moving that much memory costs time of its own. Both give the same
-# score to 6 digits; the assert in the cell checks it at every size. `benchmarks/bench_symmetry.py` measures this at the
-# Llama-2-7B shape against the machine's own matrix-multiply speed.
+# On a log-log plot a cost $\propto d^k$ is a straight line of slope $k$. The flop counts predict a
+# definition line of slope 2 (doubling $d$ quadruples the work) and a trace-form line of slope 1, so
+# the gap should widen with $d$. Check your plot: at small $d$ fixed overheads flatten both lines on
+# the left, and once the $d \times d$ matrix no longer fits in the CPU's cache the definition can get
+# steeper still. Compare the printed speed-ups with the flop ratio $d / (3 d_h)$: if they grow faster,
+# memory traffic is a likely reason (the definition walks through the $d \times d$ matrix several times:
+# $M + M^\top$, squares, sums). Your numbers depend on your machine. Both give the same score to 6
+# digits; the assert in the cell checks it at every size. `benchmarks/bench_symmetry.py` measures this
+# at the Llama-2-7B shape against the machine's own matrix-multiply speed.
 
 # %% [markdown]
 # ## 4. Every head of a model in one call
