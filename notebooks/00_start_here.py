@@ -38,6 +38,7 @@
 # | 2 | `02_head_permutation` | shuffling heads inside a fused QKV weight, and recovering the order |
 # | 3 | `03_symmetry_scores` | how symmetric a head's $W_q W_k^\top$ is, in encoders vs decoders |
 # | 4 | `04_qk_ov_matching` | how the two layers of an induction circuit line up during training |
+# | 5 | `05_induction_circuits` | ablating, patching and scoring the induction circuit; induction heads in a real model |
 #
 # ## The folders
 #
