@@ -321,13 +321,14 @@ for i, noise in enumerate(noise_levels):
         print(f"noise {noise}: " + ", ".join(f"{m} {accuracy[m][i]:.2f}" for m in accuracy))
 
 # %% [markdown]
-# Both methods are perfect while the noise is small compared with the distance *between* heads,
-# which is surprisingly far: the noise vector spreads over 48 directions and a head-to-head
-# difference does too, so noise as large as the weights themselves is still harmless. When errors
-# start, greedy degrades first and faster, because each early mistake takes a column away from a
-# later row and errors cascade. The Hungarian matching always has the smallest *total* cost; that is
-# not a promise of more correct heads in every single trial (the cheapest total can still pair some
-# heads wrongly), but averaged over trials it is ahead wherever the two differ, as the curves show.
+# Read the curves against the printed rows. Both methods stay perfect while the noise is small
+# compared with the distance *between* heads, which is surprisingly far: the noise vector spreads
+# over 48 directions and a head-to-head difference does too. Up to what noise level are they still
+# perfect here? When errors start, look for greedy degrading first and faster: each early mistake
+# takes a column away from a later row, so errors cascade. The Hungarian matching always has the
+# smallest *total* cost; that is not a promise of more correct heads in every single trial (the
+# cheapest total can still pair some heads wrongly), so check whether, averaged over the 20 trials,
+# its curve stays above greedy's wherever the two differ.
 #
 # The dotted curve comes back in section 7: features that ignore rotations inside a head pay for it
 # with **more sensitivity to noise**, because noise enters a product twice:
