@@ -57,3 +57,14 @@ def test_bad_inputs_are_named():
     model = Transformer(TransformerConfig(vocab_size=9, max_len=10, d_model=8, n_layers=1))
     with pytest.raises(ValueError, match="two copies"):
         head_scores(model, torch.zeros(1, 5, dtype=torch.long), 4)
+
+
+def test_random_matching_baseline_has_the_distribution_of_the_svd_one():
+    from toyattn import circuits as C
+    from toyattn.induction_heads import random_matching_baseline
+
+    for summary in ("largest", "rms"):
+        fast, fast_std = random_matching_baseline(24, 4, n_runs=400, summary=summary)
+        slow, slow_std = C.random_baseline(24, 4, n_runs=400, summary=summary)
+        assert abs(fast - slow) < 0.03 and abs(fast_std - slow_std) < 0.03
+    assert random_matching_baseline(576, 10, n_runs=20)[0] == pytest.approx(C.expected_random_matching(576, 10), abs=0.06)

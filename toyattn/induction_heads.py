@@ -32,6 +32,7 @@ __all__ = [
     "output_directions",
     "pair_matching",
     "k_composition_factored",
+    "random_matching_baseline",
 ]
 
 
@@ -149,3 +150,19 @@ def k_composition_factored(writer: dict[str, np.ndarray], reader: dict[str, np.n
     n_qk = np.trace(gram(Q) @ gram(K))
     return float(math.sqrt(max(num, 0.0) / (n_ov * n_qk)))
 
+
+
+def random_matching_baseline(d: int, rank: int, n_runs: int = 50, summary: str = "largest", seed: int = 0) -> tuple[float, float]:
+    """``(mean, std)`` of the matching of two uniformly random ``rank``-dim subspaces of ``R^d``.
+
+    The same distribution as :func:`toyattn.circuits.random_baseline` (the top singular vectors of a
+    Gaussian matrix span a uniformly random subspace), drawn as the QR of a ``[d, rank]`` Gaussian, so
+    ``d = 576`` costs no ``576 x 576`` SVD.
+    """
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(n_runs):
+        A = np.linalg.qr(rng.standard_normal((d, rank)))[0]
+        B = np.linalg.qr(rng.standard_normal((d, rank)))[0]
+        scores.append(summarise(np.clip(np.linalg.svd(A.T @ B, compute_uv=False), 0.0, 1.0), summary))  # type: ignore[arg-type]
+    return float(np.mean(scores)), float(np.std(scores))
