@@ -6,10 +6,14 @@
 * plotly.js: one copy, from the installed plotly package, in ``_static/`` and loaded by every page;
   the figures in the executed lessons only call ``Plotly.newPlot`` (see ``site/kernel/``).
 * The lessons run with progress bars off (no widget output needing JavaScript from a CDN).
+* Execution cache: jupyter-cache keys a lesson on its code cells only, so the cache lives in a
+  folder named after the package's sources (``toyattn/``, ``pyproject.toml``, ``site/kernel/``):
+  a change there re-runs every lesson instead of publishing outputs of the old code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +24,7 @@ from sphinx.errors import ConfigError
 from sphinx.util import logging
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 KERNEL_STARTUP = HERE.parent / "kernel" / "plotly_site_renderer.py"
 PLOTLY_JS = "plotly.min.js"
 KNOWN_PROVIDERS = ("github", "gitlab", "bitbucket")
@@ -81,6 +86,30 @@ def launch_settings(environ: os._Environ | dict) -> dict:
     }
 
 
+def code_fingerprint(repo: Path = REPO) -> str:
+    """A short hash of everything besides a lesson's own cells that shapes its outputs."""
+    digest = hashlib.sha256()
+    files = sorted([*(repo / "toyattn").rglob("*.py"), repo / "pyproject.toml", *(repo / "site" / "kernel").glob("*.py")])
+    for path in files:
+        digest.update(path.relative_to(repo).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def execution_cache(build_dir: Path, repo: Path = REPO) -> Path:
+    """The jupyter-cache folder for the current package sources, under ``<build_dir>/.jupyter_cache``."""
+    return Path(build_dir) / ".jupyter_cache" / f"toyattn-{code_fingerprint(repo)}"
+
+
+def _use_execution_cache(app: Sphinx, config) -> None:
+    cache = execution_cache(Path(app.outdir).parent)
+    for stale in cache.parent.glob("toyattn-*"):
+        if stale != cache:
+            shutil.rmtree(stale, ignore_errors=True)  # outputs of older package code: never shown again
+    cache.mkdir(parents=True, exist_ok=True)
+    config.nb_execution_cache_path = str(cache)
+    logger.info(f"[course_site] execution cache for this package code: {cache}")
+
+
 def _configure(app: Sphinx, config) -> None:
     options = dict(config.html_theme_options or {})
     settings = launch_settings(os.environ)
@@ -138,6 +167,7 @@ def _copy_plotly_js(app: Sphinx, exception: Exception | None) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _configure, priority=900)
+    app.connect("config-inited", _use_execution_cache, priority=900)
     app.connect("builder-inited", _prepare_kernels)
     app.connect("build-finished", _copy_plotly_js)
     app.connect("html-page-context", _drop_thebe, priority=900)

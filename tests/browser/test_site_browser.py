@@ -9,7 +9,7 @@ drawn and showing a tooltip on hover. Search must find "symmetry". Problem-set p
 stubs and none of the answers. No page may log a console error. Screenshots go to
 ``artifacts/site/``.
 
-The expected figures come from the build's own run of each lesson (its execution cache,
+The expected figures come from the build's own run of each lesson (its execution cache, under
 ``site/_build/.jupyter_cache``), so the test follows the lessons as they change.
 
 Run: ``make site-test`` (builds the site first), or ``pytest tests/browser/test_site_browser.py -m browser``
@@ -29,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "site" / "_build" / "html"
-CACHE = ROOT / "site" / "_build" / ".jupyter_cache"
+BUILD = ROOT / "site" / "_build"
 ARTIFACTS = ROOT / "artifacts" / "site"
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
 PROBLEM_SETS = sorted(p.stem for p in (ROOT / "exercises").glob("*.py"))
@@ -135,26 +135,33 @@ def offline_page(browser_context, site_url):
     page.page.close()
 
 
-def _executed(lesson: str) -> dict:
-    """What the build's run of a lesson produced: matplotlib images, plotly figures, markdown with math.
-
-    Read from the build's execution cache (site/_build/.jupyter_cache), matched to the lesson's
-    current source: a lesson edited since the last build has no match, and the test says so.
-    """
+def _course_site():
     import sys
-
-    from jupyter_cache import get_cache
 
     sys.path.insert(0, str(ROOT / "site" / "_ext"))
     try:
-        from course_site import read_py_percent
+        import course_site
     finally:
         sys.path.pop(0)
-    source = read_py_percent((ROOT / "notebooks" / f"{lesson}.py").read_text(encoding="utf-8"))
+    return course_site
+
+
+def _executed(lesson: str) -> dict:
+    """What the build's run of a lesson produced: matplotlib images, plotly figures, markdown with math.
+
+    Read from the build's execution cache (under site/_build/.jupyter_cache), matched to the
+    lesson's current source: a lesson or package edited since the last build has no match, and
+    the test says so.
+    """
+    from jupyter_cache import get_cache
+
+    course_site = _course_site()
+    source = course_site.read_py_percent((ROOT / "notebooks" / f"{lesson}.py").read_text(encoding="utf-8"))
     try:
-        _, nb = get_cache(str(CACHE)).merge_match_into_notebook(source)
+        _, nb = get_cache(str(course_site.execution_cache(BUILD))).merge_match_into_notebook(source)
     except KeyError:
-        pytest.fail(f"notebooks/{lesson}.py changed since the site was built: run `make site`", pytrace=False)
+        pytest.fail(f"notebooks/{lesson}.py or the package changed since the site was built: run `make site`",
+                    pytrace=False)
     images = plotly = 0
     for cell in nb.cells:
         for out in cell.get("outputs", []):
