@@ -150,3 +150,29 @@ def test_shared_subspace_projection_hurts_more_than_most_random_ones(trained):
         shared = copy_accuracy(project_out(model, batch.tokens, 0, keys), batch)
         rand = [copy_accuracy(project_out(model, batch.tokens, 0, random_subspace(32, 4, g)), batch) for _ in range(10)]
         assert np.mean(shared < np.array(rand)) >= 0.8
+
+
+def test_the_standard_circuit_tools_see_the_circuit_on_every_learned_seed(trained):
+    from toyattn import circuits as C
+    from toyattn import composition as K
+
+    models, _ = trained
+    k_base, k_std = K.random_composition_baseline(32, 32, n_runs=100)
+    m_base, m_std = C.random_baseline(32, 4, n_runs=50)
+    for model in models:
+        w, r = head_factors(model, 0, 0), head_factors(model, 1, 0)
+        W_ov, W_qk = w["W_V"] @ w["W_O"], C.qk_circuit(r["W_Q"], r["W_K"])
+        assert K.k_composition(W_ov, W_qk) > k_base + 4 * k_std
+        assert C.qk_ov_matching(W_qk, W_ov, 4) > m_base + 2 * m_std
+        # The induction head copies: its full OV circuit (norm gains folded in) has mostly positive eigenvalues.
+        W_E = model.embed.W_E.detach().double().numpy()
+        W_U = K.fold_norm(model.unembed.weight.detach().double().numpy().T, model.ln_final.weight.detach().double().numpy(), center=True)
+        assert K.copying_eigen_score(W_E, r["W_V"] @ r["W_O"], W_U) > 0.5
+        assert K.copying_top1(K.full_ov_circuit(W_E, r["W_V"] @ r["W_O"], W_U)) > 0.5
+        # The previous-token head's positional QK circuit prefers distance 1.
+        attn = model.blocks[0].attn
+        with torch.no_grad():
+            normed = model.blocks[0].ln1(model.embed.W_E)
+            q = (normed @ attn.W_Q[0] + attn.b_Q[0]).mean(0).double().numpy()
+            k = (normed @ attn.W_K[0] + attn.b_K[0]).mean(0).double().numpy()
+        assert K.positional_qk_scores(q, k, None, None, range(32)).argmax() == 1

@@ -77,3 +77,44 @@ def test_smollm2_copies_a_repeated_random_sequence(smollm2):
     first, second = -logp[:, :24].mean(), -logp[:, 26:].mean()
     assert second < 0.3 * first
     assert (smollm2(tokens)[:, 25:-1].argmax(-1) == tokens[:, 26:]).float().mean() > 0.5
+
+
+def test_smollm2_has_the_induction_circuit_the_lesson_shows(smollm2):
+    """Lesson 5's statements about SmolLM2: strong previous-token and induction heads; a top previous-token
+    head is among the top writers into the top induction head's keys by both bridge measures; the top
+    pairs' QK-OV matching sits in the upper tail of random head pairs."""
+    import numpy as np
+
+    from toyattn.device import cpu_threads
+    from toyattn.induction_heads import (
+        head_factors,
+        head_scores,
+        k_composition_factored,
+        pair_matching,
+        repeated_random_tokens,
+        top_heads,
+    )
+
+    with cpu_threads(1):
+        tokens = repeated_random_tokens(4, 40, (1000, 20000), torch.Generator().manual_seed(0), prefix=1)
+        scores = head_scores(smollm2, tokens, 40)
+        top_prev, top_ind = top_heads(scores["previous_token"], 5), top_heads(scores["induction"], 5)
+        assert top_prev[0][2] > 0.5 and top_ind[0][2] > 0.5
+        li, hi, _ = top_ind[0]
+        reader = head_factors(smollm2, li, hi)
+        writers = [(layer, h) for layer in range(li) for h in range(smollm2.cfg.n_heads)]
+        factors = {w: head_factors(smollm2, *w) for w in writers}
+        prev_set = {(layer, h) for layer, h, _ in top_prev}
+        for measure in (lambda w: k_composition_factored(factors[w], reader), lambda w: pair_matching(factors[w], reader, 10)):
+            best = sorted(writers, key=measure, reverse=True)[:5]
+            assert prev_set & set(best), f"no top previous-token head among the top writers {best}"
+        rng = np.random.default_rng(0)
+        random_pairs = []
+        for _ in range(100):
+            la, lb = sorted(rng.choice(smollm2.cfg.n_layers, 2, replace=False))
+            random_pairs.append(((int(la), int(rng.integers(9))), (int(lb), int(rng.integers(9)))))
+        cache = {}
+        get = lambda key: cache.setdefault(key, head_factors(smollm2, *key))  # noqa: E731
+        rand = np.array([pair_matching(get(a), get(b), 10) for a, b in random_pairs])
+        top = [pair_matching(get((lp, hp)), get((lq, hq)), 10) for lp, hp, _ in top_prev for lq, hq, _ in top_ind if lp < lq]
+        assert np.median([np.mean(rand < v) for v in top]) > 0.75

@@ -102,11 +102,15 @@ def head_factors(model: Any, layer: int, head: int, fold: bool = True) -> dict[s
 
 
 def _top_right_vectors(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Right singular vectors ``[d, k]`` of ``left @ right.T`` (both ``[d, k]``), from a ``k x k`` SVD."""
-    Ql, Rl = np.linalg.qr(left)
-    Qr, Rr = np.linalg.qr(right)
-    _, _, Vt = np.linalg.svd(Rl @ Rr.T)
-    return Qr @ Vt.T
+    """Right singular vectors ``[d, k]`` of ``left @ right.T`` (both ``[d, k]``), from a ``k x k`` SVD.
+
+    Computed with torch, so it follows ``torch.set_num_threads`` (NumPy's BLAS threads can spin
+    against each other on a busy machine).
+    """
+    _, Rl = torch.linalg.qr(torch.from_numpy(np.asarray(left, dtype=np.float64)))
+    Qr, Rr = torch.linalg.qr(torch.from_numpy(np.asarray(right, dtype=np.float64)))
+    _, _, Vh = torch.linalg.svd(Rl @ Rr.T)
+    return (Qr @ Vh.T).numpy()
 
 
 def key_directions(f: dict[str, np.ndarray]) -> np.ndarray:
@@ -131,7 +135,7 @@ def pair_matching(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray], 
     out, keys = output_directions(writer), key_directions(reader)
     if not 1 <= rank <= min(out.shape[1], keys.shape[1]):
         raise ValueError(f"rank must be in [1, {min(out.shape[1], keys.shape[1])}] (the head width), got {rank}.")
-    cos = np.clip(np.linalg.svd(keys[:, :rank].T @ out[:, :rank], compute_uv=False), 0.0, 1.0)
+    cos = np.clip(torch.linalg.svdvals(torch.from_numpy(keys[:, :rank].T @ out[:, :rank])).numpy(), 0.0, 1.0)
     return summarise(cos, summary)  # type: ignore[arg-type]
 
 
