@@ -6,7 +6,8 @@ Modules by concept, with the lesson that teaches each:
 * :mod:`toyattn.progress`      - progress bars that show in notebooks and stay quiet in tests
 * :mod:`toyattn.hooks`         - named hook points, ``run_with_cache``, temporary hooks (lesson 1)
 * :mod:`toyattn.corpus`        - the two-sentence toy corpus (lesson 1)
-* :mod:`toyattn.models`        - ``OneHeadAttention`` (lesson 1), a small ``Transformer`` (lessons 2-4)
+* :mod:`toyattn.models`        - ``OneHeadAttention`` (lesson 1), a small ``Transformer`` (lessons 2-4),
+  a hooked ``Llama`` run from SmolLM2's GGUF file (lesson 5)
 * :mod:`toyattn.training`      - seeded full-batch training with a loss history (lesson 1)
 * :mod:`toyattn.interventions` - cutting an attention edge, patching activations (lesson 1)
 * :mod:`toyattn.plotting`      - annotated heatmaps, matplotlib and plotly (all lessons)
@@ -15,6 +16,9 @@ Modules by concept, with the lesson that teaches each:
 * :mod:`toyattn.checkpoints`   - Q/K weights out of real checkpoints, a layer at a time (lesson 3)
 * :mod:`toyattn.induction`     - the copying task that grows an induction head (lesson 4)
 * :mod:`toyattn.circuits`      - QK/OV circuits and how their subspaces match (lesson 4)
+* :mod:`toyattn.head_ablation` - ablating a head, removing a subspace from its output (lesson 5)
+* :mod:`toyattn.composition`   - composition and copying scores, norm folding, positional QK (lesson 5)
+* :mod:`toyattn.induction_heads` - previous-token / induction heads in any model, their QK-OV bridge (lesson 5)
 * :mod:`toyattn.checks`        - exercise checks, one module per lesson
 * :mod:`toyattn.course`        - paired notebooks and exercise generation (instructors)
 * :mod:`toyattn.grading`       - ``toyattn grade`` / ``toyattn run`` for a class (instructors)
