@@ -201,25 +201,6 @@ def exercise_check(
     return register
 
 
-def legacy_check(fn: Callable[..., int | str | None]) -> Callable[..., None]:
-    """TRANSITIONAL (to be deleted once every check is a :class:`Check`): the old in-process check."""
-    name = fn.__name__
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            result = fn(*args, **kwargs)
-        except NotImplementedYet:
-            raise
-        except AssertionError as err:
-            msg = str(err)
-            raise CheckFailed(msg if msg.startswith(name) else f"{name}: {msg}") from None
-        print(f"{PASS_PREFIX} {name}: {result} cases match the reference.")
-
-    REGISTRY[name] = wrapper  # type: ignore[assignment]
-    return wrapper
-
-
 class _ForbidTorch(TorchFunctionMode):
     def __init__(self, words: tuple[str, ...], case: Case, hint: str):
         super().__init__()
