@@ -552,6 +552,13 @@ for name, r in ranks_over_training.items():
 # * A small pool memorises: ID error falls, OOD error and the circuit metrics stay near chance.
 # * The headline metrics use distance 0; the induction head works at distance $L + \text{gap} - 1$.
 #
+# All of this is read from the weights: a correlation, not yet a cause. **Lesson 5**
+# (`notebooks/05_induction_circuits`) ablates and patches the previous-token head, removes the shared
+# subspace against random ones, reads the circuit with the standard tools (K-composition, the full OV
+# circuit and its copying score, the positional QK circuit, layer-norm folding, the in-context loss),
+# plots OOD error against pool size over several seeds with error bars, and finds the same two kinds
+# of heads in a real model, SmolLM2-135M.
+#
 # **Try next:**
 # 1. Set `POOLS = [None, 20, 300, 3000]` and raise `TRAIN.steps`: where does generalisation start?
 #    (Watch for a pool that, at 600 steps, has neither memorised nor generalised yet.)
