@@ -19,6 +19,10 @@ from pathlib import Path
 from .execute import Execution, execute_notebook
 from .sandbox import Limits, apply_limits
 
+# nbformat imports jsonschema, which builds an IRI grammar when rfc3987_syntax is installed (JupyterLab
+# brings it): seconds of CPU in every sandbox for a format check notebooks never use. Left out here only.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
 
 def _limits(args: argparse.Namespace) -> Limits:
     def value(x: str) -> int | None:
