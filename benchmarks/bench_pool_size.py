@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python benchmarks/bench_pool_size.py`` (18 training runs of the lesson's model, 6 pool
 sizes x 3 seeds; ``--quick`` for a smoke test). It prints, per pool size, the mean and standard
 deviation over seeds of the final ID and OOD errors and of the QK-OV matching, the measured time of
-the whole sweep, and writes the numbers to ``benchmarks/results/pool_size_sweep.json``, which
-``notebooks/05_induction_circuits`` plots (the notebook itself cannot train 18 models in its time limit).
+the whole sweep, and writes the numbers to ``benchmarks/results/pool_size_sweep.json`` (``--steps 1500
+--out benchmarks/results/pool_size_sweep_1500.json`` for the longer schedule), which
+``notebooks/05_induction_circuits`` plots (the notebook itself cannot train 36 models in its time limit).
 """
 
 from __future__ import annotations
