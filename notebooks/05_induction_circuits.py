@@ -437,6 +437,10 @@ print(f"final loss: first half {loss_by_pos[-1, : L_REP - 1].mean():.2f}, second
 
 # %%
 RESULTS = Path(toyattn.__file__).resolve().parents[1] / "benchmarks" / "results"
+for name in ("pool_size_sweep.json", "pool_size_sweep_1500.json"):
+    if not (RESULTS / name).exists():
+        raise FileNotFoundError(f"{RESULTS / name} is missing; it comes with the course repository "
+                                "(or run benchmarks/bench_pool_size.py from a clone to make it).")
 sweeps = {name: json.loads((RESULTS / name).read_text()) for name in ("pool_size_sweep.json", "pool_size_sweep_1500.json")}
 sizes = sorted({r["pool_size"] or 0 for r in sweeps["pool_size_sweep.json"]["runs"]})
 label = lambda s: "fresh" if s == 0 else str(s)  # noqa: E731
