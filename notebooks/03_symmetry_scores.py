@@ -21,8 +21,8 @@
 # An attention head scores a query token against a key token with a **bilinear form**: the same
 # matrix decides how much token $x$ wants to read token $y$, and how much $y$ wants to read $x$.
 # Are those two numbers the same? In this lesson you measure it, first on matrices small enough to
-# print, then on two real models (an encoder and a decoder), then on two tiny models you train
-# yourself.
+# print, then on three real models (an encoder and two decoders), then on tiny models you train
+# yourself, where you can ask why training makes a head symmetric and whether starting symmetric helps.
 #
 # **Learning goals.** After this lesson you can
 # 1. define the symmetry score of a head from $M = W_q W_k^\top$, and say what 1, 0 and 0.5 mean;
@@ -30,8 +30,13 @@
 # 3. compute the score through the trace identity, and explain why it costs $O(d\,d_h^2)$ instead of
 #    $O(d^2 d_h)$;
 # 4. score every head of a model in one batched call, including grouped-query attention;
-# 5. compare an encoder (MiniLM) with a decoder (SmolLM2), per head and per layer, and relate the
-#    numbers to published ones, naming the convention each number is in.
+# 5. compare an encoder (MiniLM) with two decoders (SmolLM2, Gemma 3), per head and per layer, in both
+#    conventions, relate the numbers to published ones, and say what folding Gemma's Q/K norms means;
+# 6. read directionality off the row and column norms of a layer's $M$;
+# 7. derive why a bidirectional objective can push $M$ towards symmetric (the gradient from a pair
+#    $(i, j)$ and from $(j, i)$), and check the argument on trained models;
+# 8. measure whether a symmetric initialisation speeds up training, over seeds with error bars, and
+#    report a null result as a result.
 #
 # The exercises for this lesson are in `exercises/03_symmetry_scores.ipynb`.
 
@@ -46,6 +51,7 @@ from toyattn import get_device, seed_everything
 from toyattn.plotting import heatmap, heatmap_grid
 from toyattn.symmetry import (
     directionality_score,
+    from_signed,
     kv_head_for_query,
     layer_bilinear,
     layer_symmetry_score,
@@ -57,8 +63,8 @@ from toyattn.symmetry import (
     symmetry_score,
     symmetry_score_definition,
     to_signed,
-    train_symmetry_experiment,
 )
+from toyattn.symmetry_training import train_symmetry_experiment
 
 g = seed_everything(0)
 device = get_device()
@@ -346,9 +352,9 @@ print("per-layer directionality:", np.round(directionality_score(layer_bilinear(
 # outliers, and its sign is a coin toss. Read it only where the same sign shows up layer after layer.
 
 # %% [markdown]
-# ## 5. An encoder against a decoder
+# ## 5. An encoder against two decoders
 #
-# Two real models ship as packages (installed by `make pretrained`; the course finds their files,
+# Three real models ship as packages (installed by `make pretrained`; the course finds their files,
 # nothing is downloaded):
 #
 # * **all-MiniLM-L6-v2**: a BERT-family *encoder* (6 layers x 12 heads, $d = 384$, $d_h = 32$), trained
@@ -356,26 +362,40 @@ print("per-layer directionality:", np.round(directionality_score(layer_bilinear(
 # * **SmolLM2-135M-Instruct**: a Llama-family *decoder* (30 layers x 9 query heads sharing 3 key heads,
 #   $d = 576$, $d_h = 64$), trained causally, each token sees only earlier ones. It ships as a GGUF file
 #   quantized to 4 bits; the reader dequantizes it (and undoes llama.cpp's reordering of rows inside
-#   each head, which would not change the scores anyway).
+#   each head, which would not change the scores anyway);
+# * **Gemma 3 270M**: a second *decoder*, from another family (18 layers x 4 query heads sharing a single
+#   key head, $d = 640$, and wide heads, $d_h = 256$), also a 4-bit GGUF. Its attention normalises every
+#   query and key before the dot product (Q/K norms, explained below the table).
 #
 # `score_model` reads one layer at a time and returns per-head scores, per-layer scores and
-# directionality. **Predict first:** which model will score more symmetric?
+# directionality. **Predict first:** which model will score most symmetric? Will the two decoders agree?
 
 # %%
-from toyattn.checkpoints import PretrainedNotInstalled, minilm_path, smollm2_gguf_path
+from toyattn.checkpoints import (
+    GEMMA_NOTICE,
+    PretrainedNotInstalled,
+    gemma3_gguf_path,
+    minilm_path,
+    smollm2_gguf_path,
+)
 
+MODELS = {"MiniLM (encoder)": minilm_path, "SmolLM2 (decoder)": smollm2_gguf_path, "Gemma 3 (decoder)": gemma3_gguf_path}
 reports = {}
-for label, locate in (("MiniLM (encoder)", minilm_path), ("SmolLM2 (decoder)", smollm2_gguf_path)):
+for label, locate in MODELS.items():
     try:
         reports[label] = score_model(locate(), device=device)
     except PretrainedNotInstalled as err:
         print(f"Skipping {label}: {err}")
+if "Gemma 3 (decoder)" in reports:
+    print(GEMMA_NOTICE, "\n")
+    gemma_raw = score_model(gemma3_gguf_path(), device=device, fold_qk_norm=False)  # Q/K norm gains left out
 for report in reports.values():
     print(report.summary(), "\n")
 
 # %%
 if reports:
-    fig, axes = plt.subplots(1, len(reports), figsize=(15, 9), gridspec_kw={"width_ratios": [12, 9][: len(reports)]})
+    widths = [report.n_heads for report in reports.values()]  # each heatmap as wide as its model has heads
+    fig, axes = plt.subplots(1, len(reports), figsize=(17, 9), gridspec_kw={"width_ratios": widths})
     axes = np.atleast_1d(axes)
     for ax, (label, report) in zip(axes, reports.items(), strict=True):
         heatmap(
@@ -395,10 +415,10 @@ if reports:
     plt.show()
 
 # %% [markdown]
-# Each cell is one head's $r$, on the same colour scale (0.3 to 1) for both models, so brighter means
-# more symmetric. Look for where the bright cells are: in MiniLM they sit in several layers (heads
-# well above 0.5 are common); in SmolLM2 most cells are close to the random-head value 0.5 and the
-# exceptions are few. Now the distributions side by side.
+# Each cell is one head's $r$, on the same colour scale (0.3 to 1) for all three models, so brighter
+# means more symmetric. Look for where the bright cells are: in MiniLM they sit in several layers (heads
+# well above 0.5 are common); in the two decoders most cells are close to the random-head value 0.5 and
+# the exceptions are few. Now the distributions side by side.
 
 # %%
 if reports:
@@ -422,11 +442,11 @@ if reports:
     plt.show()
 
 # %% [markdown]
-# Left: the encoder's heads spread far to the right of 0.5; the decoder's heads crowd around 0.5.
+# Left: the encoder's heads spread far to the right of 0.5; the decoders' heads crowd around 0.5.
 # Right: per layer (the paper's granularity, in its $s$ convention), the encoder sits well above 0 at
-# every depth, the decoder close to 0. The table below puts the course's measurements next to the
-# medians Saponati et al. publish (their results table, per layer, $s$ convention; they did not
-# measure these two models, so compare with the families). A median here is the ordinary one: the
+# every depth, the decoders close to 0. The table below gives every model in both conventions, per head
+# and per layer, next to the medians Saponati et al. publish (their results table, per layer, $s$
+# convention; they did not measure these three models, so compare with the families). A median here is the ordinary one: the
 # middle value, or the mean of the two middle values for an even count (MiniLM has 6 layers), as in
 # the authors' code (`toyattn.symmetry.median`; `torch.median` would return the lower of the two).
 
@@ -436,14 +456,20 @@ published = {
     "roberta-base (enc)": 0.49, "gpt2 (dec)": 0.15, "Llama-2-7b (dec)": 0.12, "Llama-3-8B (dec)": 0.0,
     "Mistral-7B (dec)": 0.0, "phi-2 (dec)": 0.07,
 }
-print(f"{'model':32s} {'median s per layer':>18s} {'mean r per head':>16s}  directionality (median)")
-for label, report in reports.items():
+rows = dict(reports)
+if "Gemma 3 (decoder)" in reports:
+    rows = {**reports, "Gemma 3 (decoder), raw W_Q, W_K": gemma_raw}
+    rows["Gemma 3 (decoder), Q/K norms folded"] = rows.pop("Gemma 3 (decoder)")
+print(f"{'':38s} {'median per head':^17s} {'median per layer':^17s}  {'mean r':>6s}  {'direction-':>10s}")
+print(f"{'model':38s} {'r':>8s} {'s':>8s} {'r':>8s} {'s':>8s}  {'per head':>6s}  {'ality':>10s}")
+for label, report in rows.items():
+    r_head, r_layer = median(report.head_scores), median(report.layer_scores)
     print(
-        f"{label + ' [measured here]':32s} {to_signed(median(report.layer_scores)):>+18.2f} "
-        f"{float(report.head_scores.mean()):>16.3f}  {median(report.directionality):+.2f}"
+        f"{label + ' [here]':38s} {r_head:8.3f} {to_signed(r_head):+8.3f} {r_layer:8.3f} {to_signed(r_layer):+8.3f}  "
+        f"{float(report.head_scores.mean()):6.3f}  {median(report.directionality):+10.2f}"
     )
 for name, value in published.items():
-    print(f"{name + ' [published]':32s} {value:>+18.2f} {'':>16s}")
+    print(f"{name + ' [published]':38s} {'':17s} {from_signed(value):8.3f} {value:+8.2f}")
 print("published directionality medians: bert-base -0.08, roberta-base -0.12; gpt2 -0.58, "
       "Llama-3.1-8B -0.57, Mistral-7B -0.58")
 
@@ -451,18 +477,93 @@ print("published directionality medians: bert-base -0.08, roberta-base -0.12; gp
 # Compare the "measured here" rows with the published ones. In Saponati et al.'s table the
 # BERT-family encoders span +0.44 (bert-large) to +0.77 (bert-tiny); ModernBERT, an encoder with a
 # newer recipe, has +0.18; the decoders span 0.00 (Llama-3-8B, Mistral-7B) to +0.15 (gpt2). MiniLM's
-# median lands inside the BERT-family range, far above the decoders, and SmolLM2's inside the decoder
-# range. These numbers come from fixed checkpoints, so every machine prints them to the digits shown
-# (`tests/test_checkpoints.py` checks both ranges). Directionality is negative for both, more so for
-# the decoder: the direction the paper reports (decoders clearly negative, encoders near 0), though
-# with two models that comparison is anecdotal. One caution: the directionality definition comes from the
+# per-layer median lands inside the BERT-family range, far above the decoders, and SmolLM2's and
+# Gemma's (folded) inside the decoder range. Per head, every median is closer to 0.5 than per layer:
+# the layer form adds the heads' cross terms (section 4). These numbers come from fixed checkpoints, so
+# every machine prints them to the digits shown (`tests/test_checkpoints.py` and
+# `tests/test_symmetry_gemma.py` check the ranges). Directionality is negative for all three, more so
+# for the two decoders: the direction the paper reports (decoders clearly negative, encoders near 0),
+# though with three models that comparison is still anecdotal. One caution: the directionality definition comes from the
 # authors' code (mean + 2 std thresholds on row and column norms), so treat it as their operational
 # choice, not a law.
+
+# %% [markdown]
+# **Gemma's Q/K norms, folded.** Gemma 3 normalises every head's query and key before the dot product
+# (an RMSNorm with learned gains $g_q, g_k \in \mathbb{R}^{d_h}$):
+# $\tilde q = g_q \odot q / \operatorname{rms}(q)$, $\tilde k = g_k \odot k / \operatorname{rms}(k)$. With
+# $q = x_q W_Q$ and $k = x_k W_K$,
 #
-# Why might this happen? In an encoder, the masked-token objective rewards pairs of tokens that
-# inform *each other* (reciprocal), which a symmetric $M$ expresses. In a decoder, information only
-# flows from earlier to later tokens, so the objective has no use for reciprocity, and $M$ can be
-# anything. Can we watch this happen?
+# $$ \tilde q \cdot \tilde k = \frac{x_q\, W_Q \operatorname{diag}(g_q \odot g_k)\, W_K^\top x_k^\top}{\operatorname{rms}(q)\,\operatorname{rms}(k)}. $$
+#
+# The denominator is positive and belongs to the token pair, not to the weights, so the bilinear form
+# that decides the scores is $W_Q \operatorname{diag}(g_q \odot g_k) W_K^\top$: **folding** multiplies the
+# gains into $W_Q$ and $W_K$ before scoring (the reader's default; `fold_qk_norm=False` gives the raw
+# projections). This ignores RoPE, which rotates $\tilde q$ and $\tilde k$ by their positions after the
+# norm, as it is ignored for SmolLM2. The table shows Gemma both ways, and the gains are not a detail:
+# they weigh the $d_h$ directions of each head unequally. Raw, Gemma looks closer to a random model (its
+# per-layer median $s$ is lower and its directionality near 0); folded, it scores like the other decoder
+# on both counts. Only the folded form is the one its attention computes.
+
+# %% [markdown]
+# ## 5b. Directionality, seen
+#
+# The directionality score compares the norms of $M$'s **rows** (one per query-side direction) with the
+# norms of its **columns** (one per key-side direction). A column with a large norm is a key-side
+# direction that many query directions score highly: whatever a token writes there gets read.
+# **Predict first:** in a decoder, where every token is a key for all later tokens but a query only
+# once, would you expect a few rows or a few columns to stand out?
+
+# %%
+from toyattn.checkpoints import iter_qk_layers
+
+if reports:
+    fig, axes = plt.subplots(1, len(reports) + 1, figsize=(4.6 * (len(reports) + 1), 3.8))
+    for ax, (label, locate) in zip(axes, [(k, MODELS[k]) for k in reports], strict=False):
+        layers = iter_qk_layers(locate())
+        middle = layers.n_layers // 2  # one layer from the middle of the model
+        layer = layers[middle]  # reads that layer only
+        M = layer_bilinear(layer.W_Q.double(), layer.W_K.double())
+        rows, cols = M.norm(dim=1), M.norm(dim=0)  # one norm per row, one per column
+        scale = float(rows.mean())
+        bins = np.linspace(0, float(torch.cat([rows, cols]).max()) / scale * 1.02, 40)
+        for norms, name, color in ((rows, "rows (query side)", "tab:blue"), (cols, "columns (key side)", "tab:orange")):
+            ax.hist((norms / scale).numpy(), bins=bins, alpha=0.55, color=color, label=name)
+            ax.axvline(float(norms.mean() + 2 * norms.std()) / scale, color=color, linestyle="--")
+            print(f"{label}, layer {middle}: {name:18s} std/mean {float(norms.std() / norms.mean()):.3f}, "
+                  f"max/mean {float(norms.max() / norms.mean()):.2f}")
+        print(f"{label}, layer {middle}: directionality {float(directionality_score(M)):+.2f}\n")
+        ax.set_title(f"{label}, layer {middle}: directionality {float(directionality_score(M)):+.2f}", fontsize=9)
+        ax.set_xlabel("norm / mean row norm")
+        ax.set_ylabel("count")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    for label, report in reports.items():
+        axes[-1].plot(np.linspace(0, 1, report.n_layers), report.directionality.numpy(), "o-", label=label)
+    axes[-1].axhline(0, color="gray", linestyle=":")
+    axes[-1].set_title("Directionality of every layer", fontsize=9)
+    axes[-1].set_xlabel("relative depth")
+    axes[-1].set_ylabel("directionality (negative: columns stand out)")
+    axes[-1].legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Each histogram holds the $d$ row norms (blue) and the $d$ column norms (orange) of one middle layer's
+# $M$, divided by the mean row norm so that models of different scale share an axis; the count axis is
+# logarithmic so that the few large norms show. The dashed lines are each set's mean + 2 std: the score
+# adds up how far the norms beyond them reach, rows minus columns. In the two decoders the orange
+# histogram has the longer right tail (compare the printed max/mean and std/mean of rows and columns):
+# a few key-side directions that nearly every query reads, and a negative score. In MiniLM the columns
+# spread only a little wider than the rows, and its score in that layer is close to 0. The right panel shows that one
+# layer is not the whole story: the score swings from layer to layer, most in the decoders, and it is
+# negative in most of their layers (the medians printed in section 5), as Saponati et al. report for
+# decoders. The answer to the prediction: columns, because every key serves all the queries after it.
+
+# %% [markdown]
+# Why might encoders and decoders differ? In an encoder, the masked-token objective rewards pairs of
+# tokens that inform *each other* (reciprocal), which a symmetric $M$ expresses. In a decoder,
+# information only flows from earlier to later tokens, so the objective has no use for reciprocity, and
+# $M$ can be anything. Can we watch this happen?
 
 # %% [markdown]
 # ## 6. Experiment: train an encoder and a decoder on the same text
@@ -475,19 +576,21 @@ print("published directionality medians: bert-base -0.08, roberta-base -0.12; gp
 #   and the model predicts them from both sides, as BERT does;
 # * **causal**: each position predicts the next character from the earlier ones, as GPT does.
 #
-# Every 20 steps we record the per-head and per-layer scores. `SCALE = 1` runs in seconds on a laptop
+# Every 20 steps we record the per-head and per-layer scores and the directionality of each layer. `SCALE = 1` runs in seconds on a laptop
 # CPU; on a GPU try `SCALE = 4, STEPS = 4000`. **Predict first:** which model's scores rise?
 
 # %%
 SCALE, STEPS = 1, 600
 traces = train_symmetry_experiment(steps=STEPS, scale=SCALE, seed=0, device=device)
 
-fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+fig, axes = plt.subplots(1, 3, figsize=(17, 4))
 colors = {"masked": "tab:blue", "causal": "tab:red"}
 for name, trace in traces.items():
     s = to_signed(trace.layer_scores).numpy()
     for layer in range(s.shape[1]):
-        axes[0].plot(trace.steps, s[:, layer], color=colors[name], linestyle=["-", "--", ":", "-."][layer % 4],
+        style = ["-", "--", ":", "-."][layer % 4]
+        axes[0].plot(trace.steps, s[:, layer], color=colors[name], linestyle=style, label=f"{name}, layer {layer}")
+        axes[2].plot(trace.steps, trace.directionality[:, layer], color=colors[name], linestyle=style,
                      label=f"{name}, layer {layer}")
     window = 20
     smooth = np.convolve(trace.losses.numpy(), np.ones(window) / window, mode="valid")
@@ -501,12 +604,18 @@ axes[1].set_title("Training loss (moving average of 20 steps)")
 axes[1].set_xlabel("training step")
 axes[1].set_ylabel("cross-entropy (nats)")
 axes[1].legend()
+axes[2].axhline(0.0, color="gray", linestyle=":")
+axes[2].set_title("Per-layer directionality during training")
+axes[2].set_xlabel("training step")
+axes[2].set_ylabel("directionality (negative: columns stand out)")
+axes[2].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 for name, trace in traces.items():
     print(f"{name:6s}: per-layer s at start {np.round(to_signed(trace.layer_scores[0]).numpy(), 3)}, "
           f"at the end {np.round(to_signed(trace.layer_scores[-1]).numpy(), 3)}; "
-          f"mean per-head r {float(trace.head_scores[0].mean()):.3f} -> {float(trace.head_scores[-1].mean()):.3f}")
+          f"mean per-head r {float(trace.head_scores[0].mean()):.3f} -> {float(trace.head_scores[-1].mean()):.3f}; "
+          f"directionality at the end {np.round(trace.directionality[-1].numpy(), 2)}")
 
 # %% [markdown]
 # Both models start at the same point (same weights, $s$ near 0 as for any random head). In the loss
@@ -523,6 +632,154 @@ for name, trace in traces.items():
 # and "$i$ and $j$ are neighbours" is a symmetric relation; a causal model may only read backwards, a
 # one-way relation. One run of a tiny model is an anecdote: before trusting it, re-run it with other
 # seeds, which is the first item below.
+#
+# The right panel follows each layer's directionality. With $d = 32$ each set holds only 32 norms, and
+# mean + 2 std is crossed by one or two of them or by none, so the score jumps between $-1$, 0 and $+1$
+# as single norms cross the threshold. Read it as a noisy signal, and check a sign against other seeds
+# (`seed=1, 2`) before trusting it; the column-heavy $M$ of section 5b's decoders comes from models with
+# hundreds of dimensions and far more training.
+
+# %% [markdown]
+# ## 7. Why would a bidirectional objective make $M$ symmetric?
+#
+# Take one head. The score of query position $i$ against key position $j$ is
+# $s_{ij} = x_i M x_j^\top$ (times the constant $1/\sqrt{d_h}$, plus bias terms), with $x_i$ the row
+# vector entering the layer at position $i$. The loss depends on $M$ only through the scores, so by the
+# chain rule
+#
+# $$ \frac{\partial L}{\partial M} = \sum_{i,j} g_{ij}\, x_i^\top x_j, \qquad g_{ij} = \frac{\partial L}{\partial s_{ij}}: $$
+#
+# one outer product per (query, key) pair. The pair $(i, j)$ adds $g_{ij}\, x_i^\top x_j$; the reversed
+# pair $(j, i)$ adds $g_{ji}\, x_j^\top x_i = g_{ji}\,(x_i^\top x_j)^\top$, the **transpose** of the same
+# outer product. If $g_{ij} = g_{ji}$ the two add up to $g_{ij}(x_i^\top x_j + x_j^\top x_i)$, a symmetric
+# matrix, and a gradient step changes $M$ symmetrically.
+#
+# * **Bidirectional attention:** both $(i, j)$ and $(j, i)$ are in the sum for every two positions. When
+#   the objective treats both directions alike on average (filling in a character wants its left and its
+#   right neighbour; "$i$ and $j$ are neighbours" is a symmetric relation), their terms pair up.
+# * **Causal attention:** $g_{ij} = 0$ whenever $j > i$ (the mask sets those scores to $-\infty$), so of
+#   every pair only the (later query, earlier key) term is there, with no transpose to pair with. And
+#   every token is the key of all later queries: a few key directions can be pushed by every query, the
+#   column-heavy $M$ of section 5b.
+#
+# This says which terms *can* appear, not that they match: $g_{ij}$ and $g_{ji}$ are different numbers.
+# Two ways to check it on section 6's models, which started from the same weights: the **update** that
+# training added to each layer, $\Delta M = M_\text{end} - M_\text{start}$ (what AdamW made of 600
+# gradients), and the **gradient** $\partial L / \partial M$ itself on 8 fresh batches, at the start and at
+# the end. **Predict first:** for which of the two will the masked model's be the more symmetric?
+
+# %%
+from toyattn.symmetry import matrix_symmetry_score
+from toyattn.symmetry_experiments import bilinear_gradients, bilinear_update
+from toyattn.symmetry_training import CharTask, char_batches
+
+task = CharTask.from_text(None, seq_len=16)
+windows, hidden = char_batches(task, seed=123, steps=8, batch_size=32, seq_len=16, mask_prob=0.15)
+
+
+def layer_r(per_head):
+    """Per-layer r of a [layers, heads, d, d] stack: the sum over heads is the change of the layer's form."""
+    return matrix_symmetry_score(per_head.sum(dim=1)).numpy()
+
+
+def gradient(model):
+    return sum(bilinear_gradients(model, windows[k], hidden[k], mask_id=task.mask_id) for k in range(8))
+
+
+print(f"{'per-layer r (0.5: no preference, 1: symmetric)':52s} {'layer 0':>8s} {'layer 1':>8s} {'max':>6s}")
+for name, trace in traces.items():
+    for what, r in (
+        ("update M_end - M_start", layer_r(bilinear_update(trace))),
+        ("gradient dL/dM at the start", layer_r(gradient(trace.initial_model()))),
+        ("gradient dL/dM at the end", layer_r(gradient(trace.model()))),
+    ):
+        print(f"{name + ': ' + what:52s} {r[0]:8.2f} {r[1]:8.2f} {r.max():6.2f}")
+
+# %% [markdown]
+# Read the update rows first: the masked model's update is the more symmetric one (compare the largest
+# per-layer value), while the causal model's stays closer to 0.5, no preference. The accumulated update
+# follows the pairing argument, and not only for this seed: `tests/test_symmetry_training.py` checks it
+# for five seeds, and `benchmarks/bench_symmetric_init.py` counts it over ten.
+#
+# The gradient rows do not follow it reliably: for some seeds one step's gradient (summed over 8
+# batches) is more symmetric under the masked objective, for others under the causal one
+# (`tests/test_symmetry_training.py` checks that the masked one does not win on every seed, and the
+# benchmark counts how often it does over ten). The argument needs $g_{ij} \approx g_{ji}$, and nothing in one batch
+# forces that; the terms pair up only on average, over hundreds of steps in which every position is
+# hidden in turn and every pair is seen both ways. What becomes symmetric is the accumulated update,
+# not each step. A single gradient is a noisy sample of the drift; the drift is what the argument is about.
+
+# %% [markdown]
+# ## 8. Does a symmetric start speed up training?
+#
+# If bidirectional training pushes $M$ towards symmetric anyway, starting there might save the steps it
+# takes to get there. Saponati et al. try exactly this: initialise $W_q$ as a copy of $W_k$, so every head
+# starts at $r = 1$. Their pages report up to about 70% fewer steps to a given loss for a 4-layer BERT and
+# about 35% for 12 layers (from the authors' pages; the paper's exact figures were not checked here); for
+# a causal model they expect no such gain.
+#
+# The toy version: five seeds per objective, each trained twice from the same weights and batches, once
+# as initialised and once with `W_K = W_Q` in every head (`symmetric_init_`). We count the steps until the
+# moving average of the loss over 20 steps reaches a fixed value: 3.0 for the masked model (it has left its
+# plateau), 2.0 for the causal model. The ten runs of an objective train together, in one batched step.
+# **Predict first:** will the symmetric start help the masked model? The causal one?
+
+# %%
+from toyattn.symmetry_experiments import symmetric_init_experiment
+from toyattn.symmetry_training import smoothed_losses
+
+THRESHOLDS = {"masked": 3.0, "causal": 2.0}
+result = symmetric_init_experiment(THRESHOLDS, seeds=range(5), steps=STEPS, device=device)
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+for ax, objective in zip(axes[:2], THRESHOLDS, strict=True):
+    for x, init in enumerate(("standard", "symmetric")):
+        steps_needed = result.steps[(objective, init)]
+        ax.plot(np.full(len(steps_needed), x) + np.linspace(-0.08, 0.08, len(steps_needed)), steps_needed, "o",
+                color=["tab:gray", "tab:green"][x], alpha=0.7)
+        ax.errorbar(x + 0.2, np.nanmean(steps_needed), yerr=np.nanstd(steps_needed, ddof=1), fmt="s", capsize=6,
+                    color="black")
+    ax.set_xticks([0, 1], ["standard init", "symmetric init\n(W_K = W_Q)"])
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_title(f"{objective}: steps until the loss reaches {THRESHOLDS[objective]}")
+    ax.set_ylabel("training steps")
+for trace in result.traces[("masked", "standard")] + result.traces[("masked", "symmetric")]:
+    smooth = smoothed_losses(trace.losses)
+    axes[2].plot(np.arange(20, 20 + len(smooth)), smooth, color="tab:gray" if trace.init == "standard" else "tab:green",
+                 alpha=0.7, label=f"{trace.init} init" if trace.seed == 0 else None)
+axes[2].axhline(THRESHOLDS["masked"], color="black", linestyle=":")
+axes[2].set_title("masked model: loss (moving average of 20 steps)")
+axes[2].set_xlabel("training step")
+axes[2].set_ylabel("cross-entropy (nats)")
+axes[2].legend()
+plt.tight_layout()
+plt.show()
+
+# %%
+print(result.summary())
+for objective in THRESHOLDS:
+    print(f"{objective}: per-seed ratio symmetric / standard {np.round(result.ratio(objective), 2).tolist()}")
+start_r = [float(t.head_scores[0].mean()) for t in result.traces[("masked", "symmetric")]]
+end_r = [float(t.head_scores[-1].mean()) for t in result.traces[("masked", "symmetric")]]
+print(f"masked, symmetric init: mean per-head r at step 0 {np.round(start_r, 2).tolist()}, "
+      f"when training stopped (every run had reached the loss) {np.round(end_r, 2).tolist()}")
+
+# %% [markdown]
+# Left and middle: each dot is one seed's step count, the black square and bar the mean ± one standard
+# deviation over the five seeds. Right: the masked model's loss curves, grey from the standard start,
+# green from the symmetric one, with the threshold dotted. A ratio below 1 means the symmetric start got
+# there sooner.
+#
+# At this scale the answer is **no**, for both objectives: no seed of the masked model reaches its loss
+# much sooner from the symmetric start, most take longer, and the causal ratios sit at or a little
+# above 1 (`tests/test_symmetry_training.py` checks that no seed of the masked model gets there even 20%
+# sooner). The last printed line shows that the symmetric start does not last: the heads start at
+# $r = 1$ and are well below it by the time every run has reached the loss (the test checks that too), so training
+# moves the model away from the symmetric start instead of building on it. A null result here does not contradict the
+# paper: this model has 2 layers of width 32 and learns 850 characters, theirs are BERT-sized models on
+# large corpora, and the steps they save may only exist at that scale, or at lower losses than we can
+# afford to train to in a notebook. `benchmarks/bench_symmetric_init.py` runs the full grid (ten seeds,
+# four thresholds per objective, 600 steps) and prints how long it took.
 
 # %% [markdown]
 # ## What you learned, and what to try next
@@ -533,16 +790,26 @@ for name, trace in traces.items():
 #   $\|M_h\|^2$-weighted mean, and cross-head structure can make a layer symmetric when no head is.
 # * The trace identity gives the same number from three $d_h \times d_h$ Gram matrices: $6 d\, d_h^2$
 #   flops instead of $2 d^2 d_h$, and it batches over layers and heads with einsum.
-# * Measured here: the encoder (MiniLM) is clearly more symmetric than the decoder (SmolLM2), per
-#   head and per layer (ordinary medians), in line with Saponati et al.
+# * Measured here: the encoder (MiniLM) is clearly more symmetric than the two decoders (SmolLM2 and
+#   Gemma 3, whose Q/K norm gains belong to its form), per head and per layer (ordinary medians), in line
+#   with Saponati et al.; the decoders' directionality is negative in most layers (columns stand out).
+# * The gradient from a pair $(i, j)$ is the transpose of the one from $(j, i)$ up to its coefficient:
+#   bidirectional attention has both, causal attention one. In the toy models the accumulated update of
+#   masked training is the more symmetric one; a single step's gradient does not show it.
+# * Starting symmetric ($W_K = W_Q$) did not save steps at this scale, for either objective.
 #
 # **Try next:**
-# 1. Re-run section 6 with `seed=1, 2, 3`. Does the ordering of the two objectives hold every time?
-#    Then try `positions="rotary"`: positions then live in a rotation applied to $q$ and $k$, not in
-#    $W_q W_k^\top$. Does the masked model still become symmetric? Why might it not?
-# 2. On a GPU, set `SCALE = 4, STEPS = 4000` and pass a longer `text=` (e.g. several files of your own).
-# 3. Score `layer_bilinear` of MiniLM's last layer: plot `directionality_score` per layer and look at the
-#    row and column norms of $M$ (`M.norm(dim=0)`, `M.norm(dim=1)`) behind it.
-# 4. With network access (a cluster), `score_model("bert-base-uncased")` or `score_model("gpt2")` reads
+# 1. Re-run sections 6-8 with other seeds (`seeds=range(5, 10)`). Then try `positions="rotary"` in
+#    section 6: positions then live in a rotation applied to $q$ and $k$, not in $W_q W_k^\top$. Does the
+#    masked model still become symmetric? Why might it not?
+# 2. Run `python benchmarks/bench_symmetric_init.py`: ten seeds and four thresholds per objective. Does a
+#    lower threshold (later in training) change the verdict on the symmetric start?
+# 3. On a GPU, `train_runs("masked", seeds=range(5), inits=INITS, scale=4, steps=4000, text=...)` (from
+#    `toyattn.symmetry_training`) with a longer text of your own: does a larger model gain from a
+#    symmetric start?
+# 4. Plot Gemma's per-layer $s$ with and without folding (`gemma_raw`): in which layers do the Q/K norm
+#    gains change the score most, and the directionality?
+# 5. With network access (a cluster), `score_model("bert-base-uncased")` or `score_model("gpt2")` reads
 #    a model from the Hugging Face hub layer by layer: compare with the published medians in section 5.
-# 5. Do the exercises: `exercises/03_symmetry_scores.ipynb`.
+# 6. Do the exercises: `exercises/03_symmetry_scores.ipynb` (its last exercise builds a layer from two
+#    heads $M$ and $M^\top$: each head scores like a random one, the layer exactly 1).

@@ -23,8 +23,8 @@ from toyattn.symmetry import (
     symmetry_score,
     symmetry_score_definition,
     to_signed,
-    train_symmetry_experiment,
 )
+from toyattn.symmetry_training import train_symmetry_experiment
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -286,7 +286,7 @@ def test_masked_training_makes_heads_more_symmetric_than_causal_training(seed):
 
 
 def test_course_text_is_the_zen_of_python_and_prints_nothing(capsys):
-    from toyattn.symmetry import course_text
+    from toyattn.symmetry_training import course_text
 
     text = course_text()
     assert text.startswith("The Zen of Python") and "Beautiful is better than ugly." in text

@@ -196,15 +196,29 @@ def test_bilinear_gradients_refuses_what_it_cannot_compute():
 
 
 @pytest.mark.slow
-def test_masked_training_adds_a_more_symmetric_update_than_causal_training_for_every_seed():
-    """Lesson 3's claim: over the lesson's 600 steps, what masked training adds to M is more symmetric."""
-    traces = {obj: train_runs(obj, seeds=range(5), steps=600, record_every=600, device="cpu", progress=False)
-              for obj in ("masked", "causal")}
+def test_masked_training_adds_a_more_symmetric_update_but_not_always_a_more_symmetric_gradient():
+    """Lesson 3, section 7, on five seeds: what masked training adds to M is more symmetric than what causal
+    training adds (every seed, per-layer r, largest layer); one step's gradient is not more symmetric on
+    every seed (the lesson says it does not follow the argument reliably)."""
+    traces = {
+        obj: train_runs(obj, seeds=range(5), steps=600, record_every=600, device="cpu", progress=False)
+        for obj in ("masked", "causal")
+    }
+    task = CharTask.from_text(None, seq_len=16)
+    windows, hidden = char_batches(task, seed=123, steps=8, batch_size=32, seq_len=16, mask_prob=0.15)
+    gradient_wins = []
     for masked, causal in zip(traces["masked"], traces["causal"], strict=True):
         r_masked = matrix_symmetry_score(bilinear_update(masked).sum(dim=1))  # per layer
         r_causal = matrix_symmetry_score(bilinear_update(causal).sum(dim=1))
         assert float(r_masked.max()) > float(r_causal.max()) + 0.05, (masked.seed, r_masked, r_causal)
-        assert math.isfinite(float(r_masked.mean()))
+        grads = [
+            sum(bilinear_gradients(t.model(), windows[k], hidden[k], mask_id=task.mask_id) for k in range(8))
+            for t in (masked, causal)
+        ]
+        r_grad = [float(matrix_symmetry_score(G.sum(dim=1)).max()) for G in grads]
+        assert all(math.isfinite(r) for r in r_grad)
+        gradient_wins.append(r_grad[0] > r_grad[1])
+    assert not all(gradient_wins), gradient_wins
 
 
 @pytest.mark.slow
@@ -214,3 +228,7 @@ def test_symmetric_init_gives_the_masked_model_no_large_speed_up_at_the_lessons_
     assert np.isfinite(result.steps[("masked", "standard")]).all()
     ratio = result.ratio("masked")
     assert (np.nan_to_num(ratio, nan=np.inf) > 0.8).all(), ratio
+    # The symmetric start does not last: by the time the loss is reached the heads are well below r = 1.
+    for trace in result.traces[("masked", "symmetric")]:
+        assert float(trace.head_scores[0].min()) > 0.999
+        assert float(trace.head_scores[-1].mean()) < 0.9, trace.head_scores[-1]

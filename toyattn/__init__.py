@@ -14,6 +14,8 @@ Modules by concept, with the lesson that teaches each:
 * :mod:`toyattn.heads`         - heads in fused QKV weights: permute, match, recover (lesson 2)
 * :mod:`toyattn.symmetry`      - symmetry and directionality scores of ``W_q W_k^T`` (lesson 3)
 * :mod:`toyattn.checkpoints`   - Q/K weights out of real checkpoints, a layer at a time (lesson 3)
+* :mod:`toyattn.symmetry_training` - tiny masked and causal models trained side by side, scores tracked (lesson 3)
+* :mod:`toyattn.symmetry_experiments` - symmetric vs standard init, the gradient of ``W_q W_k^T`` (lesson 3)
 * :mod:`toyattn.induction`     - the copying task that grows an induction head (lesson 4)
 * :mod:`toyattn.circuits`      - QK/OV circuits and how their subspaces match (lesson 4)
 * :mod:`toyattn.head_ablation` - ablating a head, removing a subspace from its output (lesson 5)

@@ -34,21 +34,18 @@ tables: negative when a few *columns* of ``M`` (key-side directions) carry unusu
 
 from __future__ import annotations
 
-import codecs
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .device import cpu_threads, get_device
+from .device import get_device
 
 Convention = Literal["r", "s"]
 
 __all__ = [
     "SymmetryReport",
-    "TrainingTrace",
     "directionality_score",
     "from_signed",
     "kv_head_for_query",
@@ -65,7 +62,6 @@ __all__ = [
     "symmetry_score",
     "symmetry_score_definition",
     "to_signed",
-    "train_symmetry_experiment",
 ]
 
 
@@ -627,185 +623,4 @@ def score_model(
         layer_scores=torch.stack(layer_rows) if layer_scores else None,
         directionality=torch.stack(dir_rows) if layer_scores else None,
         n_kv_heads=layers.n_kv_heads,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Training experiment: bidirectional masked-token model vs causal next-token model, same text
-# ---------------------------------------------------------------------------------------------
-
-
-def course_text() -> str:
-    """The training text of lesson 3's experiment: *The Zen of Python*, which ships with every Python.
-
-    Read from the standard library's ``this`` module (stored ROT13-encoded there), so nothing is
-    downloaded and every student trains on the same 850 characters.
-    """
-    import contextlib
-    import importlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the poem: keep it quiet
-        this = importlib.import_module("this")
-    return codecs.decode(this.s, "rot13")
-
-
-@dataclass
-class TrainingTrace:
-    """What :func:`train_symmetry_experiment` records for one model (lesson 3).
-
-    Attributes:
-        objective: ``"masked"`` (bidirectional) or ``"causal"`` (next token).
-        steps: ``[n_records]`` the training steps at which scores were taken (0 = initialisation).
-        head_scores: ``[n_records, n_layers, n_heads]`` per-head ``r``.
-        layer_scores: ``[n_records, n_layers]`` per-layer ``r``.
-        losses: ``[n_steps]`` training loss of each step.
-    """
-
-    objective: str
-    steps: torch.Tensor
-    head_scores: torch.Tensor
-    layer_scores: torch.Tensor
-    losses: torch.Tensor
-
-
-def _model_scores(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    W_Q = torch.stack([b.attn.W_Q.detach() for b in model.blocks])  # [L, H, d, d_h]
-    W_K = torch.stack([b.attn.W_K.detach() for b in model.blocks])
-    return symmetry_score(W_Q, W_K).cpu(), layer_symmetry_score(W_Q, W_K).cpu()
-
-
-def train_symmetry_experiment(
-    *,
-    text: str | None = None,
-    steps: int = 600,
-    scale: int = 1,
-    seq_len: int = 16,
-    batch_size: int = 32,
-    record_every: int = 20,
-    mask_prob: float = 0.15,
-    lr: float = 3e-3,
-    seed: int = 0,
-    objectives: Iterable[str] = ("masked", "causal"),
-    positions: str = "learned",
-    device: str | torch.device | None = None,
-    progress: bool | None = None,
-) -> dict[str, TrainingTrace]:
-    """Train two tiny transformers on the same text and track their symmetry scores (lesson 3).
-
-    * ``"masked"``: bidirectional attention (``causal=False``); ``mask_prob`` of the characters are
-      replaced by a ``[MASK]`` token and the model predicts the originals (BERT's objective).
-    * ``"causal"``: causal attention; the model predicts every next character (GPT's objective).
-
-    Both start from the same initial weights (same seed) and see the same batches of windows.
-    Character-level tokens; the default text is :func:`course_text`.
-
-    Args:
-        steps: optimiser steps per model.
-        scale: grows the models: ``d_model = 32 * scale``, ``n_heads = 2 * scale``,
-            ``n_layers = min(1 + scale, 6)``. ``scale=1`` takes seconds on a laptop CPU; ``scale=4`` with
-            a few thousand ``steps`` (and a longer ``text``) suits a GPU.
-        record_every: take the scores every this many steps (and at step 0).
-        positions: ``"learned"`` (absolute, as in BERT and GPT-2; default), ``"rotary"`` or ``"none"``.
-        device: where to train (default :func:`toyattn.device.get_device`).
-
-    Returns ``{"masked": TrainingTrace, "causal": TrainingTrace}``; all scores in the ``r`` convention.
-    """
-    if steps < 1 or record_every < 1 or scale < 1:
-        raise ValueError(f"steps, record_every and scale must be positive, got {steps}, {record_every}, {scale}.")
-    if not 0.0 < mask_prob < 1.0:
-        raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}.")
-    objectives = tuple(objectives)
-    unknown = set(objectives) - {"masked", "causal"}
-    if unknown:
-        raise ValueError(f"objectives must be 'masked' and/or 'causal', got {sorted(unknown)}.")
-    dev = get_device(device)
-    text = course_text() if text is None else text
-    if len(text) < seq_len + 2:
-        raise ValueError(f"The text has {len(text)} characters; it needs more than seq_len + 1 = {seq_len + 1}.")
-    chars = sorted(set(text))
-    vocab = {c: i for i, c in enumerate(chars)}
-    mask_id = len(chars)  # one extra token id, used by the masked objective only
-    data = torch.tensor([vocab[c] for c in text], dtype=torch.long)
-
-    n_heads = 2 * scale
-    cfg_kwargs = dict(
-        vocab_size=len(chars) + 1,
-        max_len=seq_len,
-        d_model=32 * scale,
-        n_layers=min(1 + scale, 6),
-        n_heads=n_heads,
-        positions=positions,
-        mlp=True,
-    )
-    # The same windows for both objectives: draw every batch's start positions up front.
-    g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(0, len(data) - seq_len - 1, (steps, batch_size), generator=g)
-    mask_draws = torch.rand(steps, batch_size, seq_len, generator=g)
-
-    # Models this small train several times faster on one CPU thread: splitting a 32-wide matmul across
-    # threads costs more in synchronisation than it saves (far more on a busy shared machine).
-    threads = 1 if dev.type == "cpu" and scale == 1 else torch.get_num_threads()
-    traces: dict[str, TrainingTrace] = {}
-    with cpu_threads(threads):
-        for objective in objectives:
-            traces[objective] = _train_one(
-                objective, cfg_kwargs, data, starts, mask_draws < mask_prob, mask_id, record_every, lr, seed,
-                dev, progress,
-            )
-    return traces
-
-
-def _train_one(
-    objective: str,
-    cfg_kwargs: dict[str, Any],
-    data: torch.Tensor,
-    starts: torch.Tensor,
-    mask: torch.Tensor,
-    mask_id: int,
-    record_every: int,
-    lr: float,
-    seed: int,
-    dev: torch.device,
-    progress: bool | None,
-) -> TrainingTrace:
-    """One run of :func:`train_symmetry_experiment`: ``starts [steps, batch]`` window starts,
-    ``mask [steps, batch, seq_len]`` which positions the masked objective hides."""
-    from .device import seed_everything
-    from .models.transformer import Transformer, TransformerConfig
-    from .progress import progress as progress_bar
-
-    steps, seq_len = starts.shape[0], mask.shape[-1]
-    seed_everything(seed)
-    model = Transformer(TransformerConfig(causal=(objective == "causal"), **cfg_kwargs)).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    losses: list[float] = []
-    records = [(0, *_model_scores(model))]  # (step, head scores, layer scores)
-    offsets = torch.arange(seq_len + 1)
-    for step in progress_bar(range(steps), total=steps, desc=f"{objective} training", enabled=progress):
-        windows = data[starts[step][:, None] + offsets]  # [batch, seq_len + 1]
-        if objective == "causal":
-            inputs, targets = windows[:, :-1], windows[:, 1:]
-            logits = model(inputs.to(dev))
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.to(dev).flatten())
-        else:
-            tokens = windows[:, :-1]
-            masked = mask[step].clone()
-            masked[:, 0] |= ~masked.any(dim=1)  # every window predicts at least one token
-            inputs = tokens.masked_fill(masked, mask_id)
-            logits = model(inputs.to(dev))
-            m = masked.to(dev)  # the loss counts the hidden positions only
-            loss = torch.nn.functional.cross_entropy(logits[m], tokens.to(dev)[m])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % record_every == 0 or step + 1 == steps:
-            records.append((step + 1, *_model_scores(model)))
-    return TrainingTrace(
-        objective=objective,
-        steps=torch.tensor([r[0] for r in records]),
-        head_scores=torch.stack([r[1] for r in records]),
-        layer_scores=torch.stack([r[2] for r in records]),
-        losses=torch.tensor(losses),
     )

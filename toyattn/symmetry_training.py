@@ -17,6 +17,7 @@ runs (steps to a loss, gradients of ``W_q W_k^T``) are in :mod:`toyattn.symmetry
 
 from __future__ import annotations
 
+import codecs
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +31,6 @@ from .device import cpu_threads, get_device, seed_everything
 from .models.transformer import Transformer, TransformerConfig
 from .progress import progress as progress_bar
 from .symmetry import (
-    course_text,
     directionality_score,
     layer_bilinear,
     matrix_symmetry_score,
@@ -39,6 +39,7 @@ from .symmetry import (
 
 __all__ = [
     "INITS",
+    "course_text",
     "OBJECTIVES",
     "CharTask",
     "TrainingTrace",
@@ -53,6 +54,26 @@ __all__ = [
 OBJECTIVES = ("masked", "causal")
 INITS = ("standard", "symmetric")
 SMOOTHING = 20  # steps in the moving average that decides when a run has reached a loss
+
+
+# ---------------------------------------------------------------------------------------------
+# The text
+# ---------------------------------------------------------------------------------------------
+
+
+def course_text() -> str:
+    """The training text of lesson 3's experiment: *The Zen of Python*, which ships with every Python.
+
+    Read from the standard library's ``this`` module (stored ROT13-encoded there), so nothing is
+    downloaded and every student trains on the same 850 characters.
+    """
+    import contextlib
+    import importlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the poem: keep it quiet
+        this = importlib.import_module("this")
+    return codecs.decode(this.s, "rot13")
 
 
 # ---------------------------------------------------------------------------------------------
