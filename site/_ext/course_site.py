@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 KERNEL_STARTUP = HERE.parent / "kernel" / "plotly_site_renderer.py"
 PLOTLY_JS = "plotly.min.js"
+BUILD_RECORD = "course_site.json"
 KNOWN_PROVIDERS = ("github", "gitlab", "bitbucket")
 # The kernel every .ipynb twin names; the py:percent sources carry no header.
 PYTHON_KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -107,6 +109,8 @@ def _use_execution_cache(app: Sphinx, config) -> None:
             shutil.rmtree(stale, ignore_errors=True)  # outputs of older package code: never shown again
     cache.mkdir(parents=True, exist_ok=True)
     config.nb_execution_cache_path = str(cache)
+    # For the site's browser test: which cache holds the runs this build shows.
+    (cache.parent.parent / BUILD_RECORD).write_text(json.dumps({"execution_cache": str(cache)}), encoding="utf-8")
     logger.info(f"[course_site] execution cache for this package code: {cache}")
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import re
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -135,33 +137,24 @@ def offline_page(browser_context, site_url):
     page.page.close()
 
 
-def _course_site():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "site" / "_ext"))
-    try:
-        import course_site
-    finally:
-        sys.path.pop(0)
-    return course_site
-
-
 def _executed(lesson: str) -> dict:
     """What the build's run of a lesson produced: matplotlib images, plotly figures, markdown with math.
 
-    Read from the build's execution cache (under site/_build/.jupyter_cache), matched to the
-    lesson's current source: a lesson or package edited since the last build has no match, and
-    the test says so.
+    Read from the execution cache the last build used (site/_build/course_site.json names it): its
+    latest run of the lesson, which is what the page shows.
     """
     from jupyter_cache import get_cache
 
-    course_site = _course_site()
-    source = course_site.read_py_percent((ROOT / "notebooks" / f"{lesson}.py").read_text(encoding="utf-8"))
-    try:
-        _, nb = get_cache(str(course_site.execution_cache(BUILD))).merge_match_into_notebook(source)
-    except KeyError:
-        pytest.fail(f"notebooks/{lesson}.py or the package changed since the site was built: run `make site`",
+    record = BUILD / "course_site.json"
+    if not record.exists():
+        pytest.fail(f"{record.relative_to(ROOT)} is missing: run `make site`", pytrace=False)
+    cache = get_cache(json.loads(record.read_text(encoding="utf-8"))["execution_cache"])
+    source = str(ROOT / "notebooks" / f"{lesson}.py")
+    runs = [r for r in cache.list_cache_records() if r.uri == source]
+    if not runs:
+        pytest.fail(f"notebooks/{lesson}.py has no run in the site's execution cache: is it in site/_toc.yml?",
                     pytrace=False)
+    nb = cache.get_cache_bundle(max(runs, key=lambda r: r.created).pk).nb
     images = plotly = 0
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -170,7 +163,14 @@ def _executed(lesson: str) -> dict:
                 plotly += 1
             elif "image/png" in data:
                 images += 1
-    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    # The cache keeps code cells only; the prose comes from the lesson's source.
+    sys.path.insert(0, str(ROOT / "site" / "_ext"))
+    try:
+        from course_site import read_py_percent
+    finally:
+        sys.path.pop(0)
+    lesson_nb = read_py_percent((ROOT / "notebooks" / f"{lesson}.py").read_text(encoding="utf-8"))
+    markdown = [c.source for c in lesson_nb.cells if c.cell_type == "markdown"]
     without_code = [re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", m, flags=re.S)) for m in markdown]
     title = next(line[2:].strip() for m in markdown for line in m.splitlines() if line.startswith("# "))
     return {"images": images, "plotly": plotly, "math": any(RAW_MATH.search(m) for m in without_code),
