@@ -151,9 +151,10 @@ site: $(SITE_STAMP) pretrained
 	  $(VENV)/bin/jupyter-book build . --config site/_config.yml --toc site/_toc.yml --path-output site && \
 	echo "site: built in $$(( $$(date +%s) - start )) s: site/_build/html/index.html"
 
-# Only the website's browser test (builds the site first).
+# Only the website's tests: the site in the browser (builds it first), and its launch buttons.
 site-test: browser-deps site
-	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser/test_site_browser.py -m browser $(PYTEST_ARGS)
+	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser/test_site_browser.py \
+	  tests/browser/test_site_launch_buttons.py -m browser $(PYTEST_ARGS)
 
 test-fast: install sandbox-deps
 	$(VENV)/bin/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
