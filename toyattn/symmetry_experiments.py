@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .device import cpu_threads
 from .models.transformer import Transformer
 from .symmetry_training import (
     INITS,
@@ -145,20 +146,26 @@ def bilinear_gradients(
         scores.append(t)
         return t
 
+    hooks = [(f"blocks.{i}.attn.hook_attn_scores", keep) for i in range(len(model.blocks))]
+    scale = 1.0 / math.sqrt(model.cfg.d_head)
     try:
-        with model.hooks([(f"blocks.{i}.attn.hook_attn_scores", keep) for i in range(len(model.blocks))]):
+        with cpu_threads(_threads_for(model)), model.hooks(hooks):
             loss = _objective_loss(objective, model, windows, masked if masked is not None else windows[:, :-1] < 0, mask_id or 0)
             model.zero_grad(set_to_none=True)
             loss.backward()
+            # scores' grad is zero where the causal mask set -inf, so the sum runs over allowed pairs only.
+            return torch.stack([
+                torch.einsum("bhij,bid,bje->hde", s.grad, x.detach(), x.detach()) * scale
+                for s, x in zip(scores, inputs, strict=True)
+            ])
     finally:
         for h in handles:
             h.remove()
-    scale = 1.0 / math.sqrt(model.cfg.d_head)
-    # scores' grad is zero where the causal mask set -inf, so the sum runs over allowed pairs only.
-    return torch.stack([
-        torch.einsum("bhij,bid,bje->hde", s.grad, x.detach(), x.detach()) * scale
-        for s, x in zip(scores, inputs, strict=True)
-    ])
+
+
+def _threads_for(model: Transformer) -> int | None:
+    """One CPU thread for the lesson's tiny models: several times faster (see toyattn.device.cpu_threads)."""
+    return 1 if model.device.type == "cpu" and model.cfg.d_model <= 128 else None
 
 
 def bilinear_update(trace: TrainingTrace) -> torch.Tensor:
@@ -166,7 +173,9 @@ def bilinear_update(trace: TrainingTrace) -> torch.Tensor:
 
     The initial weights are rebuilt from the trace's seed and init (as :func:`train_runs` drew them).
     """
-    return _head_forms(trace.model()) - _head_forms(trace.initial_model())
+    final, start = trace.model(), trace.initial_model()
+    with cpu_threads(_threads_for(final)):
+        return _head_forms(final) - _head_forms(start)
 
 
 def _head_forms(model: Transformer) -> torch.Tensor:
