@@ -771,9 +771,9 @@ print(f"masked, symmetric init: mean per-head r at step 0 {np.round(start_r, 2).
 # there sooner.
 #
 # At this scale the answer is **no**, for both objectives: no seed of the masked model reaches its loss
-# much sooner from the symmetric start, most take longer, and the causal ratios sit at or a little
-# above 1 (`tests/test_symmetry_training.py` checks that no seed of the masked model gets there even 20%
-# sooner). The last printed line shows that the symmetric start does not last: the heads start at
+# much sooner from the symmetric start, and no seed of the causal model gains either (read the printed
+# ratios; `tests/test_symmetry_training.py` checks that no masked seed gets there even 20% sooner and no
+# causal seed 10% sooner). The last printed line shows that the symmetric start does not last: the heads start at
 # $r = 1$ and are well below it by the time every run has reached the loss (the test checks that too), so training
 # moves the model away from the symmetric start instead of building on it. A null result here does not contradict the
 # paper: this model has 2 layers of width 32 and learns 850 characters, theirs are BERT-sized models on
