@@ -236,8 +236,8 @@ plt.show()
 #   blocks are *pre-LayerNorm*: attention reads $\hat x = \mathrm{LN}(x)$, the residual centred,
 #   divided by its standard deviation, times a learned gain plus a learned bias, not $x$ itself.
 #   The exact score of query position $i$ on key position $j$ is
-#   $$ \text{score}_{ij} = \hat x_i W_{qk}(i - j)\, \hat x_j^\top
-#      + \big(\hat x_i W_Q R\, b_K^\top + b_Q R\, W_K^\top \hat x_j^\top + b_Q R\, b_K^\top\big) / \sqrt{d_{head}}, $$
+#   $$ \text{score}_{ij} = \hat x_i W_{qk}(i - j)\, \hat x_j^\top +
+#      \big(\hat x_i W_Q R\, b_K^\top + b_Q R\, W_K^\top \hat x_j^\top + b_Q R\, b_K^\top\big) / \sqrt{d_{head}}, $$
 #   so $\hat x_i W_{qk} \hat x_j^\top$ is the whole score only when the biases are zero, and it is
 #   written in the layer-normed $\hat x$, not the residual $x$. The cell after the next checks this
 #   on the trained model;
