@@ -136,6 +136,37 @@ except AssertionError as err:
     print("The check says:", err)
 
 # %% [markdown]
+# ## Plots you can hover
+#
+# The lessons draw matrices as heatmaps: a static one for the page, and an interactive twin in which
+# hovering a cell shows its row, its column and its value. The next cell builds an attention pattern for
+# five words from random scores, with the softmax above and a *causal mask* (a position may only look at
+# itself and at earlier positions). Row = the position that looks (the query), column = the position
+# looked at (the key).
+#
+# **Predict first:** which cells will be exactly 0? And what will each row add up to?
+
+# %%
+from toyattn.plotting import heatmap_plotly
+
+words = ["<ST>", "man", "ordered", "the", "chicken"]
+seed_everything(0)
+scores = torch.randn(len(words), len(words))
+future = torch.ones(len(words), len(words), dtype=torch.bool).triu(diagonal=1)  # key after query
+pattern = softmax(scores.masked_fill(future, float("-inf")))
+heatmap_plotly(pattern, words, words, title="A causal attention pattern from random scores (hover a cell)",
+               xlabel="key (looked at)", ylabel="query (looking)", colorscale="Greens", zmin=0, zmax=1)
+
+# %% [markdown]
+# Hover the cells above the diagonal: they are exactly 0, because $e^{-\infty} = 0$, so no position
+# sees a later one. Each row is a softmax, so its weights add up to 1 (the next cell prints the sums);
+# the first row has only one cell to give its weight to. Lesson 1 trains such a pattern instead of
+# drawing it at random.
+
+# %%
+print("row sums:", pattern.sum(dim=-1))
+
+# %% [markdown]
 # ## What to do next
 #
 # * Open `exercises/00_warmup.ipynb` and do its two exercises.

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from toyattn import get_device, seed_everything
-from toyattn.plotting import heatmap, heatmap_grid
+from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly
 from toyattn.symmetry import (
     directionality_score,
     from_signed,
@@ -413,6 +413,14 @@ if reports:
         )
     plt.tight_layout()
     plt.show()
+
+# %%
+# The first model's map again, interactive: hover a head to read its layer, index and r.
+if reports:
+    first, report = next(iter(reports.items()))
+    heatmap_plotly(report.head_scores, [f"L{i}" for i in range(report.n_layers)],
+                   [f"H{h}" for h in range(report.n_heads)], title=f"{first}: per-head r (hover a head)",
+                   xlabel="head", ylabel="layer", zmin=0.3, zmax=1.0)
 
 # %% [markdown]
 # Each cell is one head's $r$, on the same colour scale (0.3 to 1) for all three models, so brighter

@@ -56,7 +56,7 @@ from toyattn.induction import (
     train_copy_model,
     zipf_probs,
 )
-from toyattn.plotting import heatmap_grid
+from toyattn.plotting import heatmap_grid, heatmap_plotly
 
 seed_everything(0)
 device = get_device()
@@ -213,6 +213,11 @@ fig = heatmap_grid(
     xlabel="key token", ylabel="query token",
 )
 plt.show()
+
+# %%
+# Layer 2's pattern again, interactive: hover a row of the second copy to read which key it attends to.
+heatmap_plotly(cache["blocks.1.attn.hook_pattern"][k, 0], labels, labels, title="Layer 2 (hover a cell)",
+               xlabel="key token", ylabel="query token", colorscale="Greens", zmin=0, zmax=1)
 
 # %% [markdown]
 # In a run that learned the rule, look for this. Left: a bright line just below the diagonal, each

@@ -1,3 +1,20 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Lesson 5: proving the induction circuit, and finding it in a real model
 #
@@ -71,6 +88,7 @@ from toyattn.induction_heads import (  # noqa: E402
     top_heads,
 )
 from toyattn.interventions import patch_activation  # noqa: E402
+from toyattn.plotting import heatmap_plotly  # noqa: E402
 
 seed_everything(0)
 torch.set_num_threads(1)  # small models: one thread is the robust choice on a shared machine
@@ -513,6 +531,13 @@ plt.show()
 top_prev, top_ind = top_heads(scores["previous_token"], 5), top_heads(scores["induction"], 5)
 print("top previous-token heads (layer, head, score):", [(layer, h, round(s, 2)) for layer, h, s in top_prev])
 print("top induction heads      (layer, head, score):", [(layer, h, round(s, 2)) for layer, h, s in top_ind])
+
+# %%
+# The induction map again, interactive: hover a head to read its layer, index and score.
+n_layers_llm, n_heads_llm = np.shape(scores["induction"])
+heatmap_plotly(scores["induction"], [f"L{i}" for i in range(n_layers_llm)], [f"H{h}" for h in range(n_heads_llm)],
+               title="SmolLM2: induction score (hover a head)", xlabel="head", ylabel="layer",
+               colorscale="Magma", zmin=0, zmax=1, annotate=False)
 
 # %% [markdown]
 # **Reveal.** The heatmaps and the printed lists answer it: a few heads have induction scores far
