@@ -39,10 +39,10 @@ class ReaderAdapter:
         self.path = Path(path)
         reader = gguf.GGUFReader(str(path))
         self.metadata = {k: reader.fields[k].contents() for k in _KEYS if k in reader.fields}
-        self._tensors = {t.name: t for t in reader.tensors}
+        self.tensors = {t.name: t for t in reader.tensors}
 
     def dequantize(self, name: str) -> np.ndarray:
-        t = self._tensors[name]
+        t = self.tensors[name]
         shape = tuple(int(n) for n in reversed(t.shape))
         return np.array(gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape), dtype=np.float32)
 
