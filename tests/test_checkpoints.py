@@ -4,11 +4,11 @@ downloads), safetensors and GGUF files written by the tests, and the two package
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
+from pretrained_helpers import pretrained
 
 from toyattn import checkpoints
 from toyattn.checkpoints import (
@@ -321,16 +321,6 @@ def test_missing_package_error_names_make_pretrained(monkeypatch):
 
 
 # ------------------------------------------------------------------ the packaged real checkpoints
-
-
-def pretrained(locate):
-    """The packaged file, or a skip naming `make pretrained` (a failure when CI requires them)."""
-    try:
-        return locate()
-    except PretrainedNotInstalled as err:
-        if os.environ.get("TOYATTN_REQUIRE_PRETRAINED") == "1":
-            pytest.fail(f"TOYATTN_REQUIRE_PRETRAINED=1 but: {err}")
-        pytest.skip(f"{err} (set TOYATTN_REQUIRE_PRETRAINED=1 to make this a failure)")
 
 
 @pytest.mark.pretrained

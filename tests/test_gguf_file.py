@@ -3,13 +3,12 @@ get errors that name the file."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
+from pretrained_helpers import pretrained
 
-from toyattn.checkpoints import PretrainedNotInstalled, iter_qk_layers, smollm2_gguf_path
+from toyattn.checkpoints import iter_qk_layers, smollm2_gguf_path
 from toyattn.gguf_file import GGUFError, GGUFFile
 
 gguf = pytest.importorskip("gguf")
@@ -139,12 +138,7 @@ def test_missing_tensor_names_it(tmp_path):
 
 @pytest.mark.pretrained
 def test_packaged_smollm2_matches_gguf_reader():
-    try:
-        path = smollm2_gguf_path()
-    except PretrainedNotInstalled as err:
-        if os.environ.get("TOYATTN_REQUIRE_PRETRAINED") == "1":
-            pytest.fail(str(err))
-        pytest.skip(str(err))
+    path = pretrained(smollm2_gguf_path)
     ours = assert_same_as_gguf_reader(path)
     assert ours.metadata["llama.attention.head_count"] == 9
     assert ours.metadata["tokenizer.ggml.tokens"] is None
@@ -185,12 +179,7 @@ def test_packaged_gemma3_reads_and_scores():
     from toyattn.checkpoints import GEMMA_NOTICE, gemma3_gguf_path
     from toyattn.symmetry import score_model
 
-    try:
-        path = gemma3_gguf_path()
-    except PretrainedNotInstalled as err:
-        if os.environ.get("TOYATTN_REQUIRE_PRETRAINED") == "1":
-            pytest.fail(str(err))
-        pytest.skip(str(err))
+    path = pretrained(gemma3_gguf_path)
     assert "Gemma Terms of Use" in GEMMA_NOTICE
     layers = iter_qk_layers(path)
     assert (layers.architecture, layers.n_layers, layers.n_heads, layers.n_kv_heads) == ("gemma3", 18, 4, 1)

@@ -418,13 +418,12 @@ def test_plots_have_labels_and_discrete_colours():
 
 @pytest.mark.pretrained
 def test_minilm_layer_as_mha_matches_transformers_and_recovers_its_heads():
-    from toyattn.checkpoints import PretrainedNotInstalled, minilm_path
+    from pretrained_helpers import pretrained
+
+    from toyattn.checkpoints import minilm_path
     from toyattn.heads import bert_attention_as_mha
 
-    try:
-        path = minilm_path()
-    except PretrainedNotInstalled as err:
-        pytest.skip(str(err))
+    path = pretrained(minilm_path)
     mha = bert_attention_as_mha(path, 2, n_heads=12)
     g = gen(10)
     x = torch.randn(2, 6, 384, generator=g)

@@ -59,11 +59,11 @@ def test_bad_tokens_are_named():
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from toyattn.checkpoints import pretrained_available
+    from pretrained_helpers import pretrained
 
-    if not pretrained_available().get("smollm2"):
-        pytest.skip("SmolLM2 is not installed (make pretrained)")
-    return load_llama_gguf()
+    from toyattn.checkpoints import smollm2_gguf_path
+
+    return load_llama_gguf(pretrained(smollm2_gguf_path))
 
 
 def test_smollm2_copies_a_repeated_random_sequence(smollm2):

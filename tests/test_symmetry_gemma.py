@@ -3,13 +3,11 @@ MiniLM and SmolLM2, and the row/column norms behind directionality. Deterministi
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from pretrained_helpers import pretrained
 
 from toyattn.checkpoints import (
-    PretrainedNotInstalled,
     gemma3_gguf_path,
     iter_qk_layers,
     minilm_path,
@@ -18,16 +16,6 @@ from toyattn.checkpoints import (
 from toyattn.symmetry import directionality_score, layer_bilinear, median, score_model
 
 pytestmark = pytest.mark.pretrained
-
-
-def pretrained(locate):
-    """The packaged file, or a skip naming `make pretrained` (a failure when CI requires them)."""
-    try:
-        return locate()
-    except PretrainedNotInstalled as err:
-        if os.environ.get("TOYATTN_REQUIRE_PRETRAINED") == "1":
-            pytest.fail(f"TOYATTN_REQUIRE_PRETRAINED=1 but: {err}")
-        pytest.skip(f"{err} (set TOYATTN_REQUIRE_PRETRAINED=1 to make this a failure)")
 
 
 def s(r: float) -> float:
