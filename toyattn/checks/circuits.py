@@ -17,7 +17,7 @@ import torch
 from .. import circuits as C
 from ..models.transformer import Transformer, TransformerConfig
 from .answers import Returned
-from .core import Case, CheckFailed, assert_close, exercise_check
+from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check
 from .guards import forbid_calls_into
 
 __all__ = [
@@ -31,14 +31,6 @@ __all__ = [
 _NO_LIBRARY = forbid_calls_into(
     C, hint="toyattn.circuits holds the course's answer; the exercise is to compute it yourself."
 )
-
-
-def _scalar(got: Returned, what: str) -> float:
-    if got.is_tuple:
-        raise CheckFailed(f"{what}: expected one number, got a tuple of {len(got.arrays)} values.")
-    if got.value.size != 1:
-        raise CheckFailed(f"{what}: expected one number, got an array of shape {tuple(got.value.shape)}.")
-    return float(got.value.reshape(()))
 
 
 def _same(a: np.ndarray | float, b: np.ndarray | float, rtol: float, atol: float) -> bool:
@@ -57,7 +49,7 @@ def _name_the_mistake(got: np.ndarray | float, expected: np.ndarray | float, mis
 
 def _judge_number(got: Returned, expected: float, what: str, mistakes: dict[str, float],
                   rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    value = _scalar(got, what)
+    value = as_scalar(got, what)
     if _same(value, expected, rtol, atol):
         return
     raise CheckFailed(f"{what}: expected {expected:.6g}, got {value:.6g}."
@@ -232,7 +224,7 @@ def check_random_matching_baseline(case: Case, got: Returned) -> None:
     reference's mean within a statistical tolerance (4 standard errors of each)."""
     d, r, n = case.args
     what = f"baseline for {case.name}"
-    value = _scalar(got, what)
+    value = as_scalar(got, what)
     mean, std = _reference_baseline(d, r, "largest")
     tol = 4 * std * (1 / math.sqrt(n) + 1 / math.sqrt(_REFERENCE_RUNS)) + 0.005
     if abs(value - mean) <= tol:

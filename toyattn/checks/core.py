@@ -348,6 +348,15 @@ def _assert_close(
         raise CheckFailed(msg)
 
 
+def as_scalar(got: Returned, what: str) -> float:
+    """The one number a student's function returned (a float, a 0-d or one-element array or tensor)."""
+    if got.is_tuple:
+        raise CheckFailed(f"{what}: expected one number, got a tuple of {len(got.arrays)} values.")
+    if got.value.size != 1:
+        raise CheckFailed(f"{what}: expected one number, got an array of shape {tuple(got.value.shape)}.")
+    return float(got.value.reshape(()))
+
+
 def assert_equal(actual: Any, expected: Any, *, what: str = "result") -> None:
     """Assert exact equality of plain values (ints, strings, tuples), with both shown."""
     if actual != expected:

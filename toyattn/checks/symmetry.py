@@ -13,7 +13,7 @@ import torch
 
 from .. import symmetry as S
 from .answers import Returned
-from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
+from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check, torch_generator
 from .guards import forbid_calls_into, forbid_large_intermediates, forbid_loops
 
 __all__ = [
@@ -56,14 +56,6 @@ def _head_cases(rng: np.random.Generator) -> list[Case]:
     ]
 
 
-def _scalar(got: Returned, what: str) -> float:
-    if got.is_tuple:
-        raise CheckFailed(f"{what}: expected one number, got a tuple of {len(got.arrays)} values.")
-    if got.value.size != 1:
-        raise CheckFailed(f"{what}: expected one number, got an array of shape {tuple(got.value.shape)}.")
-    return float(got.value.reshape(()))
-
-
 def _judge_number(got: float, expected: float, what: str, mistakes: dict[str, float], atol: float = 1e-6) -> None:
     """Fail unless ``got`` is ``expected``; name the first mistake whose value ``got`` matches instead."""
     if np.isclose(got, expected, rtol=1e-5, atol=atol):
@@ -96,7 +88,7 @@ def _score_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, r: float) -> dict[str,
 def _judge_head_score(case: Case, got: Returned) -> None:
     W_q, W_k = case.args
     r = float(S.symmetry_score(W_q, W_k))  # the trace form: cheap for wide heads
-    _judge_number(_scalar(got, f"score of {case.name}"), r, f"score of {case.name}", _score_mistakes(W_q, W_k, r))
+    _judge_number(as_scalar(got, f"score of {case.name}"), r, f"score of {case.name}", _score_mistakes(W_q, W_k, r))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -267,4 +259,4 @@ def check_layer_symmetry_score(case: Case, got: Returned) -> None:
     W_Q, W_K = case.args
     r = float(S.layer_symmetry_score(W_Q, W_K))
     what = f"layer score of {case.name}"
-    _judge_number(_scalar(got, what), r, what, _layer_mistakes(W_Q, W_K, r))
+    _judge_number(as_scalar(got, what), r, what, _layer_mistakes(W_Q, W_K, r))
