@@ -4,8 +4,8 @@ The built site (``site/_build/html``) is served from ``127.0.0.1``; every reques
 is blocked and recorded, so a page that needs a CDN (MathJax, plotly.js, fonts) fails. For every
 lesson (``notebooks/*.py``, globbed, so a new lesson must also appear on the site) the page must
 have its title and section headings, math typeset by the site's own MathJax with no raw ``$...$``
-left in the prose, every matplotlib figure of the executed notebook loaded, and every plotly figure
-drawn and showing a tooltip on hover. Search must find "symmetry". Problem-set pages carry the
+left in the prose, every matplotlib figure of the executed notebook loaded, and at least one plotly
+figure, every one drawn and showing a tooltip on hover. Search must find "symmetry". Problem-set pages carry the
 stubs and none of the answers. No page may log a console error. Screenshots go to
 ``artifacts/site/``.
 
@@ -201,7 +201,6 @@ def _hover_shows_tooltip(page, index: int) -> bool:
     return False
 
 
-_PLOTLY_SEEN: dict[str, int] = {}
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -225,6 +224,8 @@ def test_lesson_page_renders_offline(lesson, offline_page, site_url, site_artifa
     if broken or len(state["images"]) != expected["images"]:
         problems.append(f"{expected['images']} matplotlib figure(s) in the executed lesson, "
                         f"{len(state['images'])} on the page, {len(broken)} not loaded")
+    if not state["plots"]:
+        problems.append("no interactive plotly figure on the page (each lesson shows at least one)")
     if len(state["plots"]) != expected["plotly"]:
         problems.append(f"{expected['plotly']} plotly figure(s) in the executed lesson, {len(state['plots'])} on the page")
     undrawn = [p for p in state["plots"] if not (p["traces"] and p["svg"] and p["width"] > 50)]
@@ -241,14 +242,7 @@ def test_lesson_page_renders_offline(lesson, offline_page, site_url, site_artifa
     if state["math"]:
         page.locator("article mjx-container").first.scroll_into_view_if_needed()
         page.screenshot(path=str(site_artifacts / f"{lesson}_math.png"))
-    _PLOTLY_SEEN[lesson] = len(state["plots"])
     assert not problems, f"notebooks/{lesson} on the site:\n  " + "\n  ".join(problems)
-
-
-def test_some_lesson_has_an_interactive_plotly_figure(site_url):
-    # After the lesson pages (file order): the site as a whole must carry interactive figures.
-    counts = _PLOTLY_SEEN or {lesson: _executed(lesson)["plotly"] for lesson in LESSONS}
-    assert sum(counts.values()) >= 1, f"no plotly figure on any lesson page: {counts}"
 
 
 def test_search_finds_symmetry(offline_page, site_url, site_artifacts):
