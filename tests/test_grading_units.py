@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -155,7 +156,6 @@ def test_without_bwrap_grading_refuses_and_says_why(tmp_path, monkeypatch, capsy
 
 
 def test_limits_hold_inside_the_sandbox_and_cannot_be_raised(tmp_path):
-    import subprocess
 
     sandbox_or_skip()
     code = (
@@ -178,6 +178,27 @@ def test_limits_hold_inside_the_sandbox_and_cannot_be_raised(tmp_path):
                           "os.execvpe(sys.argv[1], sys.argv[1:], os.environ)", *cmd],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["kept", str(2**31), "refused", "file", "too", "large"], out.stderr[-2000:]
+
+
+def test_python_and_course_under_the_hosts_tmp_stay_visible(tmp_path, monkeypatch):
+    # A checkout in /tmp (as CI's clone may be) puts the venv and the package under the host's /tmp, which
+    # the sandbox replaces with the student's own: they must be mounted on top of it, not hidden by it.
+    sandbox_or_skip()
+    course = tmp_path / "checkout" / ".venv"
+    course.mkdir(parents=True)
+    (course / "marker.txt").write_text("venv visible")
+    (tmp_path / "checkout" / "solutions").mkdir()
+    (tmp_path / "checkout" / "solutions" / "answer.txt").write_text("secret")
+    shown = sandbox._python_dirs()
+    monkeypatch.setattr(sandbox, "_python_dirs", lambda: [*shown, course])
+    scratch = tmp_path / "sandbox"
+    (scratch / "work").mkdir(parents=True)
+    code = (f"import os; print(open({str(course / 'marker.txt')!r}).read()); "
+            f"print(os.path.exists({str(tmp_path / 'checkout' / 'solutions')!r}))")
+    cmd = sandbox.bwrap_command(sandbox.find_bwrap(), scratch, scratch / "work", [sys.executable, "-c", code],
+                                hidden=[tmp_path / "checkout" / "solutions"])
+    out = subprocess.run(cmd, env=sandbox.sandbox_env(scratch, {}), capture_output=True, text=True, timeout=120)
+    assert out.stdout.split("\n")[:2] == ["venv visible", "False"], out.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- reports

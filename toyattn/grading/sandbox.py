@@ -148,12 +148,14 @@ def bwrap_command(bwrap: str, scratch: Path, workdir: Path, argv: list[str], *, 
         cmd += ["--ro-bind-try", f, f]
     shown = _python_dirs()
     check_nothing_exposed(shown, hidden)
-    for d in shown:
-        cmd += ["--ro-bind", str(d), str(d)]
     scratch = Path(scratch).resolve()
     (scratch / "tmp").mkdir(exist_ok=True)
-    # /tmp first: the scratch folder may itself lie under /tmp, and must stay visible on top of it.
-    cmd += ["--bind", str(scratch / "tmp"), "/tmp", "--bind", str(scratch), str(scratch),
+    # The student's /tmp first: Python, the course and the scratch folder may themselves lie under the
+    # host's /tmp (a checkout in /tmp, pytest's tmp_path), and are mounted on top of it, so they stay visible.
+    cmd += ["--bind", str(scratch / "tmp"), "/tmp"]
+    for d in shown:
+        cmd += ["--ro-bind", str(d), str(d)]
+    cmd += ["--bind", str(scratch), str(scratch),
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", str(workdir), "--"]
     return cmd + list(argv)
 
