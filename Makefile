@@ -94,7 +94,7 @@ lab: install pretrained
 test: install pretrained sandbox-deps
 	$(VENV)/bin/toyattn doctor
 	$(MAKE) site
-	$(VENV)/bin/python -m pytest --ignore=tests/browser --ignore=notebooks $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests solutions --ignore=tests/browser $(PYTEST_ARGS)
 	$(MAKE) browser-test
 
 # `toyattn grade` runs each notebook in a bubblewrap (bwrap) sandbox, and its tests attack that sandbox.
