@@ -45,8 +45,8 @@ def causal_mask(n_pos: int, device: str | torch.device | None = None) -> torch.T
     """``[n_pos, n_pos]`` bool mask, ``True`` where query ``i`` may attend to key ``j`` (``j <= i``).
 
     Lesson 1 (problem set 01's exercise 1, ``mask_scores``, applies such a mask). The mask is applied
-    once, to the scores, before the softmax: masked scores become ``-inf`` and get weight exactly 0. (The research notebook this lesson grew from,
-    kept outside this repository, multiplied the mask in
+    once, to the scores, before the softmax: masked scores become ``-inf`` and get weight exactly 0.
+    (The research notebook this lesson grew from, kept outside this repository, multiplied the mask in
     a second time after the softmax, which changes nothing and hides where the masking happens.)
     """
     return torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).tril()
