@@ -274,7 +274,11 @@ def test_the_spy_reads_writes_and_reaches_nothing(attacked):
     # Its own scratch folder and kernel only: no other notebook's folder or connection file (HMAC key).
     kernels = next(line for line in text.splitlines() if line.startswith("('kernels'"))
     assert kernels.count("kernel-") <= 1 and len({p.split("/sandbox")[0] for p in kernels.split("'") if "grade-" in p}) <= 1
-    assert "WROTE" not in text.replace(f"('WROTE', '{ESCAPE}')", "") and "no-write" in text  # its own /tmp only
+    # Inside the sandbox /tmp is the student's own (in its scratch folder), so a write below /tmp succeeds
+    # there and reaches nothing: a checkout under the host's /tmp (CI's clone) puts ROOT there too. The
+    # host-side asserts below check that no such file appeared outside.
+    wrote = [line for line in text.splitlines() if line.startswith("('WROTE'")]
+    assert all(line.startswith("('WROTE', '/tmp/") for line in wrote) and "no-write" in text, wrote
     assert "CONNECTED" not in text and text.count("no-connect") == 2
     assert not attacked["connected"], "something in a sandbox connected to a port on the grader's machine"
     assert not Path(ESCAPE).exists() and not Path("/root/planted.txt").exists()
