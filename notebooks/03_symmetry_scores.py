@@ -420,7 +420,7 @@ if reports:
     first, report = next(iter(reports.items()))
     heatmap_plotly(report.head_scores, [f"L{i}" for i in range(report.n_layers)],
                    [f"H{h}" for h in range(report.n_heads)], title=f"{first}: per-head r (hover a head)",
-                   xlabel="head", ylabel="layer", zmin=0.3, zmax=1.0)
+                   xlabel="head", ylabel="layer", zmin=0.3, zmax=1.0).show()
 
 # %% [markdown]
 # Each cell is one head's $r$, on the same colour scale (0.3 to 1) for all three models, so brighter
