@@ -3,7 +3,7 @@
 #   make lab           install (or refresh) .venv and open the course in JupyterLab
 #   make test          install (or refresh) .venv and the pretrained checkpoints, run every test and
 #                      notebook, then the notebooks in JupyterLab in headless Chromium (browser-test)
-#   make test-fast     only the unit tests (no notebooks, no browser), about 3 minutes
+#   make test-fast     only the unit tests (no notebooks, no browser), about 6 minutes
 #   make browser-test  only the real-browser test (installs Playwright, and Chromium where it can)
 #   make site          the course website in site/_build/html (HUB_URL=... REPO_URL=... adds launch buttons)
 #
