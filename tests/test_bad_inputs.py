@@ -39,13 +39,6 @@ def test_split_qkv_refuses_a_bool_head_count():
         split_qkv(torch.zeros(4, 12), True, layout="in_out")
 
 
-def test_as_matrix_refuses_complex_numbers():
-    with pytest.raises(TypeError, match="complex"):
-        circuits.as_matrix(np.ones((2, 2)) * 1j)
-    with pytest.raises(TypeError, match="complex"):
-        circuits.as_matrix(torch.ones(2, 2, dtype=torch.complex64))
-
-
 def test_qk_ov_matching_refuses_non_square_factors():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"must both be \[d_model, d_model\]"):

@@ -158,7 +158,6 @@ def test_estimate_rank_recovers_a_planted_rank():
         (lambda: C.qk_circuit(np.ones((4, 2)), np.ones((4, 3))), ValueError, "same shape"),
         (lambda: C.diagonal_zscore(np.full((2, 2), np.nan)), ValueError, "NaN"),
         (lambda: C.summarise(np.ones(3), "mean"), ValueError, "largest"),
-        (lambda: C.as_matrix("abc", "W"), TypeError, "numbers"),
     ],
 )
 def test_bad_inputs_get_clear_errors(call, err, match):

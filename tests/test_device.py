@@ -1,4 +1,4 @@
-"""toyattn.device: choosing a device, describing the environment, seeding, to_numpy."""
+"""toyattn.device: choosing a device, describing the environment, seeding (reading back from a GPU too)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from toyattn import device as dev
+from toyattn.arrays import to_numpy
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
@@ -110,14 +111,6 @@ def test_seed_everything_makes_runs_repeat():
     assert not torch.equal(torch.randn(5), a[0])
 
 
-def test_to_numpy_handles_grad_bfloat16_and_arrays():
-    w = torch.ones(2, 3, requires_grad=True) * 2
-    assert isinstance(dev.to_numpy(w), np.ndarray) and dev.to_numpy(w).sum() == 12
-    b = torch.tensor([1.5, 2.5], dtype=torch.bfloat16)
-    assert dev.to_numpy(b).dtype == np.float32
-    assert dev.to_numpy([1, 2]).tolist() == [1, 2]
-
-
 def test_free_gpu_memory_is_safe_without_cuda():
     out = dev.free_gpu_memory()
     assert set(out) == {"allocated_gib", "reserved_gib"}
@@ -127,6 +120,6 @@ def test_free_gpu_memory_is_safe_without_cuda():
 def test_cuda_is_chosen_and_to_numpy_reads_back_from_it():
     assert dev.get_device().type == "cuda"
     x = torch.arange(4.0, device="cuda", requires_grad=True)
-    assert dev.to_numpy(x * 2).tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert to_numpy(x * 2).tolist() == [0.0, 2.0, 4.0, 6.0]
     info = dev.describe()
     assert info["gpus"] and info["gpus"][0]["memory_total_gib"] > 0

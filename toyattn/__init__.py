@@ -2,7 +2,8 @@
 
 Modules by concept, with the lesson that teaches each:
 
-* :mod:`toyattn.device`        - choosing CPU/GPU, seeding, ``describe()``, ``to_numpy`` (lesson 0)
+* :mod:`toyattn.device`        - choosing CPU/GPU, seeding, ``describe()`` (lesson 0)
+* :mod:`toyattn.arrays`        - the one converter: tensors/arrays/lists in, checked arrays out, ``to_numpy`` (lesson 0)
 * :mod:`toyattn.progress`      - progress bars that show in notebooks and stay quiet in tests
 * :mod:`toyattn.hooks`         - named hook points, ``run_with_cache``, temporary hooks (lesson 1)
 * :mod:`toyattn.corpus`        - the two-sentence toy corpus (lesson 1)
@@ -28,16 +29,23 @@ Modules by concept, with the lesson that teaches each:
 
 __version__ = "0.1.0"
 
-_FROM_DEVICE = ("describe", "get_device", "seed_everything", "to_numpy", "try_gpu")
+#: Names ``from toyattn import ...`` gives, and the module each lives in.
+_TOP_LEVEL = {
+    "describe": "device",
+    "get_device": "device",
+    "seed_everything": "device",
+    "try_gpu": "device",
+    "to_numpy": "arrays",
+}
 
 
 def __getattr__(name: str):
     # Imported on first use (``from toyattn import seed_everything`` works as before), so tools that
     # need no torch, such as the runner inside each grading sandbox, start without importing it.
-    if name in _FROM_DEVICE:
-        from . import device
+    if name in _TOP_LEVEL:
+        import importlib
 
-        return getattr(device, name)
+        return getattr(importlib.import_module(f".{_TOP_LEVEL[name]}", __name__), name)
     raise AttributeError(f"module 'toyattn' has no attribute {name!r}")
 
 

@@ -24,12 +24,12 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-import torch
+
+from .arrays import as_matrix
 
 Summary = Literal["largest", "rms"]
 
 __all__ = [
-    "as_matrix",
     "rotary_matrix",
     "qk_circuit",
     "ov_circuit",
@@ -49,28 +49,6 @@ __all__ = [
     "head_weights",
     "circuit_metrics",
 ]
-
-
-def as_matrix(x: Any, name: str = "matrix", ndim: int = 2) -> np.ndarray:
-    """``x`` (tensor on any device, possibly requiring grad, or array) as a float64 numpy array.
-
-    Raises a ValueError naming ``name`` when it does not have ``ndim`` dimensions or holds NaN/inf.
-    """
-    if isinstance(x, torch.Tensor):
-        if x.is_complex():
-            raise TypeError(f"{name} is a complex tensor ({x.dtype}); these circuits are defined for real weights.")
-        x = x.detach().to("cpu", torch.float64).numpy()
-    if np.iscomplexobj(x):
-        raise TypeError(f"{name} holds complex numbers; these circuits are defined for real weights (take .real?).")
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a tensor or array of numbers, got {type(x).__name__}.") from err
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf; check the weights (did training diverge?).")
-    return arr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from toyattn.circuits import as_matrix, rotary_matrix
+from toyattn.arrays import as_matrix
+from toyattn.circuits import rotary_matrix
 
 __all__ = [
     "composition_score",

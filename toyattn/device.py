@@ -180,20 +180,6 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Gener
     return torch.Generator().manual_seed(seed)
 
 
-def to_numpy(x: Any) -> np.ndarray:
-    """A NumPy copy of a tensor from any device, even one that requires grad; arrays pass through.
-
-    ``tensor.numpy()`` fails on CUDA tensors and on tensors that require grad; this does not.
-    bfloat16 (which NumPy lacks) becomes float32.
-    """
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        return t.cpu().numpy()
-    return np.asarray(x)
-
-
 def describe(device: str | torch.device | None = None) -> dict[str, Any]:
     """Facts about this environment that matter when a notebook misbehaves.
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toyattn.arrays import as_matrix
 from toyattn.circuits import summarise
 
 __all__ = [
@@ -90,11 +91,10 @@ def head_factors(model: Any, layer: int, head: int, fold: bool = True) -> dict[s
 
     attn = model.blocks[layer].attn
     kv = model.cfg.kv_head(head) if hasattr(model.cfg, "kv_head") else head
-    get = lambda W, h: W[h].detach().double().cpu().numpy()  # noqa: E731
-    f = {"W_Q": get(attn.W_Q, head), "W_K": get(attn.W_K, kv), "W_V": get(attn.W_V, kv), "W_O": get(attn.W_O, head)}
+    f = {name: as_matrix(getattr(attn, name)[h], name) for name, h in (("W_Q", head), ("W_K", kv), ("W_V", kv), ("W_O", head))}
     norm = model.blocks[layer].ln1
     if fold and hasattr(norm, "weight"):
-        gain = norm.weight.detach().double().cpu().numpy()
+        gain = as_matrix(norm.weight, "ln1.weight", ndim=1)
         center = isinstance(norm, torch.nn.LayerNorm)
         for name in ("W_Q", "W_K", "W_V"):
             f[name] = fold_norm(f[name], gain, center=center)

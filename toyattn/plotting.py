@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .device import to_numpy
+from .arrays import as_matrix
 
 #: ``annotate=None`` writes the numbers when the matrix has at most this many cells.
 ANNOTATE_MAX_CELLS = 400
@@ -31,17 +31,9 @@ MAX_PLOTLY_HEIGHT = 860
 
 
 def _as_matrix(matrix: Any, what: str = "matrix") -> np.ndarray:
-    """A float 2-D NumPy array from a tensor/array/list, with a clear error otherwise."""
-    try:
-        arr = to_numpy(matrix)
-    except Exception as err:  # noqa: BLE001 - re-raised with a sentence the student can act on
-        raise TypeError(f"{what} must be a tensor or array of numbers, got {type(matrix).__name__} ({err}).") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{what} must hold numbers, got dtype {arr.dtype}.")
-    if arr.ndim != 2:
-        hint = " Select one matrix first, e.g. pattern[0, 0] for batch 0, head 0." if arr.ndim > 2 else ""
-        raise ValueError(f"{what} must be 2-D [rows, cols], got shape {tuple(arr.shape)}.{hint}")
-    return arr.astype(np.float64)
+    """A float 2-D NumPy array to draw; NaN and -inf (masked scores) are allowed."""
+    hint = " Select one matrix first, e.g. pattern[0, 0] for batch 0, head 0."
+    return as_matrix(matrix, what, finite=False, hint=hint, purpose="heatmaps")
 
 
 def _check_labels(labels: Sequence[Any] | None, n: int, which: str) -> list[str] | None:

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .arrays import as_float_tensor
 from .device import get_device
 
 Convention = Literal["r", "s"]
@@ -68,18 +69,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Input checks (every public function goes through these, so bad input gets one clear sentence)
 # ---------------------------------------------------------------------------------------------
-
-
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or NumPy array, got {type(x).__name__}.")
-    if not (x.is_floating_point() or x.is_complex()):
-        raise TypeError(f"{name} must hold floating-point weights, got dtype {x.dtype}; convert with .float().")
-    if x.is_complex():
-        raise TypeError(f"{name} is complex ({x.dtype}); symmetry scores are defined for real weights.")
-    return x.detach()
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:
@@ -119,7 +108,7 @@ def _check_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Te
 
     ``check_finite=False`` leaves the (full-size, so not free) finiteness test to the caller.
     """
-    W_q, W_k = _as_tensor(W_q, "W_q"), _as_tensor(W_k, "W_k")
+    W_q, W_k = as_float_tensor(W_q, "W_q"), as_float_tensor(W_k, "W_k")
     if W_q.dim() < 2 or W_k.dim() < 2:
         raise ValueError(
             f"W_q and W_k must be at least 2-D [d_model, d_head], got shapes {tuple(W_q.shape)} and "
@@ -163,7 +152,7 @@ def repeat_kv_heads(W_k: torch.Tensor, n_heads: int) -> torch.Tensor:
 
     The mapping is :func:`kv_head_for_query` (consecutive groups). Lesson 3.
     """
-    W_k = _as_tensor(W_k, "W_k")
+    W_k = as_float_tensor(W_k, "W_k")
     if W_k.dim() < 3:
         raise ValueError(f"W_k must have a heads axis [..., n_kv_heads, d_model, d_head], got {tuple(W_k.shape)}.")
     index = kv_head_for_query(n_heads, W_k.shape[-3]).to(W_k.device)
@@ -189,7 +178,7 @@ def matrix_symmetry_score(M: Any, *, convention: Convention = "r") -> torch.Tens
     ``r = ||(M + M^T)/2||_F^2 / ||M||_F^2`` (``convention="r"``, in [0, 1]) or ``s = 2r - 1``
     (``convention="s"``, in [-1, 1]). Sums are taken in float64.
     """
-    M = _as_tensor(M, "M")
+    M = as_float_tensor(M, "M")
     if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
     _check_finite(M, "M")
@@ -352,9 +341,7 @@ def _traces_head_by_head(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[
       in two halves. That is 5 instead of 6 ``d d_h^2`` flops per head (BLAS's ``syrk`` does the same;
       torch has no binding for it).
 
-    Measured on a 2-core CPU (``benchmarks/bench_symmetry.py``, d=4096, 32 heads, d_h=128, float32):
-    1.50-1.58x the time the square-matmul rate needs for ``6 d d_h^2`` flops, against 2.00x for the
-    batched calls (BLAS runs this long-and-thin Gram shape well below its square-matmul rate).
+    ``benchmarks/bench_symmetry.py`` times both paths side by side against the square-matmul rate.
     """
     if Q.dim() == 2:  # a single head [d_h, d]
         norm2, trace_cc = _traces_head_by_head(Q[None], K[None], group)
@@ -460,7 +447,7 @@ def directionality_score(M: Any, *, num_std: float = 2.0) -> torch.Tensor:
     index query-side directions and columns key-side ones (``score(x, y) = x^T M y``), so a negative score
     says a few key directions are "looked at" by almost every query.
     """
-    M = _as_tensor(M, "M")
+    M = as_float_tensor(M, "M")
     if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
     _check_finite(M, "M")
@@ -507,7 +494,7 @@ def symmetric_key(W_q: Any, *, generator: torch.Generator | None = None) -> torc
     Then ``M = W_q P W_q^T`` and ``M^T = W_q P^T W_q^T = M``: score ``r = 1``. ``P = I`` (``W_k = W_q``,
     the symmetric initialisation of Saponati et al.) is the simplest case.
     """
-    W_q = _as_tensor(W_q, "W_q")
+    W_q = as_float_tensor(W_q, "W_q")
     d_head = W_q.shape[-1]
     X = torch.randn(d_head, d_head, generator=generator).to(W_q)
     P = X @ X.T + d_head * torch.eye(d_head, dtype=W_q.dtype, device=W_q.device)
@@ -520,7 +507,7 @@ def skew_symmetric_key(W_q: Any, *, generator: torch.Generator | None = None) ->
     Then ``M = W_q S W_q^T`` and ``M^T = W_q S^T W_q^T = -M``: score ``r = 0`` exactly (up to rounding).
     With ``d_head`` odd, ``S`` is singular but ``M`` is still skew and nonzero.
     """
-    W_q = _as_tensor(W_q, "W_q")
+    W_q = as_float_tensor(W_q, "W_q")
     S = skew_symmetric_matrix(W_q.shape[-1], generator=generator).to(W_q)
     return W_q @ S.T
 

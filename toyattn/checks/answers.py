@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arrays import to_numpy
+
 #: Set by the grader in the student's kernel: where answers go, and the seed of this run's cases.
 ANSWERS_DIR_ENV = "TOYATTN_ANSWERS_DIR"
 SEED_ENV = "TOYATTN_GRADING_SEED"
@@ -78,12 +80,10 @@ class NotPlainData(TypeError):
 
 def _plain_item(x: Any) -> tuple[np.ndarray, str]:
     if isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-        if t.is_complex():
-            raise NotPlainData(f"a complex tensor ({t.dtype})")
-        if t.dtype in (torch.bfloat16, torch.float16):
-            t = t.float()
-        return t.numpy().copy(), f"torch.Tensor:{x.dtype}"
+        if x.is_complex():
+            raise NotPlainData(f"a complex tensor ({x.dtype})")
+        arr = to_numpy(x)  # bfloat16 arrives as float32; half precision is widened the same way
+        return arr.astype(np.float32) if arr.dtype == np.float16 else arr.copy(), f"torch.Tensor:{x.dtype}"
     if isinstance(x, bool | int | float | np.generic | np.ndarray | list):
         kind = f"numpy.ndarray:{x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
         try:

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..arrays import try_numpy
 from .answers import Answers, NotPlainData, Returned, grading_seed, to_returned, write_answers
 
 PASS_PREFIX = "✅ PASSED"
@@ -238,20 +239,6 @@ def call_student(fn: Callable[..., Any], *args: Any, case: str = "", **kwargs: A
         ) from None
 
 
-def _as_array(x: Any) -> np.ndarray | None:
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        return t.cpu().numpy()
-    if isinstance(x, np.ndarray | np.generic | list | tuple | int | float | bool):
-        try:
-            return np.asarray(x)
-        except ValueError:
-            return None
-    return None
-
-
 def _check_returned_kind(got: Returned, expected: Any, what: str, *, check_type: bool, check_dtype: bool) -> None:
     if got.is_tuple:
         raise CheckFailed(f"{what}: expected one value, got a tuple of {len(got.arrays)}.")
@@ -294,12 +281,12 @@ def looks_like(actual: Any, mistakes: Mapping[str, Callable[[], Any]], *, rtol: 
 
     Each mistake's result is computed only when needed (and one that cannot be computed is skipped).
     """
-    a = _as_array(actual)
+    a = try_numpy(actual)
     if a is None:
         return ""
     for description, compute in mistakes.items():
         try:
-            m = _as_array(compute())
+            m = try_numpy(compute())
         except Exception:  # a mistake that does not apply to this case
             continue
         if m is not None and m.shape == a.shape and _same_values(a, m, rtol, atol):
@@ -321,7 +308,7 @@ def _assert_close(
         actual, check_type, check_dtype = actual.value, False, False
     if check_type and isinstance(expected, torch.Tensor) and not isinstance(actual, torch.Tensor):
         raise CheckFailed(f"{what}: expected a torch.Tensor, got {type(actual).__name__}.")
-    a, e = _as_array(actual), _as_array(expected)
+    a, e = try_numpy(actual), try_numpy(expected)
     if a is None:
         raise CheckFailed(f"{what}: expected a number, array or tensor, got {type(actual).__name__}.")
     if a.shape != e.shape:
@@ -355,9 +342,3 @@ def as_scalar(got: Returned, what: str) -> float:
     if got.value.size != 1:
         raise CheckFailed(f"{what}: expected one number, got an array of shape {tuple(got.value.shape)}.")
     return float(got.value.reshape(()))
-
-
-def assert_equal(actual: Any, expected: Any, *, what: str = "result") -> None:
-    """Assert exact equality of plain values (ints, strings, tuples), with both shown."""
-    if actual != expected:
-        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}.")
