@@ -73,13 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="course root (default: found from the current folder)")
     p.set_defaults(func=_build)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    grading.register_commands(sub)  # grade, run
     return parser
-
-
-#: Functions ``register(subparsers)`` that add more sub-commands (kept as a list so features plug in).
-_EXTRA_COMMANDS: list = [grading.register_commands]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,6 +254,22 @@ class Block(nn.Module):
         return self.hook_resid_post(x)
 
 
+
+def _check_token_ids(tokens: torch.Tensor) -> None:
+    """Refuse what is not a ``[batch, pos]`` tensor of integer token ids, saying how to fix it."""
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}.")
+    if tokens.dim() == 1:
+        raise ValueError(
+            f"tokens must be 2-D [batch, pos], got shape {tuple(tokens.shape)}; "
+            "add a batch dimension with tokens[None]."
+        )
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must be 2-D [batch, pos], got shape {tuple(tokens.shape)}.")
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be integer ids (torch.long), got dtype {tokens.dtype}; use tokens.long().")
+
+
 class Transformer(HookedModule):
     """A decoder (or, with ``causal=False``, encoder) transformer for the course. Lessons 2-4.
 
@@ -303,17 +319,19 @@ class Transformer(HookedModule):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [batch, pos]`` (integer ids) -> ``logits [batch, pos, vocab_size]``."""
-        if not isinstance(tokens, torch.Tensor):
-            raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}.")
-        if tokens.dim() == 1:
-            raise ValueError(
-                f"tokens must be 2-D [batch, pos], got shape {tuple(tokens.shape)}; "
-                "add a batch dimension with tokens[None]."
-            )
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be 2-D [batch, pos], got shape {tuple(tokens.shape)}.")
-        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
-            raise TypeError(f"tokens must be integer ids (torch.long), got dtype {tokens.dtype}; use tokens.long().")
+        _check_token_ids(tokens)
+        self._check_fits(tokens)
+        n_pos = tokens.shape[1]
+        x = self.hook_embed(self.embed(tokens))
+        if self.pos_embed is not None:
+            x = x + self.hook_pos_embed(self.pos_embed(n_pos))
+        for block in self.blocks:
+            x = block(x)
+        return self.unembed(self.ln_final(x))
+
+    def _check_fits(self, tokens: torch.Tensor) -> None:
+        """Refuse token ids this model cannot read: too many positions, ids outside the vocabulary,
+        or tensors on another device."""
         n_pos = tokens.shape[1]
         if n_pos > self.cfg.max_len:
             raise ValueError(
@@ -330,12 +348,6 @@ class Transformer(HookedModule):
                 f"tokens are on {tokens.device} but the model is on {self.device}; "
                 f"move them with tokens.to(model.device)."
             )
-        x = self.hook_embed(self.embed(tokens))
-        if self.pos_embed is not None:
-            x = x + self.hook_pos_embed(self.pos_embed(n_pos))
-        for block in self.blocks:
-            x = block(x)
-        return self.unembed(self.ln_final(x))
 
     def n_params(self) -> int:
         """Number of trainable numbers in the model."""
