@@ -348,7 +348,3 @@ class Transformer(HookedModule):
                 f"tokens are on {tokens.device} but the model is on {self.device}; "
                 f"move them with tokens.to(model.device)."
             )
-
-    def n_params(self) -> int:
-        """Number of trainable numbers in the model."""
-        return sum(p.numel() for p in self.parameters())
