@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 import toyattn.gguf_file
-from toyattn.checkpoints import smollm2_gguf_path
 from toyattn.gguf_file import GGUFFile
+from toyattn.pretrained import smollm2_gguf_path
 from toyattn.symmetry import score_model
 
 _KEYS = ("general.architecture", "general.name", "llama.attention.head_count", "llama.attention.head_count_kv",

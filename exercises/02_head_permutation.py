@@ -50,7 +50,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from toyattn import checks, seed_everything
-from toyattn.heads import HeadWeights, greedy_match, random_permutation, rotate_within_heads
+from toyattn.head_matching import greedy_match
+from toyattn.head_weights import HeadWeights, rotate_within_heads
+from toyattn.permutations import random_permutation
 
 gen = seed_everything(0)
 
@@ -177,7 +179,7 @@ checks.check_optimal_match(optimal_match)
 
 # %% [markdown]
 # **Predict first:** on 200 random 8 x 8 cost matrices (entries uniform in [0, 1]), how often does
-# greedy matching (`toyattn.heads.greedy_match`) find the optimal total, and how much more does it
+# greedy matching (`toyattn.head_matching.greedy_match`) find the optimal total, and how much more does it
 # cost on average? Run the next cell.
 
 # %%

@@ -371,7 +371,7 @@ print("per-layer directionality:", np.round(directionality_score(layer_bilinear(
 # directionality. **Predict first:** which model will score most symmetric? Will the two decoders agree?
 
 # %%
-from toyattn.checkpoints import (
+from toyattn.pretrained import (
     GEMMA_NOTICE,
     PretrainedNotInstalled,
     gemma3_gguf_path,

@@ -205,7 +205,8 @@ checks.check_batched_symmetry_scores(batched_scores)
 # then run the next cell.
 
 # %%
-from toyattn.checkpoints import PretrainedNotInstalled, load_qk, minilm_path
+from toyattn.checkpoints import load_qk
+from toyattn.pretrained import PretrainedNotInstalled, minilm_path
 from toyattn.symmetry import symmetry_score
 
 try:
@@ -285,5 +286,5 @@ print("layer score:", round(float(layer_score(pair_Q, pair_K)), 3))
 #
 # **Try next:** extend `batched_scores` to grouped-query attention, where `W_K` has fewer heads than
 # `W_Q` (query head `h` uses key head `h // (n_heads // n_kv_heads)`), without copying `W_K`; compare
-# with `toyattn.symmetry.symmetry_score` on `load_qk(toyattn.checkpoints.smollm2_gguf_path())`. Then
+# with `toyattn.symmetry.symmetry_score` on `load_qk(toyattn.pretrained.smollm2_gguf_path())`. Then
 # give `layer_score` a trace form that never builds the `d_model x d_model` matrix.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toyattn.checkpoints import PretrainedNotInstalled
+from toyattn.pretrained import PretrainedNotInstalled
 
 
 def pretrained(locate: Callable[[], Path]) -> Path:

@@ -10,7 +10,7 @@ import torch
 
 from toyattn import circuits
 from toyattn.corpus import ToyCorpus
-from toyattn.heads import split_qkv
+from toyattn.fused_qkv import split_qkv
 from toyattn.hooks import HookPoint
 from toyattn.induction import TrainConfig, TrainingRun, zipf_probs
 from toyattn.symmetry import kv_head_for_query

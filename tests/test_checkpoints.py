@@ -3,6 +3,7 @@ downloads), safetensors and GGUF files written by the tests, and the two package
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -11,13 +12,13 @@ import torch
 from pretrained_helpers import pretrained
 
 from toyattn import checkpoints
-from toyattn.checkpoints import (
+from toyattn.checkpoints import iter_qk_layers, load_qk, unpermute_llama_cpp_rows
+from toyattn.pretrained import (
     PretrainedNotInstalled,
-    iter_qk_layers,
-    load_qk,
+    gemma3_gguf_path,
     minilm_path,
+    pretrained_available,
     smollm2_gguf_path,
-    unpermute_llama_cpp_rows,
 )
 from toyattn.symmetry import median, score_model, symmetry_score
 
@@ -310,14 +311,14 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch, tmp_path):
 
 
 def test_missing_package_error_names_make_pretrained(monkeypatch):
-    monkeypatch.setattr(checkpoints.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
         minilm_path()
     with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
         smollm2_gguf_path()
     with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
-        checkpoints.gemma3_gguf_path()
-    assert checkpoints.pretrained_available() == {"minilm": False, "smollm2": False, "gemma3": False}
+        gemma3_gguf_path()
+    assert pretrained_available() == {"minilm": False, "smollm2": False, "gemma3": False}
 
 
 # ------------------------------------------------------------------ the packaged real checkpoints

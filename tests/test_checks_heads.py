@@ -10,8 +10,8 @@ from check_helpers import single_thread, verify_check
 from scipy.optimize import linear_sum_assignment
 
 from toyattn import checks
-from toyattn import heads as ref
 from toyattn.checks import head_cases
+from toyattn.head_matching import greedy_match
 
 # ---------------------------------------------------------------- solutions (as a student would write them)
 
@@ -151,7 +151,7 @@ def test_check_optimal_match(capsys, tmp_path_factory, monkeypatch):
         optimal_match,
         [
             greedy,
-            lambda cost: ref.greedy_match(cost.T).argsort(),  # greedy over columns, turned round: still greedy
+            lambda cost: greedy_match(cost.T).argsort(),  # greedy over columns, turned round: still greedy
             lambda cost: cost.argmin(dim=1),  # a row's favourite, even when taken twice
             lambda cost: torch.as_tensor(linear_sum_assignment(cost.numpy().T)[1]),  # the transpose's answer
             lambda cost: torch.as_tensor(linear_sum_assignment(cost.numpy(), maximize=True)[1]),

@@ -8,8 +8,9 @@ import pytest
 import torch
 from pretrained_helpers import pretrained
 
-from toyattn.checkpoints import iter_qk_layers, smollm2_gguf_path
+from toyattn.checkpoints import iter_qk_layers
 from toyattn.gguf_file import GGUFError, GGUFFile
+from toyattn.pretrained import smollm2_gguf_path
 
 gguf = pytest.importorskip("gguf")
 
@@ -176,7 +177,7 @@ def test_gemma3_file_is_read_without_unpermuting_and_with_norm_gains_folded(tmp_
 
 @pytest.mark.pretrained
 def test_packaged_gemma3_reads_and_scores():
-    from toyattn.checkpoints import GEMMA_NOTICE, gemma3_gguf_path
+    from toyattn.pretrained import GEMMA_NOTICE, gemma3_gguf_path
     from toyattn.symmetry import score_model
 
     path = pretrained(gemma3_gguf_path)

@@ -1,4 +1,5 @@
-"""toyattn.heads (lesson 2): layouts, the permutation convention, matching, invariance, bad input."""
+"""Lesson 2's heads (toyattn.permutations, fused_qkv, head_weights, head_matching and the figures):
+layouts, the permutation convention, matching, invariance, bad input."""
 
 from __future__ import annotations
 
@@ -8,37 +9,41 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn.heads import (
-    HeadWeights,
-    as_permutation,
-    compose_permutations,
-    cost_heatmap,
-    cost_matrix,
-    discrete_colorscale,
-    greedy_match,
-    head_blocks_figure,
-    hungarian_match,
-    invariant_cost_matrix,
-    invariant_features,
-    invert_permutation,
+from toyattn.fused_qkv import (
     merge_out_proj,
     merge_qkv,
     permute_mha,
     permute_out_proj,
     permute_qkv,
     permute_qkv_bias,
-    qkv_column_labels,
-    qkv_heatmap,
-    random_orthogonal,
-    random_permutation,
-    raw_features,
-    recover_permutation,
-    recovery_accuracy,
-    rotate_within_heads,
-    singular_value_features,
     split_out_proj,
     split_qkv,
     split_qkv_bias,
+)
+from toyattn.head_matching import (
+    cost_matrix,
+    greedy_match,
+    hungarian_match,
+    invariant_cost_matrix,
+    invariant_features,
+    raw_features,
+    recover_permutation,
+    singular_value_features,
+)
+from toyattn.head_weights import HeadWeights, random_orthogonal, rotate_within_heads
+from toyattn.permutations import (
+    as_permutation,
+    compose_permutations,
+    invert_permutation,
+    random_permutation,
+    recovery_accuracy,
+)
+from toyattn.plotting import (
+    cost_heatmap,
+    discrete_colorscale,
+    head_blocks_figure,
+    qkv_column_labels,
+    qkv_heatmap,
 )
 
 
@@ -420,8 +425,8 @@ def test_plots_have_labels_and_discrete_colours():
 def test_minilm_layer_as_mha_matches_transformers_and_recovers_its_heads():
     from pretrained_helpers import pretrained
 
-    from toyattn.checkpoints import minilm_path
-    from toyattn.heads import bert_attention_as_mha
+    from toyattn.checkpoints import bert_attention_as_mha
+    from toyattn.pretrained import minilm_path
 
     path = pretrained(minilm_path)
     mha = bert_attention_as_mha(path, 2, n_heads=12)

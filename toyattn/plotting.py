@@ -7,6 +7,12 @@ attention pattern, a prediction table or a weight matrix.
 * :func:`heatmap_plotly` - the interactive twin, with hover text naming row, column and value;
 * :func:`heatmap_grid` - several heatmaps side by side (heads, sentences, experiments).
 
+Lesson 2 (``notebooks/02_head_permutation``) draws heads inside fused weights with discrete colours:
+:func:`qkv_heatmap` (a fused QKV weight, columns labelled by block and head, see
+:func:`qkv_column_labels`), :func:`head_blocks_figure` (one panel per head and Q/K/V block) and
+:func:`cost_heatmap` (a matching's cost matrix, the chosen cells boxed), all with
+:func:`discrete_colorscale`.
+
 Every function accepts a tensor on any device (also one that requires grad) or an array.
 """
 
@@ -17,11 +23,14 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from .arrays import as_matrix
+from .fused_qkv import QKV_NAMES, Layout, merge_qkv, split_qkv
+from .head_weights import HeadWeights
 
 #: ``annotate=None`` writes the numbers when the matrix has at most this many cells.
 ANNOTATE_MAX_CELLS = 400
@@ -274,4 +283,128 @@ def heatmap_grid(
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 2: heads inside fused weights (plotly, discrete colours)
+# ---------------------------------------------------------------------------------------------
+
+
+def discrete_colorscale(levels: int, name: str = "Viridis") -> list[list]:
+    """A plotly colour scale with ``levels`` flat bands instead of a smooth gradient (lesson 2).
+
+    With few distinct values (0, 1, 2, ...) each value gets its own clearly different colour.
+    """
+    import plotly.express as px
+
+    if levels < 1:
+        raise ValueError(f"levels must be at least 1, got {levels}.")
+    colours = px.colors.sample_colorscale(name, list(np.linspace(0, 1, levels)))
+    scale: list[list] = []
+    for i, c in enumerate(colours):
+        scale.append([i / levels, c])
+        scale.append([(i + 1) / levels, c])
+    return scale
+
+
+def qkv_column_labels(n_heads: int, d_head: int) -> list[str]:
+    """Labels for the ``3*n_heads*d_head`` columns of a fused QKV weight: ``"Q h0.0"``, ``"Q h0.1"``, ... (lesson 2)."""
+    return [f"{name} h{h}.{d}" for name in QKV_NAMES for h in range(n_heads) for d in range(d_head)]
+
+
+def _value_range(values: np.ndarray) -> tuple[float, float, int]:
+    uniq = np.unique(values)
+    lo, hi = float(uniq.min()), float(uniq.max())
+    if len(uniq) <= 12 and np.allclose(uniq, np.round(uniq)):
+        # One band per integer: centre each value in its band.
+        return lo - 0.5, hi + 0.5, int(round(hi - lo)) + 1
+    return lo, hi, 8
+
+
+def qkv_heatmap(weight: torch.Tensor, n_heads: int, *, layout: Layout, title: str, levels: int | None = None):
+    """Interactive heatmap of a fused QKV weight, drawn as ``[d_in, 3*n_heads*d_head]`` whatever its
+    layout, columns labelled ``Q h0.0 .. V h{H-1}.{d_head-1}`` (lesson 2). Returns a plotly Figure."""
+    heads = split_qkv(weight, n_heads, layout=layout)  # validates
+    w = merge_qkv(heads, layout="in_out").detach().cpu().double().numpy()
+    lo, hi, auto_levels = _value_range(w)
+    fig = heatmap_plotly(
+        w,
+        [f"in {i}" for i in range(w.shape[0])],
+        qkv_column_labels(n_heads, heads.shape[-1]),
+        title=title,
+        xlabel="column of the fused weight (block, head.dim)",
+        ylabel="input dimension",
+        colorscale=discrete_colorscale(levels or auto_levels),  # type: ignore[arg-type]
+        zmin=lo,
+        zmax=hi,
+        fmt=".0f" if auto_levels < 13 and levels is None else ".2f",
+    )
+    # Lines between the Q, K and V blocks and between heads make the structure visible at a glance.
+    n_cols = w.shape[1]
+    block = n_cols // 3
+    dh = heads.shape[-1]
+    for c in range(dh, n_cols, dh):
+        fig.add_vline(x=c - 0.5, line_width=3 if c % block == 0 else 1, line_color="white")
+    return fig
+
+
+def head_blocks_figure(heads: HeadWeights, *, title: str, levels: int | None = None):
+    """A grid of heatmaps, one row per head and one column per Q / K / V block ``[d_in, d_head]``,
+    with one shared discrete colour scale (lesson 2). Returns a plotly Figure."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    blocks = [[heads.W_Q[h], heads.W_K[h], heads.W_V[h]] for h in range(heads.n_heads)]
+    all_values = torch.stack([heads.W_Q, heads.W_K, heads.W_V]).detach().cpu().double().numpy()
+    lo, hi, auto_levels = _value_range(all_values)
+    scale = discrete_colorscale(levels or auto_levels)
+    fig = make_subplots(
+        rows=heads.n_heads,
+        cols=3,
+        subplot_titles=[f"head {h}: {n}" for h in range(heads.n_heads) for n in QKV_NAMES],
+        horizontal_spacing=0.06,
+        vertical_spacing=0.12 / max(1, heads.n_heads - 1) if heads.n_heads > 1 else 0.1,
+    )
+    for h, row in enumerate(blocks):
+        for c, m in enumerate(row):
+            arr = m.detach().cpu().double().numpy()
+            fig.add_trace(
+                go.Heatmap(
+                    z=arr,
+                    x=[f"d{j}" for j in range(arr.shape[1])],
+                    y=[f"in {i}" for i in range(arr.shape[0])],
+                    zmin=lo,
+                    zmax=hi,
+                    colorscale=scale,
+                    showscale=(h == 0 and c == 0),
+                    texttemplate="%{z:.0f}" if arr.size <= 64 else None,
+                    hovertemplate=f"head {h} {QKV_NAMES[c]}<br>%{{y}}, %{{x}}: %{{z:.2f}}<extra></extra>",
+                ),
+                row=h + 1,
+                col=c + 1,
+            )
+            fig.update_yaxes(autorange="reversed", row=h + 1, col=c + 1)
+    fig.update_layout(title=title, height=190 * heads.n_heads + 120, width=720)
+    return fig
+
+
+def cost_heatmap(cost: torch.Tensor, *, title: str, matched: torch.Tensor | None = None):
+    """The cost matrix as an annotated plotly heatmap, rows = client heads, columns = reference heads;
+    ``matched`` (a matching ``[n_heads]``) is marked with a box on each chosen cell (lesson 2)."""
+    n = cost.shape[0]
+    fig = heatmap_plotly(
+        cost,
+        [f"client {i}" for i in range(n)],
+        [f"ref {j}" for j in range(n)],
+        title=title,
+        xlabel="reference head",
+        ylabel="client head",
+        colorscale="Plasma",
+        annotate=n * n <= 144,
+        fmt=".2f",
+    )
+    if matched is not None:
+        for i, j in enumerate(matched.tolist()):
+            fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="cyan", width=3))
     return fig

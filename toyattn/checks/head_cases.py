@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import heads as ref
+from ..fused_qkv import merge_qkv, permute_qkv, split_qkv
+from ..head_matching import greedy_match, hungarian_match
+from ..head_weights import HeadWeights
 from .core import Case, torch_generator
 
 
@@ -39,7 +41,7 @@ def fused_cases(rng: np.random.Generator) -> list[Case]:
 
 def _blocks(qkv: torch.Tensor, n_heads: int) -> torch.Tensor:
     """``[3, n_heads, d_in, d_head]`` per-head blocks of a fused in_out weight."""
-    return ref.split_qkv(qkv, n_heads, layout="in_out")
+    return split_qkv(qkv, n_heads, layout="in_out")
 
 
 def features(qkv: torch.Tensor, n_heads: int, blocks: tuple[int, ...] = (0, 1, 2)) -> torch.Tensor:
@@ -64,7 +66,7 @@ def feature_cases(rng: np.random.Generator) -> list[Case]:
 
 
 def greedy_rows(cost: np.ndarray) -> torch.Tensor:
-    return ref.greedy_match(cost)
+    return greedy_match(cost)
 
 
 def greedy_global(cost: np.ndarray) -> torch.Tensor:
@@ -84,7 +86,7 @@ def _greedy_trap(rng: np.random.Generator, n: int) -> np.ndarray:
     """A random ``n x n`` cost matrix on which both kinds of greedy matching miss the optimum."""
     for _ in range(1000):
         cost = rng.random((n, n)).round(3)
-        best = ref.hungarian_match(cost).numpy()
+        best = hungarian_match(cost).numpy()
         rows = np.arange(n)
         total = cost[rows, best].sum()
         if all(cost[rows, g(cost).numpy()].sum() > total + 1e-3 for g in (greedy_rows, greedy_global)):
@@ -113,7 +115,7 @@ def _assemble(ref_heads: list[torch.Tensor], client_heads: list[torch.Tensor], r
         r[:, ref_slot[logical]] = ref_heads[logical]
         c[:, client_slot[logical]] = client_heads[logical]
         perm[client_slot[logical]] = ref_slot[logical]
-    return ref.merge_qkv(r, layout="in_out"), ref.merge_qkv(c, layout="in_out"), perm
+    return merge_qkv(r, layout="in_out"), merge_qkv(c, layout="in_out"), perm
 
 
 def _chain_trap(rng: np.random.Generator, g: torch.Generator, d_in: int, d_head: int, noise: float):
@@ -190,12 +192,12 @@ def recover_cases(rng: np.random.Generator) -> list[Case]:
     for n_heads, d_in, d_head in ((2, 4, 2), (3, 5, 2), (5, 8, 2)):
         perm = random_perm(rng, n_heads)
         qkv = _fused(g, n_heads, d_in, d_head)
-        client = ref.permute_qkv(qkv, perm, n_heads, layout="in_out")
+        client = permute_qkv(qkv, perm, n_heads, layout="in_out")
         cases.append(Case(f"{n_heads} heads, a clean shuffle {perm.tolist()}", (qkv, client, n_heads),
                           expect={"perm": perm, "noisy": False}))
     perm = random_perm(rng, 6)
     qkv = _fused(g, 6, 16, 2)
-    client = ref.permute_qkv(qkv, perm, 6, layout="in_out") + 0.3 * torch.randn(qkv.shape, generator=g)
+    client = permute_qkv(qkv, perm, 6, layout="in_out") + 0.3 * torch.randn(qkv.shape, generator=g)
     cases.append(Case(f"6 heads, a noisy client (fine-tuned: noise 0.3 on every weight), {perm.tolist()}",
                       (qkv, client, 6), expect={"perm": perm, "noisy": True}))
     qkv, client, perm = _chain_trap(rng, g, 4, 2, noise=0.01)
@@ -217,7 +219,7 @@ def head_cost(ref_qkv: torch.Tensor, client_qkv: torch.Tensor, n_heads: int, blo
 
 def recover_reference(ref_qkv: torch.Tensor, client_qkv: torch.Tensor, n_heads: int) -> torch.Tensor:
     """The reference answer: Hungarian matching on the distances of the heads' Q, K, V weights."""
-    return ref.hungarian_match(head_cost(ref_qkv, client_qkv, n_heads))
+    return hungarian_match(head_cost(ref_qkv, client_qkv, n_heads))
 
 
 def _orthogonal(rng: np.random.Generator, n: int, count: int) -> torch.Tensor:
@@ -226,10 +228,10 @@ def _orthogonal(rng: np.random.Generator, n: int, count: int) -> torch.Tensor:
     return torch.as_tensor(q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :], dtype=torch.float32)
 
 
-def _rotated(h: ref.HeadWeights, rng: np.random.Generator) -> ref.HeadWeights:
+def _rotated(h: HeadWeights, rng: np.random.Generator) -> HeadWeights:
     """The same heads rotated inside each head: ``W_Q R, W_K R, W_V S, S^T W_O`` (same scores, same output)."""
     R, S = _orthogonal(rng, h.d_head, h.n_heads), _orthogonal(rng, h.d_head, h.n_heads)
-    return ref.HeadWeights(h.W_Q @ R, h.W_K @ R, h.W_V @ S, W_O=S.transpose(1, 2) @ h.W_O)
+    return HeadWeights(h.W_Q @ R, h.W_K @ R, h.W_V @ S, W_O=S.transpose(1, 2) @ h.W_O)
 
 
 def invariant_cases(rng: np.random.Generator) -> list[Case]:
@@ -251,8 +253,8 @@ def invariant_cases(rng: np.random.Generator) -> list[Case]:
         K = torch.cat([K, K[:1], K[1:2]])
         V = torch.cat([V, V[:1], P[1] @ V[1:2]])
         O = torch.cat([O, O[:1], O[1:2]])
-        heads = ref.HeadWeights(Q, K, V, W_O=O)
-        both = ref.HeadWeights(*(torch.cat([a, b]) for a, b in zip(
+        heads = HeadWeights(Q, K, V, W_O=O)
+        both = HeadWeights(*(torch.cat([a, b]) for a, b in zip(
             tensors(heads), tensors(_rotated(heads, rng)), strict=True)))
         n = heads.n_heads
         order = rng.permutation(2 * n)
@@ -263,7 +265,7 @@ def invariant_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-def tensors(h: ref.HeadWeights) -> tuple[torch.Tensor, ...]:
+def tensors(h: HeadWeights) -> tuple[torch.Tensor, ...]:
     return (h.W_Q, h.W_K, h.W_V, h.W_O)
 
 

