@@ -47,6 +47,7 @@ import torch
 
 from toyattn import circuits as C
 from toyattn import get_device, seed_everything
+from toyattn.head_weights import HeadWeights
 from toyattn.induction import (
     CopyTaskConfig,
     TrainConfig,
@@ -260,9 +261,9 @@ heatmap_plotly(cache["blocks.1.attn.hook_pattern"][k, 0], labels, labels, title=
 
 # %%
 def token_level(model, distance=0):
-    l1, l2 = C.head_weights(model, 0), C.head_weights(model, 1)
-    W_qk = C.qk_circuit(l2["W_Q"], l2["W_K"], distance, model.cfg.rotary_base)
-    W_ov = C.ov_circuit(l1["W_V"], l1["W_O"])
+    l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)  # layers 1 and 2
+    W_qk = C.qk_circuit(l2.W_Q[0], l2.W_K[0], distance, model.cfg.rotary_base)  # head 0
+    W_ov = C.ov_circuit(l1.W_V[0], l1.W_O[0])
     return C.token_matrix(model.embed.W_E, C.qkov_circuit(W_qk, W_ov))
 
 
@@ -279,17 +280,17 @@ for name, M in [("initialisation", start), ("trained", end)]:
 
 # %%
 # The exact layer-2 score, rebuilt from W_qk(distance): layer-normed residuals plus the bias terms.
-attn2, d_head = model.blocks[1].attn, model.cfg.d_head
+d_head = model.cfg.d_head
 with torch.no_grad():
     x_hat = model.blocks[1].ln1(cache["blocks.1.hook_resid_pre"][k]).double().cpu().numpy()  # [pos, d_model]
     resid = cache["blocks.1.hook_resid_pre"][k].double().cpu().numpy()  # the residual before the layer norm
-W2 = C.head_weights(model, 1)
-b_Q, b_K = (attn2.b_Q[0].detach().double().cpu().numpy(), attn2.b_K[0].detach().double().cpu().numpy())
+W2 = HeadWeights.from_model(model, 1).map(lambda t: t.double().cpu())
+W_Q, W_K, b_Q, b_K = (t[0].numpy() for t in (W2.W_Q, W2.W_K, W2.b_Q, W2.b_K))  # head 0, as NumPy arrays
 i, j = int(ood_batch.second[k]) + 3, int(ood_batch.first[k]) + 4  # a query in the second copy, its target key
 R = C.rotary_matrix(d_head, i - j, model.cfg.rotary_base)
-W_qk_ij = C.qk_circuit(W2["W_Q"], W2["W_K"], i - j, model.cfg.rotary_base)
+W_qk_ij = C.qk_circuit(W_Q, W_K, i - j, model.cfg.rotary_base)
 bilinear = x_hat[i] @ W_qk_ij @ x_hat[j]
-bias_terms = (x_hat[i] @ W2["W_Q"] @ R @ b_K + b_Q @ R @ W2["W_K"].T @ x_hat[j] + b_Q @ R @ b_K) / np.sqrt(d_head)
+bias_terms = (x_hat[i] @ W_Q @ R @ b_K + b_Q @ R @ W_K.T @ x_hat[j] + b_Q @ R @ b_K) / np.sqrt(d_head)
 print(f"score of query {i} on key {j} (distance {i - j}), from the model: {float(cache['blocks.1.attn.hook_attn_scores'][k, 0, i, j]):.4f}")
 print(f"  x_hat_i W_qk x_hat_j = {bilinear:.4f}, bias terms = {bias_terms:.4f}, sum = {bilinear + bias_terms:.4f}")
 print(f"  the same bilinear form on the raw residual, x_i W_qk x_j = {resid[i] @ W_qk_ij @ resid[j]:.4f} (not the score)")

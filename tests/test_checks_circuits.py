@@ -12,6 +12,7 @@ from check_helpers import verify_check
 from toyattn import checks
 from toyattn import circuits as C
 from toyattn.circuits import qk_ov_matching  # imported before the check runs
+from toyattn.head_weights import HeadWeights
 
 CALLS = "calls `toyattn.circuits."
 
@@ -55,8 +56,8 @@ def test_check_qk_ov_from_model(capsys, tmp_path_factory, monkeypatch):
         return qk_ov(model)[0]
 
     def library(model):
-        l1, l2 = C.head_weights(model, 0), C.head_weights(model, 1)
-        return C.qk_circuit(l2["W_Q"], l2["W_K"]), C.ov_circuit(l1["W_V"], l1["W_O"])
+        l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)
+        return C.qk_circuit(l2.W_Q[0], l2.W_K[0]), C.ov_circuit(l1.W_V[0], l1.W_O[0])
 
     verify_check(
         checks.check_qk_ov_from_model,
@@ -64,7 +65,7 @@ def test_check_qk_ov_from_model(capsys, tmp_path_factory, monkeypatch):
         [no_scale, wrong_layers, transposed_qk, transposed_ov, scale_by_d_model, last_head, only_qk, library],
         capsys,
         messages=["without the 1/sqrt(d_head)", "layer 1's QK circuit", "W_K W_Q^T", "W_O^T W_V^T", "1/sqrt(d_model)",
-         "head 1's", "expected a pair", CALLS + "head_weights`"],
+         "head 1's", "expected a pair", CALLS + "qk_circuit`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from toyattn import circuits as C
+from toyattn.head_weights import HeadWeights
 from toyattn.models.transformer import Transformer, TransformerConfig, apply_rotary
 
 
@@ -54,11 +55,11 @@ def test_qk_circuit_with_rotary_distance_matches_the_model_scores():
     model = Transformer(TransformerConfig(vocab_size=7, max_len=8, d_model=8, n_layers=1, layer_norm=False))
     tokens = torch.tensor([[1, 4, 2, 6, 0, 3]])
     _, cache = model.run_with_cache(tokens)
-    w = C.head_weights(model, 0)
+    w = HeadWeights.from_model(model, 0)
     x = cache["blocks.0.hook_resid_pre"][0].double().numpy()
     scores = cache["blocks.0.attn.hook_attn_scores"][0, 0].double().numpy()
     for p, s in [(5, 1), (3, 3), (4, 0)]:
-        W_qk = C.qk_circuit(w["W_Q"], w["W_K"], distance=p - s, base=model.cfg.rotary_base)
+        W_qk = C.qk_circuit(w.W_Q[0], w.W_K[0], distance=p - s, base=model.cfg.rotary_base)
         assert x[p] @ W_qk @ x[s] == pytest.approx(scores[p, s], abs=1e-5)
 
 

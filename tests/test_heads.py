@@ -397,6 +397,40 @@ def test_course_transformer_is_invariant_under_permutation_and_rotation():
     assert torch.equal(found, p)
 
 
+def test_head_weights_from_model_reads_one_layer():
+    from toyattn.models.transformer import Transformer, TransformerConfig
+
+    model = Transformer(TransformerConfig(vocab_size=7, max_len=8, d_model=8, n_layers=2))
+    w = HeadWeights.from_model(model, 1)
+    assert w.layer == 1 and torch.equal(w.W_Q, model.blocks[1].attn.W_Q) and torch.equal(w.W_O, model.blocks[1].attn.W_O)
+    assert w.map(torch.Tensor.double).layer == 1 and w.permute(torch.arange(w.n_heads)).layer == 1
+    with pytest.raises(ValueError, match=r"layer must be in \[0, 2\), got 2"):
+        HeadWeights.from_model(model, 2)
+
+
+def test_head_weights_hold_grouped_query_layers_and_queries_and_keys_alone():
+    g = gen(3)
+    W_Q, W_K = torch.randn(4, 6, 2, generator=g), torch.randn(2, 6, 2, generator=g)
+    grouped = HeadWeights(W_Q, W_K, layer=5)  # 4 query heads over 2 key heads, no values
+    assert (grouped.n_heads, grouped.n_kv_heads, grouped.layer, grouped.W_V) == (4, 2, 5, None)
+    HeadWeights(W_Q, W_K, W_K.clone(), b_Q=torch.zeros(4, 2), b_K=torch.zeros(2, 2), b_V=torch.zeros(2, 2))
+    for refused in (lambda: grouped.permute(torch.tensor([1, 0, 2, 3])), lambda: rotate_within_heads(grouped),
+                    lambda: raw_features(grouped)):
+        with pytest.raises(ValueError, match="grouped-query attention"):
+            refused()
+    with pytest.raises(ValueError, match="W_K has shape"):
+        HeadWeights(W_Q, torch.randn(3, 6, 2, generator=g))  # 3 key heads do not divide 4 query heads
+    with pytest.raises(ValueError, match="W_V has 4 heads and W_K 2"):
+        HeadWeights(W_Q, W_K, W_Q.clone())
+    with pytest.raises(ValueError, match=r"b_K must be \[n_kv_heads=2"):
+        HeadWeights(W_Q, W_K, b_K=torch.zeros(4, 2))
+    queries_and_keys = HeadWeights(W_Q, W_Q.flip(0))
+    assert raw_features(queries_and_keys).shape == (4, 24)
+    assert singular_value_features(queries_and_keys).shape == (4, 4)
+    with pytest.raises(ValueError, match=r"needs each head's values \(W_V\)"):
+        invariant_features(queries_and_keys)
+
+
 # ---------------------------------------------------------------- plots
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from toyattn import circuits as C
+from toyattn.head_weights import HeadWeights
 from toyattn.induction import (
     CopyTaskConfig,
     TrainConfig,
@@ -190,16 +191,16 @@ def test_layer_2_score_is_the_qk_circuit_on_layer_normed_inputs_plus_bias_terms(
         _, cache = model.run_with_cache(tokens)
         x_hat = model.blocks[1].ln1(cache["blocks.1.hook_resid_pre"][0]).double().numpy()
         resid = cache["blocks.1.hook_resid_pre"][0].double().numpy()
-    attn, d_head, base = model.blocks[1].attn, model.cfg.d_head, model.cfg.rotary_base
-    W = C.head_weights(model, 1)
-    b_Q, b_K = attn.b_Q[0].detach().double().numpy(), attn.b_K[0].detach().double().numpy()
+    d_head, base = model.cfg.d_head, model.cfg.rotary_base
+    w = HeadWeights.from_model(model, 1).map(torch.Tensor.double)
+    W_Q, W_K, b_Q, b_K = (t[0].numpy() for t in (w.W_Q, w.W_K, w.b_Q, w.b_K))  # head 0
     assert np.abs(b_Q).max() > 1e-3 and np.abs(b_K).max() > 1e-3  # trained biases: the bias terms matter
     scores = cache["blocks.1.attn.hook_attn_scores"][0, 0].double().numpy()
     raw_differs = 0
     for q, k in [(5, 5), (9, 8), (20, 3), (31, 0), (27, 14)]:
         R = C.rotary_matrix(d_head, q - k, base)
-        W_qk = C.qk_circuit(W["W_Q"], W["W_K"], q - k, base)
-        bias = (x_hat[q] @ W["W_Q"] @ R @ b_K + b_Q @ R @ W["W_K"].T @ x_hat[k] + b_Q @ R @ b_K) / np.sqrt(d_head)
+        W_qk = C.qk_circuit(W_Q, W_K, q - k, base)
+        bias = (x_hat[q] @ W_Q @ R @ b_K + b_Q @ R @ W_K.T @ x_hat[k] + b_Q @ R @ b_K) / np.sqrt(d_head)
         assert x_hat[q] @ W_qk @ x_hat[k] + bias == pytest.approx(scores[q, k], abs=1e-4)
         raw_differs += abs(resid[q] @ W_qk @ resid[k] - scores[q, k]) > 1e-2
     assert raw_differs == 5  # on the residual before the layer norm, the bilinear form is not the score

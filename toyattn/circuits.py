@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .arrays import as_matrix
+from .head_weights import HeadWeights
 
 Summary = Literal["largest", "rms"]
 
@@ -46,7 +47,6 @@ __all__ = [
     "expected_random_matching",
     "estimate_rank",
     "embedding_usage",
-    "head_weights",
     "circuit_metrics",
 ]
 
@@ -296,17 +296,6 @@ def estimate_rank(M: Any, k: int | None = None, strategy: str = "i") -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def head_weights(model: Any, layer: int, head: int = 0) -> dict[str, np.ndarray]:
-    """``{"W_Q", "W_K", "W_V", "W_O"}`` of one head of a :class:`~toyattn.models.transformer.Transformer`. Lesson 4."""
-    n_layers = len(model.blocks)
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"layer must be in [0, {n_layers}), got {layer}.")
-    attn = model.blocks[layer].attn
-    if not 0 <= head < attn.W_Q.shape[0]:
-        raise ValueError(f"head must be in [0, {attn.W_Q.shape[0]}), got {head}.")
-    return {name: as_matrix(getattr(attn, name)[head], name) for name in ("W_Q", "W_K", "W_V", "W_O")}
-
-
 def circuit_metrics(
     model: Any,
     ranks: tuple[int, ...] = (4, 8),
@@ -321,12 +310,12 @@ def circuit_metrics(
     """
     if len(model.blocks) < 2:
         raise ValueError("circuit_metrics needs a model with at least 2 layers (previous-token head, then induction head).")
-    l1, l2 = head_weights(model, 0), head_weights(model, 1)
+    l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)
     base = model.cfg.rotary_base
     if model.cfg.positions != "rotary":
         distance = None
-    W_qk = qk_circuit(l2["W_Q"], l2["W_K"], distance, base)
-    W_ov = ov_circuit(l1["W_V"], l1["W_O"])
+    W_qk = qk_circuit(l2.W_Q[0], l2.W_K[0], distance, base)
+    W_ov = ov_circuit(l1.W_V[0], l1.W_O[0])
     tokens = token_matrix(model.embed.W_E, qkov_circuit(W_qk, W_ov))
     out = {"diag_zscore": diagonal_zscore(tokens), "mismatch": token_mismatch_ratio(tokens)}
     W_E = as_matrix(model.embed.W_E, "W_E")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .head_weights import HeadWeights
+from .head_weights import HeadWeights, require_one_kv_head_per_head
 
 Metric = Literal["l2", "cosine"]
 METRICS: tuple[str, ...] = ("l2", "cosine")
@@ -43,13 +43,25 @@ def raw_features(heads: HeadWeights) -> torch.Tensor:
     The order per head: ``W_Q[h]``, ``W_K[h]``, ``W_V[h]`` (each ``[d_in, d_head]`` flattened row by row),
     then ``W_O[h]`` and the biases when present. Not invariant to rotations inside a head.
     """
-    parts = [t.reshape(heads.n_heads, -1) for t in heads._tensors() if t is not None]
+    require_one_kv_head_per_head(heads, "raw_features")
+    parts = [t.reshape(heads.n_heads, -1) for t in heads.tensors() if t is not None]
     return torch.cat(parts, dim=1)
 
 
-def _augmented(heads: HeadWeights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _require_values(heads: HeadWeights, what: str) -> None:
+    """``W_QK`` and ``W_OV`` need one key and one value head per query head."""
+    require_one_kv_head_per_head(heads, what)
+    if heads.W_V is None:
+        raise ValueError(
+            f"{what} needs each head's values (W_V) for W_OV, but this layer holds only queries and keys; "
+            "read a whole attention layer (HeadWeights.from_fused, from_mha or from_attention)."
+        )
+
+
+def _augmented(heads: HeadWeights, what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """W_Q, W_K, W_V with the bias as one more input row ``[n_heads, d_in(+1), d_head]``: a bias is
     the weight of a constant input 1, and it rotates with its head exactly like the weights do."""
+    _require_values(heads, what)
     if not heads.has_bias:
         return heads.W_Q, heads.W_K, heads.W_V
     return tuple(
@@ -67,7 +79,7 @@ def invariant_features(heads: HeadWeights) -> torch.Tensor:
     extra input row first. Memory grows like ``n_heads * d_in**2``: for large ``d_in`` use
     :func:`invariant_cost_matrix`, which never forms these matrices.
     """
-    Q, K, V = _augmented(heads)
+    Q, K, V = _augmented(heads, "invariant_features")
     qk = Q @ K.transpose(1, 2)
     ov = V @ heads.W_O if heads.W_O is not None else V @ V.transpose(1, 2)
     return torch.cat([qk.reshape(heads.n_heads, -1), ov.reshape(heads.n_heads, -1)], dim=1)
@@ -81,7 +93,8 @@ def singular_value_features(heads: HeadWeights) -> torch.Tensor:
     But they forget *which* input directions a head reads: rotating a head's input side
     (``P @ W_Q[h]`` for an orthogonal ``P``) changes its function and not these features.
     """
-    mats = [heads.W_Q, heads.W_K, heads.W_V] + ([heads.W_O] if heads.W_O is not None else [])
+    require_one_kv_head_per_head(heads, "singular_value_features")
+    mats = [m for m in (heads.W_Q, heads.W_K, heads.W_V, heads.W_O) if m is not None]
     return torch.cat([torch.linalg.svdvals(m.to(torch.promote_types(m.dtype, torch.float32))) for m in mats], dim=1)
 
 
@@ -158,8 +171,8 @@ def invariant_cost_matrix(a: HeadWeights, b: HeadWeights, metric: Metric = "l2")
     # Compute in the weights' precision (at least float32): float32 halves the time at d_in = 4096
     # and is ample for telling heads apart; pass float64 weights for exact comparisons.
     dtype = torch.promote_types(a.W_Q.dtype, torch.float32)
-    Qa, Ka, Va = (t.to(dtype) for t in _augmented(a))
-    Qb, Kb, Vb = (t.to(dtype) for t in _augmented(b))
+    Qa, Ka, Va = (t.to(dtype) for t in _augmented(a, "invariant_cost_matrix"))
+    Qb, Kb, Vb = (t.to(dtype) for t in _augmented(b, "invariant_cost_matrix"))
     if a.W_O is not None and b.W_O is not None:
         # <Va Oa, Vb Ob> = tr(Oa^T Va^T Vb Ob) = sum((Va^T Vb) * (Oa Ob^T)): the same form with K = O^T.
         Oa, Ob = a.W_O.to(dtype).transpose(1, 2), b.W_O.to(dtype).transpose(1, 2)  # [H, d_out, dh]

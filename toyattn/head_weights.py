@@ -1,19 +1,23 @@
-"""One attention layer's weights held per head: :class:`HeadWeights`, the course's one container (lesson 2).
+"""One attention layer's weights held per head: :class:`HeadWeights`, the course's one container (lessons 2-4).
 
-Taught in ``notebooks/02_head_permutation`` (from section 3 on, where heads are compared, and
-section 7, "The second symmetry: rotations inside a head") and practised in
-``solutions/02_head_permutation`` (exercises 3 to 6). Lesson 4 reads its circuits from it too.
+Lesson 2 (``notebooks/02_head_permutation`` from section 3 on, ``solutions/02_head_permutation``
+exercises 3 to 6) builds it from fused weights and matches heads with it; lesson 3 reads each
+layer's queries and keys into it (:mod:`toyattn.checkpoints`, with grouped-query keys and no
+values); lesson 4 (``notebooks/04_qk_ov_matching``) reads a trained model's circuits from
+:meth:`HeadWeights.from_model`.
 
 Inside one head there is a second symmetry besides the order of heads: for any orthogonal ``R`` of
 size ``d_head``, replacing ``W_q, W_k`` by ``W_q R, W_k R`` leaves every attention score unchanged,
-and ``W_v, W_o`` by ``W_v S, S^T W_o`` leaves the output unchanged (:func:`rotate_within_heads`).
-Raw weights change under it; the products ``W_QK = W_q W_k^T`` and ``W_OV = W_v W_o`` do not
-(:func:`toyattn.head_matching.invariant_features`).
+and ``W_v, W_o`` by ``W_v S, S^T W_o`` leaves the output unchanged (:func:`rotate_within_heads`,
+taught in lesson 2's section 7). Raw weights change under it; the products ``W_QK = W_q W_k^T``
+and ``W_OV = W_v W_o`` do not (:func:`toyattn.head_matching.invariant_features`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,41 +27,52 @@ from .permutations import as_permutation
 
 __all__ = ["HeadWeights", "random_orthogonal", "rotate_within_heads"]
 
+#: The tensor fields of :class:`HeadWeights`, in the order :meth:`HeadWeights.tensors` gives them.
+TENSOR_NAMES: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
+
 
 @dataclass(frozen=True)
 class HeadWeights:
-    """One attention layer's weights, split per head (TransformerLens shapes; lesson 2).
+    """One attention layer's weights, split per head (TransformerLens shapes; lessons 2-4).
 
-    ``W_Q, W_K, W_V``: ``[n_heads, d_in, d_head]``; ``W_O``: ``[n_heads, d_head, d_out]`` or ``None``
-    (only a fused QKV weight is known); ``b_Q, b_K, b_V``: ``[n_heads, d_head]`` or ``None``.
+    * ``W_Q``: ``[n_heads, d_in, d_head]``, head ``h``'s queries are ``x @ W_Q[h]``;
+    * ``W_K``, ``W_V``: ``[n_kv_heads, d_in, d_head]``. Usually ``n_kv_heads = n_heads``; under
+      grouped-query attention ``n_kv_heads`` divides ``n_heads`` and query head ``h`` reads key/value
+      head ``h // (n_heads // n_kv_heads)``. ``W_V`` is ``None`` when only queries and keys were read;
+    * ``W_O``: ``[n_heads, d_head, d_out]``, or ``None`` (only a fused QKV weight is known);
+    * ``b_Q``: ``[n_heads, d_head]``, ``b_K``, ``b_V``: ``[n_kv_heads, d_head]``, or ``None``;
+    * ``layer``: the layer's index in its model, when known.
     """
 
     W_Q: torch.Tensor
     W_K: torch.Tensor
-    W_V: torch.Tensor
+    W_V: torch.Tensor | None = None
     W_O: torch.Tensor | None = None
     b_Q: torch.Tensor | None = None
     b_K: torch.Tensor | None = None
     b_V: torch.Tensor | None = None
+    layer: int | None = None
 
     def __post_init__(self) -> None:
-        shape = tuple(self.W_Q.shape)
-        if self.W_Q.dim() != 3:
-            raise ValueError(f"W_Q must be [n_heads, d_in, d_head], got shape {shape}.")
-        for name in ("W_K", "W_V"):
-            if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, W_Q has {shape}; they must match.")
-        n_heads, _, d_head = shape
+        _check_queries(self.W_Q)
+        _check_keys_and_values(self.W_Q, self.W_K, self.W_V)
+        n_heads, _, d_head = self.W_Q.shape
         if self.W_O is not None and tuple(self.W_O.shape[:2]) != (n_heads, d_head):
             raise ValueError(f"W_O must be [n_heads={n_heads}, d_head={d_head}, d_out], got {tuple(self.W_O.shape)}.")
-        for name in ("b_Q", "b_K", "b_V"):
-            b = getattr(self, name)
-            if b is not None and tuple(b.shape) != (n_heads, d_head):
-                raise ValueError(f"{name} must be [n_heads={n_heads}, d_head={d_head}], got {tuple(b.shape)}.")
+        n_kv_heads = self.W_K.shape[0]
+        kv_heads = "n_heads" if n_kv_heads == n_heads else "n_kv_heads"
+        _check_bias("b_Q", self.b_Q, n_heads, d_head, "n_heads")
+        _check_bias("b_K", self.b_K, n_kv_heads, d_head, kv_heads)
+        _check_bias("b_V", self.b_V, n_kv_heads, d_head, kv_heads)
 
     @property
     def n_heads(self) -> int:
         return self.W_Q.shape[0]
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads: ``n_heads``, or a divisor of it under grouped-query attention."""
+        return self.W_K.shape[0]
 
     @property
     def d_in(self) -> int:
@@ -111,10 +126,11 @@ class HeadWeights:
         )
 
     @classmethod
-    def from_attention(cls, attn: nn.Module) -> HeadWeights:
+    def from_attention(cls, attn: nn.Module, layer: int | None = None) -> HeadWeights:
         """From an attention module with TransformerLens-style parameters ``W_Q, W_K, W_V`` ``[n_heads,
         d_model, d_head]``, ``W_O`` ``[n_heads, d_head, d_model]`` and ``b_Q, b_K, b_V`` (for example
-        ``toyattn.models.transformer.Transformer``'s ``model.blocks[l].attn``)."""
+        ``toyattn.models.transformer.Transformer``'s ``model.blocks[l].attn``). The tensors are the
+        module's own, detached (not copies)."""
         def get(name: str) -> torch.Tensor | None:
             t = getattr(attn, name, None)
             return None if t is None else t.detach()
@@ -122,15 +138,23 @@ class HeadWeights:
         for name in ("W_Q", "W_K", "W_V"):
             if get(name) is None:
                 raise ValueError(f"{type(attn).__name__} has no parameter {name}: expected a TransformerLens-style attention module.")
-        return cls(get("W_Q"), get("W_K"), get("W_V"), get("W_O"), get("b_Q"), get("b_K"), get("b_V"))
+        return cls(*(get(name) for name in TENSOR_NAMES), layer=layer)
+
+    @classmethod
+    def from_model(cls, model: Any, layer: int) -> HeadWeights:
+        """Layer ``layer`` of the course's :class:`~toyattn.models.transformer.Transformer` (lessons 2 and 4):
+        ``HeadWeights.from_model(model, 1).W_Q[0]`` is layer 2's head 0 query map ``[d_model, d_head]``."""
+        n_layers = len(model.blocks)
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer must be in [0, {n_layers}), got {layer}.")
+        return cls.from_attention(model.blocks[layer].attn, layer=layer)
 
     def write_to(self, attn: nn.Module) -> nn.Module:
         """Copy these weights into a TransformerLens-style attention module, in place (the
         counterpart of :meth:`from_attention`); returns ``attn``. Every tensor present here must
         exist there with the same shape."""
-        names = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
         with torch.no_grad():
-            for name, t in zip(names, self._tensors(), strict=True):
+            for name, t in zip(TENSOR_NAMES, self.tensors(), strict=True):
                 if t is None:
                     continue
                 target = getattr(attn, name, None)
@@ -144,15 +168,18 @@ class HeadWeights:
 
     def permute(self, perm: torch.Tensor) -> HeadWeights:
         """The same layer with heads reordered: new head i = old head ``perm[i]``."""
+        require_one_kv_head_per_head(self, "permute")
         p = as_permutation(perm, self.n_heads).to(self.W_Q.device)
-        return HeadWeights(*(None if t is None else t[p] for t in self._tensors()))
+        return self.map(lambda t: t[p])
 
-    def _tensors(self) -> tuple[torch.Tensor | None, ...]:
-        return (self.W_Q, self.W_K, self.W_V, self.W_O, self.b_Q, self.b_K, self.b_V)
+    def tensors(self) -> tuple[torch.Tensor | None, ...]:
+        """``W_Q, W_K, W_V, W_O, b_Q, b_K, b_V``, each a tensor or ``None``."""
+        return tuple(getattr(self, name) for name in TENSOR_NAMES)
 
     def map(self, fn) -> HeadWeights:
-        """Apply ``fn`` to every tensor that is present (e.g. ``lambda t: t.double()``)."""
-        return HeadWeights(*(None if t is None else fn(t) for t in self._tensors()))
+        """Apply ``fn`` to every tensor that is present (e.g. ``lambda t: t.double()``); ``layer`` is kept."""
+        mapped = {name: None if t is None else fn(t) for name, t in zip(TENSOR_NAMES, self.tensors(), strict=True)}
+        return dataclasses.replace(self, **mapped)
 
     def add_noise(self, scale: float, generator: torch.Generator | None = None) -> HeadWeights:
         """Add Gaussian noise of std ``scale * (each tensor's own std)`` to every tensor."""
@@ -161,6 +188,42 @@ class HeadWeights:
             return t + scale * t.std() * noise
 
         return self.map(noisy)
+
+
+def _check_queries(W_Q: torch.Tensor) -> None:
+    if W_Q.dim() != 3:
+        raise ValueError(f"W_Q must be [n_heads, d_in, d_head], got shape {tuple(W_Q.shape)}.")
+
+
+def _check_keys_and_values(W_Q: torch.Tensor, W_K: torch.Tensor, W_V: torch.Tensor | None) -> None:
+    """``W_K`` (and ``W_V``) share ``W_Q``'s ``d_in`` and ``d_head``, with a number of heads dividing ``n_heads``."""
+    shape = tuple(W_Q.shape)
+    for name, W in (("W_K", W_K), ("W_V", W_V)):
+        if W is None:
+            continue
+        kv_shape = tuple(W.shape)
+        if len(kv_shape) != 3 or kv_shape[1:] != shape[1:] or kv_shape[0] < 1 or shape[0] % kv_shape[0]:
+            raise ValueError(
+                f"{name} has shape {kv_shape}, W_Q has {shape}; they must match (under grouped-query "
+                f"attention W_K and W_V may have fewer heads, a divisor of n_heads)."
+            )
+    if W_V is not None and W_V.shape[0] != W_K.shape[0]:
+        raise ValueError(f"W_V has {W_V.shape[0]} heads and W_K {W_K.shape[0]}; keys and values come in pairs.")
+
+
+def _check_bias(name: str, b: torch.Tensor | None, n: int, d_head: int, heads: str) -> None:
+    if b is not None and tuple(b.shape) != (n, d_head):
+        raise ValueError(f"{name} must be [{heads}={n}, d_head={d_head}], got {tuple(b.shape)}.")
+
+
+def require_one_kv_head_per_head(heads: HeadWeights, what: str) -> None:
+    """Refuse a grouped-query layer where ``what`` needs one key/value head per query head."""
+    if heads.n_kv_heads != heads.n_heads:
+        raise ValueError(
+            f"{what} needs one key/value head per query head, but this layer groups its {heads.n_heads} query heads "
+            f"over {heads.n_kv_heads} key/value heads (grouped-query attention): query heads that share a key head "
+            f"cannot be moved or rotated one by one."
+        )
 
 
 def random_orthogonal(n: int, count: int = 1, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
@@ -179,6 +242,7 @@ def rotate_within_heads(heads: HeadWeights, generator: torch.Generator | None = 
     ``W_V, b_V`` by another ``S_h``, with ``W_O`` by ``S_h^T`` on the left. Attention scores and the
     layer's output are unchanged; the raw weights are not.
     """
+    require_one_kv_head_per_head(heads, "rotate_within_heads")
     n, dh, dtype, dev = heads.n_heads, heads.d_head, heads.W_Q.dtype, heads.W_Q.device
     R = random_orthogonal(dh, n, generator, dtype).to(dev)
     S = random_orthogonal(dh, n, generator, dtype).to(dev)
@@ -190,5 +254,5 @@ def rotate_within_heads(heads: HeadWeights, generator: torch.Generator | None = 
     W_O = None if heads.W_O is None else S.transpose(1, 2) @ heads.W_O
     return HeadWeights(
         right(heads.W_Q, R), right(heads.W_K, R), right(heads.W_V, S), W_O,
-        right(heads.b_Q, R), right(heads.b_K, R), right(heads.b_V, S),
+        right(heads.b_Q, R), right(heads.b_K, R), right(heads.b_V, S), layer=heads.layer,
     )

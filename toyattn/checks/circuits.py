@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import circuits as C
+from ..head_weights import HeadWeights
 from ..models.transformer import Transformer, TransformerConfig
 from .answers import Returned
 from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check
@@ -33,12 +34,12 @@ _NO_LIBRARY = forbid_calls_into(
 )
 
 
-def _same(a: np.ndarray | float, b: np.ndarray | float, rtol: float, atol: float) -> bool:
+def _same(a: np.ndarray | torch.Tensor | float, b: np.ndarray | torch.Tensor | float, rtol: float, atol: float) -> bool:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def _name_the_mistake(got: np.ndarray | float, expected: np.ndarray | float, mistakes: dict[str, np.ndarray | float],
+def _name_the_mistake(got: np.ndarray | float, expected: np.ndarray | float, mistakes: dict[str, np.ndarray | torch.Tensor | float],
                       rtol: float, atol: float) -> str:
     """`` That is <mistake>.`` for the mistakes ``got`` matches (and the right answer does not)."""
     matched = [m for m, value in mistakes.items() if _same(got, value, rtol, atol) and not _same(value, expected, rtol, atol)]
@@ -78,25 +79,25 @@ def _model_cases(rng: np.random.Generator) -> list[Case]:
     ]
 
 
-def _circuit_mistakes(model: Transformer) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    l1, l2 = C.head_weights(model, 0), C.head_weights(model, 1)
-    d_head = l2["W_Q"].shape[1]
-    unscaled = l2["W_Q"] @ l2["W_K"].T
+def _circuit_mistakes(model: Transformer) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    # In float64, like the circuits they are told apart from.
+    l1, l2 = (HeadWeights.from_model(model, layer).map(torch.Tensor.double) for layer in (0, 1))
+    d_head = l2.d_head
+    unscaled = l2.W_Q[0] @ l2.W_K[0].T
     qk = {
         "W_Q W_K^T without the 1/sqrt(d_head) scale": unscaled,
         "W_K W_Q^T: transposed (rows index queries, columns keys)": unscaled.T / math.sqrt(d_head),
         "scaled by 1/sqrt(d_model), not 1/sqrt(d_head)": unscaled / math.sqrt(model.cfg.d_model),
         "layer 1's QK circuit (blocks[0]); the induction head is in layer 2 (blocks[1])":
-            l1["W_Q"] @ l1["W_K"].T / math.sqrt(d_head),
+            l1.W_Q[0] @ l1.W_K[0].T / math.sqrt(d_head),
     }
     ov = {
-        "W_O^T W_V^T: transposed (a source residual x writes x @ W_V @ W_O)": (l1["W_V"] @ l1["W_O"]).T,
-        "layer 2's OV circuit (blocks[1]); the previous-token head is in layer 1 (blocks[0])": l2["W_V"] @ l2["W_O"],
+        "W_O^T W_V^T: transposed (a source residual x writes x @ W_V @ W_O)": (l1.W_V[0] @ l1.W_O[0]).T,
+        "layer 2's OV circuit (blocks[1]); the previous-token head is in layer 1 (blocks[0])": l2.W_V[0] @ l2.W_O[0],
     }
     if model.cfg.n_heads > 1:
-        h1, h2 = C.head_weights(model, 0, 1), C.head_weights(model, 1, 1)
-        qk["head 1's; the exercise asks for head 0"] = h2["W_Q"] @ h2["W_K"].T / math.sqrt(d_head)
-        ov["head 1's; the exercise asks for head 0"] = h1["W_V"] @ h1["W_O"]
+        qk["head 1's; the exercise asks for head 0"] = l2.W_Q[1] @ l2.W_K[1].T / math.sqrt(d_head)
+        ov["head 1's; the exercise asks for head 0"] = l1.W_V[1] @ l1.W_O[1]
     return qk, ov
 
 
@@ -108,8 +109,8 @@ def check_qk_ov_from_model(case: Case, got: Returned) -> None:
     if not got.is_tuple or len(got.arrays) != 2:
         raise CheckFailed(f"{case.name}: expected a pair (W_qk, W_ov), got "
                           f"{'a tuple of ' + str(len(got.arrays)) if got.is_tuple else 'one value'}.")
-    l1, l2 = C.head_weights(model, 0), C.head_weights(model, 1)
-    expected = (C.qk_circuit(l2["W_Q"], l2["W_K"]), C.ov_circuit(l1["W_V"], l1["W_O"]))
+    l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)
+    expected = (C.qk_circuit(l2.W_Q[0], l2.W_K[0]), C.ov_circuit(l1.W_V[0], l1.W_O[0]))
     for name, value, right, mistakes in zip(("W_qk", "W_ov"), got.arrays, expected, _circuit_mistakes(model),
                                             strict=True):
         if value.shape == right.shape and not _same(value, right, 1e-4, 1e-5):
