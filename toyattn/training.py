@@ -1,9 +1,12 @@
-"""Training the toy models: full-batch, seeded, device-aware, returning the loss history.
+"""The course's one training loop, :func:`fit`, and lesson 1's recipes that run on it.
 
-Taught in lesson 1 (``notebooks/01_attention_toy``); the pattern (seed, build, train, read the
-losses) repeats in lessons 3 and 4.
+Every lesson that trains (1, 3 and 4) calls :func:`fit`; what differs between them is data: the task
+(a model, its batches and a loss function) and a few settings. As in nanoGPT, where ``model.py``
+holds the model and ``train.py`` the loop, the models live in :mod:`toyattn.models`, each lesson's
+task next to its lesson (lesson 3: :mod:`toyattn.symmetry_training`, lesson 4:
+:mod:`toyattn.induction`) and the loop here.
 
-Two recipes train lesson 1's one-head model:
+Lesson 1 (``notebooks/01_attention_toy``) teaches the loop, with two recipes for its one-head model:
 
 * :data:`ORIGINAL_RECIPE`: that of the research notebook lesson 1 grew from (kept outside this
   repository; Adam, lr 1e-4, 5000 epochs, one
@@ -17,6 +20,7 @@ Two recipes train lesson 1's one-head model:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +31,111 @@ from .corpus import ToyCorpus
 from .device import cpu_threads, get_device, seed_everything
 from .models.one_head import OneHeadAttention
 from .progress import progress as progress_bar
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """What :func:`fit` returns: the loss of every step taken and the loop's wall time.
+
+    Attributes:
+        losses: ``[steps_taken]`` for one model, ``[steps_taken, n_runs]`` for stacked runs; on the CPU.
+        seconds: wall time of the loop, the ``record`` calls included.
+    """
+
+    losses: torch.Tensor
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+
+def fit(
+    loss_at: Callable[[int], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    *,
+    device: str | torch.device,
+    threads: int | None = 1,
+    progress: bool | None = None,
+    desc: str = "training",
+    record: Callable[[int, Sequence[torch.Tensor]], None] | None = None,
+    record_every: int | None = None,
+    stop: Callable[[Sequence[torch.Tensor]], bool] | None = None,
+) -> History:
+    """Take up to ``steps`` optimizer steps, each on the loss ``loss_at(step)``; return the loss history.
+
+    Every step does the same four things in the same order: compute the loss (``loss_at(step)``,
+    ``step`` counting from 0, picks the batch and runs the model), clear the gradients,
+    backpropagate, update. ``loss_at`` returns a scalar, or one loss per run when independent runs
+    are stacked into one batched model (lesson 3); then their sum is backpropagated, which gives each
+    run its own gradient because the runs share no weights.
+
+    Args:
+        loss_at: the loss of step ``step``, with the graph to backpropagate through.
+        optimizer: built on the model's parameters by the caller (each lesson picks its own).
+        steps: the most steps to take.
+        device: where the model lives; ``threads`` applies on the CPU only.
+        threads: torch threads while training on the CPU, restored afterwards (default 1: for the
+            course's tiny models synchronising threads costs more than the arithmetic; see
+            :func:`toyattn.device.cpu_threads`); ``None`` keeps torch's setting.
+        progress: show a progress bar (default: only inside a notebook).
+        desc: the progress bar's label.
+        record: called as ``record(steps_taken, losses)`` before the first step (``0``, no losses
+            yet), after every ``record_every`` steps and after the last step taken, once per step
+            count; this is where a lesson takes its checkpoints and scores. ``losses`` holds every
+            step's detached loss so far (read it, do not change it).
+        record_every: steps between records; ``None``: only before the first step and after the last.
+        stop: asked after every step with the losses so far; ``True`` ends training after that
+            step (and its record). Reading a loss waits for the GPU, so pass it only when needed.
+
+    Returns:
+        :class:`History`: every step's loss and the loop's wall time.
+
+    The loop draws no random numbers itself: a run is deterministic when the caller seeds before
+    building the model and the data (:func:`toyattn.device.seed_everything`) and ``loss_at`` takes
+    its batches in order or from a seeded generator.
+    """
+    _check_schedule(steps, record_every)
+    on_cpu = torch.device(device).type == "cpu"
+    losses: list[torch.Tensor] = []
+    start = time.perf_counter()
+    with cpu_threads(threads if on_cpu else None):
+        if record is not None:
+            record(0, losses)
+        for step in progress_bar(range(steps), total=steps, desc=desc, enabled=progress):
+            loss = loss_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            # Stacked runs share no weights: the gradient of their summed loss is each run's own.
+            (loss if loss.dim() == 0 else loss.sum()).backward()
+            optimizer.step()
+            losses.append(loss.detach())
+            taken = step + 1
+            stopping = stop is not None and stop(losses)
+            if record is not None and (taken == steps or stopping or _is_multiple(taken, record_every)):
+                record(taken, losses)
+            if stopping:
+                break
+    seconds = time.perf_counter() - start
+    return History(torch.stack(losses).cpu(), seconds)
+
+
+def _check_schedule(steps: int, record_every: int | None) -> None:
+    for name, value in (("steps", steps), ("record_every", 1 if record_every is None else record_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _is_multiple(taken: int, every: int | None) -> bool:
+    return every is not None and taken % every == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 1: the one-head model on the toy corpus
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -57,11 +166,17 @@ ORIGINAL_RECIPE = Recipe(lr=1e-4, epochs=5000, full_batch=False, name="original:
 DEFAULT_RECIPE = Recipe(lr=3e-2, epochs=300, full_batch=True, name="default: full-batch Adam, lr 0.03, 300 steps")
 
 
+def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every position of every sentence in ``inputs``."""
+    logits = model(inputs)
+    # Cross-entropy on logits (log-softmax inside) rather than log(softmax): no log(0) = -inf.
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def full_batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean next-token cross-entropy over every position of every sentence (no gradient)."""
     with torch.no_grad():
-        logits = model(inputs)
-        return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)))
+        return float(next_token_loss(model, inputs, targets))
 
 
 def train(
@@ -76,6 +191,8 @@ def train(
     threads: int | None = 1,
 ) -> list[float]:
     """Train ``model`` in place with Adam and return the loss history, one float per epoch.
+
+    Each epoch is one step of :func:`fit` on the whole batch, or one step per sentence.
 
     Args:
         model: maps ``[batch, pos]`` token ids to logits ``[batch, pos, vocab]``.
@@ -96,6 +213,41 @@ def train(
     The result is deterministic for a given model initialisation: seed before building the model
     (:func:`toyattn.device.seed_everything`), or use :func:`train_one_head`.
     """
+    _check_token_tensors(inputs, targets)
+    dev = get_device(device)
+    model.to(dev)
+    inputs, targets = inputs.to(dev), targets.to(dev)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    # Full batch: one step on all sentences. Per sentence: a [1, pos] slice at a time, in order.
+    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
+    per_epoch = len(batches)
+
+    def loss_at(step: int) -> torch.Tensor:
+        batch = batches[step % per_epoch]
+        return next_token_loss(model, inputs[batch], targets[batch])
+
+    def epoch_below(losses: Sequence[torch.Tensor]) -> bool:  # stop_below judges whole epochs only
+        return len(losses) % per_epoch == 0 and float(_epoch_means(losses[-per_epoch:], per_epoch)) < stop_below
+
+    history = fit(
+        loss_at, optimizer, recipe.epochs * per_epoch, device=dev, threads=threads, progress=progress,
+        stop=None if stop_below is None else epoch_below,
+    )
+    model.eval()
+    return _epoch_means(history.losses, per_epoch).tolist()
+
+
+def _epoch_means(losses: Sequence[torch.Tensor] | torch.Tensor, per_epoch: int) -> torch.Tensor:
+    """Mean loss of each epoch of ``per_epoch`` steps: ``[epochs * per_epoch] -> [epochs]``.
+
+    The steps are added one after another, in order, as a running sum over the epoch would.
+    """
+    by_step = torch.stack(list(losses)) if not isinstance(losses, torch.Tensor) else losses
+    return sum(by_step.view(-1, per_epoch).unbind(dim=1)) / per_epoch
+
+
+def _check_token_tensors(inputs: torch.Tensor, targets: torch.Tensor) -> None:
     if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise TypeError("inputs and targets must be tensors of token ids; use corpus.tensors().")
     if inputs.shape != targets.shape or inputs.dim() != 2:
@@ -103,32 +255,6 @@ def train(
             f"inputs and targets must both be [batch, pos] with the same shape, got "
             f"{tuple(inputs.shape)} and {tuple(targets.shape)}."
         )
-    dev = get_device(device)
-    model.to(dev)
-    inputs, targets = inputs.to(dev), targets.to(dev)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    # Full batch: one step on all sentences. Per sentence: a [1, pos] slice at a time.
-    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
-    losses: list[torch.Tensor] = []
-    with cpu_threads(threads if dev.type == "cpu" else None):
-        for _ in progress_bar(range(recipe.epochs), total=recipe.epochs, desc="training", enabled=progress):
-            epoch_loss = torch.zeros((), device=dev)
-            for batch in batches:
-                logits = model(inputs[batch])
-                # Cross-entropy on logits (log-softmax inside) rather than log(softmax): no log(0) = -inf.
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[batch].reshape(-1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                epoch_loss = epoch_loss + loss.detach()
-            epoch_loss = epoch_loss / len(batches)
-            losses.append(epoch_loss)
-            # Reading a value forces a GPU sync, so only do it when asked to stop early.
-            if stop_below is not None and float(epoch_loss) < stop_below:
-                break
-    model.eval()
-    return torch.stack(losses).cpu().tolist()
 
 
 @dataclass
