@@ -9,17 +9,18 @@ objectives:
 * ``"causal"``: causal attention; every position predicts the next character (GPT's objective).
 
 :func:`train_runs` trains several copies at once (one per seed and initialisation, stacked with
-``torch.func.vmap``: one batched step instead of many tiny ones), recording symmetry and directionality
-scores and the loss, from the standard initialisation or the symmetric one of Saponati et al. 2025
-(:func:`symmetric_init_`: ``W_k = W_q``, so every head starts at ``r = 1``). The experiments on these
-runs (steps to a loss, gradients of ``W_q W_k^T``) are in :mod:`toyattn.symmetry_experiments`.
+``torch.func.vmap``: one batched step of the course's loop :func:`toyattn.training.fit` instead of
+many tiny ones), recording symmetry and directionality scores and the loss, from the standard
+initialisation or the symmetric one of Saponati et al. 2025 (:func:`symmetric_init_`: ``W_k = W_q``,
+so every head starts at ``r = 1``). The experiments on these runs (steps to a loss, gradients of
+``W_q W_k^T``) are in :mod:`toyattn.symmetry_experiments`.
 """
 
 from __future__ import annotations
 
 import codecs
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +28,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .device import cpu_threads, get_device, seed_everything
+from .device import get_device, seed_everything
 from .models.transformer import Transformer, TransformerConfig
-from .progress import progress as progress_bar
 from .symmetry import (
     directionality_score,
     layer_bilinear,
     matrix_symmetry_score,
     symmetry_score,
 )
+from .training import fit
 
 __all__ = [
     "INITS",
@@ -340,23 +341,24 @@ def train_runs(
     masked = torch.stack([data[seed][1] for seed, _ in runs], dim=1).to(dev)
 
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.01, foreach=True)
-    losses: list[torch.Tensor] = []
-    records = [(0, *_scores(params, cfg.n_layers))]
+    records: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def loss_at(step: int) -> torch.Tensor:  # [n]: one loss per run
+        return _objective_loss(objective, lambda x: batched(params, buffers, x), windows[step], masked[step], task.mask_id)
+
+    def record(step: int, losses: Sequence[torch.Tensor]) -> None:
+        records.append((step, *_scores(params, cfg.n_layers)))
+
+    def every_run_reached(losses: Sequence[torch.Tensor]) -> bool:
+        return _all_reached(losses, stop_below)
+
     # Tiny models train faster on one CPU thread (synchronising threads costs more than a 32-wide matmul).
-    threads = 1 if dev.type == "cpu" and scale == 1 else None
-    with cpu_threads(threads):
-        for step in progress_bar(range(steps), total=steps, desc=f"{objective} training", enabled=progress):
-            loss = _objective_loss(objective, lambda x: batched(params, buffers, x), windows[step], masked[step], task.mask_id)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()  # the runs share no weights, so each gets its own gradient
-            opt.step()
-            losses.append(loss.detach())
-            done = step + 1 == steps or (stop_below is not None and _all_reached(losses, stop_below))
-            if (step + 1) % record_every == 0 or done:
-                records.append((step + 1, *_scores(params, cfg.n_layers)))
-            if done:
-                break
-    loss_table = torch.stack(losses).cpu().T  # [n, steps taken]
+    threads = 1 if scale == 1 else None
+    history = fit(
+        loss_at, opt, steps, device=dev, threads=threads, progress=progress, desc=f"{objective} training",
+        record=record, record_every=record_every, stop=None if stop_below is None else every_run_reached,
+    )
+    loss_table = history.losses.T  # [n, steps taken]
     return [
         TrainingTrace(
             objective=objective,
@@ -374,7 +376,7 @@ def train_runs(
     ]
 
 
-def _all_reached(losses: list[torch.Tensor], threshold: float) -> bool:
+def _all_reached(losses: Sequence[torch.Tensor], threshold: float) -> bool:
     if len(losses) < SMOOTHING:
         return False
     return bool((torch.stack(losses[-SMOOTHING:]).mean(dim=0) <= threshold).all())
