@@ -1,4 +1,4 @@
-"""The copying task that makes a two-layer transformer grow an induction head, and its training loop.
+"""The copying task that makes a two-layer transformer grow an induction head, and a run of training on it.
 
 Taught in lesson 4 (``notebooks/04_qk_ov_matching``). The task follows the setting of Song, Xu &
 Zhong, "Out-of-distribution generalization via composition: a lens through induction heads in
@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from toyattn.device import cpu_threads, get_device, seed_everything
+from toyattn.device import get_device, seed_everything
 from toyattn.models.transformer import Transformer, TransformerConfig
-from toyattn.progress import progress as progress_bar
+from toyattn.training import fit
 
 __all__ = [
     "CopyTaskConfig",
@@ -263,9 +263,9 @@ class TrainConfig:
 
     ``cpu_threads``: torch threads while training on the CPU (restored afterwards); ``None`` leaves
     torch's setting alone. For a model this small, synchronising threads costs about as much as the
-    arithmetic: on an idle 2-core machine two threads were ~15% faster than one, but on a busy one
-    (other processes on the cores, as on a shared JupyterHub) one thread was 2-8x faster, so one
-    thread is the robust default. ``benchmarks/bench_circuits.py`` measures both.
+    arithmetic on an idle machine, and much more on a busy one (other processes on the cores, as on a
+    shared JupyterHub), so one thread is the robust default. ``benchmarks/bench_circuits.py`` prints
+    the training steps per second with one thread and with torch's default thread count.
     """
 
     steps: int = 600
@@ -301,6 +301,7 @@ class TrainingRun:
         history: per checkpoint: ``train_loss`` (mean over the steps since the previous one),
             ``id_error``, ``ood_error``.
         pool: the training pool (None: fresh patterns).
+        seconds: wall time of the training loop, checkpoints and error measurements included.
     """
 
     model: Transformer
@@ -362,7 +363,9 @@ def train_copy_model(
         progress: show a progress bar (default: only in notebooks).
 
     The loss is next-token cross-entropy on every position; the error is measured on the second copy
-    only (:func:`copy_error`). Everything is seeded by ``train.seed``: the same call gives the same run.
+    only (:func:`copy_error`). Training runs on the course's loop (:func:`toyattn.training.fit`),
+    each of its records keeps a checkpoint and measures the ID and OOD errors. Everything is seeded
+    by ``train.seed``: the same call gives the same run.
     """
     task = task or CopyTaskConfig()
     train = train or TrainConfig()
@@ -389,45 +392,36 @@ def train_copy_model(
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    def record(step: int, losses: Sequence[float]) -> None:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        if ckpt_dir is not None:
-            path = ckpt_dir / f"step_{step:06d}.pt"
-            torch.save(state, path)
-            run.checkpoints.append(path)
-        else:
-            run.checkpoints.append(state)
-        run.steps.append(step)
-        run.history["train_loss"].append(float(sum(losses) / len(losses)) if losses else float("nan"))
+    def loss_at(step: int) -> torch.Tensor:  # a fresh batch every step, from the seeded data generator
+        tokens = sample_copy_batch(task, train.batch_size, data_gen, pool=pool).tokens.to(device)
+        logits = model(tokens[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, task.vocab_size), tokens[:, 1:].reshape(-1))
+
+    def record(step: int, losses: Sequence[torch.Tensor]) -> None:
+        since_last = [float(loss) for loss in losses[run.steps[-1] if run.steps else 0 :]]
+        _save_checkpoint(run, model, step, ckpt_dir)
+        run.history["train_loss"].append(sum(since_last) / len(since_last) if since_last else float("nan"))
         run.history["id_error"].append(copy_error(model, tests["id"]))
         run.history["ood_error"].append(copy_error(model, tests["ood"]))
 
-    with cpu_threads(train.cpu_threads if device.type == "cpu" else None):
-        _train_loop(run, model, opt, task, train, pool, data_gen, device, record, progress)
+    desc = f"pool {pool_size if pool_size is not None else 'fresh'}"
+    history = fit(loss_at, opt, train.steps, device=device, threads=train.cpu_threads, progress=progress, desc=desc,
+                  record=record, record_every=train.checkpoint_every)
+    run.seconds = history.seconds
     model.eval()
     return run
 
 
-def _train_loop(run, model, opt, task, train, pool, data_gen, device, record, progress) -> None:
-    import time
-
-    start = time.perf_counter()
-    record(0, [])
-    losses: list[float] = []
-    desc = f"pool {run.pool_size if run.pool_size is not None else 'fresh'}"
-    for step in progress_bar(range(1, train.steps + 1), total=train.steps, desc=desc, enabled=progress):
-        batch = sample_copy_batch(task, train.batch_size, data_gen, pool=pool)
-        tokens = batch.tokens.to(device)
-        logits = model(tokens[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, task.vocab_size), tokens[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step % train.checkpoint_every == 0 or step == train.steps:
-            record(step, losses)
-            losses = []
-    run.seconds = time.perf_counter() - start
+def _save_checkpoint(run: TrainingRun, model: Transformer, step: int, ckpt_dir: Path | None) -> None:
+    """Keep the weights at ``step``: a CPU copy in memory, or a ``step_XXXXXX.pt`` file in ``ckpt_dir``."""
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if ckpt_dir is not None:
+        path = ckpt_dir / f"step_{step:06d}.pt"
+        torch.save(state, path)
+        run.checkpoints.append(path)
+    else:
+        run.checkpoints.append(state)
+    run.steps.append(step)
 
 
 def describe_run(run: TrainingRun) -> dict[str, object]:
