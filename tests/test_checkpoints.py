@@ -70,7 +70,7 @@ def test_bert_heads_reproduce_the_models_queries_and_keys():
     assert (layers.architecture, layers.n_layers, layers.n_heads, layers.n_kv_heads) == ("bert", N_LAYERS, N_HEADS, N_HEADS)
     x = torch.randn(5, D)
     for layer in layers:
-        attn = model.encoder.layer[layer.index].attention.self
+        attn = model.encoder.layer[layer.layer].attention.self
         with torch.no_grad():
             q = per_head(attn.query(x) - attn.query.bias, N_HEADS)
             k = per_head(attn.key(x) - attn.key.bias, N_HEADS)
@@ -84,7 +84,7 @@ def test_gpt2_fused_conv1d_is_split_into_heads():
     assert layers.architecture == "gpt2" and layers.n_heads == N_HEADS
     x = torch.randn(5, D)
     for layer in layers:
-        c_attn = model.h[layer.index].attn.c_attn
+        c_attn = model.h[layer.layer].attn.c_attn
         with torch.no_grad():
             qkv = c_attn(x) - c_attn.bias
         q, k = qkv[:, :D], qkv[:, D : 2 * D]
@@ -98,7 +98,7 @@ def test_llama_gqa_heads():
     assert (layers.architecture, layers.n_heads, layers.n_kv_heads) == ("llama", N_HEADS, N_KV)
     x = torch.randn(5, D)
     for layer in layers:
-        attn = model.layers[layer.index].self_attn
+        attn = model.layers[layer.layer].self_attn
         assert layer.W_Q.shape == (N_HEADS, D, D // N_HEADS)
         assert layer.W_K.shape == (N_KV, D, D // N_HEADS)
         with torch.no_grad():
@@ -167,7 +167,7 @@ def test_safetensors_streaming_reads_only_qk_one_layer_at_a_time(tmp_path, monke
     layers = iter_qk_layers(tmp_path)
     assert events == []  # opening reads the header only
     for layer in layers:
-        events.append(f"-- scored layer {layer.index}")
+        events.append(f"-- scored layer {layer.layer}")
     expected = []
     for i in range(N_LAYERS):
         expected += [f"layers.{i}.self_attn.q_proj.weight", f"layers.{i}.self_attn.k_proj.weight", f"-- scored layer {i}"]

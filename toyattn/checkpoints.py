@@ -3,11 +3,12 @@
 Taught in lesson 3 (``notebooks/03_symmetry_scores``); lesson 2 (``notebooks/02_head_permutation``,
 section 9) reads a pretrained encoder's attention layer with :func:`bert_attention_as_mha`.
 
-Every reader yields, layer by layer, the query and key maps in the course's layout
-(TransformerLens: ``q = x @ W_Q[h]``)::
+Every reader yields, layer by layer, a :class:`~toyattn.head_weights.HeadWeights` holding the query
+and key maps in the course's layout (TransformerLens: ``q = x @ W_Q[h]``), ``W_V`` left ``None``::
 
     layer.W_Q  [n_heads,    d_model, d_head]
     layer.W_K  [n_kv_heads, d_model, d_head]      (n_kv_heads < n_heads: grouped-query attention)
+    layer.layer                                   (the layer's index)
 
 What it reads (:data:`SUPPORTED_ARCHITECTURES`):
 
@@ -36,7 +37,6 @@ import importlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .head_weights import HeadWeights
+
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
-    "QKLayer",
     "QKLayers",
     "bert_attention_as_mha",
     "iter_qk_layers",
@@ -116,17 +117,9 @@ def unpermute_llama_cpp_rows(weight: np.ndarray | torch.Tensor, n_heads: int) ->
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class QKLayer:
-    """One layer's query and key maps: ``W_Q [n_heads, d_model, d_head]``, ``W_K [n_kv_heads, d_model, d_head]``."""
-
-    index: int
-    W_Q: torch.Tensor
-    W_K: torch.Tensor
-
-
 class QKLayers:
-    """A model's layers, read lazily one at a time (iterate it once per pass). Lesson 3.
+    """A model's layers, read lazily one at a time (iterate it once per pass), each a
+    :class:`~toyattn.head_weights.HeadWeights` with queries and keys only. Lesson 3.
 
     Attributes: ``name``, ``architecture``, ``n_layers``, ``n_heads``, ``n_kv_heads``.
     """
@@ -152,11 +145,11 @@ class QKLayers:
     def __len__(self) -> int:
         return self.n_layers
 
-    def __iter__(self) -> Iterator[QKLayer]:
+    def __iter__(self) -> Iterator[HeadWeights]:
         for i in range(self.n_layers):
             yield self[i]
 
-    def __getitem__(self, i: int) -> QKLayer:
+    def __getitem__(self, i: int) -> HeadWeights:
         if not 0 <= i < self.n_layers:
             raise IndexError(f"{self.name} has {self.n_layers} layers; layer {i} does not exist.")
         W_Q, W_K = self._read_layer(i)
@@ -164,7 +157,10 @@ class QKLayers:
         W_K = W_K.detach().float()
         if W_Q.shape[-2:] != W_K.shape[-2:]:
             raise ValueError(f"{self.name}, layer {i}: W_Q {tuple(W_Q.shape)} and W_K {tuple(W_K.shape)} disagree.")
-        return QKLayer(i, W_Q, W_K)
+        try:
+            return HeadWeights(W_Q, W_K, layer=i)
+        except ValueError as err:  # e.g. key heads that do not divide the query heads
+            raise ValueError(f"{self.name}, layer {i}: {err}") from None
 
     def __repr__(self) -> str:
         kv = f", n_kv_heads={self.n_kv_heads}" if self.n_kv_heads != self.n_heads else ""
@@ -206,7 +202,7 @@ def iter_qk_layers(
             scores use (up to a positive factor per token). ``False`` gives the raw projections.
 
     Returns:
-        A :class:`QKLayers`: ``for layer in layers: layer.W_Q, layer.W_K``.
+        A :class:`QKLayers`: ``for layer in layers: layer.W_Q, layer.W_K`` (and ``layer.layer``, its index).
 
     Raises:
         ValueError: an architecture it cannot read (the message lists the ones it can), missing head counts.

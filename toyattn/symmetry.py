@@ -598,7 +598,7 @@ def score_model(
         try:
             head_rows.append(symmetry_score(W_q, W_k).cpu())
         except ValueError as err:
-            raise ValueError(f"layer {layer.index}: {err}") from None
+            raise ValueError(f"layer {layer.layer}: {err}") from None
         if layer_scores:
             M = layer_bilinear(W_q, W_k)
             layer_rows.append(matrix_symmetry_score(M).cpu())
