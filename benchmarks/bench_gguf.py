@@ -26,7 +26,7 @@ import torch
 import toyattn.gguf_file
 from toyattn.gguf_file import GGUFFile
 from toyattn.pretrained import smollm2_gguf_path
-from toyattn.symmetry import score_model
+from toyattn.symmetry_report import score_model
 
 _KEYS = ("general.architecture", "general.name", "llama.attention.head_count", "llama.attention.head_count_kv",
          "llama.block_count")

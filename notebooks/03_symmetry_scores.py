@@ -57,13 +57,13 @@ from toyattn.symmetry import (
     layer_symmetry_score,
     median,
     random_head,
-    score_model,
     skew_symmetric_key,
     symmetric_key,
     symmetry_score,
     symmetry_score_definition,
     to_signed,
 )
+from toyattn.symmetry_report import score_model
 from toyattn.symmetry_training import train_symmetry_experiment
 
 g = seed_everything(0)

@@ -20,7 +20,8 @@ from toyattn.pretrained import (
     pretrained_available,
     smollm2_gguf_path,
 )
-from toyattn.symmetry import median, score_model, symmetry_score
+from toyattn.symmetry import median, symmetry_score
+from toyattn.symmetry_report import score_model
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")

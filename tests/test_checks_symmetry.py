@@ -102,14 +102,20 @@ def test_check_symmetry_score_trace(capsys, tmp_path_factory, monkeypatch):
     def calls_the_library_definition(W_q, W_k):
         return S.symmetry_score_definition(W_q, W_k)
 
+    def calls_the_library_traces(W_q, W_k):  # the traces' own module, not toyattn.symmetry itself
+        from toyattn.symmetry_traces import traces
+
+        norm2, trace_cc = traces(W_q.T[None].double(), W_k.T[None].double(), 1)
+        return float(0.5 * (1 + trace_cc[0] / norm2[0]))
+
     verify_check(
         checks.check_symmetry_score_trace,
         score_by_trace,
         [trace_of_c_transpose_c, forgot_the_half, right_value_but_builds_m, numpy_port_of_the_definition,
-         numpy_float32_definition, calls_the_library, calls_the_library_definition],
+         numpy_float32_definition, calls_the_library, calls_the_library_definition, calls_the_library_traces],
         capsys,
         messages=["tr(C^T C)", "2r", BUILDS_M, BUILDS_M, BUILDS_M, CALLS + "symmetry_score`",
-         CALLS + "symmetry_score_definition`"],
+         CALLS + "symmetry_score_definition`", "calls `toyattn.symmetry_traces.traces`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )

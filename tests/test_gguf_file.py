@@ -178,7 +178,7 @@ def test_gemma3_file_is_read_without_unpermuting_and_with_norm_gains_folded(tmp_
 @pytest.mark.pretrained
 def test_packaged_gemma3_reads_and_scores():
     from toyattn.pretrained import GEMMA_NOTICE, gemma3_gguf_path
-    from toyattn.symmetry import score_model
+    from toyattn.symmetry_report import score_model
 
     path = pretrained(gemma3_gguf_path)
     assert "Gemma Terms of Use" in GEMMA_NOTICE

@@ -7,7 +7,6 @@ import torch
 
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.symmetry import (
-    SymmetryReport,
     directionality_score,
     from_signed,
     kv_head_for_query,
@@ -17,13 +16,13 @@ from toyattn.symmetry import (
     median,
     random_head,
     repeat_kv_heads,
-    score_model,
     skew_symmetric_key,
     symmetric_key,
     symmetry_score,
     symmetry_score_definition,
     to_signed,
 )
+from toyattn.symmetry_report import SymmetryReport, score_model
 from toyattn.symmetry_training import train_symmetry_experiment
 
 
@@ -303,7 +302,7 @@ def test_course_text_is_the_zen_of_python_and_prints_nothing(capsys):
 def test_head_by_head_path_equals_the_batched_path(monkeypatch, q_shape, k_shape):
     # Large CPU heads take a head-by-head loop (cache reuse, half of A and B skipped by symmetry); it
     # must give the batched path's numbers.
-    import toyattn.symmetry as sym
+    import toyattn.symmetry_traces as sym
 
     g = gen(11)
     W_Q = torch.randn(*q_shape, generator=g)

@@ -9,7 +9,8 @@ from pretrained_helpers import pretrained
 
 from toyattn.checkpoints import iter_qk_layers
 from toyattn.pretrained import gemma3_gguf_path, minilm_path, smollm2_gguf_path
-from toyattn.symmetry import directionality_score, layer_bilinear, median, score_model
+from toyattn.symmetry import directionality_score, layer_bilinear, median
+from toyattn.symmetry_report import score_model
 
 pytestmark = pytest.mark.pretrained
 

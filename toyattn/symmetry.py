@@ -34,19 +34,17 @@ tables: negative when a few *columns* of ``M`` (key-side directions) carry unusu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from .arrays import as_float_tensor
-from .device import get_device
+from .symmetry_traces import traces, wide_dtype
 
 Convention = Literal["r", "s"]
 
 __all__ = [
-    "SymmetryReport",
     "directionality_score",
     "from_signed",
     "kv_head_for_query",
@@ -56,7 +54,6 @@ __all__ = [
     "median",
     "random_head",
     "repeat_kv_heads",
-    "score_model",
     "skew_symmetric_key",
     "skew_symmetric_matrix",
     "symmetric_key",
@@ -182,7 +179,7 @@ def matrix_symmetry_score(M: Any, *, convention: Convention = "r") -> torch.Tens
     if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
     _check_finite(M, "M")
-    M = M.to(_wide(M.device))
+    M = M.to(wide_dtype(M.device))
     total = M.pow(2).sum(dim=(-2, -1))
     if bool((total == 0).any()):
         raise _zero_error(total == 0, "M")
@@ -204,7 +201,7 @@ def symmetry_score_definition(W_q: Any, W_k: Any, *, convention: Convention = "r
     W_q, W_k, group = _check_pair(W_q, W_k)
     if group > 1:
         W_k = repeat_kv_heads(W_k, W_q.shape[-3])
-    wide = _wide(W_q.device)
+    wide = wide_dtype(W_q.device)
     M = W_q.to(wide) @ W_k.to(wide).transpose(-1, -2)
     return matrix_symmetry_score(M, convention=convention)
 
@@ -220,7 +217,7 @@ def symmetry_score(
 
     ``r = (1 + tr(C C) / tr(A B)) / 2`` with ``A = W_q^T W_q``, ``B = W_k^T W_k``, ``C = W_k^T W_q``,
     costing ``6 d_model d_head^2`` flops per head instead of ``2 d_model^2 d_head`` for ``M``. On the CPU,
-    large heads are done one at a time (cache reuse, see ``PER_HEAD_LOOP_MIN_SIZE``), small ones batched.
+    large heads are done one at a time (cache reuse, see :mod:`toyattn.symmetry_traces`), small ones batched.
 
     Args:
         W_q: ``[..., n_heads, d_model, d_head]`` (any leading axes, e.g. ``[layers, heads, d, d_h]``;
@@ -245,7 +242,7 @@ def symmetry_score(
     # Row layout [.., d_head, d_model]: a transposed view, no copy; matmul reads it with a transpose flag.
     Q = W_q.to(dtype).transpose(-1, -2)
     K = W_k.to(dtype).transpose(-1, -2)
-    norm2, trace_cc = _traces(Q, K, group)
+    norm2, trace_cc = traces(Q, K, group)
     # NaN or inf anywhere in a head's weights reaches its Gram traces, so test the small results rather
     # than every weight (a full pass over the weights costs ~10% of the whole computation).
     finite = bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all())
@@ -256,7 +253,7 @@ def symmetry_score(
         # ||M||^2 is a fourth power of the weights: it overflows for weights near 1e10 and underflows for
         # weights near 1e-10 in float32. The score does not change when W_q or W_k is scaled, so bring
         # both to a largest entry of 1 and compute again.
-        norm2, trace_cc = _traces(_to_unit_max(Q), _to_unit_max(K), group)
+        norm2, trace_cc = traces(_to_unit_max(Q), _to_unit_max(K), group)
     if not bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all()):
         raise ValueError(f"The traces overflowed in {dtype} even after rescaling; pass dtype=torch.float64.")
     if bool((norm2 == 0).any()):
@@ -285,98 +282,6 @@ _TOO_SMALL = 1e-18
 def _to_unit_max(X: torch.Tensor) -> torch.Tensor:
     peak = X.abs().amax()
     return X / peak if bool(peak > 0) else X
-
-
-def _traces(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``tr(A B) = ||M||_F^2`` and ``tr(C C)`` per head, accumulated in float64 where the device has it."""
-    if Q.device.type == "cpu" and Q.shape[-2] * Q.shape[-1] >= PER_HEAD_LOOP_MIN_SIZE:
-        return _traces_head_by_head(Q, K, group)
-    A, B, C_t = _grams_batched(Q, K, group)
-    wide = _wide(A.device)
-    if wide != torch.float64 and A.device.type == "mps":
-        A, B, C_t = A.cpu(), B.cpu(), C_t.cpu()
-        wide = torch.float64
-    # tr(A B) = sum_ij A_ij B_ji = sum(A * B) because B is symmetric; tr(C C) = sum(C * C^T).
-    # The products are in the Grams' precision (already rounded there); the sums accumulate in float64.
-    norm2 = (A * B).sum(dim=(-2, -1), dtype=wide)
-    trace_cc = (C_t * C_t.transpose(-1, -2)).sum(dim=(-2, -1), dtype=wide)
-    return norm2, trace_cc
-
-
-#: On the CPU, heads with at least this many weights (``d_model * d_head``) get their Gram products
-#: one head at a time (see :func:`_traces_head_by_head`); smaller ones in one batched call.
-PER_HEAD_LOOP_MIN_SIZE = 2**17
-
-
-def _grams_batched(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``A = W_q^T W_q``, ``B = W_k^T W_k`` (repeated per query head) and ``C^T = W_q^T W_k``, in three
-    batched matmuls. ``Q: [..., H, d_h, d]``, ``K: [..., H_kv, d_h, d]`` (row layout); all ``[..., H, d_h, d_h]``."""
-    d_head = Q.shape[-2]
-    A = Q @ Q.transpose(-1, -2)
-    B = K @ K.transpose(-1, -2)  # once per key head even under GQA
-    if group == 1:
-        C_t = Q @ K.transpose(-1, -2)  # C^T = W_q^T W_k; tr(C C) = tr(C^T C^T), so the transpose is harmless
-    else:
-        # Stack each group's query heads into one [group * d_h, d] block: one matmul per key head.
-        lead = Q.shape[:-3]
-        n_kv = K.shape[-3]
-        Q_grouped = Q.reshape(*lead, n_kv, group * d_head, Q.shape[-1])
-        C_t = (Q_grouped @ K.transpose(-1, -2)).reshape(*lead, n_kv * group, d_head, d_head)
-        B = B.repeat_interleave(group, dim=-3)
-    return A, B, C_t
-
-
-def _traces_head_by_head(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``tr(A B)`` and ``tr(C C)`` per head, computing the Gram products one head at a time (CPU, large heads).
-
-    ``Q: [..., H, d_h, d]``, ``K: [..., H_kv, d_h, d]`` (row layout); returns two float64 ``[..., H]``.
-
-    Two things make this faster than three batched matmuls at a 7B layer shape:
-
-    * a head's ``W_q`` and ``W_k`` are 2 MB each; computing its ``A``, ``C`` and ``B`` back to back
-      reads them from the cache for the later products, where batched calls stream all heads from
-      memory once per product;
-    * ``A`` and ``B`` are symmetric and only ``sum(A * B)`` is needed, so their lower-left block is
-      never computed: ``sum(A*B) = sum(A11*B11) + 2 sum(A12*B12) + sum(A22*B22)`` with the rows split
-      in two halves. That is 5 instead of 6 ``d d_h^2`` flops per head (BLAS's ``syrk`` does the same;
-      torch has no binding for it).
-
-    ``benchmarks/bench_symmetry.py`` times both paths side by side against the square-matmul rate.
-    """
-    if Q.dim() == 2:  # a single head [d_h, d]
-        norm2, trace_cc = _traces_head_by_head(Q[None], K[None], group)
-        return norm2[0], trace_cc[0]
-    lead, (n_heads, d_head) = Q.shape[:-3], Q.shape[-3:-1]
-    n_kv = K.shape[-3]
-    half = d_head // 2
-    # Rows [0, half) against all rows gives A11 and A12; rows [half, d_h) against themselves gives A22.
-    A_top = Q.new_empty(*lead, n_heads, half, d_head)
-    A_bottom = Q.new_empty(*lead, n_heads, d_head - half, d_head - half)
-    B_top = Q.new_empty(*lead, n_kv, half, d_head)
-    B_bottom = Q.new_empty(*lead, n_kv, d_head - half, d_head - half)
-    C_t = Q.new_empty(*lead, n_heads, d_head, d_head)
-    for idx in np.ndindex(*lead, n_kv):
-        k = K[idx]
-        torch.mm(k[:half], k.T, out=B_top[idx])
-        torch.mm(k[half:], k[half:].T, out=B_bottom[idx])
-        for h in range(idx[-1] * group, (idx[-1] + 1) * group):
-            q, at = Q[(*idx[:-1], h)], (*idx[:-1], h)
-            torch.mm(q[:half], q.T, out=A_top[at])
-            torch.mm(q[half:], q[half:].T, out=A_bottom[at])
-            torch.mm(q, k.T, out=C_t[at])
-    if group > 1:
-        B_top = B_top.repeat_interleave(group, dim=-3)
-        B_bottom = B_bottom.repeat_interleave(group, dim=-3)
-    f64 = torch.float64
-    A_top[..., half:] *= 2  # A12 stands for itself and for the A21 block that was skipped (exact in floats)
-    norm2 = (A_top * B_top).sum(dim=(-2, -1), dtype=f64) + (A_bottom * B_bottom).sum(dim=(-2, -1), dtype=f64)
-    trace_cc = (C_t * C_t.transpose(-1, -2)).sum(dim=(-2, -1), dtype=f64)
-    return norm2, trace_cc
-
-
-def _wide(device: torch.device) -> torch.dtype:
-    """float64 where the device has it (MPS has no float64)."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _convert(r: torch.Tensor, convention: Convention) -> torch.Tensor:
@@ -451,7 +356,7 @@ def directionality_score(M: Any, *, num_std: float = 2.0) -> torch.Tensor:
     if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
     _check_finite(M, "M")
-    M = M.to(_wide(M.device))
+    M = M.to(wide_dtype(M.device))
 
     def excess(norms: torch.Tensor) -> torch.Tensor:
         threshold = norms.mean(dim=-1, keepdim=True) + num_std * norms.std(dim=-1, keepdim=True)
@@ -510,104 +415,3 @@ def skew_symmetric_key(W_q: Any, *, generator: torch.Generator | None = None) ->
     W_q = as_float_tensor(W_q, "W_q")
     S = skew_symmetric_matrix(W_q.shape[-1], generator=generator).to(W_q)
     return W_q @ S.T
-
-
-# ---------------------------------------------------------------------------------------------
-# Whole models: per-head and per-layer scores, one layer at a time
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SymmetryReport:
-    """Scores of a whole model (lesson 3), every number in the ``r`` convention (in [0, 1]).
-
-    Attributes:
-        name: where the weights came from.
-        architecture: ``"bert"``, ``"gpt2"``, ``"llama"``, ``"toyattn"``, ...
-        head_scores: ``[n_layers, n_heads]`` per-head ``r`` (the seeds' granularity).
-        layer_scores: ``[n_layers]`` per-layer ``r`` of ``sum_h W_q[h] W_k[h]^T`` (the paper's), or None.
-        directionality: ``[n_layers]`` directionality of the per-layer ``M`` (paper's sign), or None.
-        n_kv_heads: key heads per layer (fewer than ``n_heads`` under grouped-query attention).
-    """
-
-    name: str
-    architecture: str
-    head_scores: torch.Tensor
-    layer_scores: torch.Tensor | None = None
-    directionality: torch.Tensor | None = None
-    n_kv_heads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.head_scores.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.head_scores.shape[1])
-
-    def summary(self) -> str:
-        """One paragraph of the numbers worth quoting, each labelled with its convention (medians: :func:`median`)."""
-        h = self.head_scores
-        lines = [
-            f"{self.name} ({self.architecture}): {self.n_layers} layers x {self.n_heads} heads"
-            + (f", {self.n_kv_heads} key heads (grouped-query)" if self.n_kv_heads and self.n_kv_heads < self.n_heads else ""),
-            f"  per head : mean r = {h.mean():.3f}, median r = {median(h):.3f}  "
-            f"(s = 2r-1: mean {to_signed(h.mean()):+.3f}, median {to_signed(median(h)):+.3f})",
-        ]
-        if self.layer_scores is not None:
-            s = to_signed(self.layer_scores)
-            lines.append(
-                f"  per layer: median s = {median(s):+.3f} (r = {median(self.layer_scores):.3f}), "
-                f"mean s = {s.mean():+.3f}"
-            )
-        if self.directionality is not None:
-            lines.append(f"  per layer directionality: median {median(self.directionality):+.3f}")
-        return "\n".join(lines)
-
-
-def score_model(
-    source: Any,
-    *,
-    layer_scores: bool = True,
-    device: str | torch.device | None = None,
-    progress: bool | None = None,
-    **loader_kwargs: Any,
-) -> SymmetryReport:
-    """Symmetry (and directionality) scores of every layer and head of a model (lesson 3).
-
-    Args:
-        source: anything :func:`toyattn.checkpoints.iter_qk_layers` reads: a ``.safetensors`` file
-            or model directory, a ``.gguf`` file, a Hugging Face model object or state dict, a toyattn
-            ``Transformer``, or a Hugging Face model name (needs network access to the hub).
-        layer_scores: also compute the per-layer ``d_model x d_model`` form, its score and
-            directionality (``O(d_model^3)`` per layer: skip it for 7B-sized layers on a CPU).
-        device: where to compute (default :func:`toyattn.device.get_device`). Weights are read one
-            layer at a time and moved there, so a file is never in memory all at once.
-        loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
-    """
-    from .checkpoints import iter_qk_layers
-    from .progress import progress as progress_bar
-
-    dev = get_device(device)
-    layers = iter_qk_layers(source, **loader_kwargs)
-    head_rows, layer_rows, dir_rows = [], [], []
-    for layer in progress_bar(layers, total=layers.n_layers, desc="layers", enabled=progress):
-        W_q = layer.W_Q.to(dev)
-        W_k = layer.W_K.to(dev)
-        try:
-            head_rows.append(symmetry_score(W_q, W_k).cpu())
-        except ValueError as err:
-            raise ValueError(f"layer {layer.layer}: {err}") from None
-        if layer_scores:
-            M = layer_bilinear(W_q, W_k)
-            layer_rows.append(matrix_symmetry_score(M).cpu())
-            dir_rows.append(directionality_score(M).cpu())
-    return SymmetryReport(
-        name=layers.name,
-        architecture=layers.architecture,
-        head_scores=torch.stack(head_rows),
-        layer_scores=torch.stack(layer_rows) if layer_scores else None,
-        directionality=torch.stack(dir_rows) if layer_scores else None,
-        n_kv_heads=layers.n_kv_heads,
-    )

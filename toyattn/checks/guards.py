@@ -175,18 +175,17 @@ def forbid_loops(limit: Limit, *, items: str, hint: str) -> During:
 # --------------------------------------------------------------------------------------------------
 
 
-def forbid_calls_into(module: ModuleType, *, hint: str) -> During:
-    """A guard: fail when the student's function calls any function defined in ``module``."""
-    filename = module.__file__
-    label = module.__name__
+def forbid_calls_into(*modules: ModuleType, hint: str) -> During:
+    """A guard: fail when the student's function calls any function defined in one of ``modules``."""
+    labels = {module.__file__: module.__name__ for module in modules}
 
     @contextlib.contextmanager
     def guard(case: Case) -> Iterator[None]:
         called: list[str] = []
 
         def profile(frame, event, arg):
-            if event == "call" and not called and frame.f_code.co_filename == filename:
-                called.append(frame.f_code.co_name)
+            if event == "call" and not called and frame.f_code.co_filename in labels:
+                called.append(f"{labels[frame.f_code.co_filename]}.{frame.f_code.co_name}")
 
         previous = sys.getprofile()
         if not _restorable(previous):
@@ -200,6 +199,6 @@ def forbid_calls_into(module: ModuleType, *, hint: str) -> During:
         finally:
             sys.setprofile(previous)
         if not failed and called:
-            raise CheckFailed(f"{case.name}: your function calls `{label}.{called[0]}`. {hint}")
+            raise CheckFailed(f"{case.name}: your function calls `{called[0]}`. {hint}")
 
     return guard

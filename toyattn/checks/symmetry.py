@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import symmetry as S
+from .. import symmetry_traces
 from .answers import Returned
 from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check, torch_generator
 from .guards import forbid_calls_into, forbid_large_intermediates, forbid_loops
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 _NO_LIBRARY = forbid_calls_into(
-    S, hint="toyattn.symmetry holds the course's answer; the exercise is to compute it yourself."
+    S, symmetry_traces, hint="toyattn.symmetry holds the course's answer; the exercise is to compute it yourself."
 )
 _NO_M = forbid_large_intermediates(
     lambda case: case.expect.get("max_entries") if isinstance(case.expect, dict) else None,
