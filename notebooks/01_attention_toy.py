@@ -50,8 +50,8 @@ from toyattn import get_device, seed_everything
 from toyattn.corpus import ToyCorpus
 from toyattn.interventions import ablate_edge, patch_activation, patch_edge
 from toyattn.models.one_head import OneHeadAttention
+from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train, train_one_head
 from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly
-from toyattn.training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train, train_one_head
 
 device = get_device()
 SEED = 77

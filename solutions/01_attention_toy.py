@@ -53,8 +53,8 @@ import torch
 
 from toyattn import checks, get_device
 from toyattn.corpus import ToyCorpus
+from toyattn.one_head_training import train_one_head
 from toyattn.plotting import heatmap
-from toyattn.training import train_one_head
 
 device = get_device()
 corpus = ToyCorpus()

@@ -17,7 +17,7 @@ import torch
 from toyattn.corpus import ToyCorpus
 from toyattn.device import seed_everything
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.training import DEFAULT_RECIPE, train
+from toyattn.one_head_training import DEFAULT_RECIPE, train
 
 CORPUS = ToyCorpus()
 THE = CORPUS.position_of("the")  # 3

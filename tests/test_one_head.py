@@ -12,7 +12,7 @@ from lesson1_helpers import SEEDS, SETTINGS, SUBJECT, all_runs, solved_runs, stu
 
 from toyattn.corpus import ToyCorpus
 from toyattn.models.one_head import OneHeadAttention, causal_mask
-from toyattn.training import DEFAULT_RECIPE, Recipe, full_batch_loss, train, train_one_head
+from toyattn.one_head_training import DEFAULT_RECIPE, Recipe, full_batch_loss, train, train_one_head
 
 CORPUS = ToyCorpus()
 THE = CORPUS.position_of("the")  # 3

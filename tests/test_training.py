@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from toyattn.corpus import ToyCorpus
 from toyattn.device import seed_everything
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.training import History, Recipe, fit, train
+from toyattn.one_head_training import Recipe, train
+from toyattn.training import History, fit
 
 
 def _regression(seed: int = 0) -> tuple[torch.nn.Linear, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,186 @@
+"""Lesson 1's task on the course's loop: training the one-head model on the two sentences, with two recipes.
+
+Taught in lesson 1 (``notebooks/01_attention_toy``); each epoch is one or two steps of
+:func:`toyattn.training.fit`. The two recipes:
+
+* :data:`ORIGINAL_RECIPE`: that of the research notebook lesson 1 grew from (kept outside this
+  repository; Adam, lr 1e-4, 5000 epochs, one optimizer step per sentence: 10,000 small steps);
+* :data:`DEFAULT_RECIPE`: the course's (Adam, lr 0.03, both sentences in one batch, 300 steps).
+  With two sentences "the whole data set" fits in one batch, so there is no reason to take a
+  step per sentence, and a model this small tolerates a learning rate 300 times larger.
+  ``benchmarks/bench_attention_toy.py`` measures how much sooner it reaches the same loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .corpus import ToyCorpus
+from .device import get_device, seed_everything
+from .models.one_head import OneHeadAttention
+from .training import fit
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimizer settings and whether each step sees the whole batch.
+
+    Args:
+        lr: Adam's learning rate.
+        epochs: passes over the data. ``full_batch=True``: one step per epoch; ``False``: one step
+            per sentence per epoch (the way of the research notebook lesson 1 grew from).
+        full_batch: all sentences in every step.
+        name: a short label for tables and plots.
+    """
+
+    lr: float
+    epochs: int
+    full_batch: bool = True
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"The learning rate must be positive, got {self.lr}.")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}.")
+
+
+ORIGINAL_RECIPE = Recipe(lr=1e-4, epochs=5000, full_batch=False, name="original: per-sentence Adam, lr 1e-4, 5000 epochs")
+DEFAULT_RECIPE = Recipe(lr=3e-2, epochs=300, full_batch=True, name="default: full-batch Adam, lr 0.03, 300 steps")
+
+
+def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every position of every sentence in ``inputs``."""
+    logits = model(inputs)
+    # Cross-entropy on logits (log-softmax inside) rather than log(softmax): no log(0) = -inf.
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def full_batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean next-token cross-entropy over every position of every sentence (no gradient)."""
+    with torch.no_grad():
+        return float(next_token_loss(model, inputs, targets))
+
+
+def train(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    recipe: Recipe = DEFAULT_RECIPE,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    stop_below: float | None = None,
+    threads: int | None = 1,
+) -> list[float]:
+    """Train ``model`` in place with Adam and return the loss history, one float per epoch.
+
+    Each epoch is one step of :func:`fit` on the whole batch, or one step per sentence.
+
+    Args:
+        model: maps ``[batch, pos]`` token ids to logits ``[batch, pos, vocab]``.
+        inputs, targets: ``[batch, pos]`` int64 ids (``ToyCorpus.tensors()``).
+        recipe: :data:`DEFAULT_RECIPE`, :data:`ORIGINAL_RECIPE` or your own :class:`Recipe`.
+        device: where to train (default :func:`toyattn.device.get_device`); the model and the
+            data are moved there.
+        progress: show a progress bar (default: only inside a notebook).
+        stop_below: stop early once an epoch's loss is below this value (used by the benchmark
+            to time "reaching a loss"); ``None`` trains for ``recipe.epochs``.
+        threads: CPU threads while training on the CPU (default 1, fastest for tiny models; see
+            :func:`toyattn.device.cpu_threads`); ``None`` keeps PyTorch's setting. Ignored on a GPU.
+
+    Returns:
+        Loss per epoch: the mean cross-entropy over all positions, measured before that epoch's
+        update(s); for the per-sentence recipe, the mean of the sentences' losses in that epoch.
+
+    The result is deterministic for a given model initialisation: seed before building the model
+    (:func:`toyattn.device.seed_everything`), or use :func:`train_one_head`.
+    """
+    _check_token_tensors(inputs, targets)
+    dev = get_device(device)
+    model.to(dev)
+    inputs, targets = inputs.to(dev), targets.to(dev)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    # Full batch: one step on all sentences. Per sentence: a [1, pos] slice at a time, in order.
+    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
+    per_epoch = len(batches)
+
+    def loss_at(step: int) -> torch.Tensor:
+        batch = batches[step % per_epoch]
+        return next_token_loss(model, inputs[batch], targets[batch])
+
+    def epoch_below(losses: Sequence[torch.Tensor]) -> bool:  # stop_below judges whole epochs only
+        return len(losses) % per_epoch == 0 and float(_epoch_means(losses[-per_epoch:], per_epoch)) < stop_below
+
+    history = fit(
+        loss_at, optimizer, recipe.epochs * per_epoch, device=dev, threads=threads, progress=progress,
+        stop=None if stop_below is None else epoch_below,
+    )
+    model.eval()
+    return _epoch_means(history.losses, per_epoch).tolist()
+
+
+def _epoch_means(losses: Sequence[torch.Tensor] | torch.Tensor, per_epoch: int) -> torch.Tensor:
+    """Mean loss of each epoch of ``per_epoch`` steps: ``[epochs * per_epoch] -> [epochs]``.
+
+    The steps are added one after another, in order, as a running sum over the epoch would.
+    """
+    by_step = torch.stack(list(losses)) if not isinstance(losses, torch.Tensor) else losses
+    return sum(by_step.view(-1, per_epoch).unbind(dim=1)) / per_epoch
+
+
+def _check_token_tensors(inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError("inputs and targets must be tensors of token ids; use corpus.tensors().")
+    if inputs.shape != targets.shape or inputs.dim() != 2:
+        raise ValueError(
+            f"inputs and targets must both be [batch, pos] with the same shape, got "
+            f"{tuple(inputs.shape)} and {tuple(targets.shape)}."
+        )
+
+
+@dataclass
+class TrainedModel:
+    """What :func:`train_one_head` returns: the model, its data, its loss history and the time taken."""
+
+    model: OneHeadAttention
+    corpus: ToyCorpus
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    losses: list[float]
+    seconds: float
+    recipe: Recipe = field(default=DEFAULT_RECIPE)
+
+
+def train_one_head(
+    *,
+    d_head: int = 20,
+    positions: bool = True,
+    skip: bool = True,
+    recipe: Recipe = DEFAULT_RECIPE,
+    seed: int = 77,
+    corpus: ToyCorpus | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    threads: int | None = 1,
+) -> TrainedModel:
+    """Seed, build lesson 1's :class:`OneHeadAttention` for ``corpus`` and train it (lesson 1).
+
+    The same arguments give the same model every run (on the same device type).
+    """
+    corpus = corpus or ToyCorpus()
+    dev = get_device(device)
+    seed_everything(seed)
+    model = OneHeadAttention.from_corpus(corpus, d_head=d_head, positions=positions, skip=skip).to(dev)
+    inputs, targets = corpus.tensors(dev)
+    start = time.perf_counter()
+    losses = train(model, inputs, targets, recipe, device=dev, progress=progress, threads=threads)
+    seconds = time.perf_counter() - start
+    return TrainedModel(model, corpus, inputs, targets, losses, seconds, recipe)
