@@ -1,6 +1,6 @@
 """Progress bars that show in notebooks and stay quiet in tests and batch jobs.
 
-Used by the training loops of lessons 1, 3 and 4.
+Used by the course's one training loop (:func:`toyattn.training.fit`) and by :func:`toyattn.symmetry_report.score_model`.
 """
 
 from __future__ import annotations
