@@ -1,30 +1,42 @@
 """toyattn: the companion package of a hands-on course on transformer attention.
 
+Where is ...? (one file each)
+
+==============================  ============================================================
+the model                       ``toyattn/models/transformer.py`` (lessons 2-4; lesson 1's one
+                                head: ``models/one_head.py``, lesson 5's Llama: ``models/llama.py``)
+the hook mechanism              ``toyattn/hooks.py`` (``hook_q`` ... ``hook_pattern``, ``run_with_cache``)
+the training loop               ``toyattn/training.py`` (``fit``: lessons 1, 3 and 4 all train on it)
+the symmetry score              ``toyattn/symmetry.py`` (its fast traces: ``symmetry_traces.py``)
+the matching                    ``toyattn/head_matching.py`` (heads, lesson 2); QK-OV subspace
+                                matching: ``toyattn/circuits.py`` (lesson 4)
+a head's weights                ``toyattn/head_weights.py`` (``HeadWeights``, used by every lesson)
+turning inputs into arrays      ``toyattn/arrays.py`` (``to_numpy``, ``as_matrix``)
+the exercise checks             ``toyattn/checks/core.py`` (one module per lesson beside it)
+the grader                      ``toyattn/grading/grade.py`` (its sandbox: ``grading/sandbox.py``)
+==============================  ============================================================
+
 Modules by concept, with the lesson that teaches each:
 
-* :mod:`toyattn.device`        - choosing CPU/GPU, seeding, ``describe()`` (lesson 0)
-* :mod:`toyattn.arrays`        - the one converter: tensors/arrays/lists in, checked arrays out, ``to_numpy`` (lesson 0)
-* :mod:`toyattn.progress`      - progress bars that show in notebooks and stay quiet in tests
-* :mod:`toyattn.hooks`         - named hook points, ``run_with_cache``, temporary hooks (lesson 1)
-* :mod:`toyattn.corpus`        - the two-sentence toy corpus (lesson 1)
-* :mod:`toyattn.models`        - ``OneHeadAttention`` (lesson 1), a small ``Transformer`` (lessons 2-4),
-  a hooked ``Llama`` run from SmolLM2's GGUF file (lesson 5)
-* :mod:`toyattn.training`      - seeded full-batch training with a loss history (lesson 1)
-* :mod:`toyattn.interventions` - cutting an attention edge, patching activations (lesson 1)
-* :mod:`toyattn.plotting`      - annotated heatmaps, matplotlib and plotly (all lessons)
-* :mod:`toyattn.heads`         - heads in fused QKV weights: permute, match, recover (lesson 2)
-* :mod:`toyattn.symmetry`      - symmetry and directionality scores of ``W_q W_k^T`` (lesson 3)
-* :mod:`toyattn.checkpoints`   - Q/K weights out of real checkpoints, a layer at a time (lesson 3)
-* :mod:`toyattn.symmetry_training` - tiny masked and causal models trained side by side, scores tracked (lesson 3)
-* :mod:`toyattn.symmetry_experiments` - symmetric vs standard init, the gradient of ``W_q W_k^T`` (lesson 3)
-* :mod:`toyattn.induction`     - the copying task that grows an induction head (lesson 4)
-* :mod:`toyattn.circuits`      - QK/OV circuits and how their subspaces match (lesson 4)
-* :mod:`toyattn.head_ablation` - ablating a head, removing a subspace from its output (lesson 5)
-* :mod:`toyattn.composition`   - composition and copying scores, norm folding, positional QK (lesson 5)
-* :mod:`toyattn.induction_heads` - previous-token / induction heads in any model, their QK-OV bridge (lesson 5)
-* :mod:`toyattn.checks`        - exercise checks, one module per lesson
-* :mod:`toyattn.course`        - paired notebooks and exercise generation (instructors)
-* :mod:`toyattn.grading`       - ``toyattn grade`` / ``toyattn run`` for a class (instructors)
+* every lesson: :mod:`~toyattn.device` (CPU/GPU, seeding, ``describe()``), :mod:`~toyattn.arrays`
+  (the one converter), :mod:`~toyattn.plotting` (annotated heatmaps, matplotlib and plotly),
+  :mod:`~toyattn.progress` (progress bars), :mod:`~toyattn.hooks` (named hook points),
+  :mod:`~toyattn.models` (one file per model), :mod:`~toyattn.training` (the one loop)
+* lesson 1: :mod:`~toyattn.corpus` (the two sentences), :mod:`~toyattn.one_head_training` (its task
+  and recipes), :mod:`~toyattn.interventions` (cutting an edge, patching)
+* lesson 2: :mod:`~toyattn.permutations` (the one convention), :mod:`~toyattn.fused_qkv` (layouts,
+  split/merge/permute), :mod:`~toyattn.head_weights` (``HeadWeights``), :mod:`~toyattn.head_matching`
+  (features, costs, matching), :mod:`~toyattn.pretrained` (the packaged models)
+* lesson 3: :mod:`~toyattn.symmetry` (the scores), :mod:`~toyattn.symmetry_traces` (computed fast),
+  :mod:`~toyattn.checkpoints` (Q/K out of real checkpoints), :mod:`~toyattn.gguf_file` (a GGUF's
+  header), :mod:`~toyattn.symmetry_report` (a whole model), :mod:`~toyattn.symmetry_training` (masked
+  vs causal training), :mod:`~toyattn.symmetry_experiments` (symmetric init, the gradient)
+* lesson 4: :mod:`~toyattn.induction` (the copying task), :mod:`~toyattn.circuits` (QK/OV circuits
+  and their matching)
+* lesson 5: :mod:`~toyattn.head_ablation`, :mod:`~toyattn.composition`, :mod:`~toyattn.induction_heads`
+* instructors: :mod:`~toyattn.checks` (exercise checks), :mod:`~toyattn.course` (paired notebooks,
+  exercises from solutions), :mod:`~toyattn.grading` (``toyattn grade``, ``toyattn run``),
+  :mod:`~toyattn.cli` (the ``toyattn`` command)
 """
 
 __version__ = "0.1.0"
