@@ -409,3 +409,16 @@ def test_missing_key_in_a_state_dict():
     layers = iter_qk_layers(state, config={"num_attention_heads": N_HEADS})
     with pytest.raises(ValueError, match=r"state dict: tensor encoder\.layer\.0\.attention\.self\.key\.weight"):
         layers[0]  # noqa: B018
+
+
+def test_bert_attention_without_safetensors_says_how_to_install(monkeypatch, tmp_path):
+    real_import = checkpoints.importlib.import_module
+
+    def no_safetensors(name, *args):
+        if name == "safetensors":
+            raise ImportError("No module named 'safetensors'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(checkpoints.importlib, "import_module", no_safetensors)
+    with pytest.raises(ImportError, match="optional package `safetensors`"):
+        checkpoints.bert_attention_as_mha(tmp_path / "model.safetensors", 0, n_heads=2)

@@ -109,3 +109,18 @@ def test_plotly_heatmap_of_a_large_matrix_stays_inside_the_notebook_column():
     big = heatmap_plotly(np.zeros((40, 40)), title="big")
     assert big.layout.width == MAX_PLOTLY_WIDTH and big.layout.height == MAX_PLOTLY_HEIGHT
     assert small.layout.width < MAX_PLOTLY_WIDTH and small.layout.height < MAX_PLOTLY_HEIGHT
+
+
+def test_head_blocks_figure_refuses_layers_without_their_own_qkv_per_head():
+    from toyattn.head_weights import HeadWeights
+    from toyattn.plotting import head_blocks_figure
+
+    g = torch.Generator().manual_seed(0)
+    full = HeadWeights(*(torch.randn(2, 4, 3, generator=g) for _ in range(3)))
+    assert len(head_blocks_figure(full, title="t").data) == 6  # 2 heads x Q, K, V
+    qk_only = HeadWeights(full.W_Q, full.W_K, None)
+    with pytest.raises(ValueError, match="no W_V \\(queries and keys only\\)"):
+        head_blocks_figure(qk_only, title="t")
+    grouped = HeadWeights(full.W_Q, full.W_K[:1], full.W_V[:1])
+    with pytest.raises(ValueError, match="1 key/value heads shared by 2 query heads"):
+        head_blocks_figure(grouped, title="t")

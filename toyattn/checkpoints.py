@@ -486,7 +486,7 @@ def bert_attention_as_mha(path: str | Path, layer: int, *, n_heads: int) -> nn.M
     the layer norm after it are not part of the module). Only these 8 tensors are read from disk.
     Returns a module with ``batch_first=True`` in eval mode.
     """
-    from safetensors import safe_open
+    safe_open = _require("safetensors").safe_open
 
     path = Path(path)
     if not path.is_file():

@@ -349,12 +349,23 @@ def qkv_heatmap(weight: torch.Tensor, n_heads: int, *, layout: Layout, title: st
     return fig
 
 
+def _check_full_heads(heads: HeadWeights) -> None:
+    """Refuse a layer without its own Q, K and V per head (read from a checkpoint, or grouped-query)."""
+    if heads.W_V is None or heads.n_kv_heads != heads.n_heads:
+        missing = "no W_V (queries and keys only)" if heads.W_V is None else f"{heads.n_kv_heads} key/value heads shared by {heads.n_heads} query heads"
+        raise ValueError(
+            f"head_blocks_figure draws each head's own Q, K and V blocks, but this layer has {missing}; "
+            "draw its W_Q and W_K with toyattn.plotting.heatmap instead."
+        )
+
+
 def head_blocks_figure(heads: HeadWeights, *, title: str, levels: int | None = None):
     """A grid of heatmaps, one row per head and one column per Q / K / V block ``[d_in, d_head]``,
     with one shared discrete colour scale (lesson 2). Returns a plotly Figure."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    _check_full_heads(heads)
     blocks = [[heads.W_Q[h], heads.W_K[h], heads.W_V[h]] for h in range(heads.n_heads)]
     all_values = torch.stack([heads.W_Q, heads.W_K, heads.W_V]).detach().cpu().double().numpy()
     lo, hi, auto_levels = _value_range(all_values)
