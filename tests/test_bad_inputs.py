@@ -85,3 +85,12 @@ def test_hook_returning_an_integer_tensor_is_caught_at_the_hook():
     point.add_hook(lambda act, hook: torch.zeros(act.shape, dtype=torch.long))
     with pytest.raises(TypeError, match=r"returned a torch.int64 tensor where the activation is torch.float32"):
         point(torch.ones(2, 3))
+
+
+def test_train_copy_model_names_a_wrong_task_or_settings_object():
+    from toyattn.induction import train_copy_model
+
+    with pytest.raises(TypeError, match="task must be a CopyTaskConfig, got dict"):
+        train_copy_model({"vocab_size": 8})
+    with pytest.raises(TypeError, match="train must be a TrainConfig, got dict"):
+        train_copy_model(train={"steps": 10})

@@ -369,16 +369,9 @@ def train_copy_model(
     """
     task = task or CopyTaskConfig()
     train = train or TrainConfig()
-    if not isinstance(task, CopyTaskConfig):
-        raise TypeError(f"task must be a CopyTaskConfig, got {type(task).__name__}.")
-    if not isinstance(train, TrainConfig):
-        raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}.")
+    _check_settings(task, train)
     model_config = model_config or default_model_config(task)
-    if model_config.vocab_size != task.vocab_size or model_config.max_len < task.seq_len:
-        raise ValueError(
-            f"The model (vocab_size={model_config.vocab_size}, max_len={model_config.max_len}) does not fit the task "
-            f"(vocab_size={task.vocab_size}, seq_len={task.seq_len}); build it with default_model_config(task)."
-        )
+    _check_model_fits(model_config, task)
     device = get_device(device)
     seed_everything(train.seed)
     data_gen = torch.Generator().manual_seed(train.seed + 1)
@@ -410,6 +403,21 @@ def train_copy_model(
     run.seconds = history.seconds
     model.eval()
     return run
+
+
+def _check_settings(task: object, train: object) -> None:
+    if not isinstance(task, CopyTaskConfig):
+        raise TypeError(f"task must be a CopyTaskConfig, got {type(task).__name__}.")
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}.")
+
+
+def _check_model_fits(model_config: TransformerConfig, task: CopyTaskConfig) -> None:
+    if model_config.vocab_size != task.vocab_size or model_config.max_len < task.seq_len:
+        raise ValueError(
+            f"The model (vocab_size={model_config.vocab_size}, max_len={model_config.max_len}) does not fit the task "
+            f"(vocab_size={task.vocab_size}, seq_len={task.seq_len}); build it with default_model_config(task)."
+        )
 
 
 def _save_checkpoint(run: TrainingRun, model: Transformer, step: int, ckpt_dir: Path | None) -> None:

@@ -60,14 +60,8 @@ def ablate_edge(
     Returns:
         Logits ``[batch, pos, vocab]`` (no gradient).
     """
-    n_pos = tokens.shape[-1]
-    q = _check_pos("query_pos", query_pos, n_pos)
-    k = _check_pos("key_pos", key_pos, n_pos)
-    if k > q:
-        raise ValueError(f"key_pos={k} is after query_pos={q}: the causal mask already removes that edge.")
+    q, k = _check_edge(query_pos, key_pos, tokens.shape[-1], mode)
     if mode == "mask":
-        if k == q == 0:
-            raise ValueError("Position 0 can only attend to itself; masking that edge leaves it nothing to read.")
 
         def cut(scores: torch.Tensor, *, hook: HookPoint) -> torch.Tensor:
             scores = scores.clone()
@@ -75,7 +69,7 @@ def ablate_edge(
             return scores
 
         hook_name = "hook_attn_scores"
-    elif mode == "zero":
+    else:  # "zero"
 
         def cut(pattern: torch.Tensor, *, hook: HookPoint) -> torch.Tensor:
             pattern = pattern.clone()
@@ -83,10 +77,21 @@ def ablate_edge(
             return pattern
 
         hook_name = "hook_pattern"
-    else:
-        raise ValueError(f"mode must be 'mask' or 'zero', got {mode!r}.")
     with torch.no_grad():
         return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, cut)])
+
+
+def _check_edge(query_pos: int, key_pos: int, n_pos: int, mode: str) -> tuple[int, int]:
+    """The edge as two valid positions for ``mode``, or a ValueError saying why it cannot be cut."""
+    q = _check_pos("query_pos", query_pos, n_pos)
+    k = _check_pos("key_pos", key_pos, n_pos)
+    if k > q:
+        raise ValueError(f"key_pos={k} is after query_pos={q}: the causal mask already removes that edge.")
+    if mode not in ("mask", "zero"):
+        raise ValueError(f"mode must be 'mask' or 'zero', got {mode!r}.")
+    if mode == "mask" and k == q == 0:
+        raise ValueError("Position 0 can only attend to itself; masking that edge leaves it nothing to read.")
+    return q, k
 
 
 def patch_activation(
