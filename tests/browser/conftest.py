@@ -19,14 +19,12 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_process import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -108,12 +106,6 @@ def chromium_path() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LabServer:
     def __init__(self, root: Path, port: int, token: str, proc: subprocess.Popen, log: Path):
         self.root, self.port, self.token, self.proc, self.log = root, port, token, proc, log
@@ -136,7 +128,7 @@ def lab_server(tmp_path_factory):
         path = base / "settings" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "TOYATTN_PROGRESS", "JUPYTER_TOKEN")}
     env.update(JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
                IPYTHONDIR=str(base / "ipython"))
@@ -151,18 +143,7 @@ def lab_server(tmp_path_factory):
         cmd.append("--allow-root")
     log = base / "jupyterlab.log"
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=course)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start; its log:\n{log.read_text()[-3000:]}", pytrace=False)
-        time.sleep(0.5)
+    wait_until_up(proc, port, token, log)
     yield LabServer(course, port, token, proc, log)
     proc.terminate()
     try:

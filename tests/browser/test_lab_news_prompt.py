@@ -11,26 +11,18 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from lab_process import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES = ROOT / "lab-settings" / "overrides.d" / "toyattn.json"
 PROMPT = "official Jupyter news"
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_lab(base: Path, with_course_settings: bool) -> tuple[subprocess.Popen, str]:
@@ -42,7 +34,7 @@ def _start_lab(base: Path, with_course_settings: bool) -> tuple[subprocess.Popen
     if with_course_settings:
         shutil.copy(OVERRIDES, app_settings / "overrides.d" / OVERRIDES.name)
     (base / "root").mkdir()
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
     env.update(JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
     cmd = [str(jupyter), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
@@ -51,19 +43,9 @@ def _start_lab(base: Path, with_course_settings: bool) -> tuple[subprocess.Popen
            f"--LabApp.workspaces_dir={base / 'workspaces'}", "--LabApp.expose_app_in_browser=True"]
     if hasattr(os, "getuid") and os.getuid() == 0:
         cmd.append("--allow-root")
-    log = open(base / "jupyterlab.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2):
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start: {(base / 'jupyterlab.log').read_text()[-2000:]}", pytrace=False)
-        time.sleep(0.5)
+    log = base / "jupyterlab.log"
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+    wait_until_up(proc, port, token, log)
     return proc, f"http://127.0.0.1:{port}/lab?token={token}"
 
 
