@@ -266,7 +266,7 @@ def test_home_page_is_the_readme_and_links_every_page(offline_page, site_url, si
     assert page.locator("article h1").first.inner_text().rstrip("#").strip() == readme_title
     nav = page.eval_on_selector_all("nav.bd-docs-nav a", "as => as.map(a => a.getAttribute('href'))")
     wanted = [f"notebooks/{s}.html" for s in LESSONS] + [f"exercises/{s}.html" for s in PROBLEM_SETS] + [
-        "docs/instructors.html", "docs/cluster.html"]
+        "docs/instructors.html", "docs/cluster.html", "docs/references.html"]
     missing = [w for w in wanted if not any(h.endswith(w) for h in nav)]
     assert not missing, f"not in the site's navigation: {missing}"
     page.screenshot(path=str(site_artifacts / "home.png"))
