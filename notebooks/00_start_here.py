@@ -18,10 +18,12 @@
 # %% [markdown]
 # # Start here: how this course works
 #
-# Welcome to **toyattn**, a hands-on course on transformer attention. Instead of reading about
-# attention in a 100-million-parameter model, you build and take apart models small enough to
-# print: one attention head trained on two sentences, a handful of heads shuffled and recovered,
-# the geometry of real checkpoints, and a two-layer induction circuit.
+# Welcome to **toyattn**, a hands-on course on transformer attention. Instead of starting with a
+# model of hundreds of millions of parameters, you first build and take apart models small enough to
+# print: one attention head trained on two sentences, a handful of heads shuffled and recovered, and
+# a two-layer induction circuit. Then you read real checkpoints (all-MiniLM-L6-v2, SmolLM2-135M,
+# Gemma 3 270M) with the same tools: lessons 3 and 5. The published facts the lessons compare
+# with are collected, with their sources, in `docs/references.md`.
 #
 # **Learning goals of this notebook.** After it you can
 # 1. find your way around the course's folders;
