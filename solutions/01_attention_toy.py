@@ -245,10 +245,22 @@ for b in range(2):
     plt.show()
 
 # %% [markdown]
-# Almost everything comes from position 1: the value of *man* votes for *chicken*, that of
-# *woman* for *beef* (both also vote for *ordered*, which the skip connection cancels, as the
-# lecture notebook shows). The other rows are close to 0 because their weights are.
-#
+# **What to look for:** in each sentence, the row whose *chicken* and *beef* columns differ most, and
+# the sign of that difference. A row is small when its attention weight is small (the lecture showed
+# why a row can also vote for *ordered*: the skip connection cancels it). The next cell measures, from
+# your run's numbers, how much of the chicken-minus-beef vote each key carries.
+
+# %%
+chicken, beef = corpus.token_id("chicken"), corpus.token_id("beef")
+for b in range(2):
+    votes = torch.stack([edge_contribution(cache, THE, key)[b] for key in range(THE + 1)])
+    gap = (votes[:, chicken] - votes[:, beef]).tolist()  # each key's vote for chicken over beef
+    top = max(range(THE + 1), key=lambda k: abs(gap[k]))
+    share = abs(gap[top]) / sum(abs(g) for g in gap)
+    print(f"{corpus.sentences[b]!r}: the key at position {top} ({corpus.labels(b)[top]!r}) casts {share:.0%} "
+          f"of the chicken-minus-beef vote ({gap[top]:+.2f}; all other keys together {sum(gap) - gap[top]:+.2f})")
+
+# %% [markdown]
 # ## Exercise 5: patching, with a hook that cleans up after itself
 #
 # Write `patch_value(model, tokens, source_tokens, key_pos)` returning the logits
@@ -294,17 +306,24 @@ checks.check_patch_value(patch_value)
 # %%
 man, woman = inputs[:1], inputs[1:]
 with torch.no_grad():
+    unpatched = corpus.vocab[model(woman)[0, THE].argmax().item()]
+    answer = {}
     for key_pos in (1, 2):
         patched = patch_value(model, woman, man, key_pos)
         p = torch.softmax(patched[0, THE], dim=-1)
+        answer[key_pos] = corpus.vocab[p.argmax().item()]
         print(f"woman run, value at position {key_pos} from the man run: after 'the' -> "
-              f"{corpus.vocab[p.argmax().item()]!r}  (p(chicken) = {p[corpus.token_id('chicken')]:.3f}, "
+              f"{answer[key_pos]!r}  (p(chicken) = {p[corpus.token_id('chicken')]:.3f}, "
               f"p(beef) = {p[corpus.token_id('beef')]:.3f})")
+for key_pos in (1, 2):
+    verdict = f"changes it to {answer[key_pos]!r}" if answer[key_pos] != unpatched else "leaves it unchanged"
+    print(f"Unpatched, the woman run says {unpatched!r} after 'the'; patching position {key_pos} {verdict}.")
 
 # %% [markdown]
-# Patching position 1 turns *beef* into *chicken*: what "the" reads from position 1 does not just
-# correlate with the answer, it causes it. Patching position 2 changes nothing, because that
-# value is the same in both runs and "the" hardly reads it.
+# **What to look for:** if the answer changes when *only* the value at position 1 comes from the other
+# sentence, what "the" reads there does not just correlate with the answer, it causes it. Position 2
+# holds the same token ("ordered") in both sentences, so its value is the same in both runs: patching
+# it can change nothing, whatever the head reads there.
 #
 # ## What to try next
 #
@@ -312,5 +331,6 @@ with torch.no_grad():
 #   not: does the answer flip? Why, or why not?
 # * Write `ablate_edge`: a hook on `hook_pattern` that sets `pattern[:, 3, 1] = 0`, and compare
 #   with `toyattn.interventions.ablate_edge`. What happens to p(chicken) and p(beef)?
-# * Train with `train_one_head(seed=2)`, a seed that gets stuck (lecture, section 9), and use your
-#   `edge_contribution` to see what "the" reads instead.
+# * Train with `train_one_head(seed=s)` for a seed `s` that printed STUCK in the lecture's section 9
+#   on your machine (which seeds get stuck depends on the machine), and use your `edge_contribution`
+#   to see what "the" reads instead.
