@@ -68,7 +68,7 @@ def _references(path: Path):
 
 @pytest.mark.parametrize("path", _prose_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_section_reference_names_a_section_that_exists(path):
-    for line, lesson, numbers, target in _references(path):
+    for line, _lesson, numbers, target in _references(path):
         where = f"{path.relative_to(ROOT)}:{line}"
         assert target is not None, f"{where}: 'section {numbers}' without saying which lesson (write 'lesson N, section M')"
         missing = sorted(set(numbers) - _sections(target))

@@ -22,6 +22,7 @@ Modules by concept, with the lesson that teaches each:
   (the one converter), :mod:`~toyattn.plotting` (annotated heatmaps, matplotlib and plotly),
   :mod:`~toyattn.progress` (progress bars), :mod:`~toyattn.hooks` (named hook points),
   :mod:`~toyattn.models` (one file per model), :mod:`~toyattn.training` (the one loop)
+* lesson 0: :mod:`~toyattn.timing` (timing a CPU against a GPU fairly: when a GPU helps)
 * lesson 1: :mod:`~toyattn.corpus` (the two sentences), :mod:`~toyattn.one_head_training` (its task
   and recipes), :mod:`~toyattn.interventions` (cutting an edge, patching)
 * lesson 2: :mod:`~toyattn.permutations` (the one convention), :mod:`~toyattn.fused_qkv` (layouts,

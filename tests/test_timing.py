@@ -1,0 +1,57 @@
+"""Lesson 0's timing helpers: fair medians, the crossover read off two curves, the toy's step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toyattn.timing import first_win, matmul_seconds, median_seconds, toy_step_flops, toy_step_seconds
+
+
+def test_first_win_is_the_size_from_which_the_faster_device_stays_faster():
+    sizes = [16, 64, 256, 1024]
+    cpu = [1.0, 2.0, 8.0, 64.0]
+    assert first_win(sizes, cpu, [5.0, 5.0, 5.0, 5.0]) == 256
+    assert first_win(sizes, cpu, [0.5, 0.5, 0.5, 0.5]) == 16
+    # A win by noise at a small size, then losses: the crossover is only where it stays faster.
+    assert first_win(sizes, cpu, [0.9, 3.0, 4.0, 10.0]) == 256
+    assert first_win(sizes, cpu, [2.0, 3.0, 9.0, 65.0]) is None
+    assert first_win(sizes, cpu, [0.5, 0.5, 0.5, 70.0]) is None  # loses at the largest size: no crossover
+
+
+def test_first_win_refuses_curves_of_different_lengths():
+    with pytest.raises(ValueError, match="one entry each per size"):
+        first_win([16, 64], [1.0, 2.0], [1.0])
+
+
+def test_median_seconds_warms_up_then_times_each_repeat():
+    calls = []
+    seconds = median_seconds(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
+    assert len(calls) == 7 and seconds >= 0
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
+        median_seconds(lambda: None, torch.device("cpu"), repeats=0)
+
+
+def test_a_larger_product_takes_longer_on_the_cpu():
+    # 512^3 is 4096x the work of 32^3: no scheduler noise on a shared machine hides that.
+    assert matmul_seconds(512, "cpu", repeats=3) > matmul_seconds(32, "cpu", repeats=3)
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        matmul_seconds(0, "cpu")
+
+
+def test_the_toy_step_is_counted_and_timed():
+    flops = toy_step_flops()
+    assert flops == toy_step_flops() > 0  # the same model every time
+    # Forward and backward matmuls of two 5-token sentences through one head of width 20: thousands, not millions.
+    assert 1_000 < flops < 1_000_000
+    assert toy_step_seconds("cpu", steps=3) > 0
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        toy_step_seconds("cpu", threads=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_timings_wait_for_the_device():
+    # A 2048 product queued on the GPU returns at once; the median must include the work itself.
+    assert matmul_seconds(2048, "cuda", repeats=3) > 1e-5
+    assert toy_step_seconds("cuda", steps=3) > 0
