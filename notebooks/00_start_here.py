@@ -28,7 +28,9 @@
 # **Learning goals of this notebook.** After it you can
 # 1. find your way around the course's folders;
 # 2. check which Python, PyTorch and device (CPU or GPU) your notebook runs on;
-# 3. do an exercise and read what its check tells you.
+# 3. tell, from measurements made on your own machine, when a GPU makes a computation faster and
+#    when it makes it slower;
+# 4. do an exercise and read what its check tells you.
 
 # %% [markdown]
 # ## The lessons
@@ -110,6 +112,94 @@ print(to_numpy(x))  # to_numpy works for GPU tensors and tensors that require gr
 #    were given. Free its memory when you are done (`toyattn.device.free_gpu_memory()`, or restart
 #    the kernel): other people share the node.
 #
+# ## When does a GPU help?
+#
+# A GPU has thousands of arithmetic units; a laptop CPU a few dozen. But every operation you ask of a
+# GPU is a separate call (a *kernel launch*) with a fixed cost before any arithmetic happens, and the
+# inputs must be in the GPU's own memory. So it depends on how much work each call carries. We measure
+# it instead of guessing: first a matrix product $C = AB$ of two $n \times n$ matrices ($2n^3$
+# floating-point operations), for growing $n$, then one training step of lesson 1's model.
+#
+# **Predict first:** from which $n$ on is a GPU faster than this machine's CPU: 16, 256, 2048? And
+# lesson 1's model, whose largest matrix is $5 \times 20$: will it train faster on a GPU or on the CPU?
+# (If your machine has no GPU, the cells measure the CPU alone: predict its curve.)
+
+# %%
+import matplotlib.pyplot as plt
+
+from toyattn.timing import first_win, matmul_times
+
+sizes = [16, 32, 64, 128, 256, 512, 1024]
+devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+matmul_s = {name: matmul_times(sizes, name) for name in devices}  # median of 5 timed runs each
+
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for name, seconds in matmul_s.items():
+    ax.loglog(sizes, [t * 1e3 for t in seconds], "o-", label=name)
+cubic = [matmul_s["cpu"][-1] * 1e3 * (n / sizes[-1]) ** 3 for n in sizes]  # slope 3, through the CPU's last point
+ax.loglog(sizes, cubic, "k:", label="grows like $n^3$")
+ax.set(xlabel="n (one n x n @ n x n product)", ylabel="median time (ms)",
+       title="Time of one matrix product against its size")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# **Reading the plot.** Both axes are logarithmic, so a time that grows like $n^3$ is a straight line
+# rising 3 decades for each decade of $n$ (the dotted line), and a fixed cost is a flat line. Look for where each curve
+# is flat (the cost of making a call at all, whatever the size) and where it turns into the $n^3$
+# slope (the arithmetic dominates). With a GPU you see two curves: where they cross is where the
+# GPU starts to pay. The next cell reads that off your measurements.
+
+# %%
+largest = sizes[-1]
+for name, seconds in matmul_s.items():
+    rate = 2 * largest**3 / seconds[-1] / 1e9
+    print(f"{name}: {seconds[0] * 1e6:.1f} µs for n = {sizes[0]}, {seconds[-1] * 1e3:.2f} ms for n = {largest} "
+          f"({rate:.0f} GFLOP/s)")
+if "cuda" in matmul_s:
+    win = first_win(sizes, matmul_s["cpu"], matmul_s["cuda"])
+    print("On this machine the GPU is faster from n =", win, "on." if win else
+          "Within these sizes the GPU never stays faster: try larger n (2048, 4096).")
+else:
+    print("No GPU here (torch.cuda.is_available() is False): only the CPU curve is drawn. "
+          "On a GPU node the same cell draws both and prints where they cross.")
+
+# %% [markdown]
+# Now lesson 1's model. One training step is a forward pass on the two sentences, the loss, a
+# backward pass and Adam's update: the same kind of calls as above, on tiny matrices. The next cell
+# counts the step's floating-point operations (with PyTorch's own counter) and times the step on
+# each device.
+
+# %%
+from toyattn.timing import toy_step_flops, toy_step_seconds
+
+flops = toy_step_flops()
+step_s = {name: toy_step_seconds(name) for name in devices}  # median of 30 steps, one CPU thread
+cpu_rate = 2 * largest**3 / matmul_s["cpu"][-1]
+print(f"One training step of lesson 1's toy: {flops:,} floating-point operations.")
+for name, seconds in step_s.items():
+    print(f"{name}: {seconds * 1e6:.0f} µs per step, {flops / seconds / 1e9:.3f} GFLOP/s of useful work")
+print(f"At the rate the CPU reached on the n = {largest} product, the step's arithmetic would take "
+      f"{flops / cpu_rate * 1e6:.2f} µs: {flops / cpu_rate / step_s['cpu']:.2%} of the CPU's step time.")
+if "cuda" in step_s:
+    ratio = step_s["cuda"] / step_s["cpu"]
+    print(f"The toy's step takes {ratio:.1f}x the CPU's time on the GPU "
+          f"({'slower' if ratio > 1 else 'faster'} on the GPU).")
+
+# %% [markdown]
+# **Why a tiny model is no faster on a GPU.** Look at the last line printed above: it says how small a
+# part of the CPU's step the arithmetic itself could be. The rest is not arithmetic. Each
+# operation is a separate call with a fixed cost (on a GPU, a kernel launch typically costs a few
+# microseconds of CPU time before any arithmetic starts), and reading the loss back (`loss.item()`,
+# which the course's training loop does to record it) makes the CPU wait for the GPU and copy the
+# number across every step. A GPU cannot make that overhead smaller; it can only make the arithmetic
+# faster, and the toy has almost none. That is why the course trains lesson 1's model on one CPU
+# thread by default, and why a GPU pays off for large matrices (the right of the plot), large
+# batches, or many small runs stacked into one batch so that each call carries more work.
+#
+# **Try next:** add 2048 to `sizes` (on a GPU node, 4096 too) and see how far the curves part; time
+# the toy with `toy_step_seconds("cpu", threads=2)` instead of one thread, and explain the difference.
+
 # ## How exercises and checks work
 #
 # Every exercise cell ends with a check. Here is one, already solved, so you can see both outcomes.
