@@ -6,6 +6,8 @@
 #   make test-fast     only the unit tests (no notebooks, no browser), about 6 minutes
 #   make browser-test  only the real-browser test (installs Playwright, and Chromium where it can)
 #   make site          the course website in site/_build/html (HUB_URL=... REPO_URL=... adds launch buttons)
+#   make gpu-check     on a GPU node: GPU tests, every notebook and the device benchmarks on cuda, a table
+#                      in artifacts/gpu/gpu-check.md (GPU_CHECK_DEVICE=cpu runs the same on the CPU)
 #
 # Which torch build: TORCH=auto (default: CUDA build if `nvidia-smi` works, else CPU-only),
 # TORCH=cpu, TORCH=cuda, or TORCH=skip (keep whatever torch the venv already has).
@@ -28,10 +30,10 @@ PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.toyattn-installed
 
-.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test site site-test build check-build lint bench doctor clean-venv
+.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test site site-test build check-build lint bench gpu-check doctor clean-venv
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,14p' Makefile
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "toyattn needs Python >= 3.10, this is " + sys.version'
@@ -170,6 +172,12 @@ lint: install
 
 bench: install pretrained
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The course on one device in one command (benchmarks/gpu_check.py): fails where a notebook, a GPU test or
+# a benchmark fails, and writes the table of times and ratios to artifacts/gpu/.
+GPU_CHECK_DEVICE ?= cuda
+gpu-check: install pretrained
+	$(PY) benchmarks/gpu_check.py --device $(GPU_CHECK_DEVICE)
 
 doctor: install
 	$(VENV)/bin/toyattn doctor
