@@ -21,7 +21,8 @@ Modules by concept, with the lesson that teaches each:
 * every lesson: :mod:`~toyattn.device` (CPU/GPU, seeding, ``describe()``), :mod:`~toyattn.arrays`
   (the one converter), :mod:`~toyattn.plotting` (annotated heatmaps, matplotlib and plotly),
   :mod:`~toyattn.progress` (progress bars), :mod:`~toyattn.hooks` (named hook points),
-  :mod:`~toyattn.models` (one file per model), :mod:`~toyattn.training` (the one loop)
+  :mod:`~toyattn.models` (one file per model), :mod:`~toyattn.training` (the one loop),
+  :mod:`~toyattn.stacked` (many small runs trained as one batched model)
 * lesson 0: :mod:`~toyattn.timing` (timing a CPU against a GPU fairly: when a GPU helps)
 * lesson 1: :mod:`~toyattn.corpus` (the two sentences), :mod:`~toyattn.one_head_training` (its task
   and recipes), :mod:`~toyattn.interventions` (cutting an edge, patching)

@@ -24,6 +24,7 @@ from torch import nn
 from .corpus import ToyCorpus
 from .device import get_device, seed_everything
 from .models.one_head import OneHeadAttention
+from .stacked import StackedModels
 from .training import fit
 
 
@@ -127,6 +128,45 @@ def train(
     return _epoch_means(history.losses, per_epoch).tolist()
 
 
+def train_together(
+    models: Sequence[nn.Module],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    recipe: Recipe = DEFAULT_RECIPE,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    threads: int | None = 1,
+) -> list[list[float]]:
+    """Train several models of one architecture in place, all in the same batched steps; one loss history each.
+
+    The same as calling :func:`train` on each model in turn (same recipe, same data, same order of
+    batches), computed as one stacked model (:class:`toyattn.stacked.StackedModels`): each step is one
+    batched call per operation for all runs instead of one call per run, which is what a GPU needs to
+    pay off (lesson 0) and saves call overhead on a CPU too. Returns, per model, its loss per epoch
+    as :func:`train` does. (No ``stop_below``: the runs would stop at different steps.)
+    """
+    _check_token_tensors(inputs, targets)
+    dev = get_device(device)
+    models = [model.to(dev) for model in models]
+    inputs, targets = inputs.to(dev), targets.to(dev)
+    stacked = StackedModels(models)
+    optimizer = torch.optim.Adam(stacked.parameters(), lr=recipe.lr)
+    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
+    per_epoch = len(batches)
+
+    def loss_at(step: int) -> torch.Tensor:  # [n_runs]: one loss per run
+        batch = batches[step % per_epoch]
+        return stacked.map(lambda model: next_token_loss(model, inputs[batch], targets[batch]))
+
+    history = fit(loss_at, optimizer, recipe.epochs * per_epoch, device=dev, threads=threads, progress=progress,
+                  desc=f"{len(models)} runs together")
+    stacked.write_back(models)
+    for model in models:
+        model.eval()
+    return [_epoch_means(history.losses[:, i], per_epoch).tolist() for i in range(len(models))]
+
+
 def _epoch_means(losses: Sequence[torch.Tensor] | torch.Tensor, per_epoch: int) -> torch.Tensor:
     """Mean loss of each epoch of ``per_epoch`` steps: ``[epochs * per_epoch] -> [epochs]``.
 
@@ -184,3 +224,36 @@ def train_one_head(
     losses = train(model, inputs, targets, recipe, device=dev, progress=progress, threads=threads)
     seconds = time.perf_counter() - start
     return TrainedModel(model, corpus, inputs, targets, losses, seconds, recipe)
+
+
+def train_one_heads(
+    seeds: Sequence[int],
+    *,
+    d_head: int = 20,
+    positions: bool = True,
+    skip: bool = True,
+    recipe: Recipe = DEFAULT_RECIPE,
+    corpus: ToyCorpus | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    threads: int | None = 1,
+) -> list[TrainedModel]:
+    """:func:`train_one_head` for every seed in ``seeds``, all trained together (:func:`train_together`); lesson 1's sweep.
+
+    Each model starts from the weights ``train_one_head(seed=s)`` would build and ends where it would
+    end (up to floating-point rounding). Every result's ``seconds`` is the time of the whole batch.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, e.g. range(12).")
+    corpus = corpus or ToyCorpus()
+    dev = get_device(device)
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(OneHeadAttention.from_corpus(corpus, d_head=d_head, positions=positions, skip=skip).to(dev))
+    inputs, targets = corpus.tensors(dev)
+    start = time.perf_counter()
+    losses = train_together(models, inputs, targets, recipe, device=dev, progress=progress, threads=threads)
+    seconds = time.perf_counter() - start
+    return [TrainedModel(m, corpus, inputs, targets, run_losses, seconds, recipe) for m, run_losses in zip(models, losses, strict=True)]
