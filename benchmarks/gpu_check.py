@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The benchmarks that measure a device; each takes --device.
-BENCHMARKS = ["bench_attention_toy.py", "bench_heads.py", "bench_symmetry.py"]
+BENCHMARKS = ["bench_attention_toy.py", "bench_stacked_runs.py", "bench_heads.py", "bench_symmetry.py"]
 # A printed line worth keeping in the table: it carries a ratio ("2.4x", "3.24x the ideal") or a rate.
 RATIO_LINE = re.compile(r"\d\s*x\b|\bratio\b|/s\b|%")
 

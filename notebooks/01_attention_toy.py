@@ -50,7 +50,7 @@ from toyattn import get_device, seed_everything
 from toyattn.corpus import ToyCorpus
 from toyattn.interventions import ablate_edge, patch_activation, patch_edge
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train, train_one_head
+from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train, train_one_head, train_one_heads
 from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly
 
 device = get_device()
@@ -410,9 +410,12 @@ plt.show()
 # chicken from beef?
 
 # %%
+# The 12 runs train together: their weights stacked into one batched model, so each step is one call
+# per operation for all 12 (toyattn.stacked; each run ends where it would end trained alone).
+runs = train_one_heads(range(12), device=device)
+print(f"12 runs trained together in {runs[0].seconds:.2f} s on {device}")
 solved = []
-for seed in range(12):
-    r = train_one_head(seed=seed, device=device)
+for seed, r in enumerate(runs):
     out, c = r.model.run_with_cache(inputs)
     predicted = [corpus.vocab[i] for i in out[:, THE].argmax(-1).tolist()]
     looks = [corpus.labels(b)[i] for b, i in enumerate(c["hook_pattern"][:, THE].argmax(-1).tolist())]
@@ -424,6 +427,9 @@ for seed in range(12):
 print(f"\n{sum(solved)} of {len(solved)} seeds solve the task")
 
 # %% [markdown]
+# (Why together? Lesson 0 showed that a step of this model is almost all call overhead; stacked, the
+# 12 runs share each call. `benchmarks/bench_stacked_runs.py` times both ways side by side.)
+#
 # Only some seeds solve it (which ones depends on the machine; `tests/test_one_head.py` finds both
 # kinds among seeds 0-11 under every setting it tries). Read the stuck lines: row 3 has locked onto
 # a position holding the *same* token in both sentences (`<ST>`, *ordered* or "the" itself), with a
