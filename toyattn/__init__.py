@@ -33,7 +33,8 @@ Modules by concept, with the lesson that teaches each:
   :mod:`~toyattn.checkpoints` (Q/K out of real checkpoints), :mod:`~toyattn.gguf_file` (a GGUF's
   header), :mod:`~toyattn.symmetry_report` (a whole model), :mod:`~toyattn.symmetry_training` (masked
   vs causal training), :mod:`~toyattn.symmetry_experiments` (symmetric init, the gradient)
-* lesson 4: :mod:`~toyattn.induction` (the copying task), :mod:`~toyattn.circuits` (QK/OV circuits
+* lesson 4: :mod:`~toyattn.induction` (the copying task), :mod:`~toyattn.copy_task_sweeps` (its runs trained together),
+  :mod:`~toyattn.circuits` (QK/OV circuits
   and their matching)
 * lesson 5: :mod:`~toyattn.head_ablation`, :mod:`~toyattn.composition`, :mod:`~toyattn.induction_heads`
 * instructors: :mod:`~toyattn.checks` (exercise checks), :mod:`~toyattn.course` (paired notebooks,

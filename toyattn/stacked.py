@@ -11,7 +11,8 @@ floating-point rounding (a batched matrix product may add in another order). ``t
 checks it in float64: one step to 1e-12; whole runs to 1e-8 where the training does not amplify
 rounding, and elsewhere no further apart than the run alone is from itself started 1e-15 away.
 
-Lesson 1's seed sweep (:func:`toyattn.one_head_training.train_one_heads`) trains this way.
+Lesson 1's seed sweep (:func:`toyattn.one_head_training.train_one_heads`) and the copy task's seeds
+and pool sizes of lessons 4-5 (:func:`toyattn.copy_task_sweeps.train_copy_models`) train this way.
 """
 
 from __future__ import annotations
@@ -47,15 +48,24 @@ class StackedModels:
         """The stacked weights, one tensor per weight of the model: what the optimizer updates."""
         return list(self.params.values())
 
-    def map(self, fn: Callable[[Callable[..., torch.Tensor]], torch.Tensor]) -> torch.Tensor:
-        """``torch.stack([fn(model) for model in models])``, computed as one batched call per operation."""
+    def map(self, fn: Callable[..., torch.Tensor], *per_run: torch.Tensor) -> torch.Tensor:
+        """``torch.stack([fn(model_i, *(x[i] for x in per_run)) for i, model_i in enumerate(models)])``, batched.
 
-        def one(params: dict, buffers: dict) -> torch.Tensor:
-            return fn(lambda *args: functional_call(self.template, (params, buffers), args))
+        ``per_run``: tensors with one slice per run along their first axis (each run's own batch, say);
+        inputs shared by every run are better captured by ``fn`` itself. ``model_i`` is called as the
+        model would be, keyword arguments included.
+        """
+        for x in per_run:
+            if x.shape[0] != self.n:
+                raise ValueError(f"a per-run input has {x.shape[0]} slices along its first axis, not one per run ({self.n}).")
+
+        def one(params: dict, buffers: dict, *xs: torch.Tensor) -> torch.Tensor:
+            return fn(lambda *args, **kwargs: functional_call(self.template, (params, buffers), args, kwargs), *xs)
 
         if self.n == 1:  # one run: vmap's bookkeeping would cost more than it saves
-            return one({k: v[0] for k, v in self.params.items()}, {k: v[0] for k, v in self.buffers.items()})[None]
-        return vmap(one)(self.params, self.buffers)
+            first = {k: v[0] for k, v in self.params.items()}, {k: v[0] for k, v in self.buffers.items()}
+            return one(*first, *(x[0] for x in per_run))[None]
+        return vmap(one)(self.params, self.buffers, *per_run)
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
         """Run ``i``'s weights and buffers, detached copies, as ``models[i].state_dict()`` names them."""

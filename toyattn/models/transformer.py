@@ -317,10 +317,15 @@ class Transformer(HookedModule):
         """Where the parameters live."""
         return self.embed.W_E.device
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens [batch, pos]`` (integer ids) -> ``logits [batch, pos, vocab_size]``."""
-        _check_token_ids(tokens)
-        self._check_fits(tokens)
+    def forward(self, tokens: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+        """``tokens [batch, pos]`` (integer ids) -> ``logits [batch, pos, vocab_size]``.
+
+        ``check=False`` skips the input checks, for callers whose tokens are valid by construction and
+        cannot be read (runs stacked with ``torch.func.vmap``, :mod:`toyattn.stacked`).
+        """
+        if check:
+            _check_token_ids(tokens)
+            self._check_fits(tokens)
         n_pos = tokens.shape[1]
         x = self.hook_embed(self.embed(tokens))
         if self.pos_embed is not None:
