@@ -5,14 +5,14 @@
 #
 # **Learning goals.** After these problems you can
 # 1. silence one attention head with a hook, by zero and by mean ablation, and measure what breaks;
-# 2. compute the K-composition score of two heads and judge it against two baselines (random matrices,
-#    and the heads of untrained models);
-# 3. score every head of a real model as a previous-token or induction head from its attention on
-#    repeated random tokens, and pick out the heads of the induction circuit;
-# 4. patch one head's output from a clean run into a corrupted one, choosing the positions, and report
+# 2. patch one head's output from a clean run into a corrupted one, choosing the positions, and report
 #    the share of the damage it undoes on two metrics;
-# 5. find the subspace a head's keys read, remove it from what an earlier head writes, and judge the
-#    damage against random subspaces and the writer's own strongest directions.
+# 3. find the subspace a head's keys read, remove it from what an earlier head writes, and judge the
+#    damage against random subspaces and the writer's own strongest directions;
+# 4. compute the K-composition score of two heads and judge it against two baselines (random matrices,
+#    and the heads of untrained models);
+# 5. score every head of a real model as a previous-token or induction head from its attention on
+#    repeated random tokens, and pick out the heads of the induction circuit.
 #
 # Read `notebooks/05_induction_circuits` first; "section N" below means the lesson's section N.
 #
@@ -198,8 +198,8 @@ raise NotImplementedError()
 # `[d_model, r]` of the $r$-dimensional subspace of key inputs $\tilde x_k$ that the scores
 # $\tilde x_q W_{qk} \tilde x_k^\top$ respond to most, the subspace spanned by orthonormal $B$ that
 # makes $\|W_{qk} B\|_F$ largest. The check compares subspaces, so any orthonormal basis of the right
-# one passes, and tells you when yours is the query side, the weakest directions or NumPy's `Vh` read
-# the wrong way.
+# one passes, and tells you when yours is the query side, the weakest directions, or rows and columns
+# of a decomposition swapped.
 
 # %%
 def key_subspace(W_qk, r):
@@ -213,7 +213,7 @@ checks.check_key_subspace(key_subspace)
 # %% [markdown]
 # Then remove a subspace. Write `remove_subspace(model, tokens, layer, directions)` returning the logits
 # of a run in which the span of the **columns** of `directions [d_model, r]` is removed from what layer
-# `layer`'s attention writes (`blocks.{layer}.hook_attn_out`), at every position: each output vector
+# `layer`'s attention writes into the residual stream, at every position: each output vector
 # is replaced by its orthogonal projection onto the complement of that span; the rest of the model runs
 # as usual. `directions` is any basis of the subspace: its columns need not be orthonormal.
 
@@ -259,9 +259,10 @@ raise NotImplementedError()
 #
 # The key decision is which product to take: follow a source's normed residual $\tilde x$ through the
 # writer (it adds $\tilde x W_{ov}$ to the residual stream at its position), and ask where that enters
-# the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the sum before reading
-# it; with the norm folded into the reader's weights, section 6, the score reads the residual itself
-# up to one scale per token, so the product below is the right one either way.)
+# the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the residual stream,
+# the writer's output included, before reading it; with the norm's gain and centring folded into the
+# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token,
+# so the same product, with the folded $W_{qk}$, answers the question.)
 
 # %%
 def k_composition(W_ov, W_qk) -> float:

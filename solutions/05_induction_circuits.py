@@ -5,14 +5,14 @@
 #
 # **Learning goals.** After these problems you can
 # 1. silence one attention head with a hook, by zero and by mean ablation, and measure what breaks;
-# 2. compute the K-composition score of two heads and judge it against two baselines (random matrices,
-#    and the heads of untrained models);
-# 3. score every head of a real model as a previous-token or induction head from its attention on
-#    repeated random tokens, and pick out the heads of the induction circuit;
-# 4. patch one head's output from a clean run into a corrupted one, choosing the positions, and report
+# 2. patch one head's output from a clean run into a corrupted one, choosing the positions, and report
 #    the share of the damage it undoes on two metrics;
-# 5. find the subspace a head's keys read, remove it from what an earlier head writes, and judge the
-#    damage against random subspaces and the writer's own strongest directions.
+# 3. find the subspace a head's keys read, remove it from what an earlier head writes, and judge the
+#    damage against random subspaces and the writer's own strongest directions;
+# 4. compute the K-composition score of two heads and judge it against two baselines (random matrices,
+#    and the heads of untrained models);
+# 5. score every head of a real model as a previous-token or induction head from its attention on
+#    repeated random tokens, and pick out the heads of the induction circuit.
 #
 # Read `notebooks/05_induction_circuits` first; "section N" below means the lesson's section N.
 #
@@ -290,10 +290,23 @@ print(f"Patching layer 0 at the second copy recovers {where_it_helps('layer 0, s
 if mends_where and not mends_what:
     print("So layer 0's output at the first copy, where the keys that layer 1 looks for sit, tells layer 1 where the "
           "twin is: it mends the even targets and not the odd ones, whose copied token is wrong however well layer 1 "
-          "looks. At the second copy it has nothing to mend: the corruption did not change layer 0's input there.")
+          "looks.")
 else:
     print("These shares do not show the clean split 'even mended, odd not' of section 3: look at the table before "
           "drawing a conclusion (did this run learn the circuit?).")
+# Why the second copy has little to mend: how much did the corruption change layer 0's output there?
+z_name = "blocks.0.attn.hook_z"
+z_clean, z_corrupted = (model.run_with_cache(t, names_filter=z_name)[1][z_name][:, :, 0] for t in (ood.tokens, corrupted))
+change = {part: float((z_clean - z_corrupted)[mask].norm() / z_clean[mask].norm())
+          for part, mask in (("first", first_copy), ("second", second_copy))}
+second_shares = shares["layer 0, second copy"].values()
+print(f"The corruption changed layer 0's output by {change['first']:.0%} (relative norm) at the first copy and by "
+      f"{change['second']:.0%} at the second copy, whose own tokens it left alone (the head reads some earlier "
+      "positions too). " + (
+          "Putting the second-copy change back recovers nothing (every share within 0.1 of 0): what layer 1 needs from "
+          "layer 0 sits at the keys it looks for, not at its queries." if max(map(abs, second_shares)) < 0.1 else
+          "Putting the second-copy change back recovers part of the damage too: layer 1 also uses layer 0's output at "
+          "its query positions here."))
 print(f"Patching layer 1 at the second copy recovers {where_it_helps('layer 1, second copy')}: it hands the "
       "answer itself to the positions that predict, so it recovers what layer 1 writes there whatever the mechanism; "
       "it cannot tell 'where' from 'what'. The informative patches are the ones that can fail.")
@@ -307,8 +320,8 @@ print(f"Patching layer 1 at the second copy recovers {where_it_helps('layer 1, s
 # `[d_model, r]` of the $r$-dimensional subspace of key inputs $\tilde x_k$ that the scores
 # $\tilde x_q W_{qk} \tilde x_k^\top$ respond to most, the subspace spanned by orthonormal $B$ that
 # makes $\|W_{qk} B\|_F$ largest. The check compares subspaces, so any orthonormal basis of the right
-# one passes, and tells you when yours is the query side, the weakest directions or NumPy's `Vh` read
-# the wrong way.
+# one passes, and tells you when yours is the query side, the weakest directions, or rows and columns
+# of a decomposition swapped.
 
 # %%
 def key_subspace(W_qk, r):
@@ -324,7 +337,7 @@ checks.check_key_subspace(key_subspace)
 # %% [markdown]
 # Then remove a subspace. Write `remove_subspace(model, tokens, layer, directions)` returning the logits
 # of a run in which the span of the **columns** of `directions [d_model, r]` is removed from what layer
-# `layer`'s attention writes (`blocks.{layer}.hook_attn_out`), at every position: each output vector
+# `layer`'s attention writes into the residual stream, at every position: each output vector
 # is replaced by its orthogonal projection onto the complement of that span; the rest of the model runs
 # as usual. `directions` is any basis of the subspace: its columns need not be orthonormal.
 
@@ -389,7 +402,7 @@ print(f"nothing removed {clean_acc:.3f}; layer 1's key subspace {acc_keys:.3f}; 
 ### BEGIN SOLUTION
 beats = np.mean(acc_keys < acc_random)
 print(f"Model answer. Removing layer 1's key subspace leaves an accuracy of {acc_keys:.3f} on the second copy, lower "
-      f"than {beats:.0%} of the {len(acc_random)} random removals (median {np.median(acc_random):.3f}): "
+      f"than {'every one' if beats == 1 else f'{beats:.0%}'} of the {len(acc_random)} random removals (median {np.median(acc_random):.3f}): "
       + ("those 4 directions carry more of what layer 1 needs than 4 random ones." if beats >= 0.9 else
          "this run does not single them out from random directions."))
 relation = (f"share directions (largest cosine of their principal angles {overlap[0]:.2f})" if overlap[0] >= 0.5 else
@@ -418,9 +431,10 @@ print(f"{'One removal brings' if near_chance else 'Neither removal brings'} the 
 #
 # The key decision is which product to take: follow a source's normed residual $\tilde x$ through the
 # writer (it adds $\tilde x W_{ov}$ to the residual stream at its position), and ask where that enters
-# the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the sum before reading
-# it; with the norm folded into the reader's weights, section 6, the score reads the residual itself
-# up to one scale per token, so the product below is the right one either way.)
+# the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the residual stream,
+# the writer's output included, before reading it; with the norm's gain and centring folded into the
+# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token,
+# so the same product, with the folded $W_{qk}$, answers the question.)
 
 # %%
 def k_composition(W_ov, W_qk) -> float:
