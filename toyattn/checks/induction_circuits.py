@@ -338,7 +338,7 @@ def _key_cases(rng: np.random.Generator) -> list[Case]:
 @exercise_check(cases=_key_cases, during=[_no_library(induction_heads, "find the directions")])
 def check_key_subspace(case: Case, got: Returned) -> None:
     """``fn(W_qk, r) -> [d_model, r]``: orthonormal columns spanning the r key-side directions that change
-    the score ``q W_qk k^T`` most (the top right singular vectors)."""
+    the score ``x_q W_qk x_k^T`` (normed residuals ``x``) most: the top right singular vectors of ``W_qk``."""
     W_qk, r = case.args
     U, _, Vh = np.linalg.svd(W_qk)
     if got.is_tuple or got.value.shape != (W_qk.shape[0], r):
