@@ -32,8 +32,9 @@
 # unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer looks like.
 # Checks refuse answers that call `toyattn.head_ablation`, `toyattn.composition` or
 # `toyattn.induction_heads`, which hold the course's own solutions; use them afterwards to compare.
-# Where a cell asks you to **decide**, write your answer down (a comment, a print) before you look at
-# the model answer: it prints its reasoning from the numbers of this run.
+# Where a cell asks you to **decide**, write your answer in the cell below it (a comment, or a print
+# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
+# from the numbers of its own run.
 
 # %%
 import matplotlib.pyplot as plt
@@ -107,7 +108,7 @@ raise NotImplementedError()
 
 # %% [markdown]
 # **Decide.** Which ablation hurts more? Is the difference between zero and mean ablation large enough
-# to change what you conclude about either head? Write your answer, then run the model answer.
+# to change what you conclude about either head? Write your answer in the cell below.
 
 # %%
 # YOUR CODE HERE
