@@ -33,7 +33,7 @@
 # Checks refuse answers that call `toyattn.head_ablation`, `toyattn.composition` or
 # `toyattn.induction_heads`, which hold the course's own solutions; use them afterwards to compare.
 # Where a cell asks you to **decide**, write your answer in the cell below it (a comment, or a print
-# *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
+# built from your numbers); in `solutions/` that cell holds a model answer that prints its reasoning
 # from the numbers of its own run.
 
 # %%

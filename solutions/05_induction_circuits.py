@@ -33,7 +33,7 @@
 # Checks refuse answers that call `toyattn.head_ablation`, `toyattn.composition` or
 # `toyattn.induction_heads`, which hold the course's own solutions; use them afterwards to compare.
 # Where a cell asks you to **decide**, write your answer in the cell below it (a comment, or a print
-# built from your numbers); the solved version's cell holds a model answer that prints its reasoning
+# built from your numbers); in `solutions/` that cell holds a model answer that prints its reasoning
 # from the numbers of its own run.
 
 # %%
