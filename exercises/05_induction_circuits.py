@@ -5,19 +5,36 @@
 #
 # **Learning goals.** After these problems you can
 # 1. silence one attention head with a hook, by zero and by mean ablation, and measure what breaks;
-# 2. compute the K-composition score of two heads and judge it against random circuits;
-# 3. score every head of a real model as a previous-token or induction head from its attention on
+# 2. patch one head's output from a clean run into a corrupted one, choosing the positions, and report
+#    the share of the damage it undoes on two metrics;
+# 3. find the subspace a head's keys read, remove it from what an earlier head writes, and judge the
+#    damage against random subspaces and the writer's own strongest directions;
+# 4. compute the K-composition score of two heads and judge it against two baselines (random matrices,
+#    and the heads of untrained models);
+# 5. score every head of a real model as a previous-token or induction head from its attention on
 #    repeated random tokens, and pick out the heads of the induction circuit.
 #
-# Read `notebooks/05_induction_circuits` first. Conventions (row vectors, as in the course's models):
-# `W_Q, W_K, W_V` are `[d_model, d_head]`, `W_O` is `[d_head, d_model]`; a head's QK circuit
-# $W_{qk} = W_Q W_K^\top / \sqrt{d_{head}}$ scores $x_q W_{qk} x_k^\top$ and its OV circuit
-# $W_{ov} = W_V W_O$ writes $x W_{ov}$ for a source residual $x$.
+# Read `notebooks/05_induction_circuits` first; "section N" below means the lesson's section N.
+#
+# **Conventions** (row vectors, as in the course's models). `W_Q, W_K, W_V` are `[d_model, d_head]`,
+# `W_O` is `[d_head, d_model]`. A head does not read the residual stream $x$ itself but its layer-normed
+# version $\tilde x = \mathrm{LN}(x)$. Its QK circuit $W_{qk} = W_Q W_K^\top / \sqrt{d_{head}}$ scores
+# $\tilde x_q W_{qk} \tilde x_k^\top$ (this is the score at query-key distance 0, without the biases;
+# with rotary positions the rotation for the distance sits between $W_Q$ and $W_K^\top$), and its OV
+# circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
+# whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
+# the weights lets the circuits read $x$ itself, up to one positive scale per token;
+# `toyattn.induction_heads.head_factors(model, layer, head)` returns those folded weights.
+# Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
+# 5 of layer 3.
 #
 # Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them: skip it
 # unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer looks like.
 # Checks refuse answers that call `toyattn.head_ablation`, `toyattn.composition` or
 # `toyattn.induction_heads`, which hold the course's own solutions; use them afterwards to compare.
+# Where a cell asks you to **decide**, write your answer in the cell below it (a comment, or a print
+# built from your numbers); in `solutions/` that cell holds a model answer that prints its reasoning
+# from the numbers of its own run.
 
 # %%
 import matplotlib.pyplot as plt
@@ -25,20 +42,25 @@ import numpy as np
 import torch
 
 from toyattn import checks, seed_everything
+from toyattn.head_ablation import corrupt_first_copy, offset_parity_mask
 from toyattn.induction import CopyTaskConfig, TrainConfig, copy_error, make_test_sets, train_copy_model
+from toyattn.induction_heads import head_factors
 
 seed_everything(0)
 torch.set_num_threads(1)
 
 # %% [markdown]
 # A model to work on: lesson 4's default run (fresh patterns, 600 steps), a checkpoint every 50 steps.
+# Not every seed learns the circuit in 600 steps; the cell says whether this one did.
 
 # %%
 TASK = CopyTaskConfig()
 run = train_copy_model(TASK, train=TrainConfig(checkpoint_every=50), device="cpu")
 model = run.model
 ood = make_test_sets(TASK, 512, seed=99)["ood"]
-print(f"{len(run)} checkpoints; final OOD error {copy_error(model, ood):.3f}")
+final_error = copy_error(model, ood)
+print(f"{len(run)} checkpoints; final OOD error {final_error:.3f} "
+      f"({'learned the circuit' if final_error < 0.2 else 'did NOT learn the circuit: the exercises below assume it did'})")
 
 # %% [markdown]
 # ## Exercise 1: ablate one head
@@ -74,24 +96,174 @@ def ablate_head(model, tokens, layer, head, mode="zero"):
 checks.check_ablate_head(ablate_head)
 
 # %% [markdown]
-# Now use it. **Predict first**, then run: which ablation hurts the second-copy accuracy more, zero or
-# mean? Which head? Decide how you measure accuracy on the second copy (`ood.scored` marks the scored
-# targets; position `j` is predicted from the logits at `j - 1`).
+# Now use it on the trained model. **Predict first** (write it down): silencing which head hurts the
+# accuracy on the second copy more, layer 0's or layer 1's? For each, does zero or mean ablation hurt
+# more, and by how much? Then measure: decide how you score the second copy (`ood.scored` marks the
+# scored targets; position `j` is predicted from the logits at `j - 1`), and print the clean accuracy
+# and the accuracy after each of the four ablations.
 
 # %%
 # YOUR CODE HERE
 raise NotImplementedError()
 
 # %% [markdown]
-# ## Exercise 2: K-composition
+# **Decide.** Which ablation hurts more? Is the difference between zero and mean ablation large enough
+# to change what you conclude about either head? Write your answer in the cell below.
+
+# %%
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# ## Exercise 2: patch one head's output from a clean run into a corrupted one
+#
+# Ablation says a head is needed; patching says what it carries, and where (section 3). Write
+# `patch_head(model, tokens, source_tokens, layer, head, where)` returning the logits of a run on
+# `tokens` in which head `head` of layer `layer` outputs, at the positions where the bool mask
+# `where [batch, pos]` is True, what it output at the same positions in a run on `source_tokens`.
+# Everything else is computed as usual: later layers read the patched output. The mask is per sequence
+# because the two copies of a pattern sit at different positions in each sequence. The check uses
+# random models with one to three heads per layer and names a patch in the wrong direction, of the
+# wrong layer, of every head or of every position.
+
+# %%
+def patch_head(model, tokens, source_tokens, layer, head, where):
+    """-> logits [batch, pos, vocab] of a run on `tokens`, one head's output at `where` taken from `source_tokens`' run."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+checks.check_patch_head(patch_head)
+
+# %% [markdown]
+# A patch is reported as the **share recovered**: 0 when the patched run scores like the corrupted
+# run, 1 when it scores like the clean run, linear in between, on whatever metric you use. Write
+# `share_recovered(patched, corrupted, clean)` so that it works for a metric that rises when the model
+# does well (an accuracy) and for one that falls (a loss), elementwise on arrays. Do not clip: a patch
+# can overshoot the clean run (above 1) or make things worse (below 0), and you want to see that.
+
+# %%
+def share_recovered(patched, corrupted, clean):
+    """-> 0 where `patched` equals `corrupted`, 1 where it equals `clean` (numbers or arrays)."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+checks.check_share_recovered(share_recovered)
+
+# %% [markdown]
+# Now the experiment of section 3, with your own choices. The corrupted input below is the lesson's:
+# in the **first** copy only, every token at an odd offset (1, 3, 5, ...) is replaced by a token that
+# is not in the pattern. A second-copy target at an **even** offset therefore has a first-copy twin
+# whose *previous* token is wrong (finding the twin is broken); a target at an **odd** offset has a
+# twin that is itself wrong (what to copy is broken). `even_targets` and `odd_targets` mark them.
+#
+# Decide which head to patch, and where, to test the claim "layer 0's head tells layer 1 **where** to
+# look". Patch the clean run's output into the corrupted run (`patch_head(model, corrupted, ood.tokens,
+# ...)`) at two position sets separately: the **first copy** (where the keys sit that layer 1 looks
+# for) and the **second copy** (where layer 1's queries sit). Score even and odd targets separately on
+# two metrics, the accuracy and the loss (mean cross-entropy of the right next token), and print the
+# share recovered of each.
+#
+# **Predict first** (write it down): which of the shares (first or second copy, even or odd targets)
+# come out near 1, and which near 0?
+
+# %% [markdown]
+# <details><summary><b>Hint</b> (optional)</summary>
+#
+# `ood.first`, `ood.second` and `ood.length` (`[batch]`) give each sequence's copies: compare
+# `torch.arange(ood.tokens.shape[1])` with them to build `[batch, pos]` masks. For the loss, take
+# `torch.log_softmax` of the logits at `j - 1` and read the entry of the token at `j`.
+# </details>
+
+# %%
+corrupted = corrupt_first_copy(ood, TASK.vocab_size, torch.Generator().manual_seed(0))
+even_targets, odd_targets = offset_parity_mask(ood, 0), offset_parity_mask(ood, 1)
+
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# **Decide.** What do the shares say layer 0's head carries, and at which positions does it matter?
+# The table also patches layer 1's head at the second copy: would that be a good test of the claim?
+
+# %%
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# ## Exercise 3: the subspace a head's keys read, removed from what an earlier head writes
+#
+# Lesson 4 found that layer 1's keys read a few directions that layer 0's OV circuit writes; section 4
+# tests it causally. First find the subspace. Write `key_subspace(W_qk, r)`: an orthonormal basis
+# `[d_model, r]` of the $r$-dimensional subspace of key inputs $\tilde x_k$ that the scores
+# $\tilde x_q W_{qk} \tilde x_k^\top$ respond to most, the subspace spanned by orthonormal $B$ that
+# makes $\|W_{qk} B\|_F$ largest. The check compares subspaces, so any orthonormal basis of the right
+# one passes, and tells you when yours is the query side, the weakest directions, or rows and columns
+# of a decomposition swapped.
+
+# %%
+def key_subspace(W_qk, r):
+    """-> [d_model, r] orthonormal columns: the r key-side directions W_qk responds to most."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+checks.check_key_subspace(key_subspace)
+
+# %% [markdown]
+# Then remove a subspace. Write `remove_subspace(model, tokens, layer, directions)` returning the logits
+# of a run in which the span of the **columns** of `directions [d_model, r]` is removed from what layer
+# `layer`'s attention writes into the residual stream, at every position: each output vector
+# is replaced by its orthogonal projection onto the complement of that span; the rest of the model runs
+# as usual. `directions` is any basis of the subspace: its columns need not be orthonormal.
+
+# %%
+def remove_subspace(model, tokens, layer, directions):
+    """-> logits [batch, pos, vocab] with span(directions' columns) removed from layer `layer`'s attention output."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+checks.check_remove_subspace(remove_subspace)
+
+# %% [markdown]
+# Now the test of section 4, with your choices: remove $r = 4$ of the 32 directions from what layer 0
+# writes. Which 4? The subspace that layer 1's keys read most (from its folded QK circuit at distance
+# 0, `head_factors(model, 1, 0)`), against two controls you decide how to draw: random 4-dimensional
+# subspaces, and layer 0's **own** 4 strongest output directions (the ones it writes most; your
+# `key_subspace` finds them too, applied to the right matrix). Score the second-copy accuracy.
+#
+# **Predict first:** order the three removals by how much accuracy they cost.
+
+# %%
+R = 4
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# The histogram shows the accuracy after each random removal (gray), the two chosen removals (lines)
+# and the clean accuracy (dashed). **Decide.** Does the circuit run through the subspace that layer 1's
+# keys read? What does the control with layer 0's own strongest directions add to that answer?
+
+# %%
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# ## Exercise 4: K-composition
 #
 # Elhage et al. define the composition of two matrices as $\mathrm{comp}(A, B) = \|AB\|_F / (\|A\|_F
 # \|B\|_F)$. Write `k_composition(W_ov, W_qk)`: how much the **key side** of a reader head (its QK
 # circuit `W_qk`, `[d_model, d_model]`) reads what a writer head writes (its OV circuit `W_ov`), in the
 # course's row convention. Return one number.
 #
-# The key decision is which product to take: follow a source residual $x$ through the writer, and ask
-# where the result enters the reader's score $x_q W_{qk} x_k^\top$.
+# The key decision is which product to take: follow a source's normed residual $\tilde x$ through the
+# writer (it adds $\tilde x W_{ov}$ to the residual stream at its position), and ask where that enters
+# the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the residual stream,
+# the writer's output included, before reading it; with the norm's gain and centring folded into the
+# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token,
+# so the same product, with the folded $W_{qk}$, answers the question.)
 
 # %%
 def k_composition(W_ov, W_qk) -> float:
@@ -103,21 +275,35 @@ def k_composition(W_ov, W_qk) -> float:
 checks.check_k_composition(k_composition)
 
 # %% [markdown]
-# A score is only meaningful against a baseline. Compute the K-composition of layer 1's head into layer
-# 2's head at every checkpoint of `run`, and a baseline from random circuits of the **same shapes and
-# rank** as the model's. Plot both against the training step, next to the OOD error. What do you
-# conclude? (You choose how to build the random circuits and how many to draw.)
+# A score is only meaningful against a baseline. Compute the K-composition of layer 0's head into layer
+# 1's head at every checkpoint of `run`, with the folded weights (`head_factors`), and two baselines:
+# random Gaussian circuits of the **same shapes and rank** as the model's, and the same two heads in
+# **freshly initialised** models of the same architecture (random heads of this model family: section
+# 13 argues that random heads, not random matrices, are the fair baseline). You choose how many to draw.
+# Plot the score against the training step, with both baselines, next to the OOD error.
+#
+# **Predict first:** does the trained score leave both baselines, and does it do so at the same
+# checkpoints where the OOD error falls?
 
 # %%
 # YOUR CODE HERE
 raise NotImplementedError()
 
 # %% [markdown]
-# ## Exercise 3: find the heads of the circuit in a real model
+# The left panel is the OOD error of the run, the right one the score at each checkpoint (black) with
+# the two baselines as bands (mean +- 2 std). **Decide.** What do you conclude, from this one run,
+# about layer 1's keys and layer 0's output? What can this weight-level score not tell you?
+
+# %%
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# ## Exercise 5: find the heads of the circuit in a real model
 #
-# SmolLM2-135M ships with the course. `load_llama_gguf()` runs it with the same hook points as the toy
-# model. We feed it a prefix token and then `length` random tokens repeated twice, and cache every
-# layer's attention pattern, stacked as `patterns [n_layers, batch, n_heads, T, T]`.
+# SmolLM2-135M-Instruct ships with the course. `load_llama_gguf()` runs it with the same hook points as
+# the toy model. We feed it a prefix token and then `length` random tokens repeated twice, and cache
+# every layer's attention pattern, stacked as `patterns [n_layers, batch, n_heads, T, T]`.
 #
 # Write `head_scores(patterns, length)` returning two `[n_layers, n_heads]` arrays:
 #
@@ -146,9 +332,8 @@ def head_scores(patterns, length):
 checks.check_head_scores(head_scores)
 
 # %% [markdown]
-# Now run SmolLM2 (loading takes a few seconds). Then decide: which heads are the induction heads, and
-# which previous-token heads could feed them (they must sit in an earlier layer)? Print your picks with
-# their scores.
+# Now run SmolLM2 (loading takes a few seconds). **Predict first:** in which layers do you expect the
+# induction heads, and the previous-token heads that feed them?
 
 # %%
 from toyattn.models.llama import load_llama_gguf  # noqa: E402
@@ -162,15 +347,29 @@ _, cache = llm.run_with_cache(tokens, names_filter=lambda name: name.endswith("h
 patterns = torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(llm.cfg.n_layers)])
 prev_scores, induction_scores = head_scores(patterns, LENGTH)
 
+# %% [markdown]
+# **Decide.** Which heads are the induction heads, and which previous-token heads could feed them (they
+# must sit in an earlier layer)? Plot the two score maps, and print your picks with their scores next
+# to the scores of a typical head, so that a reader can see why you picked them.
+
+# %%
 # YOUR CODE HERE
 raise NotImplementedError()
 
 # %% [markdown]
+# The left map colours each head (column) of each layer (row) by its previous-token score, the right
+# one by its induction score; the printed lines name the top three induction heads and, for each, the
+# strongest previous-token head in an earlier layer. High attention scores make a head a candidate:
+# whether it does the work is a causal question (section 14, and the first item below).
+#
 # ## What next
 #
 # * Compare your picks with `toyattn.induction_heads.top_heads` and with section 11 of the lesson.
-# * Ablate your top induction head in SmolLM2 with your `ablate_head` and measure the loss on the second
-#   copy. Then ablate the top three: how much does one head matter?
+# * Ablate your top induction head in SmolLM2 with your `ablate_head`, by **mean** ablation over at
+#   least 32 sequences of repeated random tokens, and measure the loss on the second copy with an error
+#   bar (the spread over sequences). Then ablate the top three at once (one hook per head): how much
+#   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
 #   `toyattn.induction_heads.k_composition_factored` (the circuits are 576 x 576), against
-#   `toyattn.composition.random_composition_baseline(576, 64)`.
+#   `toyattn.composition.random_composition_baseline(576, 64)` and against random head pairs of the
+#   model, as section 13 does for the matching.

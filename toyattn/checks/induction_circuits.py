@@ -1,9 +1,12 @@
-"""Checks for lesson 5 (``solutions/05_induction_circuits``): ablating a head, K-composition, and scoring heads on repeated tokens.
+"""Checks for lesson 5 (``solutions/05_induction_circuits``): ablating a head, K-composition, scoring heads on
+repeated tokens, patching a head's output, the share recovered, a QK circuit's key subspace, and removing a subspace.
 
 Every check draws fresh inputs from its seed, refuses answers that call the course's own answer
 (:mod:`toyattn.head_ablation`, :mod:`toyattn.composition`, :mod:`toyattn.induction_heads`) and names
 the common mistakes (the whole layer instead of one head, a mean over positions too, Q- instead of
-K-composition, a missing normalisation, a duplicate-token offset, the prefix forgotten).
+K-composition, a missing normalisation, a duplicate-token offset, the prefix forgotten, a patch in the
+wrong direction or layer, a share normalised from the wrong end, Vh's columns instead of its rows, a
+projection onto non-orthonormal directions or onto the subspace instead of off it).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from .answers import Returned
 from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
 from .guards import forbid_calls_into
 
-__all__ = ["check_ablate_head", "check_k_composition", "check_head_scores"]
+__all__ = ["check_ablate_head", "check_k_composition", "check_head_scores", "check_patch_head", "check_share_recovered",
+           "check_key_subspace", "check_remove_subspace"]
 
 
 def _no_library(module, what: str):
@@ -216,3 +220,180 @@ def check_head_scores(case: Case, got: Returned) -> None:
             shape_note = "" if value.shape == expected[i].shape else f" (shape {value.shape}, expected {expected[i].shape}: [n_layers, n_heads])"
             raise CheckFailed(f"{case.name}: the {name} differ from the expected ones{shape_note}."
                               + _name_the_mistake(value, expected[i], mistakes, 1e-4, 1e-5))
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 4: patch one head's output from another run, and the share recovered
+# --------------------------------------------------------------------------------------------------
+
+
+def _run_with_z(model: Transformer, tokens, layer: int, edit) -> np.ndarray:
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", edit)]).numpy()
+
+
+def _patched(model: Transformer, tokens, source, layer: int, heads, where) -> np.ndarray:
+    """The reference: run ``tokens``; at ``where [batch, pos]``, ``heads``' z comes from the run on ``source``."""
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(source, names_filter=name)
+
+    def edit(z, hook):
+        z, part = z.clone(), z[:, :, heads].clone()  # [batch, pos, n_patched, d_head]
+        part[where] = cache[name][:, :, heads][where]
+        z[:, :, heads] = part
+        return z
+
+    return _run_with_z(model, tokens, layer, edit)
+
+
+def _patch_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    cases = []
+    for n_heads, layer, head in ((2, 0, 1), (3, 1, 0), (1, 1, 0), (2, 1, 1)):
+        model = _model(int(rng.integers(2**31)), n_heads)
+        tokens, source = torch.randint(0, 11, (2, 6, 10), generator=g)
+        where = torch.rand(6, 10, generator=g) < 0.4  # other positions in every sequence
+        cases.append(Case(f"layer {layer} head {head} ({n_heads} heads per layer), {int(where.sum())} of 60 positions patched",
+                          (model, tokens, source, layer, head, where)))
+    return cases
+
+
+def _patch_mistakes(model, tokens, source, layer: int, head: int, where) -> dict[str, object]:
+    every = torch.ones_like(where)
+    out = {
+        "the other direction: the run on `source_tokens` with `tokens`' activation patched in":
+            _patched(model, source, tokens, layer, [head], where),
+        "every head of the layer patched, not only `head`": _patched(model, tokens, source, layer, slice(None), where),
+        "every position patched, not only those where `where` is True": _patched(model, tokens, source, layer, [head], every),
+        "the other layer patched (layers are numbered from 0: `layer` 0 is blocks.0)":
+            _patched(model, tokens, source, 1 - layer, [head], where),
+    }
+    return out
+
+
+@exercise_check(cases=_patch_cases, during=[_no_library(head_ablation, "patch the head")])
+def check_patch_head(case: Case, got: Returned) -> None:
+    """``fn(model, tokens, source_tokens, layer, head, where) -> logits``: a run on ``tokens`` in which one
+    head's output at the positions ``where [batch, pos]`` comes from the run on ``source_tokens``."""
+    model, tokens, source, layer, head, where = case.args
+    expected = _patched(model, tokens, source, layer, [head], where)
+    try:
+        assert_close(got, expected, what=case.name, rtol=1e-4, atol=1e-5, check_type=False)
+    except CheckFailed as err:
+        raise CheckFailed(f"{err}{_name_the_mistake(got.value, expected, _patch_mistakes(*case.args), 1e-4, 1e-5)}") from None
+
+
+def _share_cases(rng: np.random.Generator) -> list[Case]:
+    clean, corrupted = rng.uniform(0.8, 1.0, 5), rng.uniform(0.0, 0.2, 5)
+    patched = corrupted + rng.uniform(-0.3, 1.3, 5) * (clean - corrupted)  # some below 0, some above 1
+    loss_clean, loss_corrupted = rng.uniform(0.3, 1.0), rng.uniform(3.0, 4.5)
+    return [
+        Case("accuracies (the metric rises from corrupted to clean), one patch per entry, some overshooting",
+             (patched, corrupted, clean)),
+        Case("a loss (it falls from corrupted to clean)",
+             (float(loss_corrupted + 0.7 * (loss_clean - loss_corrupted)), float(loss_corrupted), float(loss_clean))),
+        Case("a patch that changes nothing (patched == corrupted)", (float(loss_corrupted), float(loss_corrupted), float(loss_clean))),
+    ]
+
+
+@exercise_check(cases=_share_cases)
+def check_share_recovered(case: Case, got: Returned) -> None:
+    """``fn(patched, corrupted, clean) -> share``: 0 where ``patched`` equals ``corrupted``, 1 where it equals
+    ``clean``, linear in between and beyond (elementwise on arrays)."""
+    p, c, cl = (np.asarray(a, dtype=np.float64) for a in case.args)
+    expected = (p - c) / (cl - c)
+    mistakes = {
+        "the share measured from the clean end (1 = corrupted, 0 = clean)": (p - cl) / (c - cl),
+        "the patched metric divided by the clean one (ignores where the corrupted run starts)": p / cl,
+        "clipped to [0, 1] (a patch can overshoot the clean run or make things worse: report it)": np.clip(expected, 0, 1),
+        "divided by |clean - corrupted|: for a loss, which falls when the patch helps, the sign flips":
+            (p - c) / np.abs(cl - c),
+    }
+    try:
+        assert_close(got, expected, what=case.name, rtol=1e-6, atol=1e-9, check_type=False)
+    except CheckFailed as err:
+        raise CheckFailed(f"{err}{_name_the_mistake(got.value, expected, mistakes, 1e-6, 1e-9)}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise 5: the key subspace of a QK circuit, and removing a subspace from what a layer writes
+# --------------------------------------------------------------------------------------------------
+
+
+def _projector(basis) -> np.ndarray:
+    Q = np.linalg.qr(np.asarray(basis, dtype=np.float64))[0]
+    return Q @ Q.T
+
+
+def _key_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for d, r in ((8, 2), (12, 3), (10, 1)):
+        # Separate query and key sides, distinct singular values: no mistake can hit the right subspace.
+        U, V = (np.linalg.qr(rng.standard_normal((d, d)))[0] for _ in range(2))
+        s = np.sort(rng.uniform(0.1, 1.0, d))[::-1] * np.geomspace(4, 1, d)
+        cases.append(Case(f"a {d} x {d} W_qk, r = {r}", (U @ np.diag(s) @ V.T, r)))
+    return cases
+
+
+@exercise_check(cases=_key_cases, during=[_no_library(induction_heads, "find the directions")])
+def check_key_subspace(case: Case, got: Returned) -> None:
+    """``fn(W_qk, r) -> [d_model, r]``: orthonormal columns spanning the r key-side directions that change
+    the score ``x_q W_qk x_k^T`` (normed residuals ``x``) most: the top right singular vectors of ``W_qk``."""
+    W_qk, r = case.args
+    U, _, Vh = np.linalg.svd(W_qk)
+    if got.is_tuple or got.value.shape != (W_qk.shape[0], r):
+        shape = "a tuple" if got.is_tuple else f"shape {got.value.shape}"
+        raise CheckFailed(f"{case.name}: expected {r} columns of length {W_qk.shape[0]}, [d_model, r], got {shape}.")
+    B = got.value.astype(np.float64)
+    if not np.allclose(B.T @ B, np.eye(r), atol=1e-5):
+        raise CheckFailed(f"{case.name}: the columns are not orthonormal (B^T B is not the identity).")
+    expected = Vh[:r].T
+    if np.allclose(B @ B.T, expected @ expected.T, atol=1e-5):
+        return
+    mistakes = {
+        "the query side: left singular vectors (U's columns), not the key side": U[:, :r],
+        "the first r columns of Vh: numpy's svd returns V transposed, so the directions are its rows": Vh[:, :r],
+        "the r weakest directions, not the strongest": Vh[-r:].T,
+    }
+    named = [m for m, v in mistakes.items() if np.allclose(B @ B.T, v @ v.T, atol=1e-5)]
+    raise CheckFailed(f"{case.name}: the columns span another subspace than the top-{r} key directions."
+                      + (f" That is {named[0]}." if named else ""))
+
+
+def _layer_out_edit(model: Transformer, tokens, layer: int, edit, where: str = "hook_attn_out") -> np.ndarray:
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.{where}", lambda x, hook: edit(x))]).numpy()
+
+
+def _remove_cases(rng: np.random.Generator) -> list[Case]:
+    g = torch_generator(rng)
+    cases = []
+    for n_heads, layer, r in ((1, 0, 2), (2, 1, 3), (2, 0, 1)):
+        model = _model(int(rng.integers(2**31)), n_heads)
+        tokens = torch.randint(0, 11, (6, 10), generator=g)
+        # Not orthonormal: correlated columns of different lengths, as a student's directions may be.
+        directions = rng.standard_normal((12, r)) @ np.triu(rng.uniform(0.5, 2.0, (r, r)))
+        cases.append(Case(f"layer {layer} ({n_heads} heads), {r} non-orthonormal directions [12, {r}]",
+                          (model, tokens, layer, torch.tensor(directions, dtype=torch.float32))))
+    return cases
+
+
+@exercise_check(cases=_remove_cases, during=[_no_library(head_ablation, "remove the subspace")])
+def check_remove_subspace(case: Case, got: Returned) -> None:
+    """``fn(model, tokens, layer, directions) -> logits``: the span of ``directions``' columns removed
+    (orthogonal projection) from what layer ``layer``'s attention writes, at every position."""
+    model, tokens, layer, D = case.args
+    P = torch.tensor(_projector(D.numpy()), dtype=torch.float32)
+    Dt = D.float()
+    expected = _layer_out_edit(model, tokens, layer, lambda x: x - x @ P)
+    mistakes = {
+        "x - (x D) D^T with the directions as given: they are not orthonormal, so that is no projection "
+        "(orthonormalise them first, e.g. QR)": _layer_out_edit(model, tokens, layer, lambda x: x - x @ Dt @ Dt.T),
+        "only the subspace kept (x P), not removed (x - x P)": _layer_out_edit(model, tokens, layer, lambda x: x @ P),
+        "removed from the whole residual stream after the layer (embedding included), not from what the layer writes":
+            _layer_out_edit(model, tokens, layer, lambda x: x - x @ P, "hook_resid_post"),
+    }
+    try:
+        assert_close(got, expected, what=case.name, rtol=1e-4, atol=1e-5, check_type=False)
+    except CheckFailed as err:
+        raise CheckFailed(f"{err}{_name_the_mistake(got.value, expected, mistakes, 1e-4, 1e-5)}") from None
