@@ -39,14 +39,14 @@ import torch
 
 from toyattn import checks, seed_everything
 
-seed_everything(0)
+_ = seed_everything(0)  # returns a generator; `_ =` keeps it from being displayed
 
 # %% [markdown]
 # ## Exercise 1: a softmax that does not overflow
 #
 # Attention turns a row of scores $s_1, \dots, s_n$ into weights $w_i = e^{s_i} / \sum_j e^{s_j}$:
 # positive, summing to 1, largest where the score is largest. Computed literally, $e^{1000}$ overflows
-# to `inf` in float32 and the result is `nan`.
+# to `inf` in float32.
 #
 # Write `softmax(x)` over the last axis of a tensor of any shape, from elementary operations
 # (not `torch.softmax` or its relatives: the check notices). It must give the right weights for
@@ -90,8 +90,11 @@ print("scores * 10       :", softmax(scores * 10))
 # gives the same weights as for `[0, 1, 2]`: adding the same number to every score multiplies the
 # numerator and the denominator by the same factor, which cancels. That is also why subtracting the
 # maximum is allowed. Multiplying the scores, on the other hand, changes the weights: larger
-# differences make the softmax sharper, closer to putting all weight on the largest score. Attention
-# divides its scores by $\sqrt{d_{head}}$ for this reason (lesson 1).
+# differences make the softmax sharper, closer to putting all weight on the largest score. That is why
+# attention divides its scores by $\sqrt{d_{head}}$ (lesson 1): a query-key score is a sum of
+# $d_{head}$ products, so for random entries of variance 1 its standard deviation grows like
+# $\sqrt{d_{head}}$; dividing by it keeps the scores, and so the softmax's sharpness, on the same scale
+# whatever the head size.
 #
 # ## Exercise 2: one-hot vectors
 #

@@ -41,8 +41,6 @@
 # your guess before running it.
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import torch
 
@@ -50,7 +48,7 @@ from toyattn import get_device, seed_everything
 from toyattn.corpus import ToyCorpus
 from toyattn.interventions import ablate_edge, patch_activation, patch_edge
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train, train_one_head, train_one_heads
+from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train_one_head, train_one_heads
 from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly
 
 device = get_device()
@@ -152,6 +150,7 @@ plt.show()
 # original recipe runs only its first 600 epochs.
 
 # %%
+train_one_head(seed=SEED, recipe=Recipe(lr=0.03, epochs=5), device=device)  # warm-up: the first run pays start-up costs
 trained = train_one_head(d_head=20, seed=SEED, device=device)  # the default recipe
 model = trained.model
 short_original = Recipe(lr=ORIGINAL_RECIPE.lr, epochs=600, full_batch=False, name="original recipe, first 600 epochs")
@@ -183,8 +182,9 @@ plt.show()
 # Compare the two curves at the same epoch. When the run solves the task (the line printed above
 # says so), the default recipe's loss comes down to the dashed floor and stays there; the original
 # recipe takes far smaller steps: read off how far each curve is from the floor at epoch 600 (the
-# benchmark runs all 5000 epochs of the original and prints its final loss). It is the same model
-# learning the same thing; the small steps only make it slower.
+# benchmark runs all 5000 epochs of the original and prints its final loss). Both start from the
+# same weights on the same data; whether the small steps end at the same solution only a full run
+# of the original can tell (`benchmarks/bench_attention_toy.py` prints both final losses).
 
 # %% [markdown]
 # ## 4. What does the trained model predict?
@@ -209,8 +209,9 @@ for b in range(2):
     print(f"{corpus.sentences[b]!r}: after 'the' the model predicts {corpus.vocab[best]!r} (p = {probs[b, THE, best]:.3f})")
 
 # %% [markdown]
-# Read the tables row by row. A run that solves the task (every seed that does, on any machine:
-# `tests/test_one_head.py` checks it over many seeds, thread counts and float precisions) shows:
+# Read the tables row by row. A run that solves the task shows the following (`tests/test_one_head.py`
+# checks it for every solved run among seeds 0-11 and 77, on the CPU with 1 and 2 threads, in float32
+# and float64):
 #
 # * row 0 (`<ST>`) splits its probability between *man* and *woman*, about 0.5 each: the floor
 #   of the loss, as predicted;
@@ -245,9 +246,9 @@ for b in range(2):
 # Look at row 3 in both panels. Position 1 (*man* / *woman*) is the one token that differs between
 # the sentences and decides the answer, so a run that solves the task must put clear weight on it
 # in **at least one** of the two sentences (section 6 shows why it cannot tell them apart
-# otherwise). Many runs read it in both sentences; others read *man* in one sentence and something
-# else in the other, letting the "something else" stand for "not man, so beef" (sections 8 and 9
-# show such runs). Which kind is the run above? The other rows are free to do whatever helps their
+# otherwise). Many runs read it in both sentences; others read it in one sentence only (*man* or
+# *woman*) and something else in the other, letting the "something else" stand for the other answer
+# (look for such runs in the "looks at" columns of sections 8 and 9). Which kind is the run above? The other rows are free to do whatever helps their
 # own prediction.
 #
 # The same pattern as an interactive plotly figure: hover over a cell to read its query, key
@@ -388,10 +389,13 @@ plt.show()
 # What to look for in the table and the plots (the numbers are this machine's: another CPU, thread
 # count or a GPU rounds differently, and a variant may then settle on another solution or get stuck):
 #
+# * **The loss curves.** A run that solves the task comes down to the dashed floor $\ln 2 / 5$; a run
+#   that levels off above it is stuck or, without the skip connection, failing on some positions
+#   (the next bullets say which).
 # * **Head size.** Which sizes predict chicken/beef? Does a larger head look more sharply at
-#   man/woman, or not? Check the "looks most at" column too: a variant may read *man* in one
-#   sentence and something else in the other ("look at man if it is there, otherwise say beef"
-#   solves the task just as well). An attention pattern is *a* solution, not *the* solution. The
+#   man/woman, or not? Check the "looks most at" column too: a variant may read *man* (or *woman*)
+#   in one sentence and something else in the other ("look at man if it is there, otherwise say
+#   beef" solves the task just as well). An attention pattern is *a* solution, not *the* solution. The
 #   head size also changes the random initial weights, so with one seed you cannot tell the
 #   effect of the size from the luck of the draw; the next section measures that luck.
 # * **No position embedding.** Every word occurs once per sentence, so the token alone tells the
@@ -411,36 +415,43 @@ plt.show()
 
 # %%
 # The 12 runs train together: their weights stacked into one batched model, so each step is one call
-# per operation for all 12 (toyattn.stacked; each run ends where it would end trained alone).
+# per operation for all 12 (toyattn.stacked). Each run starts from its seed's weights and takes the
+# steps it would take alone, up to rounding; a run whose training amplifies rounding may still end
+# elsewhere (stuck instead of solved), as it may on another machine.
 runs = train_one_heads(range(12), device=device)
 print(f"12 runs trained together in {runs[0].seconds:.2f} s on {device}")
-solved = []
+solved, reads_1 = [], []
 for seed, r in enumerate(runs):
     out, c = r.model.run_with_cache(inputs)
     predicted = [corpus.vocab[i] for i in out[:, THE].argmax(-1).tolist()]
     looks = [corpus.labels(b)[i] for b, i in enumerate(c["hook_pattern"][:, THE].argmax(-1).tolist())]
     ok = predicted == ["chicken", "beef"]
     solved.append(ok)
+    reads_1.append([lab.startswith("1 ") for lab in looks])  # does 'the' look most at position 1?
     weights = c["hook_pattern"][:, THE].amax(-1).tolist()
     print(f"seed {seed:2d}: predicts {predicted}, 'the' looks at {looks} (weights {weights[0]:.2f}, {weights[1]:.2f}), "
           f"final loss {r.losses[-1]:.3f} {'solved' if ok else 'STUCK'}")
-print(f"\n{sum(solved)} of {len(solved)} seeds solve the task")
+both = sum(ok and all(r1) for ok, r1 in zip(solved, reads_1, strict=True))
+print(f"\n{sum(solved)} of {len(solved)} seeds solve the task: {both} read position 1 in both sentences, "
+      f"{sum(solved) - both} in one sentence only")
 
 # %% [markdown]
 # (Why together? Lesson 0 showed that a step of this model is almost all call overhead; stacked, the
 # 12 runs share each call. `benchmarks/bench_stacked_runs.py` times both ways side by side.)
 #
-# Only some seeds solve it (which ones depends on the machine; `tests/test_one_head.py` finds both
-# kinds among seeds 0-11 under every setting it tries). Read the stuck lines: row 3 has locked onto
+# Only some seeds solve it, and which ones depends on the machine (`tests/test_one_head.py` trains
+# seeds 0-11 and 77 one at a time on the CPU, with 1 and 2 threads, in float32 and float64, and finds
+# both kinds under every one of these settings). Read the stuck lines: row 3 has locked onto
 # a position holding the *same* token in both sentences (`<ST>`, *ordered* or "the" itself), with a
 # weight near 1, and the loss sits at about $(\ln 2 + \ln 2)/5 \approx 0.277$: 50/50 at position 0
-# *and* at "the" (the tests check this for every stuck run they train). Read the solved lines too:
-# some read *man*/*woman* in both sentences, others in only one. Why
+# *and* at "the" (the tests check this for every stuck run they train). Read the solved lines too,
+# and the last line: which solved runs read position 1 in both sentences, and which in one only? Why
 # does training not escape? The softmax is saturated: when one weight is close to 1, the
 # gradient that would move weight to another key is proportional to that key's tiny weight,
-# so the head never "discovers" that position 1 would help. Early in training the easy rows
-# shaped the queries and keys, and the hard row was left with a pattern that happened to form
-# first. (Does the original recipe, with its small steps, escape? Try
+# so the head never "discovers" that position 1 would help. How the run got there is a hypothesis
+# you can test: perhaps early in training the easy rows shaped the queries and keys, and the hard row
+# was left with a pattern that happened to form first (try: record `c["hook_pattern"][:, THE, 1]`
+# every few steps of a stuck seed and plot it). (Does the original recipe, with its small steps, escape? Try
 # `train_one_head(seed=s, recipe=ORIGINAL_RECIPE)` on a seed that is stuck here; it takes a while.)
 # Real models face the same problem at a
 # larger scale, and much of the craft of training (initialisation, warm-up, many heads) is
@@ -474,7 +485,7 @@ def after_the(logits: torch.Tensor) -> tuple[float, float]:
 
 
 with torch.no_grad():
-    runs = {
+    interventions = {
         "man (clean)": model(man),
         "woman (clean)": model(woman),
         "woman, 'the'<-pos 1 patched from man": patch_edge(model, woman, man, THE, MAN),
@@ -484,11 +495,11 @@ with torch.no_grad():
         "woman, edge 'the'->pos 1 cut": ablate_edge(model, woman, THE, MAN),
         "control: woman, 'the'<-<ST> patched": patch_edge(model, woman, man, THE, 0),
     }
-table = torch.tensor([after_the(lg) for lg in runs.values()])  # [runs, 2]
-for name, (pc, pb) in zip(runs, table.tolist(), strict=True):
+table = torch.tensor([after_the(lg) for lg in interventions.values()])  # [interventions, 2]
+for name, (pc, pb) in zip(interventions, table.tolist(), strict=True):
     print(f"{name:<40} p(chicken) = {pc:.3f}   p(beef) = {pb:.3f}")
 
-heatmap(table, list(runs), ["p(chicken)", "p(beef)"], title="After 'the': clean, patched and cut runs",
+heatmap(table, list(interventions), ["p(chicken)", "p(beef)"], title="After 'the': clean, patched and cut runs",
         cmap="YlGn", vmin=0, vmax=1, fmt="{:.3f}")
 plt.show()
 
@@ -505,7 +516,8 @@ plt.show()
 #   with a weight near 1 in both sentences; when it reads position 1 in one sentence only, the
 #   swapped value arrives with that run's small weight, and the answer may stay;
 # * **the control**, patching the edge from `<ST>` (the same token at the same place in both runs;
-#   only its weight differs), should leave the answer where it was;
+#   only its weight differs), should leave the answer where it was on most runs (the tests find it on
+#   at least three in four patches; a run that reads `<ST>` in one sentence only can change);
 # * **cutting the edge** (the two "cut" rows): look at whether a choice survives, and whether the two
 #   sentences now give the same numbers. The next cell explains what you see.
 #
@@ -535,8 +547,7 @@ print(f"largest |z_man (1 - a_woman) - z_woman (1 - a_man)| = {gap:.1e}  (0 up t
 # leaked into how much of the rest is read.
 #
 # Setting the *score* to $-\infty$ instead (`mode="mask"`) removes the key before the softmax: the
-# weight is shared out over keys 0, 2, 3, and both sentences see exactly the same query, keys and
-# values. **Predict first:** what do the two sentences predict then?
+# weight is shared out over keys 0, 2, 3. **Predict first:** what do the two sentences predict then?
 
 # %%
 for name, sentence in (("man", man), ("woman", woman)):
@@ -546,57 +557,41 @@ for name, sentence in (("man", man), ("woman", woman)):
           f"p(chicken) = {p[CHICKEN]:.3f}, p(beef) = {p[BEEF]:.3f}")
 
 # %% [markdown]
-# The two lines are identical, on any machine and for any weights: with key 1 masked nothing in
-# the row of "the" differs between the sentences. So at most one of them can still be right: masking
+# The two lines are identical, on any machine and for any weights: with key 1 masked, both sentences
+# see exactly the same query, keys and values, so nothing in the row of "the" differs between them. So at most one of them can still be right: masking
 # removes the choice, whatever the cut sentences now predict (which depends on the run). Which
 # ablation to use is a choice with consequences. Zero-ablation asks "what if this edge carried
 # nothing?", masking asks "what if this token were invisible?"; report which one you used.
 
 # %% [markdown]
-# ## 11. CPU or GPU?
+# ## 11. One CPU thread or several?
 #
-# This notebook runs unchanged on a GPU: every tensor goes to `device` from `toyattn.device`.
-# One training step of this model runs a few dozen operations on 5x5 and 5x20 matrices.
-# **Predict first:** which is faster per step here, the CPU or a GPU? One CPU thread or several?
-#
-# The cell below measures it on the machine running the notebook: a few training steps on the CPU
-# (one thread, and PyTorch's default thread count) and, when there is one, on the GPU. The numbers
-# you read are from that cell, not from us.
+# This notebook runs unchanged on a GPU: every tensor goes to `device` from `toyattn.device`. Lesson 0
+# measured when a GPU helps, with one training step of this model as its example. The same question
+# comes back on the CPU. **Predict first:** is one step of this model faster on one CPU thread or on
+# all the threads PyTorch uses by default?
 
 # %%
-def ms_per_step(dev: torch.device, threads: int | None, steps: int = 30) -> float:
-    """Milliseconds per full-batch training step of the default model on ``dev``."""
-    seed_everything(SEED)
-    m = OneHeadAttention.from_corpus(corpus).to(dev)
-    x, y = corpus.tensors(dev)
-    train(m, x, y, Recipe(lr=0.03, epochs=10), device=dev, threads=threads, progress=False)  # warm-up
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    train(m, x, y, Recipe(lr=0.03, epochs=steps), device=dev, threads=threads, progress=False)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps * 1000
+from toyattn.timing import toy_step_seconds
 
-
-timings = {
-    "cpu, 1 thread": ms_per_step(torch.device("cpu"), 1),
-    f"cpu, {torch.get_num_threads()} threads (PyTorch default)": ms_per_step(torch.device("cpu"), None),
-}
+n_threads = torch.get_num_threads()
+step_us = {"cpu, 1 thread": toy_step_seconds("cpu", threads=1) * 1e6,
+           f"cpu, {n_threads} threads (PyTorch default)": toy_step_seconds("cpu", threads=n_threads) * 1e6}
 if torch.cuda.is_available():
-    timings[f"cuda ({torch.cuda.get_device_name()})"] = ms_per_step(torch.device("cuda"), None)
-else:
-    print("No CUDA GPU visible here: run this notebook on a GPU node to add a GPU row.")
-for name, ms in timings.items():
-    print(f"{name:<45} {ms:7.3f} ms per training step")
+    step_us[f"cuda ({torch.cuda.get_device_name()})"] = toy_step_seconds("cuda") * 1e6
+for name, us in step_us.items():
+    print(f"{name:<45} {us:8.0f} µs per training step (median of 30)")
+one, several = step_us["cpu, 1 thread"], step_us[f"cpu, {n_threads} threads (PyTorch default)"]
+if n_threads > 1:
+    print(f"Here one thread is {several / one:.1f}x as fast as {n_threads}." if several > one else
+          f"Here {n_threads} threads are {one / several:.1f}x as fast as one.")
 
 # %% [markdown]
-# What to expect, and why: on a GPU each operation is a separate kernel launch with a fixed
-# overhead of microseconds (plus Python's own dispatch), which for 5x5 matrices is far more than
-# the arithmetic it launches; GPUs win when each operation has millions of numbers to work on.
-# For the same reason several CPU threads rarely help here, and on a busy shared machine they can
-# be much slower (threads wait for each other), so `train(..., threads=1)` is the default.
-# Compare with your printed numbers.
+# **What to look for.** Splitting a product of a $10 \times 7$ and a $7 \times 20$ matrix over several
+# threads means waking them and waiting for all of them, which can cost more than the arithmetic;
+# on a busy shared machine the threads also wait for other programs. That is why
+# `train(..., threads=1)` is the course's default for its tiny models. If a GPU row appears, compare
+# it with the crossover lesson 0 printed: this model's matrices lie far below it.
 
 # %% [markdown]
 # ## What you learned, and what to try next
@@ -607,7 +602,8 @@ for name, ms in timings.items():
 # * Attention patterns suggest a story; **interventions test it**: patching one edge swaps the
 #   answer on most runs, masking it removes the choice on every run, and zero-ablation keeps the
 #   softmax denominator, so it leaves a trace of the edge behind.
-# * The same task has several solutions (read *man/woman*, or read *man* and default to *beef*),
+# * The same task has several solutions (read *man/woman*, or read one of them and default to the
+#   other answer),
 #   and many initialisations get stuck; which seed does what depends on the machine. Look before you
 #   generalise from one trained model.
 #

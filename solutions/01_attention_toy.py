@@ -246,9 +246,12 @@ for b in range(2):
 
 # %% [markdown]
 # **What to look for:** in each sentence, the row whose *chicken* and *beef* columns differ most, and
-# the sign of that difference. A row is small when its attention weight is small (the lecture showed
-# why a row can also vote for *ordered*: the skip connection cancels it). The next cell measures, from
-# your run's numbers, how much of the chicken-minus-beef vote each key carries.
+# the sign of that difference. A row is small when its attention weight is small. (A row may also vote
+# for *ordered*; section 7 of the lecture asks you to check whether the skip row of "the" cancels it.)
+# The next cell measures, from your run's numbers, how much of the chicken-minus-beef vote each key
+# carries, and how much weight "the" puts on position 1. What decides the answer is the *difference*
+# between the two sentences: a key that holds the same token in both (say "the" itself) casts the
+# same kind of vote in both, weighted differently.
 
 # %%
 chicken, beef = corpus.token_id("chicken"), corpus.token_id("beef")
@@ -257,8 +260,10 @@ for b in range(2):
     gap = (votes[:, chicken] - votes[:, beef]).tolist()  # each key's vote for chicken over beef
     top = max(range(THE + 1), key=lambda k: abs(gap[k]))
     share = abs(gap[top]) / sum(abs(g) for g in gap)
+    weight_1 = cache["hook_pattern"][b, THE, 1].item()
     print(f"{corpus.sentences[b]!r}: the key at position {top} ({corpus.labels(b)[top]!r}) casts {share:.0%} "
-          f"of the chicken-minus-beef vote ({gap[top]:+.2f}; all other keys together {sum(gap) - gap[top]:+.2f})")
+          f"of the chicken-minus-beef vote ({gap[top]:+.2f}; all other keys together {sum(gap) - gap[top]:+.2f}); "
+          f"'the' puts weight {weight_1:.2f} on position 1")
 
 # %% [markdown]
 # ## Exercise 5: patching, with a hook that cleans up after itself
@@ -300,8 +305,7 @@ checks.check_patch_value(patch_value)
 
 # %% [markdown]
 # The causal test. **Predict first:** run the *woman* sentence with the value at position 1 taken
-# from the *man* sentence. What comes after "the"? And what if you patch position 2 ("ordered",
-# the same token in both sentences) instead?
+# from the *man* sentence. What comes after "the"? And what if you patch position 2 instead?
 
 # %%
 man, woman = inputs[:1], inputs[1:]
@@ -327,10 +331,10 @@ for key_pos in (1, 2):
 #
 # ## What to try next
 #
-# * Patch `hook_k` at position 1 instead of `hook_v`. The pattern changes but the value read does
-#   not: does the answer flip? Why, or why not?
+# * Patch `hook_k` at position 1 instead of `hook_v`. Does the pattern of "the" change, and by how
+#   much? Does the answer flip? Why, or why not?
 # * Write `ablate_edge`: a hook on `hook_pattern` that sets `pattern[:, 3, 1] = 0`, and compare
 #   with `toyattn.interventions.ablate_edge`. What happens to p(chicken) and p(beef)?
-# * Train with `train_one_head(seed=s)` for a seed `s` that printed STUCK in the lecture's section 9
-#   on your machine (which seeds get stuck depends on the machine), and use your `edge_contribution`
-#   to see what "the" reads instead.
+# * Train the lecture's sweep, `runs = train_one_heads(range(12))` (from `toyattn.one_head_training`),
+#   take a run that is stuck (its loss stays near 0.277; which seeds get stuck depends on the machine),
+#   and use your `edge_contribution` on it to see what "the" reads instead.

@@ -140,8 +140,8 @@ def train_together(
 ) -> list[list[float]]:
     """Train several models of one architecture in place, all in the same batched steps; one loss history each.
 
-    The same as calling :func:`train` on each model in turn (same recipe, same data, same order of
-    batches), computed as one stacked model (:class:`toyattn.stacked.StackedModels`): each step is one
+    The same steps as calling :func:`train` on each model in turn (same recipe, same data, same order
+    of batches, up to floating-point rounding), computed as one stacked model (:class:`toyattn.stacked.StackedModels`): each step is one
     batched call per operation for all runs instead of one call per run, which is what a GPU needs to
     pay off (lesson 0) and saves call overhead on a CPU too. Returns, per model, its loss per epoch
     as :func:`train` does. (No ``stop_below``: the runs would stop at different steps.)
@@ -240,8 +240,10 @@ def train_one_heads(
 ) -> list[TrainedModel]:
     """:func:`train_one_head` for every seed in ``seeds``, all trained together (:func:`train_together`); lesson 1's sweep.
 
-    Each model starts from the weights ``train_one_head(seed=s)`` would build and ends where it would
-    end (up to floating-point rounding). Every result's ``seconds`` is the time of the whole batch.
+    Each model starts from the weights ``train_one_head(seed=s)`` would build and takes the steps it
+    would take, up to floating-point rounding; a seed whose training amplifies rounding can still end
+    elsewhere (stuck instead of solved), as it can on another machine or thread count. Every result's
+    ``seconds`` is the time of the whole batch.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:

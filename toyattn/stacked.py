@@ -6,8 +6,9 @@ small calls per model, and on a GPU each call costs more to launch than its arit
 leading axis of length ``n``, and ``torch.func.vmap`` runs the ``n`` forward passes as one batched
 call per operation. The runs share no weight, so the gradient of the sum of their losses is each
 run's own gradient, and Adam(W), which updates every number on its own, takes the same step on the
-stacked tensor as it would on each run's tensors: each run trains as it would alone, up to
-floating-point rounding (a batched matrix product may add in another order). ``tests/test_stacked.py``
+stacked tensor as it would on each run's tensors: each run takes the steps it would take alone, up
+to floating-point rounding (a batched matrix product may add in another order). Where a run's training
+amplifies rounding, it can end elsewhere, as it can on another machine or thread count. ``tests/test_stacked.py``
 checks it in float64: one step to 1e-12; whole runs to 1e-8 where the training does not amplify
 rounding, and elsewhere no further apart than the run alone is from itself started 1e-15 away.
 

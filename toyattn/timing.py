@@ -81,8 +81,8 @@ def toy_step_seconds(device: str | torch.device, *, steps: int = 30, seed: int =
     """Median time of one full-batch Adam step of lesson 1's one-head model on ``device`` (``threads`` CPU threads on a CPU).
 
     One step is what lesson 1's training repeats 300 times: a forward pass on the two sentences, the
-    loss, a backward pass and Adam's update. Reading the loss back (``.item()``) is part of it, as in
-    the course's training loop, which records every loss.
+    loss, a backward pass and Adam's update. On a GPU each timed step ends by waiting for the device
+    (:func:`median_seconds`), which the training loop itself does only once, at the end.
     """
     _check_count("steps", steps, minimum=1)
     dev = get_device(device)
@@ -92,12 +92,10 @@ def toy_step_seconds(device: str | torch.device, *, steps: int = 30, seed: int =
     inputs, targets = corpus.tensors(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
 
-    def step() -> float:
+    def step() -> None:
         optimizer.zero_grad()
-        loss = next_token_loss(model, inputs, targets)
-        loss.backward()
+        next_token_loss(model, inputs, targets).backward()
         optimizer.step()
-        return loss.item()
 
     _check_count("threads", threads, minimum=1)
     with cpu_threads(threads if dev.type == "cpu" else None):
@@ -105,7 +103,11 @@ def toy_step_seconds(device: str | torch.device, *, steps: int = 30, seed: int =
 
 
 def toy_step_flops() -> int:
-    """Floating-point operations of one training step of lesson 1's toy (forward and backward matmuls), counted by torch."""
+    """Floating-point operations in the matrix products of one training step of lesson 1's toy, counted by torch.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` counts matrix products (forward and backward) only; the
+    softmax, the loss and Adam's update are elementwise work it does not count.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     corpus = ToyCorpus()
