@@ -68,3 +68,15 @@ def test_random_matching_baseline_has_the_distribution_of_the_svd_one():
         slow, slow_std = C.random_baseline(24, 4, n_runs=400, summary=summary)
         assert abs(fast - slow) < 0.03 and abs(fast_std - slow_std) < 0.03
     assert random_matching_baseline(576, 10, n_runs=20)[0] == pytest.approx(C.expected_random_matching(576, 10), abs=0.06)
+
+
+def test_distinct_halves_have_no_repeated_token_and_are_repeated():
+    tokens = repeated_random_tokens(50, 15, (0, 24), torch.Generator().manual_seed(2), distinct=True)
+    assert tokens.shape == (50, 30)
+    assert torch.equal(tokens[:, :15], tokens[:, 15:])
+    assert all(len(set(row[:15].tolist())) == 15 for row in tokens)
+    assert tokens.min() >= 0 and tokens.max() < 24
+    # Every id is used: the draw is a uniform permutation's prefix, not a fixed subset.
+    assert set(tokens.flatten().tolist()) == set(range(24))
+    with pytest.raises(ValueError, match="distinct"):
+        repeated_random_tokens(1, 10, (0, 5), torch.Generator(), distinct=True)

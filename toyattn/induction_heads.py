@@ -1,7 +1,7 @@
 """Find previous-token and induction heads in any hooked model by their attention on repeated random tokens, and read their QK-OV bridge.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``). The scores follow Olsson et al., "In-context
-Learning and Induction Heads" (2022) and ARENA 3.0 chapter 1.2 (see ``../shared/references.md``):
+Learning and Induction Heads" (2022) and ARENA 3.0 chapter 1.2 (see ``docs/references.md``):
 on a random sequence of ``L`` tokens repeated twice, an **induction head** at position ``t`` of the
 second half attends to ``t - L + 1`` (the token after the previous occurrence of the current
 token); a **previous-token head** attends to ``t - 1``. Each score is that attention weight averaged
@@ -38,13 +38,29 @@ __all__ = [
 
 
 def repeated_random_tokens(
-    n_seq: int, length: int, vocab: tuple[int, int], generator: torch.Generator, prefix: int | None = None
+    n_seq: int,
+    length: int,
+    vocab: tuple[int, int],
+    generator: torch.Generator,
+    prefix: int | None = None,
+    distinct: bool = False,
 ) -> torch.Tensor:
-    """``[n_seq, 2 * length]`` (``+1`` with a ``prefix`` token first): uniform tokens from ``range(*vocab)``, repeated once."""
+    """``[n_seq, 2 * length]`` (``+1`` with a ``prefix`` token first): uniform tokens from ``range(*vocab)``, repeated once.
+
+    ``distinct=True`` draws each half without replacement (``length`` different tokens), so every
+    token of the second half has exactly one earlier occurrence and one successor to copy. With
+    replacement and a small vocabulary, a token that occurs twice in the first half has two
+    candidate successors, and copying cannot say which comes next.
+    """
     lo, hi = vocab
     if not 0 <= lo < hi or length < 2:
         raise ValueError(f"Need a token range 0 <= lo < hi and length >= 2, got vocab={vocab}, length={length}.")
-    half = torch.randint(lo, hi, (n_seq, length), generator=generator)
+    if distinct and length > hi - lo:
+        raise ValueError(f"distinct=True needs length <= the number of token ids ({hi - lo}), got length={length}.")
+    if distinct:
+        half = lo + torch.rand(n_seq, hi - lo, generator=generator).argsort(dim=1)[:, :length]
+    else:
+        half = torch.randint(lo, hi, (n_seq, length), generator=generator)
     tokens = torch.cat([half, half], dim=1)
     if prefix is not None:
         tokens = torch.cat([torch.full((n_seq, 1), prefix, dtype=tokens.dtype), tokens], dim=1)
