@@ -29,6 +29,9 @@ __all__ = [
     "head_scores",
     "top_heads",
     "head_factors",
+    "ov_matrix",
+    "qk_matrix",
+    "token_matrices",
     "key_directions",
     "output_directions",
     "pair_matching",
@@ -115,6 +118,36 @@ def head_factors(model: Any, layer: int, head: int, fold: bool = True) -> dict[s
         for name in ("W_Q", "W_K", "W_V"):
             f[name] = fold_norm(f[name], gain, center=center)
     return f
+
+
+def ov_matrix(f: dict[str, np.ndarray]) -> np.ndarray:
+    """A head's OV circuit ``W_ov = W_V W_O`` ``[d_model, d_model]`` from :func:`head_factors`."""
+    return f["W_V"] @ f["W_O"]
+
+
+def qk_matrix(f: dict[str, np.ndarray], distance: int = 0, base: float = 10000.0) -> np.ndarray:
+    """A head's QK circuit ``W_Q R(distance) W_K^T / sqrt(d_head)`` ``[d_model, d_model]`` (see :func:`toyattn.circuits.qk_circuit`)."""
+    from toyattn.circuits import qk_circuit
+
+    return qk_circuit(f["W_Q"], f["W_K"], distance, base)
+
+
+def token_matrices(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(W_E [vocab, d_model], W_U [d_model, vocab])`` of a hooked model, float64, the final norm folded into ``W_U``.
+
+    The final norm's gain (and, for LayerNorm, its centring) is folded into ``W_U`` as
+    :func:`head_factors` folds ``ln1`` into a head, so ``x W_U`` is the logit up to one positive
+    scale per token. Any unembedding bias is left out: it is the same for every source token.
+    """
+    from toyattn.composition import fold_norm
+
+    W_E = model.embed.W_E if hasattr(model, "embed") else model.W_E
+    W_U = model.unembed.weight.T if hasattr(model, "unembed") else model.W_U
+    W_E, W_U = as_matrix(W_E, "W_E"), as_matrix(W_U, "W_U")
+    norm = model.ln_final
+    if hasattr(norm, "weight"):
+        W_U = fold_norm(W_U, as_matrix(norm.weight, "ln_final.weight", ndim=1), center=isinstance(norm, torch.nn.LayerNorm))
+    return W_E, W_U
 
 
 def _top_right_vectors(left: np.ndarray, right: np.ndarray) -> np.ndarray:
