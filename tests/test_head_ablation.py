@@ -20,7 +20,7 @@ from toyattn.head_ablation import (
 )
 from toyattn.induction import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
 from toyattn.induction_heads import head_factors, key_directions
-from toyattn.interventions import patch_activation
+from toyattn.interventions import patch_activation, patch_positions
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 TASK = CopyTaskConfig()
@@ -139,12 +139,18 @@ def test_patching_the_previous_token_head_mends_where_and_not_what(trained):
     models, batch = trained
     bad = corrupt_first_copy(batch, TASK.vocab_size, torch.Generator().manual_seed(0))
     even, odd = offset_parity_mask(batch, 0), offset_parity_mask(batch, 1)
+    first = copy_positions(batch, "first")
     for model in models:
-        corrupted, patched = model(bad), patch_activation(model, bad, batch.tokens, "blocks.0.attn.hook_z")
-        clean_even = copy_accuracy(model(batch.tokens), batch, even)
-        recovered = (copy_accuracy(patched, batch, even) - copy_accuracy(corrupted, batch, even)) / (
-            clean_even - copy_accuracy(corrupted, batch, even))
-        assert recovered > 0.5
+        clean, corrupted = model(batch.tokens), model(bad)
+        patched = patch_activation(model, bad, batch.tokens, "blocks.0.attn.hook_z")
+        keys_only = patch_positions(model, bad, batch.tokens, "blocks.0.attn.hook_z", first)
+
+        def share(metric, logits, clean=clean, corrupted=corrupted):  # 0: as corrupted, 1: as clean
+            return (metric(logits, batch, even) - metric(corrupted, batch, even)) / (
+                metric(clean, batch, even) - metric(corrupted, batch, even))
+
+        assert share(copy_accuracy, patched) > 0.5 and share(copy_loss, patched) > 0.5
+        assert share(copy_accuracy, keys_only) > 0.5  # the first copy is where the message is read
         assert copy_accuracy(patched, batch, odd) < 0.3  # the copied token itself was corrupted
 
 

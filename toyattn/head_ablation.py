@@ -141,7 +141,7 @@ def copy_loss(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor | No
     if logits.shape[:2] != batch.tokens.shape:
         raise ValueError(f"logits {tuple(logits.shape)} must be [batch, pos, vocab] for tokens {tuple(batch.tokens.shape)}.")
     mask = (batch.scored if targets is None else targets & batch.scored)[:, 1:].to(logits.device)
-    logp = torch.log_softmax(logits[:, :-1].double(), -1).gather(-1, batch.tokens[:, 1:, None].to(logits.device))[..., 0]
+    logp = torch.log_softmax(logits.detach()[:, :-1].double(), -1).gather(-1, batch.tokens[:, 1:, None].to(logits.device))[..., 0]
     return float(-(logp * mask).sum() / mask.sum().clamp(min=1))
 
 
