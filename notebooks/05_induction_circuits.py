@@ -521,9 +521,9 @@ plt.show()
 # %% [markdown]
 # **Reveal.** The curve peaks at distance **1**, the previous token (the line below prints the peak
 # and its margin for this run; `tests/test_head_ablation.py` checks the peak on every seed that
-# learned): the head's preference is written in its positional QK circuit, independent of the
-# tokens (lesson 4, section 9, showed that its $W_Q$ and $W_K$ read the embedding part that all
-# tokens share).
+# learned): the head's preference, averaged over tokens, is written in its positional QK circuit
+# (lesson 4, section 9, measures whether its $W_Q$ and $W_K$ read the embedding part that
+# all tokens share, which is how a rotary head can prefer a distance whatever the tokens are).
 
 # %%
 print(f"highest score at distance {int(distances[pos_scores.argmax()])}; "
@@ -533,7 +533,8 @@ print(f"highest score at distance {int(distances[pos_scores.argmax()])}; "
 # ## 9. Loss by position on a repeated random sequence
 #
 # Olsson et al. (arXiv 2209.11895) measure in-context learning on text with an **in-context learning
-# score**: the loss at the 500th token of a context minus the loss at the 50th. The toy's context
+# score**: the loss at the 500th token of a context minus the loss at the 50th, averaged over
+# examples of text. The toy's context
 # is 32 tokens, so here is a cousin of it, the **repeated-sequence loss**: a random sequence of 15
 # tokens, each half drawn *without replacement* from the 24 ids (`distinct=True`: every token of the
 # second half has exactly one earlier occurrence and one successor to copy, as in the toy's
@@ -841,13 +842,13 @@ for name, (top_vals, rand_vals) in bridge.items():
 # head, the strongest previous-token head in an earlier layer, and, as a control, five random heads.
 # The ablation is a **mean ablation** (each head's output replaced, at each position, by its mean over
 # the batch), so a rise in loss is not an artefact of feeding the model an all-zero head output it
-# never sees. The batch is a fresh one of 32 sequences (20 random tokens, repeated), so that each
+# never sees. The batch is a fresh one of 32 sequences (16 random tokens, repeated), so that each
 # loss change comes with an error bar: the mean over sequences, $\pm 2$ standard errors.
 #
 # **Predict first:** one head out of 270: does removing it change the second-copy loss at all?
 
 # %%
-N_ABL, L_ABL = 32, 20
+N_ABL, L_ABL = 32, 16
 abl_tokens = repeated_random_tokens(N_ABL, L_ABL, (1000, 20000), torch.Generator().manual_seed(2), prefix=1)
 
 
