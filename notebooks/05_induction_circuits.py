@@ -18,11 +18,15 @@
 # %% [markdown]
 # # Lesson 5: proving the induction circuit, and finding it in a real model
 #
-# Lesson 4 read the induction circuit from the weights: layer 2's keys read the subspace that
-# layer 1's OV circuit writes. A correlation in the weights is not yet a cause. This lesson
+# Lesson 4 read the induction circuit from the weights: the second block's keys read the subspace that
+# the first block's OV circuit writes. A correlation in the weights is not yet a cause. This lesson
 # **intervenes** on the trained toy model, reads it with the **standard circuit tools** of the
 # interpretability literature, and then looks for the same bridge in a **real language model**,
-# SmolLM2-135M, which ships with the course.
+# SmolLM2-135M-Instruct, which ships with the course.
+#
+# **Naming.** Layers and heads are counted from 0, as in the code: `L0H0` is head 0 of the first
+# block (`blocks.0`), the toy's previous-token head; `L1H0` is the toy's induction head (`blocks.1`).
+# SmolLM2's heads are named the same way (`L18H6` is head 6 of `blocks.18`).
 #
 # **Learning goals.** After this lesson you can
 # 1. test a circuit causally: ablate a head (zero and mean), patch its output from a clean run into a
@@ -32,11 +36,13 @@
 # 3. read a head's full OV circuit and its copying score, the positional QK circuit of a
 #    previous-token head, and state exactly what folding a layer norm into the weights does;
 # 4. find previous-token and induction heads in a real model from their attention on repeated random
-#    tokens, and test whether their QK-OV matching stands out from random head pairs.
+#    tokens, test whether their QK-OV matching and K-composition stand out from random head pairs,
+#    and test the circuit causally with mean ablation and error bars.
 #
-# Sources (details in `../shared/references.md`): Song, Xu & Zhong, *Out-of-distribution
+# Sources (details in `../docs/references.md`): Song, Xu & Zhong, *Out-of-distribution
 # generalization via composition: a lens through induction heads in Transformers* (arXiv 2408.09503);
-# Elhage et al., *A Mathematical Framework for Transformer Circuits* (2021); Olsson et al.,
+# Elhage et al., *A Mathematical Framework for Transformer Circuits* (Anthropic, 2021,
+# transformer-circuits.pub/2021/framework); Olsson et al.,
 # *In-context Learning and Induction Heads* (2022, arXiv 2209.11895); ARENA 3.0, chapter 1.2.
 # Conventions are the course's row vectors: $W_{qk} = W_Q R W_K^\top/\sqrt{d_{head}}$ (score
 # $x_q W_{qk} x_k^\top$), $W_{ov} = W_V W_O$ (a source residual $x$ writes $x W_{ov}$).
@@ -65,8 +71,11 @@ from toyattn import seed_everything  # noqa: E402
 from toyattn.head_ablation import (  # noqa: E402
     ablate_head,
     copy_accuracy,
+    copy_loss,
+    copy_positions,
     corrupt_first_copy,
     offset_parity_mask,
+    orthonormal_basis,
     project_out,
     random_subspace,
 )
@@ -76,18 +85,23 @@ from toyattn.induction import (  # noqa: E402
     default_model_config,
     make_test_sets,
     train_copy_model,
+    zipf_probs,
 )
 from toyattn.induction_heads import (  # noqa: E402
     head_factors,
     head_scores,
     k_composition_factored,
     key_directions,
+    output_directions,
+    ov_matrix,
     pair_matching,
+    qk_matrix,
     random_matching_baseline,
     repeated_random_tokens,
+    token_matrices,
     top_heads,
 )
-from toyattn.interventions import patch_activation  # noqa: E402
+from toyattn.interventions import patch_activation, patch_positions  # noqa: E402
 from toyattn.plotting import heatmap_plotly  # noqa: E402
 
 seed_everything(0)
@@ -98,8 +112,8 @@ torch.set_num_threads(1)  # small models: one thread is the robust choice on a s
 #
 # The same task and model as lesson 4 (2 layers, one head each, rotary positions, layer norm, no
 # MLP, `d_model` 32), trained on fresh patterns for 600 steps, a checkpoint every 25 steps. Not every
-# seed learns the circuit in 600 steps; the code below says whether this one did, and everything
-# after it is about a model that did.
+# seed learns the circuit in 600 steps (section 10 shows some that did not); the code below says
+# whether this one did, and everything after it assumes a model that did.
 
 # %%
 TASK = CopyTaskConfig()
@@ -116,8 +130,8 @@ print(f"trained in {run.seconds:.0f} s; OOD accuracy on the second copy {clean_a
 # %% [markdown]
 # ## 2. Ablation: silence the previous-token head
 #
-# If layer 1's head is the previous-token half of the circuit, the model should lose the second copy
-# without it. Two ways to silence a head (`toyattn.head_ablation.ablate_head`, a temporary hook on
+# If L0H0 is the previous-token half of the circuit, the model should lose the second copy without
+# it. Two ways to silence a head (`toyattn.head_ablation.ablate_head`, a temporary hook on
 # `blocks.0.attn.hook_z`):
 #
 # * **zero ablation**: its output becomes 0;
@@ -126,122 +140,177 @@ print(f"trained in {run.seconds:.0f} s; OOD accuracy on the second copy {clean_a
 #   under mean ablation cannot be blamed on an unusual all-zero input.
 #
 # **Predict first:** the accuracy on the second copy is printed above. After each ablation, is it
-# close to the clean accuracy, half of it, or near chance (a few percent)? And if we silence
-# layer 2's head instead?
+# close to the clean accuracy, half of it, or near chance (a few percent)? And if we silence the
+# induction head L1H0 instead?
 
 # %%
-ablated = {}
-for layer, name in ((0, "layer 1 (previous-token)"), (1, "layer 2 (induction)")):
-    for mode in ("zero", "mean"):
-        ablated[(name, mode)] = copy_accuracy(ablate_head(model, ood.tokens, layer, 0, mode), ood)
+HEADS = {"L0H0 (previous-token)": (0, 0), "L1H0 (induction)": (1, 0)}
+ablated = {(name, mode): copy_accuracy(ablate_head(model, ood.tokens, *head, mode), ood)
+           for name, head in HEADS.items() for mode in ("zero", "mean")}
+chance = 1 / TASK.vocab_size
 
 fig, ax = plt.subplots(figsize=(7, 3))
 labels = ["clean"] + [f"{n}\n{m} ablation" for (n, m) in ablated]
 ax.bar(labels, [clean_acc, *ablated.values()], color=["C0"] + ["C3", "C1"] * 2)
+ax.axhline(chance, color="gray", ls="--", label=f"chance (1/{TASK.vocab_size})")
 ax.set(ylabel="accuracy, second copy (OOD)", ylim=(0, 1), title="Ablating either head of the circuit")
 ax.tick_params(axis="x", labelsize=7)
+ax.legend(fontsize=8)
 plt.show()
 for (name, mode), acc in ablated.items():
-    print(f"{name:>25}, {mode} ablation: accuracy {clean_acc:.3f} -> {acc:.3f}")
+    print(f"{name:>22}, {mode} ablation: accuracy {clean_acc:.3f} -> {acc:.3f} "
+          f"({acc / clean_acc:.0%} of the clean accuracy; chance is {chance:.3f})")
+n_half = sum(acc < 0.5 * clean_acc for acc in ablated.values())
+print(f"In this run, {n_half} of the {len(ablated)} ablations take away more than half of the accuracy.")
 
 # %% [markdown]
-# **Reveal.** Both ablations of the previous-token head drop the accuracy from the clean value to a
-# few percent (the printed numbers): without "my previous token was ...", layer 2 has nothing to
-# match its query against. Silencing the induction head itself does the same. The tests
-# (`tests/test_head_ablation.py`) check the robust version of this on several seeds: on every seed
-# that learned the circuit, both ablations of layer 1 take away more than half of the accuracy.
+# **Reveal.** Look at how close each bar comes to the dashed chance line, and at the printed shares of
+# the clean accuracy. Without L0H0's "my previous token was ...", L1H0 has nothing to match its query
+# against; without L1H0, nothing reads the match. The tests (`tests/test_head_ablation.py`) check the
+# robust version on several seeds: on every seed that learned the circuit, both ablations of L0H0
+# take away more than half of the accuracy.
 #
 # ## 3. Patching: what exactly does the previous-token head carry?
 #
 # Ablation says the head is needed; patching says *what for*. We corrupt the input and copy the
-# head's clean output back in (`toyattn.interventions.patch_activation`, lesson 1's tool, on
-# `blocks.0.attn.hook_z`). The corruption is chosen so that the experiment has its own control:
-# in the **first copy**, every token at an odd offset (1, 3, 5, ...) is replaced by a token that is
-# not in the pattern; the second copy is untouched.
+# head's clean output back in (lesson 1's tool, on `blocks.0.attn.hook_z`). The corruption is chosen
+# so that the experiment has its own control: in the **first copy**, every token at an odd offset
+# (1, 3, 5, ...) is replaced by a token that is not in the pattern; the second copy is untouched.
 #
 # * A target at an **even** offset $j$ in the second copy: its twin in the first copy kept its own
 #   token, but the token *before* the twin was replaced. The induction head cannot find the twin
-#   (layer 1 wrote the wrong "previous token" there): **where to look** is broken.
+#   (L0H0 wrote the wrong "previous token" there): **where to look** is broken.
 # * A target at an **odd** offset: its twin's *own* token was replaced. Even looking in the right
-#   place, layer 2 would copy the wrong token: **what to copy** is broken.
+#   place, L1H0 would copy the wrong token: **what to copy** is broken.
 #
-# **Predict first:** after patching layer 1's clean output into the corrupted run, which targets
-# recover, even, odd, both or neither?
+# We patch three ways: at every position (`toyattn.interventions.patch_activation`), only at the
+# **first copy's** positions (the keys L1H0 searches) and only at the **second copy's** positions
+# (the queries that search), each with `toyattn.interventions.patch_positions`. Two metrics: the
+# accuracy, and the **loss** on the targets (cross-entropy in nats, `copy_loss`), which also moves
+# when the right token gains probability without becoming the top guess. For each we report the
+# **share recovered**, $(m_\text{patched} - m_\text{corrupted}) / (m_\text{clean} - m_\text{corrupted})$:
+# 0 means the patch left the corrupted run as it was, 1 means it restored the clean run.
+#
+# **Predict first:** which targets recover, even, odd, both or neither? And which of the two partial
+# patches, keys or queries, does the work?
 
 # %%
+HOOK_Z0 = "blocks.0.attn.hook_z"
 corrupted_tokens = corrupt_first_copy(ood, TASK.vocab_size, torch.Generator().manual_seed(0))
-even, odd = offset_parity_mask(ood, 0), offset_parity_mask(ood, 1)
+targets = {"even": offset_parity_mask(ood, 0), "odd": offset_parity_mask(ood, 1)}
 with torch.no_grad():
     corrupted_logits = model(corrupted_tokens)
-patched_logits = patch_activation(model, corrupted_tokens, ood.tokens, "blocks.0.attn.hook_z")
-patching = {
-    run_name: {part: copy_accuracy(logits, ood, mask) for part, mask in (("even", even), ("odd", odd))}
-    for run_name, logits in (("clean", clean_logits), ("corrupted", corrupted_logits), ("patched", patched_logits))
+patch_runs = {
+    "clean": clean_logits,
+    "corrupted": corrupted_logits,
+    "patched: all positions": patch_activation(model, corrupted_tokens, ood.tokens, HOOK_Z0),
+    "patched: first copy (keys)": patch_positions(model, corrupted_tokens, ood.tokens, HOOK_Z0, copy_positions(ood, "first")),
+    "patched: second copy (queries)": patch_positions(model, corrupted_tokens, ood.tokens, HOOK_Z0, copy_positions(ood, "second")),
 }
-recovery = (patching["patched"]["even"] - patching["corrupted"]["even"]) / (
-    patching["clean"]["even"] - patching["corrupted"]["even"])
+metric = {"accuracy": copy_accuracy, "loss": copy_loss}
+table = {run_name: {(m, part): fn(logits, ood, mask) for m, fn in metric.items() for part, mask in targets.items()}
+         for run_name, logits in patch_runs.items()}
 
-fig, ax = plt.subplots(figsize=(6, 3))
-x = np.arange(3)
-ax.bar(x - 0.2, [patching[r]["even"] for r in patching], 0.4, label="even offsets: 'where' broken")
-ax.bar(x + 0.2, [patching[r]["odd"] for r in patching], 0.4, label="odd offsets: 'what' broken")
-ax.set_xticks(x, list(patching))
-ax.set(ylabel="accuracy", ylim=(0, 1), title="Patching layer 1's clean output into the corrupted run")
-ax.legend(fontsize=8)
+
+def share_recovered(run_name, key):
+    """0: the patched run scores like the corrupted one; 1: like the clean one."""
+    return (table[run_name][key] - table["corrupted"][key]) / (table["clean"][key] - table["corrupted"][key])
+
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.4))
+x = np.arange(len(patch_runs))
+for ax, m in zip(axes, metric, strict=True):
+    ax.bar(x - 0.2, [table[r][(m, "even")] for r in patch_runs], 0.4, label="even offsets: 'where' broken")
+    ax.bar(x + 0.2, [table[r][(m, "odd")] for r in patch_runs], 0.4, label="odd offsets: 'what' broken")
+    ax.set_xticks(x, [r.replace(": ", "\n") for r in patch_runs], fontsize=7)
+    ax.set(ylabel=m if m == "accuracy" else "loss (nats)", title=f"Patching L0H0's clean output: {m}")
+    ax.legend(fontsize=8)
+axes[0].set_ylim(0, 1)
+plt.tight_layout()
 plt.show()
-for r, accs in patching.items():
-    print(f"{r:>9}: even offsets {accs['even']:.3f}, odd offsets {accs['odd']:.3f}")
-print(f"share of the even-offset accuracy recovered by the patch: {recovery:.2f}")
+for r in patch_runs:
+    print(f"{r:>31}: accuracy even {table[r][('accuracy', 'even')]:.3f} odd {table[r][('accuracy', 'odd')]:.3f}; "
+          f"loss even {table[r][('loss', 'even')]:.2f} odd {table[r][('loss', 'odd')]:.2f} nats")
+for r in list(patch_runs)[2:]:
+    print(f"{r}: share recovered on even offsets {share_recovered(r, ('accuracy', 'even')):.2f} (accuracy), "
+          f"{share_recovered(r, ('loss', 'even')):.2f} (loss); on odd offsets {share_recovered(r, ('accuracy', 'odd')):.2f} (accuracy)")
 
 # %% [markdown]
-# **Reveal.** The bar chart separates the two jobs. The corruption breaks both kinds of target. The
-# patch restores most of the even-offset accuracy (the printed share recovered) and leaves the odd
-# offsets broken: layer 1's output tells layer 2 **where** the twin is, and the token that is copied
-# comes from the twin's own position, which the patch does not touch. (Tested on every seed that
-# learned the circuit: more than half of the even-offset accuracy comes back, odd offsets stay below 0.3.)
+# **Reveal.** Compare the even and odd bars of each patched run, in both panels, and the printed
+# shares. The full patch should mend the even offsets and not the odd ones if L0H0's output tells
+# L1H0 **where** the twin is, while the token that is copied comes from the twin's own position,
+# which the patch does not touch. The two partial patches say *where* that message is read: the
+# first copy is where the corrupted "previous tokens" sit, and the second copy is untouched by the
+# corruption, so patching the queries has little to restore. (Tested on every seed that learned
+# the circuit: the full patch brings back more than half of the even-offset accuracy and loss, the
+# first-copy patch more than half of the accuracy, and odd offsets stay below 0.3.)
 #
 # ## 4. Removing the shared subspace, against random subspaces
 #
 # Song et al.'s causal claim is that the **shared** subspace carries the circuit, not just any
-# directions. We remove, from what layer 1 writes (`blocks.0.hook_attn_out`), the top-$r$ key
-# directions of layer 2's QK circuit (the subspace that lesson 4 found aligned with layer 1's OV
-# output), and compare with removing random $r$-dimensional subspaces, over 20 random draws. The
-# circuits are read with the layer norm's gain folded in (section 6 says exactly what that means).
+# directions. We remove, from what the first block's attention writes (`blocks.0.hook_attn_out`), the
+# top-$r$ key directions of L1H0's QK circuit (the subspace that lesson 4 found aligned with L0H0's
+# OV output), and compare with two controls: random $r$-dimensional subspaces (20 draws), and L0H0's
+# **own** top-$r$ output directions (the strongest directions it writes, whether or not L1H0's keys
+# read them). The circuits are read with the layer norm's gain folded in (section 6 says exactly
+# what that means).
 #
-# **Predict first:** removing 4 of 32 directions from layer 1's output: how much accuracy do random
-# directions cost? And the shared ones?
+# **Predict first:** removing 4 of 32 directions from L0H0's output: how much accuracy do random
+# directions cost? The shared ones? The writer's own strongest ones?
 
 # %%
 R = 4
 g = torch.Generator().manual_seed(0)
 writer, reader = head_factors(model, 0, 0), head_factors(model, 1, 0)
-shared = torch.tensor(key_directions(reader)[:, :R])
-shared_acc = copy_accuracy(project_out(model, ood.tokens, 0, shared), ood)
+subspaces = {"shared (L1H0's top key directions)": key_directions(reader)[:, :R],
+             "L0H0's own top output directions": output_directions(writer)[:, :R]}
+removed_acc = {name: copy_accuracy(project_out(model, ood.tokens, 0, orthonormal_basis(B)), ood) for name, B in subspaces.items()}
 random_acc = np.array([copy_accuracy(project_out(model, ood.tokens, 0, random_subspace(D, R, g)), ood) for _ in range(20)])
 
 fig, ax = plt.subplots(figsize=(6, 3))
-ax.hist(random_acc, bins=10, range=(0, 1), color="gray", label=f"random {R}-dim subspaces (20 draws)")
-ax.axvline(shared_acc, color="C3", lw=2, label="shared subspace (layer 2's top key directions)")
+ax.hist(random_acc, bins=20, range=(0, 1), color="gray", label=f"random {R}-dim subspaces (20 draws)")
+for (name, acc), color in zip(removed_acc.items(), ("C3", "C2"), strict=True):
+    ax.axvline(acc, color=color, lw=2, label=name)
 ax.axvline(clean_acc, color="C0", ls="--", label="nothing removed")
-ax.set(xlabel="accuracy, second copy (OOD)", ylabel="draws", title=f"Removing {R} directions from layer 1's output")
+ax.set(xlabel="accuracy, second copy (OOD)", ylabel="draws", title=f"Removing {R} directions from L0H0's output")
 ax.legend(fontsize=8)
 plt.show()
-print(f"shared subspace removed: accuracy {shared_acc:.3f}; random subspaces: median {np.median(random_acc):.3f} "
-      f"(min {random_acc.min():.3f}, max {random_acc.max():.3f}); the shared removal is worse than "
-      f"{np.mean(shared_acc < random_acc):.0%} of the random draws")
+print(f"random subspaces removed: median accuracy {np.median(random_acc):.3f} "
+      f"(min {random_acc.min():.3f}, max {random_acc.max():.3f}; nothing removed: {clean_acc:.3f})")
+for name, acc in removed_acc.items():
+    print(f"{name} removed: accuracy {acc:.3f}, lower than {np.mean(acc < random_acc):.0%} of the random draws")
+_, cache0 = model.run_with_cache(ood.tokens, names_filter="blocks.0.hook_attn_out")
+written = cache0["blocks.0.hook_attn_out"].reshape(-1, D).double()  # what the first block's attention writes
+top_out = torch.from_numpy(output_directions(writer)[:, :R])
+cos_shared_own = torch.linalg.svdvals(torch.from_numpy(subspaces["shared (L1H0's top key directions)"].T
+                                                     @ subspaces["L0H0's own top output directions"])).numpy()
+print("cosines of the principal angles between the two removed subspaces:", np.round(cos_shared_own, 2))
+print(f"L0H0's top {R} output directions carry {float((written @ top_out).pow(2).sum() / written.pow(2).sum()):.0%} "
+      f"of the squared norm of what it writes on this batch; a random {R}-dim subspace carries {R / D:.1%} on average.")
+shared_acc, own_acc = removed_acc.values()
+verdict = ("so this experiment does not single out the shared subspace: it shows that L0H0's strongest output directions, "
+           "which overlap it (the cosines above), carry the circuit" if own_acc <= shared_acc else
+           "so the directions L1H0's keys read matter more than the writer's strongest directions as such")
+print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_acc:.3f} of accuracy and removing the shared "
+      f"ones {clean_acc - shared_acc:.3f}, {verdict}.")
 
 # %% [markdown]
-# **Reveal.** Random directions cost little: layer 1's message is spread over few directions, and a
-# random 4-dimensional subspace catches only a small part of it. Removing the shared directions costs
-# much more than the typical random draw (the printed share of draws it beats): the circuit runs
-# through the subspace the two layers share. The test asserts it as a fraction (worse than at least
-# 80% of random draws, on every seed that learned), not as one run's numbers.
+# **Reveal.** Where does each colored line sit in the gray histogram? Random directions cost little
+# when what L0H0 writes is concentrated in a few directions (the last printed line measures how
+# concentrated), so that a random 4-dimensional subspace catches only a small part of it. The shared
+# directions cost more than most random draws (the printed share), which is what Song et al.'s claim
+# predicts. The second control asks whether it is enough to remove *any* strong directions of the
+# writer: if removing L0H0's own top output directions costs as much as removing the shared ones,
+# the experiment cannot tell "the shared subspace" from "the writer's main output"; the printed
+# cosines say how much the two subspaces overlap in this run. The test asserts the
+# robust part as a fraction (the shared removal worse than at least 80% of random draws, on every
+# seed that learned), not as one run's numbers.
 #
 # ## 5. K-composition next to the principal-angle matching
 #
-# Elhage et al. measure how much head 2 reads what head 1 writes by a **composition score**,
-# $\mathrm{comp}(A, B) = \|AB\|_F / (\|A\|_F\|B\|_F)$. For K-composition the key side of layer 2 reads
-# layer 1's output: $\mathrm{comp}(W_{ov}^1, (W_{qk}^2)^\top)$ in our convention (ARENA's formula).
+# Elhage et al. measure how much one head reads what another writes by a **composition score**,
+# $\mathrm{comp}(A, B) = \|AB\|_F / (\|A\|_F\|B\|_F)$. For K-composition the key side of L1H0 reads
+# L0H0's output: $\mathrm{comp}(W_{ov}^1, (W_{qk}^2)^\top)$ in our convention (ARENA's formula).
 # Random circuits do **not** score 0, so each score comes with a baseline of random circuits of the
 # same shapes and ranks.
 #
@@ -250,9 +319,8 @@ print(f"shared subspace removed: accuracy {shared_acc:.3f}; random subspaces: me
 
 # %%
 def bridge_scores(m, distance=0):
-    w, r = head_factors(m, 0, 0), head_factors(m, 1, 0)
-    W_ov = w["W_V"] @ w["W_O"]
-    W_qk = C.qk_circuit(r["W_Q"], r["W_K"], distance, m.cfg.rotary_base)
+    W_ov = ov_matrix(head_factors(m, 0, 0))
+    W_qk = qk_matrix(head_factors(m, 1, 0), distance, m.cfg.rotary_base)
     return K.k_composition(W_ov, W_qk), C.qk_ov_matching(W_qk, W_ov, R, "largest")
 
 
@@ -276,34 +344,65 @@ print(f"K-composition at step 0 {over_training[0, 0]:.3f}, matching at step 0 {o
 print(f"final K-composition {over_training[-1, 0]:.3f} (random {k_base:.3f} +- {k_std:.3f}, {z_k:.1f} std above)")
 print(f"final matching      {over_training[-1, 1]:.3f} (random {m_base:.3f} +- {m_std:.3f}, {z_m:.1f} std above)")
 
+
+def first_step(condition):
+    """The first checkpoint step where ``condition`` holds, or None."""
+    hits = np.flatnonzero(condition)
+    return run.steps[hits[0]] if len(hits) else None
+
+
+leave_k = first_step(over_training[:, 0] > k_base + 2 * k_std)
+leave_m = first_step(over_training[:, 1] > m_base + 2 * m_std)
+ood_falls = first_step(np.array(run.history["ood_error"]) < 0.5)
+print(f"In this run: K-composition first leaves its band at step {leave_k}, the matching at step {leave_m}, "
+      f"and the OOD error first drops below 0.5 at step {ood_falls}.")
+
 # %% [markdown]
-# **Reveal.** Read the printed numbers and the two curves. Where they **agree**: both are at their
-# baselines at initialisation and climb when the OOD error falls, so both see layer 2's keys start
-# to read layer 1's output. Where they **differ**, and why:
+# **Reveal.** Look at where each curve sits against its gray band at step 0 and at the end, and at
+# the printed steps where each leaves its band and where the OOD error falls. Where the two scores
+# agree, both see L1H0's keys start to read L0H0's output. On other seeds the order of these events
+# differs: section 10 shows seeds whose matching is high while the OOD error is still high, so the
+# matching (distance 0, top-4 largest cosine) is a noisy proxy for the circuit, not a clock. Where the
+# two scores **differ**, and why:
 #
 # * The matching compares only the top-$r$ directions and ignores how strong they are; one shared
 #   direction is enough for a large "largest cosine". It can jump to near 1 as soon as the leading
 #   directions line up.
 # * K-composition weighs every direction by its singular values in both circuits (a Frobenius norm of
 #   the product), so it also counts everything else the two heads do: the parts of $W_{ov}^1$ that
-#   layer 2's keys ignore pull it down. It stays far below 1 even for a working circuit; what matters
+#   L1H0's keys ignore pull it down. It stays far below 1 even for a working circuit; what matters
 #   is its distance from the random baseline, printed in standard deviations.
 # * With one head per layer there is only one pair, so the toy shows the two scores against their
-#   baselines over training; the heatmap over many head pairs comes with the real model in section 9.
+#   baselines over training; the heatmap over many head pairs comes with the real model in section 12,
+#   and the comparison with random *head pairs* in section 13.
 #
 # ## 6. What is computed: folding the layer norm, and the real query-key distance
 #
-# Layer 2 does not read the residual stream $x$ itself but $\mathrm{LN}(x) = \gamma \odot (x -
-# \bar{x})/\sigma(x) + \beta$. This identity is exact (`toyattn.composition.fold_norm`, tested in
-# `tests/test_composition.py`):
+# The second block does not read the residual stream $x$ itself but $\mathrm{LN}(x) = \gamma \odot (x -
+# \bar{x})/\sigma(x) + \beta$ ($\sigma$ includes the norm's small $\epsilon$). This identity is exact
+# (`toyattn.composition.fold_norm`, tested in `tests/test_composition.py`):
 #
-# $$\mathrm{LN}(x)\, W = \frac{x}{\sigma(x)}\, \big(C\, \mathrm{diag}(\gamma)\, W\big) + \beta W,
+# $$\mathrm{LN}(x)\, W = \frac{x}{\sigma(x)}\, \tilde W + \beta W, \qquad \tilde W = C\, \mathrm{diag}(\gamma)\, W,
 # \qquad C = I - \tfrac{1}{d}\mathbf{1}\mathbf{1}^\top .$$
 #
-# So the folded $C\,\mathrm{diag}(\gamma) W_K$ reads the residual directions themselves, up to one
-# positive number per token ($1/\sigma(x)$) that rescales the score without changing which direction
-# is read, plus a constant bias $\beta W$. Lesson 4 used the unfolded weights; sections 4 and 9 use
-# the folded ones.
+# The folded $\tilde W$ reads the residual directions themselves. Put into a score (with
+# $b_q = \beta W_Q + b_Q$, $b_k = \beta W_K + b_K$, the attention's own biases included, and the
+# rotary matrix and $1/\sqrt{d_{head}}$ left out for brevity):
+#
+# $$s(x_q, x_k) = \frac{x_q}{\sigma_q} \tilde W_Q \tilde W_K^\top \frac{x_k^\top}{\sigma_k}
+# + \frac{x_q}{\sigma_q} \tilde W_Q b_k^\top + b_q \tilde W_K^\top \frac{x_k^\top}{\sigma_k} + b_q b_k^\top .$$
+#
+# * $1/\sigma_q$ multiplies every score of one query alike: a temperature for that query, which does
+#   not change which key wins.
+# * $1/\sigma_k$ differs from key to key, so it **can** change which key wins: a key with a small
+#   $\sigma$ gets its score enlarged.
+# * The third term depends on the key only: a **key bias**, the same for every query, that favours
+#   some keys whatever the query is. The second and fourth terms are the same for all keys of one
+#   query and cancel in the softmax.
+#
+# So the folded $W_{qk}$ says which residual directions the two sides read; it is not the whole
+# score. Lesson 4 used the unfolded weights; sections 4, 5, 7, 12 and 13 use the folded ones, and this
+# section compares the two.
 #
 # With rotary positions the circuit also depends on the query-key distance. The induction head's
 # query sits in the second copy at position $s + j$ and reads the key at $f + j + 1$, so the real
@@ -316,9 +415,8 @@ real_distances = sorted(set((ood.second - ood.first - 1).tolist()))
 
 
 def matching_at(m, distance, fold):
-    w, r = head_factors(m, 0, 0, fold=fold), head_factors(m, 1, 0, fold=fold)
-    W_qk = C.qk_circuit(r["W_Q"], r["W_K"], distance, m.cfg.rotary_base)
-    return C.qk_ov_matching(W_qk, w["W_V"] @ w["W_O"], R, "largest")
+    W_qk = qk_matrix(head_factors(m, 1, 0, fold=fold), distance, m.cfg.rotary_base)
+    return C.qk_ov_matching(W_qk, ov_matrix(head_factors(m, 0, 0, fold=fold)), R, "largest")
 
 
 checkpoints = range(0, len(run), 2)
@@ -338,99 +436,129 @@ plt.show()
 print(f"real query-key distances in the OOD batch: {real_distances[0]} to {real_distances[-1]}")
 for name, ys in curves.items():
     print(f"{name:>34}: {ys[0]:.3f} at step 0 -> {ys[-1]:.3f} at the end")
+end = {name: ys[-1] for name, ys in curves.items()}
+print(f"In this run, folding changes the final matching by {end['distance 0, LN folded'] - end['distance 0, unfolded (lesson 4)']:+.3f}; "
+      f"the real distances change it by {end['real distances (mean), LN folded'] - end['distance 0, LN folded']:+.3f} "
+      f"(random baseline {m_base:.3f}).")
 
 # %% [markdown]
-# **Reveal.** The three curves rise together; the printed end values say how close they are. Folding
-# the gain does not create the alignment (the unfolded weights show it too), and at the real
-# distances, which are between the printed extremes, the bridge is still there: the key directions
-# that layer 2 reads are nearly unaffected by the rotary matrix (lesson 4, section 8, has the hint why).
+# **Reveal.** Compare the three curves and the printed gaps. If the unfolded curve also rises, folding
+# the gain does not create the alignment; if the real-distance curve ends close to the distance-0
+# one, the key directions L1H0 reads change little under the rotary matrix at these distances
+# (lesson 4, section 8, ends with a hint on why a rotation can leave them nearly in place).
 #
 # ## 7. The full OV circuit and the copying score of the induction head
 #
-# The induction head must **copy**: attending to token $a$ should raise the logit of $a$. Its full OV
-# circuit maps a token's embedding through the head to the unembedding, $W_E\, W_{ov}^2\, W_U$
-# (`[vocab, vocab]`, the norms' gains folded in). Two summaries: Elhage et al.'s eigenvalue score
-# $\sum\lambda / \sum|\lambda|$ (1: pure copying, $-1$: pure anti-copying) and ARENA's top-1 test
-# (the share of tokens whose own logit is the largest in their row).
+# What does L1H0 write into the logits when it attends to a token? Its **full OV circuit** maps a
+# token's embedding through the head to the unembedding, $W_E\, W_{ov}\, W_U$ (`[vocab, vocab]`,
+# entry $[a, b]$: how much attending to token $a$ raises the logit of token $b$; the norms' gains
+# folded in, `toyattn.induction_heads.token_matrices`).
 #
-# **Predict first:** which entries of the matrix stand out?
+# **Predict first:** if L1H0 does what an induction head has to do, which entries of this matrix
+# stand out?
 
 # %%
-ind = head_factors(model, 1, 0)
-W_U = K.fold_norm(model.unembed.weight.detach().double().numpy().T, model.ln_final.weight.detach().double().numpy(), center=True)
-W_E = model.embed.W_E.detach().double().numpy()
-full_ov = K.full_ov_circuit(W_E, ind["W_V"] @ ind["W_O"], W_U)
-prev_head = head_factors(model, 0, 0)
+W_E, W_U = token_matrices(model)
+ov = {"L1H0 (induction)": ov_matrix(head_factors(model, 1, 0)), "L0H0 (previous-token)": ov_matrix(head_factors(model, 0, 0))}
+full_ov = K.full_ov_circuit(W_E, ov["L1H0 (induction)"], W_U)
 fig, ax = plt.subplots(figsize=(4.5, 4))
 im = ax.imshow(full_ov, cmap="RdBu_r", vmin=-np.abs(full_ov).max(), vmax=np.abs(full_ov).max())
-ax.set(title="Full OV circuit of the induction head", xlabel="output logit of token", ylabel="attended token")
+ax.set(title="Full OV circuit of L1H0", xlabel="output logit of token", ylabel="attended token")
 plt.colorbar(im)
 plt.show()
-print(f"induction head:     eigenvalue copying score {K.copying_eigen_score(W_E, ind['W_V'] @ ind['W_O'], W_U):+.3f}, "
-      f"top-1 copying {K.copying_top1(full_ov):.2f}")
-print(f"previous-token head: eigenvalue copying score {K.copying_eigen_score(W_E, prev_head['W_V'] @ prev_head['W_O'], W_U):+.3f}, "
-      f"top-1 copying {K.copying_top1(K.full_ov_circuit(W_E, prev_head['W_V'] @ prev_head['W_O'], W_U)):.2f}")
 
 # %% [markdown]
-# **Reveal.** The diagonal stands out: the induction head raises the logit of the very token it
-# attends to, and the printed scores put numbers on it. The previous-token head is printed for
-# contrast: its output is not meant for the unembedding but for layer 2's keys (it writes "previous
-# token" into directions of its own), so its direct path to the logits need not copy; its printed
-# score says what this run's head does there.
+# **Reveal.** Look for the diagonal: a head that copies raises the logit of the very token it
+# attends to. Two standard summaries put numbers on it:
+#
+# * Elhage et al.'s **eigenvalue score** $\sum\lambda / \sum|\lambda|$ over the eigenvalues of the
+#   full OV circuit, in $[-1, 1]$: mostly positive real eigenvalues score near 1, mostly negative near
+#   $-1$. It is a summary, not a proof of copying: a non-normal matrix can have only positive
+#   eigenvalues and still send token $a$ mostly to a *different* token $b$ (the cell below builds one).
+# * ARENA's **top-1 test**: the share of tokens $a$ whose own logit is the largest in row $a$. It checks
+#   the diagonal directly, which is why it is there next to the eigenvalue score.
+#
+# The previous-token head L0H0 is printed for contrast: its output is meant for L1H0's keys, not for
+# the unembedding, so nothing requires its direct path to the logits to copy.
+
+# %%
+for name, W_ov in ov.items():
+    print(f"{name:>22}: eigenvalue copying score {K.copying_eigen_score(W_E, W_ov, W_U):+.3f}, "
+          f"top-1 copying {K.copying_top1(K.full_ov_circuit(W_E, W_ov, W_U)):.2f}")
+shift = np.eye(3) + 3 * np.eye(3, k=1)  # eigenvalues all 1, yet rows 0 and 1 favour the next token
+print(f"a non-normal example {shift.tolist()}: eigenvalue score {K.copying_eigen_score(np.eye(3), shift, np.eye(3)):+.2f}, "
+      f"top-1 copying {K.copying_top1(shift):.2f}")
+
+# %% [markdown]
+# Read the two printed lines for the heads together: a head that copies scores near 1 on **both**
+# (the tests check both above 0.5 for the induction head on every seed that learned). The example
+# in the last line scores +1 on eigenvalues and only 1/3 on the top-1 test.
 #
 # ## 8. The positional QK circuit of the previous-token head
 #
-# The previous-token head must attend to position $t-1$ whatever the tokens are. With rotary positions
-# its score for fixed input vectors depends only on the query-key distance $\delta$. Averaged over
-# independent query and key tokens, the score is exactly the score of the **mean** query and key
-# (it is bilinear): `K.positional_qk_scores` evaluates it at every distance. Layer 1 reads the
-# layer-normed embedding directly (rotary models add no position embedding to the residual).
+# Is L0H0's preference for a position written in its weights, independent of the tokens? With rotary
+# positions its score for fixed input vectors depends only on the query-key distance $\delta$.
+# Averaged over independent query and key tokens, the score is exactly the score of the **mean**
+# query and key (it is bilinear): `K.positional_qk_scores` evaluates it at every distance. The first
+# block reads the layer-normed embedding directly (rotary models add no position embedding to the
+# residual).
 #
-# **Predict first:** at which distance is the curve highest?
+# **Predict first:** at which distance is the curve highest, and how far above its neighbours?
 
 # %%
 attn0 = model.blocks[0].attn
 with torch.no_grad():
-    normed = model.blocks[0].ln1(model.embed.W_E)  # [vocab, d_model]: layer 1's input for each token
+    normed = model.blocks[0].ln1(model.embed.W_E)  # [vocab, d_model]: the first block's input for each token
     q_mean = (normed @ attn0.W_Q[0] + attn0.b_Q[0]).mean(0).double().numpy()
     k_mean = (normed @ attn0.W_K[0] + attn0.b_K[0]).mean(0).double().numpy()
 distances = np.arange(TASK.seq_len)
 pos_scores = K.positional_qk_scores(q_mean, k_mean, None, None, distances, model.cfg.rotary_base)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(distances, pos_scores, "-o", ms=3)
-ax.set(title="Previous-token head: score of the mean query and key", xlabel="query - key distance", ylabel="score")
+ax.set(title="L0H0: score of the mean query and key", xlabel="query - key distance", ylabel="score")
 plt.show()
+
+# %% [markdown]
+# **Reveal.** The curve peaks at distance **1**, the previous token (the line below prints the peak
+# and its margin for this run; `tests/test_head_ablation.py` checks the peak on every seed that
+# learned): the head's preference, averaged over tokens, is written in its positional QK circuit
+# (lesson 4, section 9, measures whether its $W_Q$ and $W_K$ read the embedding part that
+# all tokens share, which is how a rotary head can prefer a distance whatever the tokens are).
+
+# %%
 print(f"highest score at distance {int(distances[pos_scores.argmax()])}; "
       f"score at 1 minus the mean at 2..5: {pos_scores[1] - pos_scores[2:6].mean():.2f}")
 
 # %% [markdown]
-# **Reveal.** The curve peaks at the distance printed above: the head's preference is written in its
-# positional QK circuit, independent of the tokens (lesson 4, section 9, showed that its $W_Q$ and
-# $W_K$ read the embedding part that all tokens share).
+# ## 9. Loss by position on a repeated random sequence
 #
-# ## 9. In-context loss by position
-#
-# Olsson et al. summarise induction by the **in-context loss**: on text, the loss at late positions
-# falls below the loss at early ones once induction heads exist. On a random sequence of 15 tokens
-# repeated twice, the first half is unpredictable and the second half is predictable by copying.
+# Olsson et al. (arXiv 2209.11895) measure in-context learning on text with an **in-context learning
+# score**: the loss at the 500th token of a context minus the loss at the 50th, averaged over
+# examples of text. The toy's context
+# is 32 tokens, so here is a cousin of it, the **repeated-sequence loss**: a random sequence of 15
+# tokens, each half drawn *without replacement* from the 24 ids (`distinct=True`: every token of the
+# second half has exactly one earlier occurrence and one successor to copy, as in the toy's
+# training patterns), repeated twice, with uniform tokens as in the OOD test. The first half cannot
+# be predicted from the context; from its second token on, the second half can, by copying.
 #
 # **Predict first:** plotted over training, does the second-half loss fall gradually or suddenly, and
-# when?
+# when? And where should the first-half loss end: at the uniform guess $\ln 24$, above or below?
 
 # %%
 L_REP = 15
-rep = repeated_random_tokens(256, L_REP, (0, TASK.vocab_size), torch.Generator().manual_seed(1))
+rep_tokens = repeated_random_tokens(256, L_REP, (0, TASK.vocab_size), torch.Generator().manual_seed(1), distinct=True)
 loss_by_pos = []
 for i in range(len(run)):
     with torch.no_grad():
-        logp = torch.log_softmax(run.load(i)(rep)[:, :-1], -1).gather(-1, rep[:, 1:, None])[..., 0]
+        logp = torch.log_softmax(run.load(i)(rep_tokens)[:, :-1], -1).gather(-1, rep_tokens[:, 1:, None])[..., 0]
     loss_by_pos.append(-logp.mean(0).numpy())
-loss_by_pos = np.array(loss_by_pos)  # [checkpoint, position]
+loss_by_pos = np.array(loss_by_pos)  # [checkpoint, position of the predicted token - 1]
+first_half, second_half = loss_by_pos[:, : L_REP - 1].mean(1), loss_by_pos[:, L_REP:].mean(1)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
-axes[0].plot(run.steps, loss_by_pos[:, : L_REP - 1].mean(1), label="first half (nothing to copy)")
-axes[0].plot(run.steps, loss_by_pos[:, L_REP:].mean(1), label="second half (copyable)")
-axes[0].axhline(np.log(TASK.vocab_size), color="gray", ls="--", label="log(vocab): uniform guess")
-axes[0].set(title="Loss on repeated random tokens", xlabel="step", ylabel="cross-entropy")
+axes[0].plot(run.steps, first_half, label="first half (nothing to copy)")
+axes[0].plot(run.steps, second_half, label="second half (copyable)")
+axes[0].axhline(np.log(TASK.vocab_size), color="gray", ls="--", label="ln 24: uniform guess")
+axes[0].set(title="Loss on a repeated random sequence", xlabel="step", ylabel="cross-entropy (nats)")
 axes[0].legend(fontsize=8)
 im = axes[1].imshow(loss_by_pos.T, aspect="auto", origin="lower", cmap="viridis",
                     extent=(run.steps[0], run.steps[-1], 1, 2 * L_REP - 1))
@@ -438,71 +566,113 @@ axes[1].set(title="Loss by position over training", xlabel="step", ylabel="posit
 plt.colorbar(im, ax=axes[1])
 plt.tight_layout()
 plt.show()
-print(f"final loss: first half {loss_by_pos[-1, : L_REP - 1].mean():.2f}, second half {loss_by_pos[-1, L_REP:].mean():.2f} "
-      f"(uniform guess {np.log(TASK.vocab_size):.2f})")
 
 # %% [markdown]
-# ## 10. Pool size: the curve, with error bars
+# **Reveal.** Look at how many checkpoints the orange curve takes to fall, compared with the whole
+# run, and at where the blue curve ends against the dashed line. The cell below prints both from
+# this run, and the reason the first half can end *above* the uniform guess: the model was trained
+# on Zipf-distributed background tokens, and where there is nothing to copy it keeps predicting
+# that distribution, which costs more than a uniform guess on uniform tokens.
+
+# %%
+fall = second_half[0] - second_half[-1]
+step_90, step_10 = first_step(second_half < second_half[0] - 0.1 * fall), first_step(second_half < second_half[0] - 0.9 * fall)
+print(f"second-half loss {second_half[0]:.2f} -> {second_half[-1]:.2f} nats; 10% of the fall done at step {step_90}, "
+      f"90% at step {step_10} (of {run.steps[-1]} steps); the OOD error dropped below 0.5 at step {ood_falls}")
+zipf = zipf_probs(TASK.vocab_size, TASK.zipf_shift).double()
+with torch.no_grad():
+    predicted = torch.softmax(model(rep_tokens)[:, : L_REP - 1].double(), -1).mean((0, 1))  # first half, averaged
+print(f"first-half loss {first_half[-1]:.2f} nats vs the uniform guess ln {TASK.vocab_size} = {np.log(TASK.vocab_size):.2f}. "
+      f"Predicting the Zipf training distribution on uniform tokens costs -mean(log p_zipf) = {float(-zipf.log().mean()):.2f} nats; "
+      f"the model's average first-half prediction is {float((predicted * (predicted / zipf).log()).sum()):.3f} nats "
+      f"(KL) from that distribution.")
+print(f"repeated-sequence loss (second half minus first half) at the end: {second_half[-1] - first_half[-1]:+.2f} nats")
+
+# %% [markdown]
+# ## 10. Pool size: every seed, two schedules
 #
 # Lesson 4 compared two single-seed runs (pools of 20 and 3000). Here is the curve: six pool sizes,
 # three seeds each, with the lesson's 600-step schedule and with 1500 steps. Thirty-six trainings do
 # not fit in this notebook's time limit, so `benchmarks/bench_pool_size.py` ran them (`--steps 1500
 # --out ...` for the second set) and recorded the numbers and its measured time in
-# `benchmarks/results/`; this cell plots those files.
+# `benchmarks/results/`; this cell plots those files. Outcomes can be bimodal (a seed has learned the
+# rule or not yet), so every seed is drawn as its own point, not as a mean and a standard deviation.
 #
 # **Predict first:** is there a pool size below which the OOD error stays high? Does training longer
-# move it?
+# move it? Does the QK-OV matching rise above its baseline exactly on the seeds whose OOD error fell?
 
 # %%
 RESULTS = Path(toyattn.__file__).resolve().parents[1] / "benchmarks" / "results"
-for name in ("pool_size_sweep.json", "pool_size_sweep_1500.json"):
+SWEEP_FILES = ("pool_size_sweep.json", "pool_size_sweep_1500.json")
+for name in SWEEP_FILES:
     if not (RESULTS / name).exists():
         raise FileNotFoundError(f"{RESULTS / name} is missing; it comes with the course repository "
                                 "(or run benchmarks/bench_pool_size.py from a clone to make it).")
-sweeps = {name: json.loads((RESULTS / name).read_text()) for name in ("pool_size_sweep.json", "pool_size_sweep_1500.json")}
-sizes = sorted({r["pool_size"] or 0 for r in sweeps["pool_size_sweep.json"]["runs"]})
+sweeps = {json.loads((RESULTS / name).read_text())["steps"]: json.loads((RESULTS / name).read_text()) for name in SWEEP_FILES}
+sizes = sorted({r["pool_size"] or 0 for r in sweeps[600]["runs"]})
 label = lambda s: "fresh" if s == 0 else str(s)  # noqa: E731
+LEARNED = 0.2  # OOD error below this: the seed has learned the rule
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.6))
 x = np.arange(len(sizes))
-for k, sweep in enumerate(sweeps.values()):
-    stats = {s: np.array([[r["id_error"], r["ood_error"], r["match_largest_4"]] for r in sweep["runs"]
-                          if (r["pool_size"] or 0) == s]) for s in sizes}
+for k, (steps, sweep) in enumerate(sweeps.items()):
     for col, ax, name in ((0, axes[0], "ID error"), (1, axes[1], "OOD error"), (2, axes[2], "QK-OV matching, rank 4")):
-        ax.errorbar(x + 0.1 * k, [stats[s][:, col].mean() for s in sizes], yerr=[stats[s][:, col].std() for s in sizes],
-                    fmt="-o", capsize=4, label=f"{sweep['steps']} steps")
-        ax.set(title=f"{name} (mean +- std over 3 seeds)", ylim=(0, 1.05))
-    print(f"{sweep['steps']} steps: {len(sweep['runs'])} runs in {sweep['seconds']:.0f} s (recorded by bench_pool_size.py)")
-    for s in sizes:
-        print(f"  {label(s):>6}: ID {stats[s][:, 0].mean():.3f} +- {stats[s][:, 0].std():.3f}, "
-              f"OOD {stats[s][:, 1].mean():.3f} +- {stats[s][:, 1].std():.3f}, matching {stats[s][:, 2].mean():.3f}")
+        for r in sweep["runs"]:
+            value = (r["id_error"], r["ood_error"], r["match_largest_4"])[col]
+            ax.plot(sizes.index(r["pool_size"] or 0) + 0.15 * k + 0.04 * (r["seed"] - 1), value, "os"[k],
+                    color=f"C{r['seed']}", mfc="none" if k else None, ms=6)
+        ax.set(title=f"{name} (each seed a point)", ylim=(0, 1.05))
+    print(f"{steps} steps: {len(sweep['runs'])} runs in {sweep['seconds']:.0f} s (recorded by bench_pool_size.py)")
+for seed in range(3):
+    axes[0].plot([], [], "o", color=f"C{seed}", label=f"seed {seed}")
+axes[0].plot([], [], "o", color="k", label="600 steps")
+axes[0].plot([], [], "s", color="k", mfc="none", label="1500 steps")
 axes[2].axhline(m_base, color="gray", ls="--", label="random baseline")
+axes[1].axhline(LEARNED, color="gray", ls=":", label="learned below this")
 for ax in axes:
     ax.set_xticks(x, [label(s) for s in sizes])
     ax.set_xlabel("training patterns (pool size)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reveal.** Read the printed tables. The smallest pools are memorised: their ID error is low and
-# their OOD error stays high, with a matching near or below the baseline, at both schedules.
-# Pools in between can be too large to memorise and still too small to push the model to the rule:
-# both errors stay high. The largest pool and fresh patterns are where the rule, and with it a
-# matching above the baseline, appears. Their error bars are wide because the rule is learned
-# abruptly, at a step that varies from seed to seed: after 600 steps some seeds have it and some do
-# not yet; after 1500 steps more of them are on their way (compare the two OOD means).
-#
+# **Reveal.** Read the plot seed by seed, and the lines printed below (all built from the two
+# files). Look for: which pool sizes have an ID error low and an OOD error high (memorised); which
+# have both high; which seeds learned the rule at each schedule; and whether a seed's matching is
+# above the dashed baseline exactly when its OOD error is low. The matching at distance 0, rank 4,
+# largest cosine is a **noisy proxy** for the circuit: it often moves with the OOD error, but not
+# always, and these files contain counterexamples in both directions if the lines below print any.
+
+# %%
+for steps, sweep in sweeps.items():
+    by_size = {s: sorted((r for r in sweep["runs"] if (r["pool_size"] or 0) == s), key=lambda r: r["seed"]) for s in sizes}
+    print(f"{steps} steps:")
+    for s, rs in by_size.items():
+        print(f"  {label(s):>6}: " + "; ".join(f"seed {r['seed']} ID {r['id_error']:.2f} OOD {r['ood_error']:.2f} match {r['match_largest_4']:.2f}"
+                                       for r in rs))
+    where = lambda r: f"{label(r['pool_size'] or 0)} seed {r['seed']} (match {r['match_largest_4']:.2f}, OOD {r['ood_error']:.2f})"  # noqa: E731
+    learned = [(label(r["pool_size"] or 0), r["seed"]) for r in sweep["runs"] if r["ood_error"] < LEARNED]
+    print(f"  learned the rule (OOD error < {LEARNED}): {learned}")
+    high_match = [where(r) for r in sweep["runs"] if r["ood_error"] > 0.5 and r["match_largest_4"] > m_base + 2 * m_std]
+    print(f"  matching more than 2 std above its baseline ({m_base:.2f}) while the OOD error is above 0.5: {high_match or 'none'}")
+    low_match = [where(r) for r in sweep["runs"] if r["ood_error"] < 0.6 and r["match_largest_4"] < m_base]
+    print(f"  matching below its baseline although the OOD error is below 0.6: {low_match or 'none'}")
+before = {(label(r["pool_size"] or 0), r["seed"]) for r in sweeps[600]["runs"] if r["ood_error"] < LEARNED}
+after = {(label(r["pool_size"] or 0), r["seed"]) for r in sweeps[1500]["runs"] if r["ood_error"] < LEARNED}
+print(f"seeds that learned only with the longer schedule: {sorted(after - before, key=str) or 'none'}; "
+      f"learned at 600 but not at 1500 steps: {sorted(before - after, key=str) or 'none'}")
+moved = [f"{label(r6['pool_size'] or 0)} seed {r6['seed']} ({r6['ood_error']:.2f} -> {r15['ood_error']:.2f})" for r6 in sweeps[600]["runs"]
+         for r15 in sweeps[1500]["runs"] if (r6["pool_size"], r6["seed"]) == (r15["pool_size"], r15["seed"])
+         and r6["ood_error"] >= LEARNED and r15["ood_error"] < r6["ood_error"] - 0.1]
+print(f"seeds not yet learned at 600 steps whose OOD error is lower by more than 0.1 at 1500: {moved or 'none'}")
+
 # %% [markdown]
-# **Reveal.** Read the printed table. The smallest pools are memorised: their ID error is low and
-# their OOD error stays high, with a matching near the baseline. Pools in between can be too large to
-# memorise in 600 steps and still too small to push the model to the rule: both errors stay high.
-# The largest pool and fresh patterns are where the rule, and with it a matching above the baseline,
-# appears; where their error bar is wide, some seeds learned in 600 steps and some did not yet (the
-# rule is learned abruptly, at a step that varies from seed to seed).
+# One caveat: three seeds per pool size say which outcomes occur, not how often they occur.
 #
-# ## 11. The bridge in a real model: SmolLM2-135M
+# ## 11. The bridge in a real model: SmolLM2-135M-Instruct
 #
-# SmolLM2-135M (30 layers, 9 query heads and 3 key/value heads per layer, `d_model` 576) ships with
+# The model loaded here is SmolLM2-135M-**Instruct** (the chat-tuned checkpoint of SmolLM2-135M, the
+# same file lesson 3 uses; 30 layers, 9 query heads and 3 key/value heads per layer, `d_model` 576) ships with
 # the course as a quantized GGUF file. `toyattn.models.llama.load_llama_gguf` runs it with the same
 # hook points as the toy model (its forward pass is tested against `transformers`' Llama).
 #
@@ -532,23 +702,35 @@ top_prev, top_ind = top_heads(scores["previous_token"], 5), top_heads(scores["in
 print("top previous-token heads (layer, head, score):", [(layer, h, round(s, 2)) for layer, h, s in top_prev])
 print("top induction heads      (layer, head, score):", [(layer, h, round(s, 2)) for layer, h, s in top_ind])
 
+# %% [markdown]
+# **Reveal.** Look in the heatmaps for the few bright cells, the rows they sit in, and whether the
+# bright cells of the previous-token map sit above or below those of the induction map. The cell
+# below prints the answer for this model and these tokens.
+
+# %%
+n_layers_llm, n_heads_llm = np.shape(scores["induction"])
+print(f"induction scores: top five {[round(s, 2) for _, _, s in top_ind]}, median over all {n_layers_llm * n_heads_llm} heads "
+      f"{np.median(scores['induction']):.3f}; the top five sit in layers {sorted({layer for layer, _, _ in top_ind})} of 0-{n_layers_llm - 1}")
+print(f"previous-token scores: top five {[round(s, 2) for _, _, s in top_prev]}, median {np.median(scores['previous_token']):.3f}; "
+      f"{sum(layer < top_ind[0][0] for layer, _, _ in top_prev)} of the top five sit below the top induction head's layer "
+      f"{top_ind[0][0]}, in layers {sorted({layer for layer, _, _ in top_prev})}")
+
 # %%
 # The induction map again, interactive: hover a head to read its layer, index and score.
-n_layers_llm, n_heads_llm = np.shape(scores["induction"])
 heatmap_plotly(scores["induction"], [f"L{i}" for i in range(n_layers_llm)], [f"H{h}" for h in range(n_heads_llm)],
                title="SmolLM2: induction score (hover a head)", xlabel="head", ylabel="layer",
                colorscale="Magma", zmin=0, zmax=1, annotate=False)
 
 # %% [markdown]
-# **Reveal.** The heatmaps and the printed lists answer it: a few heads have induction scores far
-# above the rest, in the middle layers, and strong previous-token heads exist in earlier layers (some
-# previous-token heads also sit in later layers, where they may serve other circuits).
-#
 # ## 12. Composition and matching in the real model
 #
 # Now the two bridge measures for every head that could feed the top induction head's keys: every head
 # in an earlier layer, as K-composition and as QK-OV matching at rank 10 (Song et al.'s rank for real
-# models), both with the norm gains folded in, each against its random baseline.
+# models), both with the norm gains folded in, each drawn as a ratio to its baseline of random
+# Gaussian matrices (section 13 adds the fairer baseline of random *head pairs*).
+#
+# **Predict first:** will the strongest writers into the top induction head's keys be previous-token
+# heads? In which layers?
 
 # %%
 R_LLM = 10
@@ -580,29 +762,38 @@ prev_in_range = [(layer, h) for layer, h, _ in top_prev if layer < li]
 print("top previous-token heads before it (red +):", prev_in_range,
       "K-comp ratio", [round(float(kcomp[p] / kb), 2) for p in prev_in_range],
       "matching ratio", [round(float(match[p] / mb), 2) for p in prev_in_range])
+for name, order in (("K-composition", order_k), ("matching", order_m)):
+    top5 = [divmod(int(i), llm.cfg.n_heads) for i in order]
+    hits = [p for p in top5 if p in prev_in_range]
+    print(f"by {name}: {len(hits)} of the five strongest writers are top previous-token heads {hits}; "
+          f"{sum(layer >= li - 3 for layer, _ in top5)} of the five sit in the 3 layers just below L{li}")
 
 # %% [markdown]
-# Both maps are drawn as ratios to their random baselines (1 = chance), with the top previous-token
-# heads marked. Read them with the printed lists: which writer heads stand out, and whether the two
-# measures rank the same heads first. A top previous-token head is among the five strongest writers
-# by both measures (also checked in `tests/test_llama.py`), and most of the strong writers sit in the
-# few layers just below the induction head. They need not: K-composition is weighted by singular values, so a
-# writer with a few very strong output directions in the reader's key space scores high, while the
-# matching counts one well-aligned direction among the top 10 regardless of its strength. In a
-# 576-dimensional residual stream with 270 heads, many heads write into overlapping subspaces, so
-# neither map is a clean "one previous-token head feeds one induction head" picture.
+# **Reveal.** Both maps are drawn as ratios to their Gaussian baselines (1 = chance for random
+# matrices), with the top previous-token heads marked. Look for the bright cells, whether the red
+# marks are on them, and whether the two measures rank the same heads first; the last two printed
+# lines count it. `tests/test_llama.py` checks that a top previous-token head is among the five
+# strongest writers by both measures. The two rankings need not agree: K-composition is weighted by
+# singular values, so a writer with a few very strong output directions in the reader's key space
+# scores high, while the matching counts one well-aligned direction among the top 10 regardless of
+# its strength. In a 576-dimensional residual stream with 270 heads, many heads can write into
+# overlapping subspaces, so neither map need show a clean "one previous-token head feeds one
+# induction head" picture.
 #
-# ## 13. The matching of the top pairs against random head pairs
+# ## 13. The top pairs against random head pairs
 #
 # Song et al. compare the matching of previous-token -> induction pairs with random pairs. Here:
 # every pair of a top-5 previous-token head and a top-5 induction head in a later layer, against 300
-# random head pairs (writer in an earlier layer than the reader) and against random Gaussian matrices.
+# random head pairs (writer in an earlier layer than the reader) and against random Gaussian
+# matrices, for both bridge measures: the QK-OV matching and K-composition. Random Gaussian matrices
+# know nothing of what trained heads have in common (shared norm gains, directions every head
+# writes or reads); random heads of the same model do, which makes them the fairer baseline.
 #
-# **Predict first:** will the top pairs sit in the upper tail of the random-pair distribution?
+# **Predict first:** will the top pairs sit in the upper tail of the random-pair distributions, under
+# both measures?
 
 # %%
 pairs = [((lp, hp), (lq, hq)) for lp, hp, _ in top_prev for lq, hq, _ in top_ind if lp < lq]
-top_match = np.array([pair_matching(head_factors(llm, *a), head_factors(llm, *b), R_LLM) for a, b in pairs])
 rng = np.random.default_rng(0)
 random_pairs = []
 while len(random_pairs) < 300:
@@ -610,49 +801,63 @@ while len(random_pairs) < 300:
     random_pairs.append(((int(la), int(rng.integers(llm.cfg.n_heads))), (int(lb), int(rng.integers(llm.cfg.n_heads)))))
 factors = {}
 get = lambda key: factors.setdefault(key, head_factors(llm, *key))  # noqa: E731
-rand_match = np.array([pair_matching(get(a), get(b), R_LLM) for a, b in random_pairs])
-fig, ax = plt.subplots(figsize=(7, 3.4))
-ax.hist(rand_match, bins=30, density=True, color="gray", alpha=0.7, label="random head pairs (300)")
-for v in top_match:
-    ax.axvline(v, color="C3", lw=1)
-ax.axvline(mb, color="k", ls="--", label="random Gaussian matrices")
-ax.plot([], [], color="C3", label=f"top previous-token -> induction pairs ({len(pairs)})")
-ax.set(title=f"QK-OV matching (rank {R_LLM}) in SmolLM2-135M", xlabel="largest cosine", ylabel="density")
-ax.legend(fontsize=8)
+MEASURES = {f"QK-OV matching (rank {R_LLM})": (lambda a, b: pair_matching(get(a), get(b), R_LLM), mb),
+            "K-composition": (lambda a, b: k_composition_factored(get(a), get(b)), kb)}
+bridge = {name: (np.array([fn(a, b) for a, b in pairs]), np.array([fn(a, b) for a, b in random_pairs]))
+          for name, (fn, _) in MEASURES.items()}
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.4))
+for ax, (name, (top_vals, rand_vals)) in zip(axes, bridge.items(), strict=True):
+    ax.hist(rand_vals, bins=30, density=True, color="gray", alpha=0.7, label="random head pairs (300)")
+    for v in top_vals:
+        ax.axvline(v, color="C3", lw=1)
+    ax.axvline(MEASURES[name][1], color="k", ls="--", label="random Gaussian matrices")
+    ax.plot([], [], color="C3", label=f"top previous-token -> induction pairs ({len(pairs)})")
+    ax.set(title=f"{name} in SmolLM2-135M-Instruct", xlabel="score", ylabel="density")
+    ax.legend(fontsize=8)
+plt.tight_layout()
 plt.show()
-pct = [np.mean(rand_match < v) for v in top_match]
-print(f"top pairs: median {np.median(top_match):.3f}; random head pairs: median {np.median(rand_match):.3f}, "
-      f"90th percentile {np.quantile(rand_match, 0.9):.3f}; Gaussian baseline {mb:.3f}")
-print(f"percentile of each top pair among random head pairs: median {np.median(pct):.0%}, "
-      f"{np.mean(np.array(pct) > 0.9):.0%} of them above the 90th")
+for name, (top_vals, rand_vals) in bridge.items():
+    pct = np.array([np.mean(rand_vals < v) for v in top_vals])
+    print(f"{name}: top pairs median {np.median(top_vals):.3f}; random head pairs median {np.median(rand_vals):.3f}, "
+          f"90th percentile {np.quantile(rand_vals, 0.9):.3f}; Gaussian baseline {MEASURES[name][1]:.3f}")
+    print(f"    percentile of each top pair among random head pairs: median {np.median(pct):.0%}, "
+          f"{np.mean(pct > 0.9):.0%} of them above the 90th; random head pairs above the Gaussian baseline: "
+          f"{np.mean(rand_vals > MEASURES[name][1]):.0%}")
 
 # %% [markdown]
-# **Reveal.** Compare the red lines with the gray histogram, and the printed percentiles. The top
-# previous-token -> induction pairs sit in the upper tail of the random head pairs (the printed median
-# percentile; `tests/test_llama.py` checks that it is above 75%), though not every one of them does:
-# a strong previous-token head need not feed a given induction head. Random *head pairs* sit only a
-# little above random *Gaussian* matrices (the dashed line) here, but it is the random heads that are
-# the fair baseline for a trained model. The toy model's bridge (sections 4-5) was clean; in a real
-# model it is one signal among many.
+# **Reveal.** Compare the red lines with the gray histograms, and the printed percentiles: how far
+# into the upper tail of the random head pairs the top pairs sit under each measure, whether every
+# top pair does, and how far the random head pairs sit from the dashed Gaussian baseline.
+# `tests/test_llama.py` checks that the median percentile of the top pairs' matching is above 75%.
+# A strong previous-token head need not feed a given induction head, so some red lines can sit in the
+# bulk. Where the random head pairs sit above the Gaussian line, a ratio to the Gaussian baseline
+# (section 12's maps) overstates how special a pair is. The toy model's bridge (sections 4-5) had
+# one pair and no competitors; in a real model it is one signal among many.
 
 # %% [markdown]
 # ## 14. A causal test in the real model
 #
 # Weights and attention patterns are still correlations. As on the toy (section 2), silence one head
-# at a time (zero ablation) and measure SmolLM2's loss on the second copy of the repeated tokens: the
-# top induction head, the strongest previous-token head in an earlier layer, and, as a control, five
-# random heads.
+# at a time and measure SmolLM2's loss on the second copy of repeated random tokens: the top induction
+# head, the strongest previous-token head in an earlier layer, and, as a control, five random heads.
+# The ablation is a **mean ablation** (each head's output replaced, at each position, by its mean over
+# the batch), so a rise in loss is not an artefact of feeding the model an all-zero head output it
+# never sees. The batch is a fresh one of 32 sequences (16 random tokens, repeated), so that each
+# loss change comes with an error bar: the mean over sequences, $\pm 2$ standard errors.
 #
 # **Predict first:** one head out of 270: does removing it change the second-copy loss at all?
 
 # %%
-def second_copy_loss(logits):
-    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, llm_tokens[:, 1:, None])[..., 0]
-    return float(-logp[:, -(L_LLM - 1):].mean())  # targets in the second copy that have a twin before them
+N_ABL, L_ABL = 32, 16
+abl_tokens = repeated_random_tokens(N_ABL, L_ABL, (1000, 20000), torch.Generator().manual_seed(2), prefix=1)
 
 
-with torch.no_grad():
-    clean_loss = second_copy_loss(llm(llm_tokens))
+def second_copy_loss_per_seq(logits):
+    """Mean loss per sequence on the second-copy targets that have a twin before them, ``[n_seq]``."""
+    logp = torch.log_softmax(logits[:, :-1].double(), -1).gather(-1, abl_tokens[:, 1:, None])[..., 0]
+    return -logp[:, -(L_ABL - 1):].mean(1).numpy()
+
+
 prev_feeder = max(((layer, h, sc) for layer, h, sc in top_heads(scores["previous_token"], 20) if layer < li), key=lambda t: t[2])
 chosen = {f"top induction head L{li}H{hi}": (li, hi),
           f"top previous-token head before it L{prev_feeder[0]}H{prev_feeder[1]}": prev_feeder[:2]}
@@ -660,41 +865,68 @@ special = {(layer, h) for layer, h, _ in top_prev + top_ind}
 rng_heads = np.random.default_rng(1)
 while len(chosen) < 7:
     head = (int(rng_heads.integers(llm.cfg.n_layers)), int(rng_heads.integers(llm.cfg.n_heads)))
-    if head not in special:
+    if head not in special and head not in chosen.values():
         chosen[f"random head L{head[0]}H{head[1]}"] = head
-ablation_loss = {name: second_copy_loss(ablate_head(llm, llm_tokens, *head)) for name, head in chosen.items()}
+z_names = sorted({f"blocks.{layer}.attn.hook_z" for layer, _ in chosen.values()})
+with torch.no_grad():
+    abl_logits, abl_cache = llm.run_with_cache(abl_tokens, names_filter=z_names)
+clean_per_seq = second_copy_loss_per_seq(abl_logits)
+first_copy_loss = float(-torch.log_softmax(abl_logits[:, :L_ABL].double(), -1).gather(-1, abl_tokens[:, 1 : L_ABL + 1, None])[:, 1:].mean())
+rise = {}  # name -> per-sequence loss increase under mean ablation
+for name, (layer, h) in chosen.items():
+    mean_z = abl_cache[f"blocks.{layer}.attn.hook_z"][:, :, h].mean(0)
+    rise[name] = second_copy_loss_per_seq(ablate_head(llm, abl_tokens, layer, h, "mean", mean_z=mean_z)) - clean_per_seq
+rise_mean = {name: float(r.mean()) for name, r in rise.items()}
+rise_err = {name: float(2 * r.std(ddof=1) / np.sqrt(len(r))) for name, r in rise.items()}
 fig, ax = plt.subplots(figsize=(8, 3))
-ax.barh(list(ablation_loss), [v - clean_loss for v in ablation_loss.values()], color=["C3", "C1"] + ["gray"] * 5)
-ax.set(xlabel="second-copy loss increase (nats)", title="Zero-ablating one head of SmolLM2-135M")
+ax.barh(list(rise), list(rise_mean.values()), xerr=list(rise_err.values()), capsize=3, color=["C3", "C1"] + ["gray"] * 5)
+ax.axvline(0, color="k", lw=0.5)
+ax.set(xlabel="second-copy loss increase (nats), mean +- 2 SE over 32 sequences",
+       title="Mean-ablating one head of SmolLM2-135M-Instruct")
 ax.invert_yaxis()
 plt.show()
-print(f"clean second-copy loss {clean_loss:.2f} nats")
-for name, v in ablation_loss.items():
-    print(f"{name:>45}: {v:.2f} ({v - clean_loss:+.2f})")
+print(f"clean second-copy loss {clean_per_seq.mean():.2f} nats (mean over {N_ABL} sequences)")
+for name in rise:
+    print(f"{name:>45}: {rise_mean[name]:+.2f} +- {rise_err[name]:.2f} nats")
 
 # %% [markdown]
-# **Reveal.** Read the printed losses. The random heads change the loss much less than the two heads
-# of the circuit. The top induction head matters, but the model keeps some copying without it (other
-# induction heads share the work). The previous-token head that feeds them can matter even more:
-# without the "previous token" it writes, every induction head downstream loses its key. The robust
-# version is tested (`tests/test_llama.py`): each of the two circuit heads raises the loss by more than
-# a nat, and by more than every random control head.
-#
+# **Reveal.** Look at the two colored bars against the gray ones, and at whether the error bars
+# overlap. The cell below compares them for this batch. The test (`tests/test_llama.py`) checks the
+# robust part on its own batch: under mean ablation, each of the two circuit heads raises the loss by
+# more than every random control head, beyond the error bars. If the top induction head's bar is
+# much shorter than the loss a model that cannot copy would have, other induction heads are doing
+# part of the work (the first "Try next" below tests that).
+
+# %%
+controls = [name for name in rise if name.startswith("random")]
+worst_control = max(controls, key=lambda n: rise_mean[n] + rise_err[n])
+for name in list(rise)[:2]:
+    apart = rise_mean[name] - rise_err[name] > rise_mean[worst_control] + rise_err[worst_control]
+    print(f"{name}: {rise_mean[name]:+.2f} +- {rise_err[name]:.2f} nats, "
+          f"{'above' if apart else 'NOT clearly above'} the largest control ({worst_control}: "
+          f"{rise_mean[worst_control]:+.2f} +- {rise_err[worst_control]:.2f}); it leaves "
+          f"{clean_per_seq.mean() + rise_mean[name]:.2f} nats of loss where the first copy costs "
+          f"{first_copy_loss:.2f}")
+
+# %% [markdown]
 # ## What you saw, and what to try next
 #
-# * **Causal:** ablating the previous-token head collapses induction; patching its clean output
-#   mends "where to look" and not "what to copy"; removing the shared subspace hurts far more than
-#   removing random subspaces.
-# * **Standard tools:** K-composition and the principal-angle matching both leave their baselines as
-#   the circuit forms, but measure different things (weighted overlap vs best-aligned directions).
-#   The induction head copies (its full OV circuit); the previous-token head's preference is in its
-#   positional QK circuit; folding the layer norm is an exact identity up to one scale per token.
+# * **Causal** (each tested on every seed that learned): ablating the previous-token head collapses
+#   induction; patching its clean output, at the first copy's positions, mends "where to look" and
+#   not "what to copy"; removing the shared subspace hurts more than most random subspaces. Whether
+#   it hurts more than removing the writer's own strongest directions is this run's printed answer.
+# * **Standard tools:** K-composition and the principal-angle matching measure different things
+#   (weighted overlap vs best-aligned directions); the distance-0 matching is a noisy proxy that
+#   the pool-size files show moving apart from the OOD error on some seeds. The induction head
+#   copies by both copying scores; the previous-token head's preference for distance 1 is in its
+#   positional QK circuit; folding the layer norm is exact, and leaves a per-token $1/\sigma$ and a
+#   bias, of which the key's share can change which key wins.
 # * **Real model:** induction and previous-token heads are easy to find by their attention; their
-#   weight-level bridge must be judged against random *heads*, not random matrices; and ablating them,
-#   unlike random heads, breaks in-context copying.
+#   weight-level bridge must be judged against random *heads*, not only random matrices; and
+#   mean-ablating them raises the second-copy loss more than random heads do.
 #
 # **Try next:**
-# 1. Ablate the top three induction heads of SmolLM2 at once (one hook per head on
+# 1. Mean-ablate the top three induction heads of SmolLM2 at once (one hook per head on
 #    `blocks.{l}.attn.hook_z`): how much copying is left?
 # 2. Repeat section 4 with $r = 2$ and $r = 8$: from which rank on does the shared subspace beat random ones?
 # 3. Use RMS instead of largest (`pair_matching(..., summary="rms")`) in section 13.

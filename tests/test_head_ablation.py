@@ -10,6 +10,8 @@ import torch
 from toyattn.head_ablation import (
     ablate_head,
     copy_accuracy,
+    copy_loss,
+    copy_positions,
     corrupt_first_copy,
     offset_parity_mask,
     orthonormal_basis,
@@ -18,7 +20,7 @@ from toyattn.head_ablation import (
 )
 from toyattn.induction import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
 from toyattn.induction_heads import head_factors, key_directions
-from toyattn.interventions import patch_activation
+from toyattn.interventions import patch_activation, patch_positions
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 TASK = CopyTaskConfig()
@@ -137,12 +139,18 @@ def test_patching_the_previous_token_head_mends_where_and_not_what(trained):
     models, batch = trained
     bad = corrupt_first_copy(batch, TASK.vocab_size, torch.Generator().manual_seed(0))
     even, odd = offset_parity_mask(batch, 0), offset_parity_mask(batch, 1)
+    first = copy_positions(batch, "first")
     for model in models:
-        corrupted, patched = model(bad), patch_activation(model, bad, batch.tokens, "blocks.0.attn.hook_z")
-        clean_even = copy_accuracy(model(batch.tokens), batch, even)
-        recovered = (copy_accuracy(patched, batch, even) - copy_accuracy(corrupted, batch, even)) / (
-            clean_even - copy_accuracy(corrupted, batch, even))
-        assert recovered > 0.5
+        clean, corrupted = model(batch.tokens), model(bad)
+        patched = patch_activation(model, bad, batch.tokens, "blocks.0.attn.hook_z")
+        keys_only = patch_positions(model, bad, batch.tokens, "blocks.0.attn.hook_z", first)
+
+        def share(metric, logits, clean=clean, corrupted=corrupted):  # 0: as corrupted, 1: as clean
+            return (metric(logits, batch, even) - metric(corrupted, batch, even)) / (
+                metric(clean, batch, even) - metric(corrupted, batch, even))
+
+        assert share(copy_accuracy, patched) > 0.5 and share(copy_loss, patched) > 0.5
+        assert share(copy_accuracy, keys_only) > 0.5  # the first copy is where the message is read
         assert copy_accuracy(patched, batch, odd) < 0.3  # the copied token itself was corrupted
 
 
@@ -180,3 +188,41 @@ def test_the_standard_circuit_tools_see_the_circuit_on_every_learned_seed(traine
             q = (normed @ attn.W_Q[0] + attn.b_Q[0]).mean(0).double().numpy()
             k = (normed @ attn.W_K[0] + attn.b_K[0]).mean(0).double().numpy()
         assert K.positional_qk_scores(q, k, None, None, range(32)).argmax() == 1
+
+
+def test_copy_loss_is_the_mean_cross_entropy_of_the_scored_tokens():
+    batch = make_test_sets(TASK, 6, seed=3)["ood"]
+    logits = torch.randn(*batch.tokens.shape, TASK.vocab_size, generator=torch.Generator().manual_seed(0))
+    logp = torch.log_softmax(logits.double(), -1)
+    even = offset_parity_mask(batch, 0)
+    for targets in (None, even):
+        mask = batch.scored if targets is None else batch.scored & targets
+        expect = -np.mean([float(logp[i, j - 1, batch.tokens[i, j]]) for i, j in mask.nonzero().tolist()])
+        assert abs(copy_loss(logits, batch, targets) - expect) < 1e-9
+    # A perfect copier has loss near 0 and accuracy 1.
+    perfect = 50.0 * torch.nn.functional.one_hot(torch.roll(batch.tokens, -1, 1), TASK.vocab_size).double()
+    assert copy_loss(perfect, batch) < 1e-6 and copy_accuracy(perfect, batch) == 1.0
+
+
+def test_copy_positions_cover_each_copy():
+    batch = make_test_sets(TASK, 8, seed=4)["ood"]
+    first, second = copy_positions(batch, "first"), copy_positions(batch, "second")
+    for i in range(8):
+        f, s, n = int(batch.first[i]), int(batch.second[i]), int(batch.length[i])
+        assert first[i].nonzero().flatten().tolist() == list(range(f, f + n))
+        assert second[i].nonzero().flatten().tolist() == list(range(s, s + n))
+    assert not (first & second).any()
+    with pytest.raises(ValueError, match="first"):
+        copy_positions(batch, "third")
+
+
+def test_mean_ablation_with_a_precomputed_mean_equals_the_reference_run():
+    model = small_model()
+    tokens = torch.randint(0, 7, (5, 9), generator=torch.Generator().manual_seed(4))
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_z")
+    mean = cache["blocks.0.attn.hook_z"][:, :, 1].mean(0)
+    torch.testing.assert_close(ablate_head(model, tokens, 0, 1, "mean", mean_z=mean), ablate_head(model, tokens, 0, 1, "mean"))
+    with pytest.raises(ValueError, match="mean_z"):
+        ablate_head(model, tokens, 0, 1, "zero", mean_z=mean)
+    with pytest.raises(ValueError, match="mean_z"):
+        ablate_head(model, tokens, 0, 1, "mean", mean_z=mean[:3])

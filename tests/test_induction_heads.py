@@ -68,3 +68,54 @@ def test_random_matching_baseline_has_the_distribution_of_the_svd_one():
         slow, slow_std = C.random_baseline(24, 4, n_runs=400, summary=summary)
         assert abs(fast - slow) < 0.03 and abs(fast_std - slow_std) < 0.03
     assert random_matching_baseline(576, 10, n_runs=20)[0] == pytest.approx(C.expected_random_matching(576, 10), abs=0.06)
+
+
+def test_distinct_halves_have_no_repeated_token_and_are_repeated():
+    tokens = repeated_random_tokens(50, 15, (0, 24), torch.Generator().manual_seed(2), distinct=True)
+    assert tokens.shape == (50, 30)
+    assert torch.equal(tokens[:, :15], tokens[:, 15:])
+    assert all(len(set(row[:15].tolist())) == 15 for row in tokens)
+    assert tokens.min() >= 0 and tokens.max() < 24
+    # Every id is used: the draw is a uniform permutation's prefix, not a fixed subset.
+    assert set(tokens.flatten().tolist()) == set(range(24))
+    with pytest.raises(ValueError, match="distinct"):
+        repeated_random_tokens(1, 10, (0, 5), torch.Generator(), distinct=True)
+
+
+def test_token_matrices_fold_the_final_norm_and_the_circuits_are_the_products():
+    from toyattn.circuits import qk_circuit
+    from toyattn.induction_heads import head_factors, ov_matrix, qk_matrix, token_matrices
+
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=7, max_len=9, d_model=8, n_layers=2, n_heads=2))
+    with torch.no_grad():
+        model.ln_final.weight.add_(0.3 * torch.randn(8))
+        model.ln_final.bias.add_(0.3 * torch.randn(8))
+    W_E, W_U = token_matrices(model)
+    np.testing.assert_allclose(W_E, model.embed.W_E.detach().double().numpy())
+    x = torch.randn(5, 8, dtype=torch.float64)
+    ln = model.ln_final.double()
+    with torch.no_grad():
+        logits = (ln(x) - ln.bias) @ model.unembed.weight.double().T
+    sigma = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + ln.eps)
+    np.testing.assert_allclose((x / sigma).numpy() @ W_U, logits.numpy(), atol=1e-10)
+    f = head_factors(model, 1, 1)
+    np.testing.assert_allclose(ov_matrix(f), f["W_V"] @ f["W_O"])
+    np.testing.assert_allclose(qk_matrix(f, 3, 100.0), qk_circuit(f["W_Q"], f["W_K"], 3, 100.0))
+
+
+def test_the_recorded_pool_sweeps_hold_the_counterexamples_lesson5_names():
+    """Lesson 5, sections 5 and 10, call the distance-0 matching a noisy proxy because the recorded sweeps
+    hold seeds where it is high while the OOD error is high, and seeds where it is below its baseline while
+    the OOD error is partly down. If a re-recorded sweep loses these, the lesson's prose must change."""
+    import json
+    from pathlib import Path
+
+    from toyattn.circuits import random_baseline
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    runs = [r for name in ("pool_size_sweep.json", "pool_size_sweep_1500.json")
+            for r in json.loads((results / name).read_text())["runs"]]
+    base, std = random_baseline(32, 4, n_runs=50)
+    assert any(r["ood_error"] > 0.5 and r["match_largest_4"] > base + 2 * std for r in runs)
+    assert any(r["ood_error"] < 0.6 and r["match_largest_4"] < base for r in runs)

@@ -153,3 +153,28 @@ def test_bad_arguments(untrained):
     with pytest.raises(KeyError, match="lacks"):
         edge_contribution({"hook_v": torch.zeros(1, 5, 7)}, 3, 1)
     assert _no_hooks(untrained)
+
+
+def test_patch_positions_copies_the_source_exactly_where_the_mask_says(untrained):
+    from toyattn.interventions import patch_positions
+
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 7, (3, 4), generator=g)
+    source = (tokens + 1) % 7
+    # A full column of the mask is patch_activation at that position.
+    col = torch.zeros(3, 4, dtype=torch.bool)
+    col[:, 1] = True
+    torch.testing.assert_close(patch_positions(untrained, tokens, source, "hook_v", col),
+                               patch_activation(untrained, tokens, source, "hook_v", positions=1))
+    # Different positions per sequence: each row matches a one-sequence patch at its own position.
+    where = torch.zeros(3, 4, dtype=torch.bool)
+    where[0, 0], where[1, 2], where[2, 3] = True, True, True
+    out = patch_positions(untrained, tokens, source, "hook_v", where)
+    for i, p in enumerate((0, 2, 3)):
+        torch.testing.assert_close(out[i : i + 1], patch_activation(untrained, tokens[i : i + 1], source[i : i + 1], "hook_v", positions=p))
+    # An empty mask changes nothing; the hooks are gone afterwards.
+    with torch.no_grad():
+        torch.testing.assert_close(patch_positions(untrained, tokens, source, "hook_v", torch.zeros_like(where)), untrained(tokens))
+    assert _no_hooks(untrained)
+    with pytest.raises(ValueError, match="bool mask"):
+        patch_positions(untrained, tokens, source, "hook_v", where.long())

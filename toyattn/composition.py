@@ -5,7 +5,7 @@ matching (:mod:`toyattn.circuits`). Conventions are the course's row vectors (Tr
 ARENA): a head's QK circuit is ``W_qk = W_Q R W_K^T / sqrt(d_head)`` (score ``x_q W_qk x_k^T``) and
 its OV circuit ``W_ov = W_V W_O`` (a source residual ``x`` writes ``x W_ov``).
 
-Sources (see ``../shared/references.md``): Elhage et al., "A Mathematical Framework for Transformer
+Sources (see ``docs/references.md``): Elhage et al., "A Mathematical Framework for Transformer
 Circuits" (2021): composition scores and the eigenvalue copying score; ARENA 3.0 chapter 1.2: the
 same scores in this convention, the random baseline and the top-1 copying test.
 """

@@ -26,6 +26,8 @@ __all__ = [
     "orthonormal_basis",
     "random_subspace",
     "copy_accuracy",
+    "copy_loss",
+    "copy_positions",
     "corrupt_first_copy",
     "offset_parity_mask",
 ]
@@ -49,6 +51,7 @@ def ablate_head(
     head: int,
     mode: Literal["zero", "mean"] = "zero",
     reference: torch.Tensor | None = None,
+    mean_z: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits with head ``head`` of layer ``layer`` silenced (its ``z``, so its output, replaced).
 
@@ -56,9 +59,16 @@ def ablate_head(
     each position by its mean over the sequences of ``reference`` (default: ``tokens`` themselves),
     so the head keeps its average output but no longer says anything about *this* sequence. Mean
     ablation is the gentler control: a collapse under it is not an artefact of an unusual zero input.
+    ``mean_z [pos, d_head]``: that mean, already computed (e.g. from a cache of a run you already
+    have), so that no reference run is needed; it must cover ``tokens``' positions.
     """
     name = _check_head(model, layer, head)
-    if mode == "mean":
+    if mean_z is not None:
+        if mode != "mean" or reference is not None:
+            raise ValueError("mean_z is the mean of a mean ablation: pass it with mode='mean' and no reference.")
+        if mean_z.shape[0] != tokens.shape[-1]:
+            raise ValueError(f"mean_z must be [pos={tokens.shape[-1]}, d_head], got {tuple(mean_z.shape)}.")
+    elif mode == "mean":
         ref = tokens if reference is None else reference
         if ref.shape[-1] != tokens.shape[-1]:
             raise ValueError(f"reference sequences must have tokens' length {tokens.shape[-1]}, got {ref.shape[-1]}.")
@@ -120,6 +130,28 @@ def copy_accuracy(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor 
     right = logits[:, :-1].argmax(-1) == batch.tokens[:, 1:].to(logits.device)
     scored = mask[:, 1:].to(logits.device)
     return float((right & scored).sum() / scored.sum().clamp(min=1))
+
+
+def copy_loss(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor | None = None) -> float:
+    """Mean cross-entropy (nats) of the scored second-copy tokens under ``logits [batch, pos, vocab]``.
+
+    The continuous companion of :func:`copy_accuracy` (same positions, same ``targets`` option): it
+    also moves when the right token gains or loses probability without changing the argmax.
+    """
+    if logits.shape[:2] != batch.tokens.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} must be [batch, pos, vocab] for tokens {tuple(batch.tokens.shape)}.")
+    mask = (batch.scored if targets is None else targets & batch.scored)[:, 1:].to(logits.device)
+    logp = torch.log_softmax(logits.detach()[:, :-1].double(), -1).gather(-1, batch.tokens[:, 1:, None].to(logits.device))[..., 0]
+    return float(-(logp * mask).sum() / mask.sum().clamp(min=1))
+
+
+def copy_positions(batch: CopyBatch, which: Literal["first", "second"]) -> torch.Tensor:
+    """``[batch, pos]`` bool: the positions of the pattern's first or second copy in each sequence."""
+    if which not in ("first", "second"):
+        raise ValueError(f"which must be 'first' or 'second', got {which!r}.")
+    start = batch.first if which == "first" else batch.second
+    offset = torch.arange(batch.tokens.shape[1])[None, :] - start[:, None]
+    return (offset >= 0) & (offset < batch.length[:, None])
 
 
 def corrupt_first_copy(batch: CopyBatch, vocab_size: int, generator: torch.Generator, parity: int = 1) -> torch.Tensor:

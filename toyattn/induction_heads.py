@@ -1,7 +1,7 @@
 """Find previous-token and induction heads in any hooked model by their attention on repeated random tokens, and read their QK-OV bridge.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``). The scores follow Olsson et al., "In-context
-Learning and Induction Heads" (2022) and ARENA 3.0 chapter 1.2 (see ``../shared/references.md``):
+Learning and Induction Heads" (2022) and ARENA 3.0 chapter 1.2 (see ``docs/references.md``):
 on a random sequence of ``L`` tokens repeated twice, an **induction head** at position ``t`` of the
 second half attends to ``t - L + 1`` (the token after the previous occurrence of the current
 token); a **previous-token head** attends to ``t - 1``. Each score is that attention weight averaged
@@ -29,6 +29,9 @@ __all__ = [
     "head_scores",
     "top_heads",
     "head_factors",
+    "ov_matrix",
+    "qk_matrix",
+    "token_matrices",
     "key_directions",
     "output_directions",
     "pair_matching",
@@ -38,13 +41,29 @@ __all__ = [
 
 
 def repeated_random_tokens(
-    n_seq: int, length: int, vocab: tuple[int, int], generator: torch.Generator, prefix: int | None = None
+    n_seq: int,
+    length: int,
+    vocab: tuple[int, int],
+    generator: torch.Generator,
+    prefix: int | None = None,
+    distinct: bool = False,
 ) -> torch.Tensor:
-    """``[n_seq, 2 * length]`` (``+1`` with a ``prefix`` token first): uniform tokens from ``range(*vocab)``, repeated once."""
+    """``[n_seq, 2 * length]`` (``+1`` with a ``prefix`` token first): uniform tokens from ``range(*vocab)``, repeated once.
+
+    ``distinct=True`` draws each half without replacement (``length`` different tokens), so every
+    token of the second half has exactly one earlier occurrence and one successor to copy. With
+    replacement and a small vocabulary, a token that occurs twice in the first half has two
+    candidate successors, and copying cannot say which comes next.
+    """
     lo, hi = vocab
     if not 0 <= lo < hi or length < 2:
         raise ValueError(f"Need a token range 0 <= lo < hi and length >= 2, got vocab={vocab}, length={length}.")
-    half = torch.randint(lo, hi, (n_seq, length), generator=generator)
+    if distinct and length > hi - lo:
+        raise ValueError(f"distinct=True needs length <= the number of token ids ({hi - lo}), got length={length}.")
+    if distinct:
+        half = lo + torch.rand(n_seq, hi - lo, generator=generator).argsort(dim=1)[:, :length]
+    else:
+        half = torch.randint(lo, hi, (n_seq, length), generator=generator)
     tokens = torch.cat([half, half], dim=1)
     if prefix is not None:
         tokens = torch.cat([torch.full((n_seq, 1), prefix, dtype=tokens.dtype), tokens], dim=1)
@@ -99,6 +118,36 @@ def head_factors(model: Any, layer: int, head: int, fold: bool = True) -> dict[s
         for name in ("W_Q", "W_K", "W_V"):
             f[name] = fold_norm(f[name], gain, center=center)
     return f
+
+
+def ov_matrix(f: dict[str, np.ndarray]) -> np.ndarray:
+    """A head's OV circuit ``W_ov = W_V W_O`` ``[d_model, d_model]`` from :func:`head_factors`."""
+    return f["W_V"] @ f["W_O"]
+
+
+def qk_matrix(f: dict[str, np.ndarray], distance: int = 0, base: float = 10000.0) -> np.ndarray:
+    """A head's QK circuit ``W_Q R(distance) W_K^T / sqrt(d_head)`` ``[d_model, d_model]`` (see :func:`toyattn.circuits.qk_circuit`)."""
+    from toyattn.circuits import qk_circuit
+
+    return qk_circuit(f["W_Q"], f["W_K"], distance, base)
+
+
+def token_matrices(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(W_E [vocab, d_model], W_U [d_model, vocab])`` of a hooked model, float64, the final norm folded into ``W_U``.
+
+    The final norm's gain (and, for LayerNorm, its centring) is folded into ``W_U`` as
+    :func:`head_factors` folds ``ln1`` into a head, so ``x W_U`` is the logit up to one positive
+    scale per token. Any unembedding bias is left out: it is the same for every source token.
+    """
+    from toyattn.composition import fold_norm
+
+    W_E = model.embed.W_E if hasattr(model, "embed") else model.W_E
+    W_U = model.unembed.weight.T if hasattr(model, "unembed") else model.W_U
+    W_E, W_U = as_matrix(W_E, "W_E"), as_matrix(W_U, "W_U")
+    norm = model.ln_final
+    if hasattr(norm, "weight"):
+        W_U = fold_norm(W_U, as_matrix(norm.weight, "ln_final.weight", ndim=1), center=isinstance(norm, torch.nn.LayerNorm))
+    return W_E, W_U
 
 
 def _top_right_vectors(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ reads there *causes* the prediction:
   logits without it;
 * :func:`patch_activation` runs the model on one sentence with an activation copied from another
   sentence's run (e.g. the value vector of "man" put into the "woman" run);
+* :func:`patch_positions` does the same at positions that differ from sequence to sequence (a
+  ``[batch, pos]`` mask), e.g. only the first copy of a repeated pattern (lesson 5);
 * :func:`patch_edge` replaces exactly what one query reads from one key (weight times value) with
   what it read in the other sentence.
 
@@ -133,6 +135,43 @@ def patch_activation(
         act = act.clone()
         act[:, index] = source[:, index].to(act.device)
         return act
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, patch)])
+
+
+def patch_positions(
+    model: HookedModule,
+    tokens: torch.Tensor,
+    source_tokens: torch.Tensor,
+    hook_name: str,
+    where: torch.Tensor,
+) -> torch.Tensor:
+    """Run ``tokens`` with ``hook_name``'s activation copied from a run on ``source_tokens`` where ``where`` is True.
+
+    Like :func:`patch_activation`, but the patched positions may differ between sequences:
+    ``where [batch, pos]`` (bool) says, for each sequence, which positions (axis 1 of the
+    activation) get the source run's value; all others keep this run's. Lesson 5 patches the
+    first copy of a pattern (the keys the induction head reads) and the second copy (its
+    queries) separately this way.
+
+    Returns:
+        Logits ``[batch, pos, vocab]`` of the patched run (no gradient).
+    """
+    if tokens.shape != source_tokens.shape:
+        raise ValueError(
+            f"tokens and source_tokens must have the same shape to line positions up, got "
+            f"{tuple(tokens.shape)} and {tuple(source_tokens.shape)}."
+        )
+    if where.dtype != torch.bool or where.shape != tokens.shape:
+        raise ValueError(f"where must be a bool mask shaped like tokens {tuple(tokens.shape)}, got "
+                         f"{where.dtype} {tuple(where.shape)}.")
+    _, cache = model.run_with_cache(source_tokens, names_filter=hook_name)
+    source = cache[hook_name]
+
+    def patch(act: torch.Tensor, *, hook: HookPoint) -> torch.Tensor:
+        mask = where.to(act.device).reshape(*where.shape, *([1] * (act.dim() - 2)))
+        return torch.where(mask, source.to(act), act)
 
     with torch.no_grad():
         return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, patch)])
