@@ -83,7 +83,7 @@ SCALE = "cpu"  # "cpu": seconds on a laptop; "gpu": closer to the paper, minutes
 if SCALE == "gpu":
     TASK = CopyTaskConfig(vocab_size=64, seq_len=64, pattern_len=(10, 19), ood_pattern_len=25, skip=4)
     # The paper's learning rate. At this size the error can take a few thousand steps to drop (when
-    # depends on the seed and the machine); a larger lr, e.g. 3e-3, usually brings the drop earlier.
+    # depends on the seed and the machine); a larger lr, e.g. 3e-3, may bring the drop earlier: try it.
     TRAIN = TrainConfig(steps=6000, batch_size=128, lr=1e-3, checkpoint_every=200)
     D_MODEL = 64
     POOLS = [None, 100, 1000]
@@ -344,9 +344,9 @@ print(f"  the same bilinear form on the raw residual, x_i W_qk x_j = {resid[i] @
 # of a square root is at most the root of the mean); the cell prints both.
 #
 # One caveat before the numbers: the headline metrics below use $W_{qk}$ at distance $\delta = 0$
-# ($R$ = identity), the convention of the paper's figures. The induction head never uses distance 0:
-# a query at position $s + t$ in the second copy reads the key at $f + t + 1$ in the first, a
-# distance of $s - f - 1 = L + \text{gap} - 1$ for a pattern of length $L$ with $\text{gap}$ tokens
+# ($R$ = identity), as the paper's code does (its $W_{qk}$ has no rotary matrix). The induction head
+# never uses distance 0: a query at position $s + t$ in the second copy reads the key at $f + t + 1$
+# in the first, a distance of $s - f - 1 = L + \text{gap} - 1$ for a pattern of length $L$ with $\text{gap}$ tokens
 # between the copies. Section 8 measures the match at those real distances.
 #
 # **Predict first:** during training, does the QK–OV match rise before, during or after the drop in
@@ -475,19 +475,20 @@ print(f"\nOf {len(order)} seeds: the match rose above the baseline + 2 std befor
 
 # %% [markdown]
 # What to look for: compare each seed's two curves, not the seeds' average. On a seed that learns the
-# rule, the match and the OOD error usually move in the same stretch of training; the printed line says
-# which crossed first. On a seed whose OOD error stays high, can the match still climb well above the
-# baseline? If it can, a high match at distance 0 is not sufficient for the rule. Keep in mind what the
-# match is: the largest of 4 cosines, at distance 0 (a distance the induction head never uses; section
-# 8 measures the real ones), between subspaces that can swap directions from one checkpoint to the next. It is a **noisy
-# proxy** for "layer 2 reads what layer 1 writes", and single checkpoints can mislead.
+# rule, do the match and the OOD error move in the same stretch of training? The printed lines say
+# which crossed its threshold first. On a seed whose OOD error stays high, can the match still climb
+# well above the baseline? If it can, a high match at distance 0 is not sufficient for the rule. Keep
+# in mind what the match is: the largest of 4 cosines, at distance 0 (a distance the induction head
+# never uses; section 8 measures the real ones), between subspaces that can swap directions from one
+# checkpoint to the next. It is a **noisy proxy** for "layer 2 reads what layer 1 writes", and a
+# single checkpoint can mislead.
 #
-# The course has run more seeds than fit in this notebook: `benchmarks/bench_pool_size.py` trained
-# this model with seeds 0, 1 and 2 for 600 and 1500 steps and recorded the final OOD error and match
-# in `benchmarks/results/` (lesson 5 plots the whole sweep). The next cell lists the runs with fresh
-# patterns and with a pool of 1000, and counts the runs where the two numbers disagree: a match above
-# the baseline + 2 std with the OOD error still above 0.5, or the OOD error below 0.5 with the match
-# below the baseline's mean.
+# The course has also recorded longer runs: `benchmarks/bench_pool_size.py` trained this model
+# (`d_model` 32, CPU settings) with seeds 0, 1 and 2 for 600 and for 1500 steps and stored the final
+# OOD error and match in `benchmarks/results/` (lesson 5 plots the whole sweep over pool sizes). The
+# next cell lists the runs with fresh patterns and with a pool of 1000, and counts the runs where the
+# two numbers disagree: a match above the baseline + 2 std with the OOD error still above 0.5, or
+# the OOD error below 0.5 with the match below the baseline's mean.
 
 # %%
 RESULTS = Path(toyattn.__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -604,6 +605,10 @@ d_real = int(np.median(real))
 print(f"QK-OV match (rank {R_MAIN}, largest): {sweep[0][f'match_largest_{R_MAIN}']:.3f} at distance 0, "
       f"{sweep[d_real][f'match_largest_{R_MAIN}']:.3f} at the median real distance {d_real}; "
       f"diagonal z-score {sweep[0]['diag_zscore']:.2f} -> {sweep[d_real]['diag_zscore']:.2f}")
+band = [d for d in distances if real.min() <= d <= real.max()]
+in_band = {key: [sweep[d][key] for d in band] for key in (f"match_largest_{R_MAIN}", "diag_zscore")}
+print(f"inside the band ({len(band)} distances): match {min(in_band[f'match_largest_{R_MAIN}']):.3f} to "
+      f"{max(in_band[f'match_largest_{R_MAIN}']):.3f}, z-score {min(in_band['diag_zscore']):.2f} to {max(in_band['diag_zscore']):.2f}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for ax in axes:
     ax.axvspan(real.min(), real.max(), color="C2", alpha=0.15, label="real distances")
@@ -618,7 +623,7 @@ plt.show()
 
 # %% [markdown]
 # Compare the curves inside the shaded band with their value at distance 0, and read the printed
-# pair. If they hardly change, the circuit finds the earlier copy whether it is near or far, which
+# lines. If they hardly change, the circuit finds the earlier copy whether it is near or far, which
 # is the whole point of copying, and the distance-0 headline numbers of sections 6 and 7 stand for
 # the distances actually used. If they change, trust the numbers inside the band. (Why could it be
 # nearly distance-proof although $R(\delta)$ rotates the key directions? A hint for the curious:
@@ -631,7 +636,7 @@ plt.show()
 # embeddings into the part all tokens **share** (the mean embedding) and each token's **own** part
 # (its embedding minus the mean). `C.embedding_usage` measures how much of each part layer 1's $W_Q$
 # or $W_K$ reads: the length of the unit-normalised part projected onto the top-$r$ input directions
-# of $W_Q$ or $W_K$ (it ignores the layer norm's rescaling). For a subspace unrelated to the part,
+# of $W_Q$ or $W_K$ (it ignores the layer norm's rescaling). For a random subspace (as at initialisation),
 # the expected length is $\Gamma(\tfrac{r+1}{2})\Gamma(\tfrac d2) / \big(\Gamma(\tfrac r2)\Gamma(\tfrac{d+1}{2})\big)$,
 # a little below $\sqrt{r/d}$ (the root of the expected *squared* length $r/d$); the plot draws it as
 # "chance".
