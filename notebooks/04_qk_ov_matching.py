@@ -398,8 +398,8 @@ plot_dynamics(fresh, dyn[None], "Fresh patterns every step")
 # Read the panels left to right. Does the QK–OV match start near the random baseline, and in which
 # steps does it rise compared with the fall of the OOD error? Does the diagonal z-score climb and the
 # mismatch ratio drop in the same steps? Note how much the match jumps from one checkpoint to the
-# next: it is a noisy proxy (one cosine, at distance 0, between top-4 subspaces that can swap
-# directions when two singular values cross). What `tests/test_induction.py` checks, on every run it
+# next: it is a noisy proxy (one cosine, at distance 0, between top-4 subspaces, and a top-4 subspace
+# jumps whenever the 4th and 5th singular values trade places). What `tests/test_induction.py` checks, on every run it
 # trains that learned the rule, is the end state: a match above the baseline's mean + 2 standard
 # deviations that rose by at least 0.15, a diagonal z-score above 1.5 and under 30% mismatched rows.
 # The last panel asks a different question: does layer 1 write the copied token into the subspace
@@ -479,9 +479,9 @@ print(f"\nOf {len(order)} seeds: the match rose above the baseline + 2 std befor
 # which crossed its threshold first. On a seed whose OOD error stays high, can the match still climb
 # well above the baseline? If it can, a high match at distance 0 is not sufficient for the rule. Keep
 # in mind what the match is: the largest of 4 cosines, at distance 0 (a distance the induction head
-# never uses; section 8 measures the real ones), between subspaces that can swap directions from one
-# checkpoint to the next. It is a **noisy proxy** for "layer 2 reads what layer 1 writes", and a
-# single checkpoint can mislead.
+# never uses; section 8 measures the real ones), between top-4 subspaces that jump whenever the 4th
+# and 5th singular values trade places. It is a **noisy proxy** for "layer 2 reads what layer 1
+# writes", and a single checkpoint can mislead.
 #
 # The course has also recorded longer runs: `benchmarks/bench_pool_size.py` trained this model
 # (`d_model` 32, CPU settings) with seeds 0, 1 and 2 for 600 and for 1500 steps and stored the final
