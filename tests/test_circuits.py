@@ -141,6 +141,45 @@ def test_random_baseline_matches_its_analytic_expectation():
     assert C.expected_random_matching(10, 6, "largest") == 1.0
 
 
+def test_rms_baseline_is_below_sqrt_r_over_d_and_mean_squared_cosine_is_r_over_d():
+    # Lesson 4, section 6: E[mean cos^2] = r/d exactly; E[RMS] is smaller (Jensen), not equal to sqrt(r/d).
+    rng = np.random.default_rng(5)
+    d, r = 32, 4
+    mean_sq, rms = [], []
+    for _ in range(2000):
+        A = np.linalg.qr(rng.standard_normal((d, r)))[0]
+        B = np.linalg.qr(rng.standard_normal((d, r)))[0]
+        cos = C.principal_cosines(A, B)
+        mean_sq.append(np.mean(cos**2))
+        rms.append(C.summarise(cos, "rms"))
+    assert np.mean(mean_sq) == pytest.approx(r / d, abs=0.003)  # standard error about 0.0012
+    assert np.mean(rms) < C.expected_random_matching(d, r, "rms") - 0.002  # 0.349 against 0.354
+
+
+def test_expected_projected_length_matches_a_simulation_and_sits_below_sqrt_r_over_d():
+    # Lesson 4, section 9: the chance level of embedding_usage.
+    rng = np.random.default_rng(6)
+    for d, r in ((32, 4), (10, 7)):
+        U = np.linalg.qr(rng.standard_normal((d, r)))[0]
+        v = rng.standard_normal((20000, d))
+        lengths = np.linalg.norm(v @ U, axis=1) / np.linalg.norm(v, axis=1)
+        assert C.expected_projected_length(d, r) == pytest.approx(lengths.mean(), abs=0.005)
+        assert C.expected_projected_length(d, r) < math.sqrt(r / d)
+    assert C.expected_projected_length(5, 5) == 1.0
+
+
+def test_first_step_where_finds_the_first_crossing_in_either_direction():
+    steps = [0, 25, 50, 75, 100]
+    match = [0.5, 0.8, 0.6, 0.9, 0.95]  # crosses 0.74 at 25, dips, crosses again
+    error = [0.96, 0.95, 0.7, 0.3, 0.1]
+    assert C.first_step_where(steps, match, 0.74) == 25  # not 75 (the last crossing), not 1 (the index)
+    assert C.first_step_where(steps, error, 0.5, below=True) == 75  # not 0 (a crossing upwards)
+    assert C.first_step_where(steps, error, 0.05, below=True) is None
+    assert C.first_step_where(steps, match, 0.5) == 25  # strictly above
+    with pytest.raises(ValueError, match="one length"):
+        C.first_step_where(steps, match[:3], 0.5)
+
+
 def test_estimate_rank_recovers_a_planted_rank():
     rng = np.random.default_rng(8)
     n = 60

@@ -92,7 +92,7 @@ def _circuit_mistakes(model: Transformer) -> tuple[dict[str, torch.Tensor], dict
             l1.W_Q[0] @ l1.W_K[0].T / math.sqrt(d_head),
     }
     ov = {
-        "W_O^T W_V^T: transposed (a source residual x writes x @ W_V @ W_O)": (l1.W_V[0] @ l1.W_O[0]).T,
+        "W_O^T W_V^T: transposed (a source whose layer-normed residual is x writes x @ W_V @ W_O)": (l1.W_V[0] @ l1.W_O[0]).T,
         "layer 2's OV circuit (blocks[1]); the previous-token head is in layer 1 (blocks[0])": l2.W_V[0] @ l2.W_O[0],
     }
     if model.cfg.n_heads > 1:
