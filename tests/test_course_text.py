@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LECTURES = {int(p.name[:2]): p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py")}
 
 # "section 4", "sections 4 and 9", "sections 4, 5, 7, 12 and 13", "sections 1-4", "Section 8".
-SECTION_REF = re.compile(r"\b[Ss]ections? (\d+(?:\s*(?:,|and|-|–|to)\s*\d+)*)")
+# A reference may wrap onto the next comment line of a notebook ("section\n# 8", "6 and\n# 7").
+_WRAP = r"(?:\s*\n#)?"
+SECTION_REF = re.compile(rf"\b[Ss]ections?{_WRAP}\s+(\d+(?:\s*(?:,|and|or|-|–|to){_WRAP}\s*\d+)*)")
 # The lesson a reference names, in the text just before it: "lesson 4, ", "lesson 2's ", "notebooks/02_head...".
 LESSON_NAMED = re.compile(r"(?:[Ll]esson (\d+)|notebooks/(\d\d)_\w+)")
 
@@ -32,15 +34,16 @@ def _sections(path: Path) -> set[int]:
 def _numbers(listed: str) -> list[int]:
     """'4, 5 and 7' -> [4, 5, 7]; '1-4' -> [1, 2, 3, 4]."""
     out: list[int] = []
-    for part in re.split(r"\s*(?:,|and)\s*", listed):
+    listed = re.sub(r"\s*\n#\s*", " ", listed)
+    for part in re.split(r"\s*(?:,|and|or)\s*", listed):
         ends = [int(x) for x in re.split(r"\s*(?:-|–|to)\s*", part) if x]
         out += list(range(ends[0], ends[-1] + 1)) if len(ends) == 2 else ends
     return out
 
 
 def _sentence_before(text: str, at: int) -> str:
-    """The text of the sentence that ends at ``at``: back to the last full stop, blank line or cell marker."""
-    start = max(text.rfind(mark, 0, at) for mark in (". ", ".\n", "\n#\n", "\n\n", "# %%"))
+    """The text of the sentence (or clause) that ends at ``at``: back to the last full stop, semicolon, blank line or cell marker."""
+    start = max(text.rfind(mark, 0, at) for mark in (". ", ".\n", "; ", ";\n", "\n#\n", "\n\n", "# %%"))
     return text[start + 1:at]
 
 
@@ -79,6 +82,8 @@ def test_the_reference_reader_resolves_lessons_and_lists():
     """The checker itself: a list, a range and a named lesson are read as a reader would."""
     assert _numbers("4, 5, 7, 12 and 13") == [4, 5, 7, 12, 13]
     assert _numbers("1-4") == [1, 2, 3, 4]
+    assert [_numbers(m.group(1)) for m in SECTION_REF.finditer("# see section\n# 8 and sections 6 and\n# 7, or 9")] == [
+        [8], [6, 7]]
     text = "As in lesson 4, section 8 showed. Then section 2 here."
     assert LESSON_NAMED.findall(_sentence_before(text, text.index("section 8"))) == [("4", "")]
     assert LESSON_NAMED.findall(_sentence_before(text, text.index("section 2"))) == []
