@@ -71,7 +71,7 @@ def test_indefinite_init_is_symmetric_but_not_positive_semi_definite():
     W_Q = torch.stack([b.attn.W_Q.detach() for b in model.blocks])
     W_K = torch.stack([b.attn.W_K.detach() for b in model.blocks])
     torch.testing.assert_close(symmetry_score(W_Q, W_K), torch.ones(2, 2, dtype=torch.float64))
-    eigenvalues = torch.linalg.eigvalsh((W_Q.double() @ W_K.double().transpose(-1, -2)))  # symmetric: eigvalsh
+    eigenvalues = torch.linalg.eigvalsh(W_Q.double() @ W_K.double().transpose(-1, -2))  # symmetric: eigvalsh
     assert (eigenvalues.min(dim=-1).values < -1e-6).all() and (eigenvalues.max(dim=-1).values > 1e-6).all()
     again = indefinite_init_(small_model(causal=False), seed=4)  # the signs come from the seed
     assert torch.equal(again.blocks[1].attn.W_K, model.blocks[1].attn.W_K)
