@@ -749,9 +749,10 @@ print(f"In this run the masked model ends more symmetric than the causal one in 
 #
 # which for a symmetric $G$ is symmetric only when $W_q W_q^\top = W_k W_k^\top$ (the next cell checks
 # the formula against a real step, and measures $r$ of $\Delta M$ for a symmetric $G$). One case where it is
-# exact: if every $g_{ij} = g_{ji}$, a head with $W_q = W_k$ gets identical gradients for both maps and
-# stays at $W_q = W_k$, $r = 1$, for ever. So section 8's symmetric start is a test of the argument: how
-# fast $r$ drops from 1 there measures how far the real $g_{ij}$ are from $g_{ji}$.
+# exact: if every $g_{ij} = g_{ji}$, a head with $W_q = W_k$ (and $b_q = b_k$) gets identical gradients for
+# its two maps ($G W_q = G^\top W_q$) and stays at $W_q = W_k$, $r = 1$, for ever, whatever the optimiser.
+# So section 8's symmetric start is a test of the argument: any drop from $r = 1$ there shows that the
+# real $g_{ij}$ differ from $g_{ji}$, and how fast it drops measures how far.
 #
 # * **Bidirectional attention:** both $(i, j)$ and $(j, i)$ are in the sum for every two positions. When
 #   the objective treats both directions alike on average (filling in a character wants its left and its
@@ -946,8 +947,8 @@ for objective in THRESHOLDS:
 # The last printed lines follow $r$: every head starts at $r = 1$ from both symmetric starts, and the
 # test checks that by the time every run has reached the loss the $W_K = W_Q$ heads are well below it
 # (mean per-head $r$ under 0.9). By section 7's argument, a head with $W_q = W_k$ would stay at $r = 1$ if
-# $g_{ij} = g_{ji}$ held; its drop measures how far the masked objective's $g_{ij}$ are from $g_{ji}$ in
-# these runs. A null result here does not contradict the paper: this model has 2 layers of width 32 and
+# $g_{ij} = g_{ji}$ held; so the drop shows that even under the masked objective $g_{ij}$ and $g_{ji}$ differ
+# in these runs, and its size measures by how much. A null result here does not contradict the paper: this model has 2 layers of width 32 and
 # learns 850 characters, theirs are BERT-sized models on large corpora, and the steps they save may only
 # exist at that scale, or at lower losses than we can afford to train to in a notebook.
 # `benchmarks/bench_symmetric_init.py` runs the full grid (ten seeds, four thresholds per objective, 600
