@@ -632,8 +632,8 @@ if reports:
 # it. Be careful with the easy explanation "every key serves all the queries after it": over a sequence
 # there are exactly as many query roles as key roles, and in an encoder every key serves *every* query,
 # so that argument would predict columns for encoders too. A mechanism only causal masking provides: the
-# first token is visible to every query, the only key that is, so models learn to park
-# attention on them (*attention sinks*, Xiao et al. 2023, arXiv 2309.17453), a few key directions that
+# first token is visible to every query, the only key that is, so models can park
+# attention on it (*attention sinks*, Xiao et al. 2023, arXiv 2309.17453), a few key directions that
 # almost every query reads. Encoders have sink-like tokens too ([CLS], [SEP]; Clark et al. 2019, arXiv
 # 1906.04341), so treat this as a hypothesis to test, not the explanation.
 
@@ -850,11 +850,13 @@ for what in ("update M_end - M_start", "gradient dL/dM at the start", "gradient 
 # pairing is the cause.
 #
 # The gradient rows are the direct test, because the argument is about $\partial L / \partial M$, and they
-# do not back it: the same test checks that neither the gradient at the start nor the gradient averaged
-# along the run is more symmetric under the masked objective on every one of the five seeds. So at this scale $g_{ij}$ and $g_{ji}$ do not match well enough to make
-# $\partial L / \partial M$ more symmetric, and the more symmetric *update* must come from somewhere else
-# as well: the update is not a sum of $\partial L / \partial M$ (the cell above: even a symmetric gradient
-# moves $M$ unsymmetrically unless $W_q W_q^\top = W_k W_k^\top$, and AdamW rescales every weight's step).
+# do not reliably back it: the same test checks that neither the gradient at the start nor the gradient
+# averaged along the run is more symmetric under the masked objective on every one of the five seeds
+# (this run's rows are above). So these runs do not show $g_{ij}$ and $g_{ji}$ matching well enough to
+# make $\partial L / \partial M$ more symmetric, and the more symmetric *update* may come partly from
+# elsewhere: an update is not a sum of $\partial L / \partial M$ (the first code cell of this section: even a
+# symmetric gradient moves $M$ unsymmetrically unless $W_q W_q^\top = W_k W_k^\top$; and AdamW rescales
+# every weight's step).
 # The argument says what bidirectional attention *allows*; these runs do not show it is what happens.
 
 # %% [markdown]

@@ -184,11 +184,10 @@ def symmetric_init_(model: Transformer) -> Transformer:
 
 
 def indefinite_init_(model: Transformer, seed: int = 0) -> Transformer:
-    """The control for :func:`symmetric_init_`, in place: every head's ``W_K`` becomes ``W_Q D`` (``b_K``: ``b_Q D``).
+    """The control for :func:`symmetric_init_`, in place: every head's ``W_K`` becomes ``W_Q D`` (``b_K``: ``b_Q D``),
+    ``D`` a diagonal of signs, half +1 and half -1, in an order drawn from ``seed`` per layer and head.
 
-    ``D`` is a diagonal of signs, half ``+1`` and half ``-1`` in an order drawn from ``seed`` (per layer and
-    head). ``M = W_Q D W_Q^T`` is symmetric (``r = 1``) like ``W_Q W_Q^T``, but not positive semi-definite:
-    ``x M x^T`` is positive for some directions and negative for others, so the start has no built-in
+    ``M = W_Q D W_Q^T`` is symmetric (``r = 1``) but, unlike ``W_Q W_Q^T``, indefinite: no built-in
     preference for a token attending to itself. Needs ``d_head >= 2``. Returns ``model``.
     """
     if not isinstance(model, Transformer):
