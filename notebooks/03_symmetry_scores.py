@@ -22,7 +22,8 @@
 # matrix decides how much token $x$ wants to read token $y$, and how much $y$ wants to read $x$.
 # Are those two numbers the same? In this lesson you measure it, first on matrices small enough to
 # print, then on three real models (an encoder and two decoders), then on tiny models you train
-# yourself, where you can ask why training makes a head symmetric and whether starting symmetric helps.
+# yourself, where you can ask whether and why training makes a head symmetric, and whether starting
+# symmetric helps.
 #
 # **Learning goals.** After this lesson you can
 # 1. define the symmetry score of a head from $M = W_q W_k^\top$, and say what 1, 0 and 0.5 mean;
@@ -967,23 +968,26 @@ for objective in THRESHOLDS:
 #   flops instead of $2 d^2 d_h$, and it batches over layers and heads with einsum.
 # * Measured here: the encoder (MiniLM) is clearly more symmetric than the two decoders (SmolLM2 and
 #   Gemma 3, whose Q/K norm gains belong to the numerator of its scores), per head and per layer (ordinary
-#   medians), in line with Saponati et al.; the decoders' directionality is negative in most layers.
+#   medians), in line with Saponati et al. (though MiniLM itself was distilled and contrastively fine-tuned,
+#   not trained on masked tokens); the decoders' median directionality is negative.
 # * The gradient from a pair $(i, j)$ is the transpose of the one from $(j, i)$ up to its coefficient:
 #   bidirectional attention has both, causal attention one, so $\partial L/\partial M$ *can* be symmetric.
 #   A step on $W_q$, $W_k$ still changes $M$ symmetrically only if $W_q W_q^\top = W_k W_k^\top$. In the toy
 #   models masked training's accumulated update is the more symmetric one, consistent with the argument,
 #   while its gradient, even averaged along the run, is not reliably so.
 # * Starting symmetric ($W_K = W_Q$, or the indefinite control $W_K = W_Q D$) did not save steps at this
-#   scale, for either objective.
+#   scale, for either objective. $W_K = W_Q$ also makes $M$ positive semi-definite; a control that is
+#   symmetric without that is what separates the two.
 #
 # **Try next:**
-# 1. Re-run sections 6-8 with other seeds (`seed=1` in section 6, `seeds=range(5, 10)` in section 8). Then try `positions="rotary"` in
-#    section 6 (section 7's gradients refuse rotary models: $M$ alone no longer gives the score): positions
-#    then live in a rotation applied to $q$ and $k$, not in $W_q W_k^\top$. Does the masked model still
-#    become symmetric? Why might it not?
+# 1. Re-run sections 6-8 with other seeds (`seed=1` in section 6, `seeds=range(5, 10)` in section 8).
+#    Then try `positions="rotary"` in section 6 (section 7's gradients refuse rotary models: $M$ alone no
+#    longer gives the score): positions then live in a rotation applied to $q$ and $k$, not in
+#    $W_q W_k^\top$. Does the masked model still become symmetric? Why might it not?
 # 2. Run `python benchmarks/bench_symmetric_init.py`: ten seeds and four thresholds per objective. Does a
-#    lower threshold (later in training) change the verdict on the symmetric start?
-# 3. On a GPU, `train_runs("masked", seeds=range(5), inits=INITS, scale=4, steps=4000, text=...)` (from
+#    lower threshold (later in training) change the verdict on the symmetric start? Is the $W_K = W_Q$
+#    start slower than the standard one on most seeds, and does the indefinite control share that?
+# 3. On a GPU, `train_runs("masked", seeds=range(5), inits=INITS, scale=4, steps=4000, text=..., device="cuda")` (from
 #    `toyattn.symmetry_training`) with a longer text of your own: does a larger model gain from a
 #    symmetric start?
 # 4. Plot Gemma's per-layer $s$ with and without folding (`gemma_raw`): in which layers do the Q/K norm
