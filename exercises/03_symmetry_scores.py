@@ -11,8 +11,8 @@
 # 5. Score a whole layer, and explain why a layer can look symmetric when none of its heads is.
 #
 # Read `notebooks/03_symmetry_scores` first (sections 1-4). Shapes follow the course's convention:
-# `W_q`, `W_k` are `[d_model, d_head]`, a head's query is `q = x @ W_q`, and the head scores query
-# $x$ against key $y$ with $x^\top M y$, $M = W_q W_k^\top$. The **symmetry score** $r$ is the share of
+# `W_q`, `W_k` are `[d_model, d_head]`, a head's query is `q = x @ W_q` (row vectors), and the head scores
+# query $x$ against key $y$ with $x M y^\top$, $M = W_q W_k^\top$. The **symmetry score** $r$ is the share of
 # $\|M\|_F^2$ that lies in the symmetric part of $M$ (this problem set uses $r \in [0, 1]$, not the
 # signed $s = 2r - 1$ of published tables).
 #
@@ -69,21 +69,26 @@ print("W_k = -W_q:", float(score_by_definition(W_q, -W_q)))
 # score $y$ as $y$ scores $x$?), not whether the scores are positive.
 
 # %% [markdown]
-# ## Exercise 2: the trace form
+# ## Exercise 2: the score without the d x d matrix
 #
-# The lecture (section 3) showed that with the $d_h \times d_h$ matrices $A = W_q^\top W_q$,
-# $B = W_k^\top W_k$ and $C = W_k^\top W_q$,
-#
-# $$ r = \tfrac12\left(1 + \frac{\operatorname{tr}(C C)}{\operatorname{tr}(A B)}\right). $$
+# Exercise 1 builds the $d \times d$ matrix $M$: $2 d^2 d_h$ flops and $d^2$ numbers in memory, per head.
+# Yet $M$ has rank at most $d_h$, and everything about it is in two thin $[d, d_h]$ matrices.
 #
 # Write `score_by_trace(W_q, W_k)`, the same number as Exercise 1, without creating anything as large as
 # `d_model x d_model`, in torch or in NumPy: the check watches the sizes of the tensors your code makes
-# and the memory NumPy allocates, on a head with `d_model` over 1000.
+# and the memory NumPy allocates, on a head with `d_model` over 1000. Aim for a cost that grows like
+# $d\,d_h^2$, not $d^2 d_h$. Work it out on paper first: write both $\|M\|_F^2$ and the part that decides
+# the symmetric share as traces of products of $W_q$, $W_k$ and their transposes, and find an order of the
+# factors in which every matrix you form is small.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# $\operatorname{tr}(XY) = \sum_{ij} X_{ij} Y_{ji}$: you never need the product $XY$ itself, only the
+# First write $r$ as $\tfrac12\left(1 + \operatorname{tr}(MM)/\|M\|_F^2\right)$ (expand $\|M + M^\top\|_F^2$).
+# Both $\|M\|_F^2 = \operatorname{tr}(M^\top M)$ and $\operatorname{tr}(MM)$ are traces of a product of four thin
+# matrices, and a trace does not change when its factors are rotated cyclically,
+# $\operatorname{tr}(XYZ) = \operatorname{tr}(YZX)$: rotate until the products you form are $d_h \times d_h$.
+# Finally, $\operatorname{tr}(XY) = \sum_{ij} X_{ij} Y_{ji}$: you never need the product $XY$ itself, only the
 # sum of the entries of $X \odot Y^\top$ (`torch.einsum` can say this in one string).
 # </details>
 
@@ -252,9 +257,12 @@ print("layer score:", round(float(layer_score(pair_Q, pair_K)), 3))
 
 # %% [markdown]
 # Each head is an ordinary random head, but the layer scores 1: $M_\text{layer} = M_1 + M_1^\top$ is
-# symmetric by construction. The layer's $\|M_\text{layer}\|_F^2$ has cross terms
-# $2\langle M_h, M_{h'}\rangle$ between heads, so the layer score is not an average of head scores.
-# Only when those cross terms vanish (heads in mutually orthogonal directions) is it the
+# symmetric by construction. In the signed form $s = \operatorname{tr}(MM)/\|M\|_F^2$ of the layer, both parts
+# have cross terms between heads: the denominator $\|M_\text{layer}\|_F^2$ has $2\langle M_h, M_{h'}\rangle$ and the
+# numerator $\operatorname{tr}(M_\text{layer} M_\text{layer})$ has $2\operatorname{tr}(M_h M_{h'})$ for every pair of
+# heads, so the layer score is not an average of head scores. (Here the numerator's cross term
+# $2\operatorname{tr}(M_1 M_1^\top) = 2\|M_1\|_F^2$ is what lifts the layer to 1.) Only when all cross terms
+# vanish (for instance when different heads' maps read mutually orthogonal directions) is it the
 # $\|M_h\|_F^2$-weighted mean of the head scores. Say which granularity a number is before you compare
 # it with a published one.
 #

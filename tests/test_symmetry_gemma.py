@@ -31,8 +31,8 @@ def test_gemma_scores_like_a_decoder_once_its_qk_norms_are_folded():
         assert 0.0 <= s(median(report.layer_scores)) <= 0.15
         assert s(median(report.layer_scores)) < s(median(minilm.layer_scores)) - 0.2
         assert median(report.head_scores) < median(minilm.head_scores)
-    # The note under the table: raw looks closer to random (lower per-layer s, directionality near 0);
-    # folded, its directionality is clearly negative, like SmolLM2's.
+    # What the lesson asks students to compare in the table: raw looks closer to random (lower per-layer s,
+    # directionality near 0); folded, its directionality is clearly negative, like SmolLM2's.
     assert s(median(raw.layer_scores)) < s(median(folded.layer_scores)) - 0.03
     assert abs(median(raw.directionality)) < 0.1
     assert median(folded.directionality) < -0.15

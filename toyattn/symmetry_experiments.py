@@ -3,8 +3,9 @@
 Taught in lesson 3 (``notebooks/03_symmetry_scores``, sections 7-8); the runs come from
 :func:`toyattn.symmetry_training.train_runs`.
 
-* :func:`symmetric_init_experiment`: steps to reach a fixed loss from the standard initialisation and from
-  the symmetric one (``W_k = W_q``), per seed, for the masked and the causal objective.
+* :func:`symmetric_init_experiment`: steps to reach a fixed loss from the standard initialisation, from
+  the symmetric one (``W_k = W_q``) and from its control (``W_k = W_q D``, symmetric but indefinite), per
+  seed, for the masked and the causal objective.
 * :func:`bilinear_gradients`: ``dL/dM`` of every head's bilinear form ``M = W_q W_k^T``, one term per
   (query, key) pair, the object of the argument for why bidirectional objectives favour symmetric ``M``.
 * :func:`bilinear_update`: what a whole training run added to every head's ``M``.
@@ -55,21 +56,27 @@ class SymmetricInitResult:
     traces: dict[tuple[str, str], list[TrainingTrace]]
     seeds: list[int]
 
-    def ratio(self, objective: str) -> np.ndarray:
-        """Per seed, symmetric steps / standard steps (below 1: the symmetric init got there sooner)."""
-        return self.steps[(objective, "symmetric")] / self.steps[(objective, "standard")]
+    def inits(self) -> list[str]:
+        """The inits that were trained, standard first."""
+        first = next(iter(self.thresholds))
+        return [init for init in INITS if (first, init) in self.steps]
+
+    def ratio(self, objective: str, init: str = "symmetric") -> np.ndarray:
+        """Per seed, ``init`` steps / standard steps (below 1: ``init`` got there sooner)."""
+        return self.steps[(objective, init)] / self.steps[(objective, "standard")]
 
     def summary(self) -> str:
-        """One line per objective: steps (mean ± std over seeds) for each init and the paired ratio."""
+        """Per objective: steps (mean ± std over seeds) for each init, and each init's paired ratio to standard."""
         lines = []
         for objective, threshold in self.thresholds.items():
-            std, sym, ratio = self.steps[(objective, "standard")], self.steps[(objective, "symmetric")], self.ratio(objective)
-            lines.append(
-                f"{objective:6s} (loss <= {threshold}): standard {_mean_std(std)} steps, symmetric {_mean_std(sym)} "
-                f"steps; symmetric/standard per seed {_mean_std(ratio, '.2f')} "
-                f"{_range(ratio)}; "
-                f"symmetric sooner in {int(np.sum(ratio < 1))} of {len(ratio)} seeds"
-            )
+            steps = ", ".join(f"{init} {_mean_std(self.steps[(objective, init)])}" for init in self.inits())
+            lines.append(f"{objective} (loss <= {threshold}): steps {steps}")
+            for init in self.inits()[1:]:
+                ratio = self.ratio(objective, init)
+                lines.append(
+                    f"  {init}/standard per seed {_mean_std(ratio, '.2f')} {_range(ratio)}; "
+                    f"{init} sooner in {int(np.sum(ratio < 1))} of {len(ratio)} seeds"
+                )
         return "\n".join(lines)
 
 
@@ -91,9 +98,10 @@ def symmetric_init_experiment(
     *,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     steps: int = 600,
+    inits: Sequence[str] = INITS,
     **kwargs: Any,
 ) -> SymmetricInitResult:
-    """Steps to reach ``thresholds[objective]`` from the standard and from the symmetric init (lesson 3).
+    """Steps to reach ``thresholds[objective]`` from each of ``inits`` (lesson 3, section 8).
 
     For each objective, every (seed, init) run trains in the same batched steps (:func:`train_runs`)
     and stops when all have reached the loss, or after ``steps``. Runs of one seed share their initial
@@ -103,10 +111,13 @@ def symmetric_init_experiment(
         raise ValueError("thresholds must be a dict {objective: loss}, e.g. {'masked': 2.8, 'causal': 1.5}.")
     _check_choice(thresholds, OBJECTIVES, "thresholds' keys")
     seeds = [int(s) for s in seeds]
+    inits = _check_choice(inits, INITS, "inits")
+    if inits[0] != "standard":
+        raise ValueError(f"inits must start with 'standard', the baseline every ratio is taken against; got {inits}.")
     out_steps, traces = {}, {}
     for objective, threshold in thresholds.items():
-        runs = train_runs(objective, seeds=seeds, inits=INITS, steps=steps, stop_below=threshold, **kwargs)
-        for init in INITS:
+        runs = train_runs(objective, seeds=seeds, inits=inits, steps=steps, stop_below=threshold, **kwargs)
+        for init in inits:
             traces[(objective, init)] = [t for t in runs if t.init == init]
             reached = [t.steps_to_loss(threshold) for t in traces[(objective, init)]]
             out_steps[(objective, init)] = np.array([np.nan if r is None else r for r in reached], dtype=float)

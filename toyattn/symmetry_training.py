@@ -11,8 +11,10 @@ objectives:
 :func:`train_runs` trains several copies at once (one per seed and initialisation, stacked with
 ``torch.func.vmap``: one batched step of the course's loop :func:`toyattn.training.fit` instead of
 many tiny ones), recording symmetry and directionality scores and the loss, from the standard
-initialisation or the symmetric one of Saponati et al. 2025 (:func:`symmetric_init_`: ``W_k = W_q``,
-so every head starts at ``r = 1``). The experiments on these runs (steps to a loss, gradients of
+initialisation, the symmetric one of Saponati et al. 2025 (:func:`symmetric_init_`: ``W_k = W_q``,
+so every head starts at ``r = 1`` with a positive semi-definite ``M``) or its control
+(:func:`indefinite_init_`: ``W_k = W_q D``, ``D`` a diagonal of signs, so ``M`` starts symmetric but
+indefinite). The experiments on these runs (steps to a loss, gradients of
 ``W_q W_k^T``) are in :mod:`toyattn.symmetry_experiments`.
 """
 
@@ -41,6 +43,7 @@ from .training import fit
 __all__ = [
     "INITS",
     "course_text",
+    "indefinite_init_",
     "OBJECTIVES",
     "CharTask",
     "TrainingTrace",
@@ -53,7 +56,7 @@ __all__ = [
 ]
 
 OBJECTIVES = ("masked", "causal")
-INITS = ("standard", "symmetric")
+INITS = ("standard", "symmetric", "indefinite")
 SMOOTHING = 20  # steps in the moving average that decides when a run has reached a loss
 
 
@@ -180,6 +183,39 @@ def symmetric_init_(model: Transformer) -> Transformer:
     return model
 
 
+def indefinite_init_(model: Transformer, seed: int = 0) -> Transformer:
+    """The control for :func:`symmetric_init_`, in place: every head's ``W_K`` becomes ``W_Q D`` (``b_K``: ``b_Q D``),
+    ``D`` a diagonal of signs, half +1 and half -1, in an order drawn from ``seed`` per layer and head.
+
+    ``M = W_Q D W_Q^T`` is symmetric (``r = 1``) but, unlike ``W_Q W_Q^T``, indefinite: no built-in
+    preference for a token attending to itself. Needs ``d_head >= 2``. Returns ``model``.
+    """
+    if not isinstance(model, Transformer):
+        raise TypeError(f"indefinite_init_ expects a toyattn Transformer, got {type(model).__name__}.")
+    d_head = model.cfg.d_head
+    if d_head < 2:
+        raise ValueError("indefinite_init_ needs d_head >= 2: with one dimension a sign cannot be both + and -.")
+    generator = torch.Generator().manual_seed(int(seed))
+    half = torch.tensor([1.0] * (d_head - d_head // 2) + [-1.0] * (d_head // 2))
+    with torch.no_grad():
+        for block in model.blocks:
+            W_Q, b_Q = block.attn.W_Q, block.attn.b_Q  # [heads, d_model, d_head], [heads, d_head]
+            signs = torch.stack([half[torch.randperm(d_head, generator=generator)] for _ in range(W_Q.shape[0])])
+            signs = signs.to(W_Q.device, W_Q.dtype)
+            block.attn.W_K.copy_(W_Q * signs[:, None, :])
+            block.attn.b_K.copy_(b_Q * signs)
+    return model
+
+
+def _initialise(model: Transformer, init: str, seed: int) -> Transformer:
+    """Apply ``init`` (one of :data:`INITS`) to a freshly built model."""
+    if init == "symmetric":
+        return symmetric_init_(model)
+    if init == "indefinite":
+        return indefinite_init_(model, seed)
+    return model
+
+
 @dataclass
 class TrainingTrace:
     """What one training run records (lesson 3); every score in the ``r`` convention.
@@ -191,8 +227,10 @@ class TrainingTrace:
         layer_scores: ``[n_records, n_layers]`` per-layer ``r`` of ``sum_h W_q[h] W_k[h]^T``.
         directionality: ``[n_records, n_layers]`` directionality of that per-layer form.
         losses: ``[n_steps]`` the training loss of every step taken.
-        init: ``"standard"`` or ``"symmetric"``.
+        init: ``"standard"``, ``"symmetric"`` or ``"indefinite"``.
         seed: the seed of the initial weights and of the batches.
+        states: with ``train_runs(keep_states=True)``, the weights at every step in ``steps``
+            (:meth:`model_at` rebuilds them); otherwise ``None``.
     """
 
     objective: str
@@ -205,6 +243,7 @@ class TrainingTrace:
     seed: int = 0
     config: TransformerConfig | None = None
     final_state: dict[str, torch.Tensor] | None = None
+    states: list[dict[str, torch.Tensor]] | None = None
 
     def model(self) -> Transformer:
         """The trained model, rebuilt from the weights at the last step."""
@@ -214,13 +253,21 @@ class TrainingTrace:
         model.load_state_dict(self.final_state)
         return model
 
+    def model_at(self, index: int) -> Transformer:
+        """The model as it was at step ``self.steps[index]`` (needs ``train_runs(keep_states=True)``)."""
+        if self.config is None or self.states is None:
+            raise ValueError("This trace keeps no weights along the way; train it with train_runs(keep_states=True).")
+        model = Transformer(self.config)
+        model.load_state_dict(self.states[index])
+        return model
+
     def initial_model(self) -> Transformer:
         """The model as it was at step 0, rebuilt from the seed and the init."""
         if self.config is None:
             raise ValueError("This trace keeps no config; train it with toyattn.symmetry_training.train_runs.")
         seed_everything(self.seed)
         model = Transformer(self.config)
-        return symmetric_init_(model) if self.init == "symmetric" else model
+        return _initialise(model, self.init, self.seed)
 
     def steps_to_loss(self, threshold: float, window: int = SMOOTHING) -> int | None:
         """Steps taken until the moving average of the loss is at or below ``threshold`` (None: never)."""
@@ -291,21 +338,25 @@ def train_runs(
     lr: float = 3e-3,
     positions: str = "learned",
     stop_below: float | None = None,
+    keep_states: bool = False,
     device: str | torch.device | None = None,
     progress: bool | None = None,
 ) -> list[TrainingTrace]:
     """Train one model per (seed, init) with one objective, all in the same batched steps (lesson 3).
 
-    Each seed fixes the initial weights (the same for both objectives and both inits, except that the
-    symmetric init overwrites ``W_K``) and the batches. AdamW, as in BERT and GPT-2 training.
+    Each seed fixes the initial weights (the same for both objectives and every init, except that the
+    symmetric and indefinite inits overwrite ``W_K``) and the batches. AdamW, as in BERT and GPT-2 training.
 
     Args:
         objective: ``"masked"`` or ``"causal"`` (see the module docstring).
-        inits: ``"standard"`` (uniform, as ``nn.Linear``) and/or ``"symmetric"`` (:func:`symmetric_init_`).
+        inits: ``"standard"`` (uniform, as ``nn.Linear``), ``"symmetric"`` (:func:`symmetric_init_`) and/or
+            ``"indefinite"`` (:func:`indefinite_init_`, its control).
         steps: the most optimiser steps per run.
         scale: ``d_model = 32 * scale``, ``n_heads = 2 * scale``, ``n_layers = min(1 + scale, 6)``.
         record_every: take the scores every this many steps (and at step 0 and the last step).
         stop_below: stop once every run's moving-average loss (:func:`steps_to_loss`) is at or below this.
+        keep_states: also keep every run's weights at each recorded step (``TrainingTrace.states``); off by
+            default because a large run would keep many copies.
 
     Returns one :class:`TrainingTrace` per (seed, init), seeds outermost.
     """
@@ -326,7 +377,7 @@ def train_runs(
     for seed, init in runs:
         seed_everything(seed)
         model = Transformer(cfg)
-        models.append(_Logits(symmetric_init_(model) if init == "symmetric" else model).to(dev))
+        models.append(_Logits(_initialise(model, init, seed)).to(dev))
     params, buffers = stack_module_state(models)  # every weight gains a leading axis of len(runs)
     template = copy.deepcopy(models[0]).to("meta")
     if len(runs) > 1:
@@ -342,12 +393,15 @@ def train_runs(
 
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.01, foreach=True)
     records: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    states: list[dict[str, torch.Tensor]] = []  # stacked weights at each record, when keep_states
 
     def loss_at(step: int) -> torch.Tensor:  # [n]: one loss per run
         return _objective_loss(objective, lambda x: batched(params, buffers, x), windows[step], masked[step], task.mask_id)
 
     def record(step: int, losses: Sequence[torch.Tensor]) -> None:
         records.append((step, *_scores(params, cfg.n_layers)))
+        if keep_states:
+            states.append({k.removeprefix("model."): v.detach().cpu().clone() for k, v in {**params, **buffers}.items()})
 
     def every_run_reached(losses: Sequence[torch.Tensor]) -> bool:
         return _all_reached(losses, stop_below)
@@ -371,6 +425,7 @@ def train_runs(
             seed=seed,
             config=cfg,
             final_state={k.removeprefix("model."): v[i].detach().cpu().clone() for k, v in {**params, **buffers}.items()},
+            states=[{k: v[i].clone() for k, v in state.items()} for state in states] if keep_states else None,
         )
         for i, (seed, init) in enumerate(runs)
     ]
