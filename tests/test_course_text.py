@@ -21,23 +21,26 @@ LECTURES = {int(p.name[:2]): p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.
 # "section 4", "sections 4 and 9", "sections 4, 5, 7, 12 and 13", "sections 1-4", "Section 8".
 # A reference may wrap onto the next comment line of a notebook ("section\n# 8", "6 and\n# 7").
 _WRAP = r"(?:\s*\n#)?"
-SECTION_REF = re.compile(rf"\b[Ss]ections?{_WRAP}\s+(\d+(?:\s*(?:,|and|or|-|–|to){_WRAP}\s*\d+)*)")
+SECTION_REF = re.compile(rf"\b[Ss]ections?{_WRAP}\s+(\d+[a-z]?(?:\s*(?:,|and|or|-|–|to){_WRAP}\s*\d+[a-z]?)*)\b")
 # The lesson a reference names, in the text just before it: "lesson 4, ", "lesson 2's ", "notebooks/02_head...".
 LESSON_NAMED = re.compile(r"(?:[Ll]esson (\d+)|notebooks/(\d\d)_\w+)")
 
 
-def _sections(path: Path) -> set[int]:
-    """The numbers of a file's numbered headers: ``# ## 3. Title`` in a notebook, ``## 3. Title`` in a guide."""
-    return {int(n) for n in re.findall(r"^(?:# )?##+ (\d+)\.", path.read_text(encoding="utf-8"), flags=re.M)}
+def _sections(path: Path) -> set[str]:
+    """The numbers of a file's numbered headers: ``# ## 3. Title`` (or ``5b.``) in a notebook, ``## 3. Title`` in a guide."""
+    return set(re.findall(r"^(?:# )?##+ (\d+[a-z]?)\.", path.read_text(encoding="utf-8"), flags=re.M))
 
 
-def _numbers(listed: str) -> list[int]:
-    """'4, 5 and 7' -> [4, 5, 7]; '1-4' -> [1, 2, 3, 4]."""
-    out: list[int] = []
+def _numbers(listed: str) -> list[str]:
+    """'4, 5 and 7' -> ['4', '5', '7']; '1-4' -> ['1', '2', '3', '4']; '5b' -> ['5b']."""
+    out: list[str] = []
     listed = re.sub(r"\s*\n#\s*", " ", listed)
     for part in re.split(r"\s*(?:,|and|or)\s*", listed):
-        ends = [int(x) for x in re.split(r"\s*(?:-|–|to)\s*", part) if x]
-        out += list(range(ends[0], ends[-1] + 1)) if len(ends) == 2 else ends
+        ends = [x for x in re.split(r"\s*(?:-|–|to)\s*", part) if x]
+        if len(ends) == 2 and all(e.isdigit() for e in ends):
+            out += [str(n) for n in range(int(ends[0]), int(ends[1]) + 1)]
+        else:
+            out += ends
     return out
 
 
@@ -80,10 +83,11 @@ def test_every_section_reference_names_a_section_that_exists(path):
 
 def test_the_reference_reader_resolves_lessons_and_lists():
     """The checker itself: a list, a range and a named lesson are read as a reader would."""
-    assert _numbers("4, 5, 7, 12 and 13") == [4, 5, 7, 12, 13]
-    assert _numbers("1-4") == [1, 2, 3, 4]
+    assert _numbers("4, 5, 7, 12 and 13") == ["4", "5", "7", "12", "13"]
+    assert _numbers("1-4") == ["1", "2", "3", "4"]
+    assert _numbers("5b") == ["5b"]
     assert [_numbers(m.group(1)) for m in SECTION_REF.finditer("# see section\n# 8 and sections 6 and\n# 7, or 9")] == [
-        [8], [6, 7]]
+        ["8"], ["6", "7"]]
     text = "As in lesson 4, section 8 showed. Then section 2 here."
     assert LESSON_NAMED.findall(_sentence_before(text, text.index("section 8"))) == [("4", "")]
     assert LESSON_NAMED.findall(_sentence_before(text, text.index("section 2"))) == []
@@ -95,8 +99,8 @@ def test_a_wrong_section_number_is_caught(tmp_path):
     lesson.parent.mkdir()
     lesson.write_text("# ## 1. One\n# as section 2 shows\n# ## 2. Two\n# and section 3 too\n", encoding="utf-8")
     refs = list(_references(lesson))
-    assert [r[2] for r in refs] == [[2], [3]]
-    assert [n for n in (2, 3) if n not in _sections(lesson)] == [3]
+    assert [r[2] for r in refs] == [["2"], ["3"]]
+    assert [n for n in ("2", "3") if n not in _sections(lesson)] == ["3"]
 
 
 OUTSIDE = re.compile(r"\.\./shared\b|(?<![\w.])shared/(?:references|seeds)\b")
