@@ -123,3 +123,25 @@ def test_cuda_is_chosen_and_to_numpy_reads_back_from_it():
     assert to_numpy(x * 2).tolist() == [0.0, 2.0, 4.0, 6.0]
     info = dev.describe()
     assert info["gpus"] and info["gpus"][0]["memory_total_gib"] > 0
+
+
+def test_check_dtype_accepts_what_the_cpu_computes_and_names_the_fix_otherwise(monkeypatch):
+    from toyattn.device import check_dtype
+
+    assert check_dtype(torch.bfloat16, "cpu") is torch.bfloat16
+    assert check_dtype(torch.float64, "cpu") is torch.float64
+    with pytest.raises(TypeError, match="floating-point torch dtype"):
+        check_dtype(torch.int32, "cpu")
+    with pytest.raises(TypeError, match="floating-point torch dtype"):
+        check_dtype("bfloat16", "cpu")
+    # A device whose products fail in that dtype (as bfloat16 on a pre-Ampere GPU or an old MPS) is refused.
+    real_matmul = torch.Tensor.__matmul__
+
+    def no_bfloat16(a, b):
+        if a.dtype == torch.bfloat16:
+            raise RuntimeError("\"addmm_impl_cpu_\" not implemented for 'BFloat16'")
+        return real_matmul(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", no_bfloat16)
+    with pytest.raises(RuntimeError, match="use dtype=torch.float32 here"):
+        check_dtype(torch.bfloat16, "cpu")

@@ -164,3 +164,20 @@ def test_mean_ablating_smollm2_circuit_heads_breaks_copying_and_random_heads_do_
     for head in heads[:2]:
         mean, err = bars[head]
         assert mean - err > top_control, (head, bars)
+
+
+def test_smollm2_in_bfloat16_still_copies_and_mostly_agrees_with_float32(smollm2):
+    from pretrained_helpers import pretrained
+
+    from toyattn.pretrained import smollm2_gguf_path
+
+    low = load_llama_gguf(pretrained(smollm2_gguf_path), dtype=torch.bfloat16)
+    assert low.W_E.dtype == torch.bfloat16
+    g = torch.Generator().manual_seed(1)
+    half = torch.randint(1000, 20000, (2, 24), generator=g)
+    tokens = torch.cat([torch.full((2, 1), 1), half, half], dim=1)
+    with torch.no_grad():
+        exact, rough = smollm2(tokens)[:, 25:-1], low(tokens)[:, 25:-1].float()
+    # On the second copy the answer is clear: bfloat16's rounding (8 significant bits) rarely flips it.
+    assert (exact.argmax(-1) == rough.argmax(-1)).float().mean() >= 0.9
+    assert (rough.argmax(-1) == tokens[:, 26:]).float().mean() > 0.5

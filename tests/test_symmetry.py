@@ -318,3 +318,13 @@ def test_head_by_head_path_equals_the_batched_path(monkeypatch, q_shape, k_shape
     torch.testing.assert_close(looped, batched, rtol=1e-6, atol=1e-6)
     expected = symmetry_score_definition(W_Q.double(), W_K.double())
     torch.testing.assert_close(looped, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_scores_stay_close_to_float32_on_random_heads():
+    """bfloat16 Gram products (8 significant bits) with float64 sums: random heads' r within 1e-2 of float32."""
+    g = torch.Generator().manual_seed(0)
+    W_q, W_k = torch.randn(2, 6, 96, 16, generator=g)
+    exact = symmetry_score(W_q, W_k)
+    low = symmetry_score(W_q, W_k, dtype=torch.bfloat16)
+    assert low.dtype == torch.float64 and (low - exact).abs().max() < 1e-2
+    assert not torch.equal(low, exact)  # the products really ran in bfloat16

@@ -262,3 +262,31 @@ def free_gpu_memory() -> dict[str, float]:
         "allocated_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
         "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3),
     }
+
+
+def check_dtype(dtype: torch.dtype, device: str | torch.device | None = None) -> torch.dtype:
+    """Refuse a floating-point ``dtype`` that ``device`` cannot multiply matrices in, saying what to use instead.
+
+    Lessons 3 and 5 run in ``torch.bfloat16`` when asked (half the memory, the precision of many GPU
+    runs). A GPU older than NVIDIA's Ampere generation has no bfloat16 arithmetic, and some MPS
+    versions have none either; there a bfloat16 run would fail deep inside a product or crawl, so it
+    is refused here with a message. Returns ``dtype`` when it works.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch dtype such as torch.bfloat16, got {dtype!r}.")
+    dev = get_device(device)
+    supported = True
+    if dev.type == "cuda" and dtype == torch.bfloat16:
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        try:
+            x = torch.ones(2, 2, dtype=dtype, device=dev)
+            supported = bool(torch.isfinite(x @ x).all())
+        except (RuntimeError, TypeError):
+            supported = False
+    if not supported:
+        raise RuntimeError(
+            f"{dev} cannot compute matrix products in {dtype} with this PyTorch ({torch.__version__}); "
+            "use dtype=torch.float32 here, or a GPU with bfloat16 (NVIDIA Ampere, e.g. A100, or newer)."
+        )
+    return dtype

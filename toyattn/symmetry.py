@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .arrays import as_float_tensor
+from .device import check_dtype
 from .symmetry_traces import traces, wide_dtype
 
 Convention = Literal["r", "s"]
@@ -226,7 +227,8 @@ def symmetry_score(
             (query head ``h`` uses key head ``h // (n_heads // n_kv_heads)``, see :func:`kv_head_for_query`).
         convention: ``"r"`` (in [0, 1], default) or ``"s"`` (``2r - 1``, in [-1, 1]).
         dtype: precision of the three Gram products. ``None`` keeps float32/float64 inputs as they are
-            (half precision is upcast to float32). The traces and the ratio are always accumulated in
+            (half precision is upcast to float32); ``torch.bfloat16`` computes them in bfloat16 where the
+            device can (:func:`toyattn.device.check_dtype`), as a GPU run in that precision would. The traces and the ratio are always accumulated in
             float64 (on MPS, which has no float64, the small ``[d_head, d_head]`` Grams move to the CPU first).
 
     Returns:
@@ -239,6 +241,8 @@ def symmetry_score(
     """
     W_q, W_k, group = _check_pair(W_q, W_k, check_finite=False)
     dtype = _gram_dtype(dtype, W_q.dtype)
+    if dtype not in (torch.float32, torch.float64):
+        check_dtype(dtype, W_q.device)  # bfloat16 on a device without it: a clear error, not a crash inside BLAS
     # Row layout [.., d_head, d_model]: a transposed view, no copy; matmul reads it with a transpose flag.
     Q = W_q.to(dtype).transpose(-1, -2)
     K = W_k.to(dtype).transpose(-1, -2)

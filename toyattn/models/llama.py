@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toyattn.device import check_dtype
 from toyattn.hooks import HookedModule, HookPoint
 from toyattn.models.transformer import apply_rotary
 
@@ -200,8 +201,12 @@ _GGUF_NAMES = {
 }
 
 
-def load_llama_gguf(path: str | Path | None = None) -> Llama:
+def load_llama_gguf(path: str | Path | None = None, *, dtype: torch.dtype = torch.float32) -> Llama:
     """The Llama-family model in a GGUF file (default: the packaged SmolLM2-135M), dequantized to float32. Lesson 5.
+
+    ``dtype=torch.bfloat16`` casts the weights afterwards (half the memory; every product then runs in
+    bfloat16), after :func:`toyattn.device.check_dtype` has made sure the CPU can compute in it; move
+    the model to a GPU with ``.to("cuda")`` and check there with ``check_dtype(dtype, "cuda")``.
 
     The tensors are renamed to Hugging Face's names and loaded with :func:`llama_from_state_dict`.
     llama.cpp stores ``q``/``k`` rows with each head's rotary pairs interleaved; they are put back
@@ -234,4 +239,7 @@ def load_llama_gguf(path: str | Path | None = None) -> Llama:
             if gguf_name in ("attn_q", "attn_k"):
                 w = unpermute_llama_cpp_rows(w, cfg.n_heads if gguf_name == "attn_q" else cfg.n_kv_heads)
             sd[f"layers.{i}.{hf_name}.weight"] = w
-    return llama_from_state_dict(sd, cfg)
+    model = llama_from_state_dict(sd, cfg)
+    if dtype != torch.float32:
+        model = model.to(check_dtype(dtype, "cpu"))
+    return model
