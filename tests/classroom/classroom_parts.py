@@ -281,11 +281,11 @@ def site_launch_link(hub_url: str, repo_url: str, page: str, out: Path) -> str:
 
 
 @contextlib.contextmanager
-def jupyterhub(state: Path, config: str, port: int):
+def jupyterhub(state: Path, config: str, port: int, env: dict | None = None):
     """Run ``jupyterhub -f state/jupyterhub_config.py`` until the block ends; its log is ``state/jupyterhub.log``."""
     (state / "jupyterhub_config.py").write_text(config, encoding="utf-8")
     log = state / "jupyterhub.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "TOYATTN_"))}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "TOYATTN_"))}, **(env or {})}
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     with open(log, "w") as log_file:
         proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(state / "jupyterhub_config.py")],

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from classroom_parts import free_port, wait_for
 
-NODE = "toyattnnode"
+# The node is called localhost: batchspawner proxies to the host squeue names, which must be loopback.
+NODE = "localhost"
 
 
 def _conf(d: Path, ctld_port: int, slurmd_port: int) -> str:
@@ -124,10 +125,34 @@ def slurm_cluster(folder: Path):
             raise AssertionError(f"{err}\nslurmctld log:\n{cluster.log('slurmctld')}") from None
         yield cluster
     finally:
-        for proc in reversed(procs):  # slurmd first: it ends the job steps it runs
+        _cancel_every_job(cluster)
+        for proc in reversed(procs):  # slurmd first, then slurmctld, then munged
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _end_job_steps_of(folder / "slurm.conf")
+
+
+def _cancel_every_job(cluster: Slurm) -> None:
+    """scancel what the test left queued or running, and wait until slurmd has ended its job steps."""
+    with contextlib.suppress(Exception):
+        cluster.run("scancel", "--full", "--partition=debug")
+        deadline = time.monotonic() + 30
+        while cluster.run("squeue", "--noheader").stdout.strip() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def _end_job_steps_of(conf: Path) -> None:
+    """Backstop: end, by id, any slurmstepd of this cluster (its environment names this slurm.conf)."""
+    marker = f"SLURM_CONF={conf}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "slurmstepd" and marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            pass
