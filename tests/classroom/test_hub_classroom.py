@@ -208,7 +208,10 @@ def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
             submissions, grading = scratch / "submissions", scratch / "grading"
             collected = _toyattn("collect", str(homes), "--out", str(submissions))
             assert collected.returncode == 0, collected.stdout + collected.stderr
+            for student in (ada, bob):  # what docs/instructors.md shows
+                assert f"{student}: 2 file(s) (00_warmup.ipynb, 00_warmup.py)" in collected.stdout, collected.stdout
             assert f"{prof}: 0 file(s)" in collected.stdout and "never opened the course" in collected.stdout
+            (artifacts_dir / "hub_collect.txt").write_text(collected.stdout)
             assert (submissions / ada / "00_warmup.ipynb").is_file() and (submissions / bob / "00_warmup.ipynb").is_file()
             graded = _toyattn("grade", str(submissions), "--out", str(grading), "--problem-set", "00_warmup", "--jobs", "2")
             assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
