@@ -158,7 +158,7 @@ site-test: browser-deps site
 	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser/test_site_browser.py \
 	  tests/browser/test_site_launch_buttons.py -m browser $(PYTEST_ARGS)
 
-# The classroom tests (tests/classroom, docs/instructors.md "On a JupyterHub" and docs/cluster.md
+# The classroom tests (tests/classroom; docs/instructors.md "The classroom on a JupyterHub" and docs/cluster.md
 # "Tested with"): a real JupyterHub with configurable-http-proxy and nbgitpuller, nbgrader's
 # exchange, and a single-node SLURM (munged, slurmctld, slurmd) with batchspawner. They create Linux
 # accounts and start daemons, so they need root: as root with apt-get (containers, CI) this target
