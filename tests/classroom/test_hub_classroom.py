@@ -135,6 +135,13 @@ def _toyattn(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
     _check_parts()
     scratch = scratch_dir("hub")
+    times: list[tuple[str, float]] = [("", time.monotonic())]
+
+    def phase(name: str) -> None:  # seconds per step, kept beside the screenshots
+        times.append((name, time.monotonic()))
+        (artifacts_dir / "hub_timings.txt").write_text(
+            "".join(f"{b[1] - a[1]:6.1f} s  {b[0]}\n" for a, b in zip(times, times[1:], strict=False)))
+
     try:
         homes, state, served = scratch / "home", scratch / "hub", scratch / "git"
         for folder in (homes, served):
@@ -150,11 +157,13 @@ def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
             check_runs_as(ada, "import toyattn, jupyterhub, nbgitpuller")
             work = course_repository(served, scratch / "instructor")
             git("remote", "add", "origin", str(served / "toyattn"), cwd=work)
+            phase("start")
             link = site_launch_link(hub_url, f"{git_url}/toyattn", LESSON, scratch / "site")
             assert link.startswith(f"{hub_url}/hub/user-redirect/git-pull?repo=")
             lesson_path = f"toyattn/{LESSON}.ipynb"
             config = hub_config(port=port, hub_port=hub_port, proxy_api_port=proxy_api, state=state,
                                 users=[ada, bob, prof], admin=prof, password=password)
+            phase("site link")
             with jupyterhub(state, config, port) as hub_log:
                 contexts = []
                 try:
@@ -162,6 +171,7 @@ def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
                     contexts.append(chromium.new_context(viewport={"width": 1400, "height": 1000}))
                     page = contexts[-1].new_page()
                     _open_launch_link(page, link, ada, password, lesson_path, hub_log)
+                    phase("ada launch")
                     output = _run_cell(page, DEVICE_CELL)
                     assert sys.executable in output, f"the lesson did not run in the course's Python: {output[:800]}"
                     assert "error" not in json.loads(output)[0].get("output_type", "")
@@ -172,6 +182,7 @@ def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
                     assert (home_course / ".git").is_dir() and home_course.stat().st_uid == (homes / ada).stat().st_uid
 
                     # Ada solves the warm-up in JupyterLab and saves it.
+                    phase("device cell")
                     page.goto(f"{hub_url}/user/{ada}/lab/tree/toyattn/{PROBLEM_SET}")
                     page.wait_for_function(_READY_JS, arg=f"toyattn/{PROBLEM_SET}", timeout=180_000)
                     solution = json.loads((ROOT / "solutions" / "00_warmup.ipynb").read_text())
@@ -181,17 +192,20 @@ def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
                     for i in solved:
                         assert "".join(saved["cells"][i]["source"]) == "".join(solution["cells"][i]["source"])
 
+                    phase("ada solves")
                     # Bob opens the same link and leaves the problem set as it came.
                     contexts.append(chromium.new_context(viewport={"width": 1400, "height": 1000}))
                     _open_launch_link(contexts[-1].new_page(), link, bob, password, lesson_path, hub_log)
 
                     # The instructor pushes; Ada opens the link again: nbgitpuller merges.
+                    phase("bob launch")
                     _instructor_pushes_an_update(work)
                     page.goto(link)
                     page.wait_for_url(f"**/user/{ada}/lab/**", timeout=180_000)
                     page.wait_for_function(_READY_JS, arg=lesson_path, timeout=180_000)
                     page.locator(".jp-RenderedMarkdown", has_text=UPDATE).first.wait_for(timeout=60_000)
                     page.screenshot(path=str(artifacts_dir / "hub_student_after_merge.png"))
+                    phase("merge")
                     merged = json.loads((home_course / PROBLEM_SET).read_text())
                     for i in solved:
                         assert "".join(merged["cells"][i]["source"]) == "".join(solution["cells"][i]["source"]), \
@@ -205,22 +219,27 @@ def test_students_launch_merge_and_get_graded(chromium, artifacts_dir):
                 assert "Traceback" not in hub_log.read_text(errors="replace"), hub_log.read_text()[-3000:]
 
             # The instructor collects from the home folders and grades, sandboxed, through the CLI.
+            phase("hub stop")
             submissions, grading = scratch / "submissions", scratch / "grading"
             collected = _toyattn("collect", str(homes), "--out", str(submissions))
             assert collected.returncode == 0, collected.stdout + collected.stderr
+            files = len(list((work / "exercises").glob("[0-9]*_*.ipynb"))) * 2  # each pair's .ipynb and .py
             for student in (ada, bob):  # what docs/instructors.md shows
-                assert f"{student}: 2 file(s) (00_warmup.ipynb, 00_warmup.py)" in collected.stdout, collected.stdout
+                assert f"{student}: {files} file(s) (00_warmup.ipynb, 00_warmup.py, 01_" in collected.stdout, collected.stdout
             assert f"{prof}: 0 file(s)" in collected.stdout and "never opened the course" in collected.stdout
             (artifacts_dir / "hub_collect.txt").write_text(collected.stdout)
             assert (submissions / ada / "00_warmup.ipynb").is_file() and (submissions / bob / "00_warmup.ipynb").is_file()
+            phase("collect")
             graded = _toyattn("grade", str(submissions), "--out", str(grading), "--problem-set", "00_warmup", "--jobs", "2")
             assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
             assert "Not sandboxed" not in graded.stdout
+            phase("grade")
             rows = list(csv.DictReader(open(grading / "grades.csv", encoding="utf-8")))
             by_student = {}
             for row in rows:
                 by_student.setdefault(row["student"], set()).add(row["status"])
             assert by_student == {ada: {"passed"}, bob: {"not implemented"}}, rows
             shutil.copy(grading / "grades.csv", artifacts_dir / "hub_grades.csv")
+            phase("checks")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
