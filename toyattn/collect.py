@@ -14,7 +14,6 @@ its reason; the students' files are only read, never changed.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
@@ -43,6 +42,16 @@ class Collected:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path under HOMES, reason)
 
 
+def _why_not_opened(name: str, dir_fd: int | None, err: OSError) -> str:
+    """Say "a symbolic link" for a link (O_NOFOLLOW refuses it with ELOOP, or ENOTDIR for a folder)."""
+    try:
+        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return "a symbolic link (not followed)"
+    except OSError:
+        pass
+    return err.strerror or str(err)
+
+
 def _open_dir(name: str, dir_fd: int | None) -> int:
     return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
 
@@ -52,7 +61,7 @@ def _read_regular_file(name: str, dir_fd: int) -> bytes | str:
     try:
         fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except OSError as err:
-        return "a symbolic link (not followed)" if err.errno == errno.ELOOP else err.strerror
+        return _why_not_opened(name, dir_fd, err)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -82,8 +91,7 @@ def _collect_student(homes_fd: int, student: str, course: str, folder: str, out:
                 result.skipped.append((where, "no such folder (the student never opened the course)"))
                 return result
             except OSError as err:
-                reason = "a symbolic link (not followed)" if err.errno == errno.ELOOP else err.strerror
-                result.skipped.append((where, f"{part}: {reason}"))
+                result.skipped.append((where, f"{part}: {_why_not_opened(part, fd, err)}"))
                 return result
             fds.append(fd)
         for name in sorted(os.listdir(fd)):
