@@ -191,7 +191,7 @@ classroom-test: classroom-deps
 	TOYATTN_CLASSROOM=1 $(VENV)/bin/python -m pytest tests/classroom -m classroom $(PYTEST_ARGS)
 
 test-fast: install sandbox-deps
-	$(VENV)/bin/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests --ignore=tests/browser --ignore=tests/classroom $(PYTEST_ARGS)
 
 build: install
 	$(VENV)/bin/toyattn build

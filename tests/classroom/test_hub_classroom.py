@@ -119,8 +119,6 @@ def _instructor_pushes_an_update(work: Path) -> None:
     path = work / f"{LESSON}.ipynb"
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**{UPDATE}:** lesson 1 moves to Thursday."))
-    for cell in nb.cells:
-        cell.pop("id", None)
     nbformat.write(nb, path)
     jupytext.write(nb, work / f"{LESSON}.py", fmt="py:percent")
     git("commit", "--quiet", "-am", "week 2 update", cwd=work)
