@@ -60,13 +60,15 @@ def test_a_file_over_the_size_limit_is_left(tmp_path, monkeypatch):
     assert result.files == [] and "larger than" in result.skipped[0][1]
 
 
-@pytest.mark.parametrize(("out", "message"), [("home/sub", "inside"), ("full", "not empty")])
-def test_refuses_an_output_folder_students_could_write_or_that_holds_a_collection(tmp_path, out, message):
+@pytest.mark.parametrize(("out", "options", "message"), [
+    ("home/sub", {}, "inside"), ("full", {}, "not empty"),
+    ("a", {"students": ["../ada"]}, "not a folder name"), ("b", {"course": ".."}, "not a folder name")])
+def test_refuses_a_bad_output_folder_or_a_name_that_is_not_one_folder(tmp_path, out, options, message):
     _home(tmp_path / "home", "ada", {"00_warmup.ipynb": "{}"})
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old").write_text("")
     with pytest.raises(CollectError, match=message):
-        collect(tmp_path / "home", tmp_path / out)
+        collect(tmp_path / "home", tmp_path / out, **options)
 
 
 def test_command_line_reports_and_fails_when_nothing_was_collected(tmp_path, capsys):

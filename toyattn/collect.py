@@ -121,9 +121,9 @@ def collect(homes: Path, out: Path, *, course: str = DEFAULT_COURSE, folder: str
         raise CollectError(f"--out {out} is inside {homes}, where students could write: choose a folder outside it.")
     if out.exists() and any(out.iterdir()):
         raise CollectError(f"--out {out} is not empty: move it away (it holds an earlier collection) or give a new folder.")
-    for part in (course, folder):
+    for part in (course, folder, *(students or [])):
         if not part or "/" in part or part in (".", ".."):
-            raise CollectError(f"{part!r} is not a folder name: --course and --folder name one folder each.")
+            raise CollectError(f"{part!r} is not a folder name: --course, --folder and --student name one folder each.")
     out.mkdir(parents=True, exist_ok=True)
     homes_fd = _open_dir(str(homes), None)
     try:
