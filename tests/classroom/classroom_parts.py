@@ -1,7 +1,12 @@
 """The real parts of a classroom, started for a test and always taken down: accounts, a git server, a hub.
 
+Also the skip-or-fail helpers (``need_root``, ``need_commands``, ``need_modules``): without a piece
+the tests skip naming the install step, and fail instead under ``TOYATTN_REQUIRE_CLASSROOM=1``.
+
 * :func:`system_accounts`: Linux accounts with homes in a scratch folder (``useradd``/``userdel``);
   on the way out every process still running under them is ended by its id, then the account goes.
+* :func:`others_can_enter`: lets the accounts reach the course's Python for the test (here it lives
+  under /root), then puts the folders' modes back.
 * :func:`git_http_server`: git's own smart HTTP transport (``git http-backend``, as CGI) on loopback,
   serving bare repositories from a folder; nbgitpuller's shallow clones need the smart protocol.
 * :func:`jupyterhub`: JupyterHub with configurable-http-proxy from a config file, started in its own
