@@ -5,6 +5,7 @@
 #                      notebook, then the notebooks in JupyterLab in headless Chromium (browser-test)
 #   make test-fast     only the unit tests (no notebooks, no browser), about 6 minutes
 #   make browser-test  only the real-browser test (installs Playwright, and Chromium where it can)
+#   make classroom-test  a real JupyterHub + nbgitpuller, nbgrader and SLURM, driven end to end (root only)
 #   make site          the course website in site/_build/html (HUB_URL=... REPO_URL=... adds launch buttons)
 #   make gpu-check     on a GPU node: GPU tests, every notebook and the device benchmarks on cuda, a table
 #                      in artifacts/gpu/gpu-check.md (GPU_CHECK_DEVICE=cpu runs the same on the CPU)
@@ -30,7 +31,7 @@ PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.toyattn-installed
 
-.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test site site-test build check-build lint bench gpu-check doctor clean-venv
+.PHONY: help install torch pretrained lab test test-fast browser-deps browser-test classroom-deps classroom-test site site-test build check-build lint bench gpu-check doctor clean-venv
 
 help:
 	@sed -n '1,14p' Makefile
@@ -96,8 +97,9 @@ lab: install pretrained
 test: install pretrained sandbox-deps
 	$(VENV)/bin/toyattn doctor
 	$(MAKE) site
-	$(VENV)/bin/python -m pytest tests solutions --ignore=tests/browser $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests solutions --ignore=tests/browser --ignore=tests/classroom $(PYTEST_ARGS)
 	$(MAKE) browser-test
+	$(MAKE) classroom-test
 
 # `toyattn grade` runs each notebook in a bubblewrap (bwrap) sandbox, and its tests attack that sandbox.
 # Installed here as Chromium is: Debian's `bubblewrap` package when we are root with apt-get (containers,
@@ -158,8 +160,40 @@ site-test: browser-deps site
 	TOYATTN_BROWSER=1 $(VENV)/bin/python -m pytest tests/browser/test_site_browser.py \
 	  tests/browser/test_site_launch_buttons.py -m browser $(PYTEST_ARGS)
 
+# The classroom tests (tests/classroom; docs/instructors.md "The classroom on a JupyterHub" and docs/cluster.md
+# "Tested with"): a real JupyterHub with configurable-http-proxy and nbgitpuller, nbgrader's
+# exchange, and a single-node SLURM (munged, slurmctld, slurmd) with batchspawner. They create Linux
+# accounts and start daemons, so they need root: as root with apt-get (containers, CI) this target
+# installs Debian's slurm-wlm and munge, the classroom extra from PyPI, and configurable-http-proxy
+# from npm into $(VENV)/classroom-node; the course's JupyterLab settings go into the venv as `make lab`
+# puts them. Not root: the tests skip, saying so. TOYATTN_REQUIRE_CLASSROOM=1 (CI) turns a skip into a failure.
+CLASSROOM_STAMP := $(VENV)/.toyattn-classroom-installed
+CHP := $(VENV)/classroom-node/node_modules/.bin/configurable-http-proxy
+
+$(CLASSROOM_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[dev,classroom,browser]"
+	@touch $(CLASSROOM_STAMP)
+
+classroom-deps: $(CLASSROOM_STAMP) $(SITE_STAMP) browser-deps
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then \
+	    echo "classroom-deps: installing Debian's slurm-wlm and munge packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	  fi; \
+	else echo "classroom-deps: not root with apt-get; install slurm-wlm and munge yourself (the SLURM tests skip without them)"; fi
+	@if [ ! -x $(CHP) ]; then \
+	  if command -v npm >/dev/null 2>&1; then \
+	    echo "classroom-deps: installing configurable-http-proxy from npm into $(VENV)/classroom-node"; \
+	    npm install --silent --no-audit --no-fund --prefix $(VENV)/classroom-node configurable-http-proxy; \
+	  else echo "classroom-deps: no npm; install Node.js and npm (apt-get install nodejs npm) for configurable-http-proxy"; fi; \
+	fi
+	@mkdir -p $(LAB_OVERRIDES_DIR) && cp lab-settings/overrides.d/toyattn.json $(LAB_OVERRIDES_DIR)/toyattn.json
+
+classroom-test: classroom-deps
+	TOYATTN_CLASSROOM=1 $(VENV)/bin/python -m pytest tests/classroom -m classroom $(PYTEST_ARGS)
+
 test-fast: install sandbox-deps
-	$(VENV)/bin/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests --ignore=tests/browser --ignore=tests/classroom $(PYTEST_ARGS)
 
 build: install
 	$(VENV)/bin/toyattn build

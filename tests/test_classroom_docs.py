@@ -22,21 +22,30 @@ def _subparser(name: str):
     return sub.choices[name]
 
 
-def test_every_grade_option_is_documented_and_every_documented_one_exists():
-    grade = _subparser("grade")
-    real = {opt for action in grade._actions for opt in action.option_strings if opt.startswith("--")} - {"--help"}
+def _section(heading: str) -> str:
+    """The text of one section of instructors.md, up to the next heading of the same or a higher level."""
     text = (DOCS / "instructors.md").read_text(encoding="utf-8")
-    table = set(re.findall(r"^\| `(--[a-z-]+)", text, flags=re.M))
+    level = heading.split(" ")[0]
+    start = text.index(heading + "\n")
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", text, flags=re.M) if m.start() > start]
+    return text[start:ends[0] if ends else len(text)]
+
+
+@pytest.mark.parametrize(("command", "heading"), [("grade", "## Grading"), ("collect", "### Collecting from a JupyterHub")])
+def test_every_option_is_documented_and_every_documented_one_exists(command, heading):
+    parser = _subparser(command)
+    real = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")} - {"--help"}
+    table = set(re.findall(r"^\| `(--[a-z-]+)", _section(heading), flags=re.M))
     assert table == real, f"documented {sorted(table)} vs real {sorted(real)}"
 
 
 def test_commands_in_the_guides_parse():
-    """Every `toyattn grade|run ...` line in the guides is accepted by the real parser."""
+    """Every `toyattn grade|run|collect ...` line in the guides is accepted by the real parser."""
     parser = build_parser()
     lines = []
     for doc in ("instructors.md", "cluster.md"):
         for line in (DOCS / doc).read_text(encoding="utf-8").splitlines():
-            m = re.search(r"(?:toyattn|toyattn\.cli) ((?:grade|run) [^#`|]*)", line)
+            m = re.search(r"(?:toyattn|toyattn\.cli) ((?:grade|run|collect) [^#`|]*)", line)
             if m:
                 lines.append(m.group(1).strip().rstrip("\\").strip())
     assert len(lines) >= 4

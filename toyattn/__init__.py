@@ -39,6 +39,7 @@ Modules by concept, with the lesson that teaches each:
 * lesson 5: :mod:`~toyattn.head_ablation`, :mod:`~toyattn.composition`, :mod:`~toyattn.induction_heads`
 * instructors: :mod:`~toyattn.checks` (exercise checks), :mod:`~toyattn.course` (paired notebooks,
   exercises from solutions), :mod:`~toyattn.grading` (``toyattn grade``, ``toyattn run``),
+  :mod:`~toyattn.collect` (``toyattn collect``: problem sets out of hub home folders),
   :mod:`~toyattn.cli` (the ``toyattn`` command)
 """
 

@@ -6,6 +6,8 @@
   from its ``.py``; with ``--check``, write nothing and exit 1 if anything is stale.
 * ``toyattn grade SUBMISSIONS/ [--out DIR] [--timeout S] [--jobs N]``: run every student's exercise
   notebook in its own sandbox and report which checks pass, judged outside it (:mod:`toyattn.grading`).
+* ``toyattn collect HOMES/ [--out DIR]``: copy each student's problem sets from their hub home folder
+  into one folder per student, for ``toyattn grade`` (:mod:`toyattn.collect`).
 * ``toyattn run NOTEBOOK [--out COPY]``: execute a notebook headless (a batch job on a GPU node) to an
   executed copy.
 """
@@ -17,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import grading
+from . import collect, grading
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_build)
 
     grading.register_commands(sub)  # grade, run
+    collect.register_command(sub)
     return parser
 
 
