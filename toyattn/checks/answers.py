@@ -169,8 +169,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
     _require(path.stat().st_size <= 1_000_000, f"{path.name} is larger than 1 MB")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AnswersInvalid(f"{path.name} is not JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # bad text or JSON, a 5,000-digit number, a 200k-deep list
+        raise AnswersInvalid(f"{path.name} is not JSON a check writes ({type(err).__name__}: {str(err)[:120]})") from None
     _require(isinstance(meta, dict), f"{path.name} does not hold a JSON object")
     _require(meta.get("status") in KERNEL_STATUSES, f"{path.name}: unknown status {str(meta.get('status'))[:40]!r}")
     _require(isinstance(meta.get("seed"), int) and not isinstance(meta.get("seed"), bool), f"{path.name}: seed is not an integer")
@@ -189,6 +189,36 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _check_npz_directory(path: Path, expected: set[str]) -> None:
+    """Names, sizes, dtypes and shapes from the zip directory and each ``.npy`` header, nothing decompressed beyond.
+
+    Refuses an archive whose arrays would take more than :data:`MAX_TOTAL_BYTES` (or one array more
+    than :data:`MAX_ARRAY_ELEMENTS`) once read, whatever its size on disk.
+    """
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    _require(zipfile.is_zipfile(path), f"{path.name} is not a zip archive (.npz)")
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        _require(len(infos) == len(expected), f"{path.name} holds {len(infos)} members where its JSON describes {len(expected)}")
+        for info in infos:
+            name = info.filename.removesuffix(".npy")
+            _require(name in expected, f"{path.name} holds an unexpected member {info.filename[:60]!r}")
+            _require(info.file_size <= MAX_TOTAL_BYTES + 65536, f"{path.name}: {name} unpacks to {info.file_size} bytes")
+            with zf.open(info) as f:  # only the header's few bytes are decompressed here
+                version = npy.read_magic(f)
+                read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, _, dtype = read(f)
+            _require(dtype.kind in _NUMERIC_KINDS and not dtype.hasobject, f"{path.name}: {name} holds {dtype}, not real numbers")
+            count = int(np.prod(shape, dtype=object)) if shape else 1
+            _require(count <= MAX_ARRAY_ELEMENTS, f"{path.name}: {name} has {count} elements")
+            total += count * dtype.itemsize
+            _require(total <= MAX_TOTAL_BYTES, f"{path.name} unpacks to more than {MAX_TOTAL_BYTES >> 20} MB")
+
+
 def _read_arrays(path: Path, meta: dict[str, Any]) -> tuple[Returned, ...]:
     expected = {f"c{i}_{j}" for i, c in enumerate(meta["cases"]) for j in range(len(c["kinds"]))}
     if not expected:
@@ -196,6 +226,7 @@ def _read_arrays(path: Path, meta: dict[str, Any]) -> tuple[Returned, ...]:
     _require(path.is_file() and not path.is_symlink(), f"{path.name} is missing or not a regular file")
     _require(path.stat().st_size <= MAX_TOTAL_BYTES + 1_000_000, f"{path.name} is larger than {MAX_TOTAL_BYTES >> 20} MB")
     try:
+        _check_npz_directory(path, expected)  # before anything is decompressed: a zip bomb stops here
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             _require(names == expected, f"{path.name} holds {len(names)} arrays where its JSON describes {len(expected)}")

@@ -7,9 +7,11 @@ One job per module:
 
 * :mod:`~toyattn.grading.discovery` - the exercises of each problem set, and which files are whose
 * :mod:`~toyattn.grading.sandbox`   - the ``bwrap`` command, the notebook's environment and limits
+* :mod:`~toyattn.grading.confine`   - no capability or new user namespace inside; a cgroup per sandbox
 * :mod:`~toyattn.grading.runner`    - the first process inside the sandbox: runs one notebook
 * :mod:`~toyattn.grading.execute`   - the kernel driver (nbclient) with cell and notebook time limits
 * :mod:`~toyattn.grading.judging`   - reading a notebook's answers and judging them here
+* :mod:`~toyattn.grading.executed`  - the executed copy kept for display: only data, size-capped
 * :mod:`~toyattn.grading.status`    - one status per exercise, one outcome per notebook
 * :mod:`~toyattn.grading.grade`     - one submission end to end, and a class in parallel
 * :mod:`~toyattn.grading.reports`   - CSVs, summary, feedback pages (escaped, clipped, unique names)

@@ -12,7 +12,7 @@ from .discovery import FLAT_SEPARATOR, GradingError, find_submissions, load_prob
 from .execute import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, execute_notebook
 from .grade import GradeOptions, grade_all
 from .reports import write_reports
-from .sandbox import Limits, process_limit_note, sandbox_problem
+from .sandbox import Limits, confinement_notes, process_limit_note, sandbox_problem
 from .status import NotebookResult, notebook_problems
 
 
@@ -28,6 +28,16 @@ def _course_root(arg: str | None) -> Path:
         if (here / "solutions").is_dir():
             return here
         raise
+
+
+def class_problem_sets(subs: list) -> set[str]:
+    """The problem sets more than half of the students handed in (else those handed in by the most)."""
+    from collections import Counter
+
+    counts = Counter(name for name, _ in {(s.problem_set, s.student) for s in subs})
+    students = len({s.student for s in subs})
+    assigned = {name for name, k in counts.items() if 2 * k > students}
+    return assigned or {name for name, k in counts.items() if k == max(counts.values())}
 
 
 def default_jobs() -> int:
@@ -53,19 +63,24 @@ def check_kernel(kernel_name: str | None) -> None:
 
 
 def _limits(args: argparse.Namespace) -> Limits:
-    if min(args.memory, args.max_processes, args.max_file_size) <= 0 or (args.cpu_time is not None and args.cpu_time <= 0):
-        raise GradingError("--memory, --max-processes, --max-file-size and --cpu-time must be positive.")
+    if (min(args.memory, args.max_processes, args.max_file_size, args.scratch_size) <= 0
+            or (args.cpu_time is not None and args.cpu_time <= 0)):
+        raise GradingError("--memory, --max-processes, --max-file-size, --scratch-size and --cpu-time must be positive.")
     cpu = args.cpu_time if args.cpu_time is not None else 4 * args.timeout + 60
-    return Limits(int(args.memory * 2**30), args.max_processes, int(args.max_file_size * 2**20), int(cpu))
+    return Limits(int(args.memory * 2**30), args.max_processes, int(args.max_file_size * 2**20), int(cpu),
+                  int(args.scratch_size * 2**20))
 
 
 def _isolation(options: GradeOptions) -> str:
     if not options.sandbox:
         return ("**Not sandboxed** (`--no-sandbox`): each notebook ran with the grader's own rights; a student's "
                 "code could read other submissions and change files and grades.")
-    note = process_limit_note()
-    return ("Each notebook ran in its own sandbox (bubblewrap: no network, no view of other submissions, "
-            f"`solutions/` or this folder; limits: {options.limits.describe()})." + (f" Note: {note}." if note else ""))
+    notes = [n for n in (process_limit_note(), *confinement_notes()) if n]
+    return ("Each notebook ran in its own sandbox (bubblewrap: no network, no capability, no view of other "
+            f"submissions, `solutions/` or this folder; limits: {options.limits.describe()})."
+            + ("" if any("cgroup" in n for n in notes) else " Memory and processes are also capped for each "
+               "sandbox as a whole (a cgroup).")
+            + "".join(f" Note: {n}." for n in notes))
 
 
 def _validate(args: argparse.Namespace, root: Path, out: Path, submissions_dir: Path) -> None:
@@ -115,9 +130,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.problem_set:
-        # Grade the problem sets that were handed in (this week's), not every one the course has.
-        handed_in = {s.problem_set for s in subs}
-        sets = {name: ps for name, ps in sets.items() if name in handed_in}
+        # Grade this week's problem sets (handed in by the class), not every one the course has, nor
+        # those a few students handed in: totals would count them for everyone.
+        assigned = class_problem_sets(subs)
+        for name in sorted({s.problem_set for s in subs} - assigned):
+            k = len({s.student for s in subs if s.problem_set == name})
+            warnings.append(f"{name} not graded: handed in by only {k} of {len({s.student for s in subs})} "
+                            f"students (pass --problem-set {name}, once per problem set, to grade it)")
+        sets = {name: ps for name, ps in sets.items() if name in assigned}
     n = len(subs)
     print(f"grading {n} notebook(s) from {len({s.student for s in subs})} student(s), {args.jobs} at a time "
           f"({'sandboxed' if options.sandbox else 'NOT sandboxed'}; limits: {options.timeout:.0f} s per notebook, "
@@ -194,11 +214,16 @@ def register_commands(sub) -> None:
                    help="grade only this problem set (repeatable; default: every problem set someone handed in)")
     p.add_argument("--root", default=None, help="course checkout holding solutions/ (default: found from here)")
     p.add_argument("--memory", type=float, default=4.0, metavar="GiB",
-                   help="address space each process in a sandbox may use (default 4 GiB)")
+                   help="address space each process in a sandbox may use, and the sandbox in all where a cgroup "
+                   "can be made (default 4 GiB)")
     p.add_argument("--max-processes", type=int, default=512, metavar="N",
-                   help="processes and threads in a sandbox (default 512; not enforced by Linux for root)")
+                   help="processes and threads in a sandbox (default 512; a root grader runs each notebook as an "
+                   "unprivileged uid of its own so that Linux enforces it)")
     p.add_argument("--max-file-size", type=float, default=256.0, metavar="MiB",
                    help="largest file a notebook may write (default 256 MiB)")
+    p.add_argument("--scratch-size", type=float, default=512.0, metavar="MiB",
+                   help="total size of what a notebook may write, in its scratch folder and again in /tmp "
+                   "(default 512 MiB; the scratch folder is capped when the grader runs as root)")
     p.add_argument("--cpu-time", type=float, default=None, metavar="S",
                    help="CPU seconds per process (default: 4 x --timeout + 60, so a few threads fit)")
     p.add_argument("--no-sandbox", action="store_true",

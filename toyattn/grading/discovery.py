@@ -52,12 +52,17 @@ class ProblemSet:
     solution: str
 
 
+#: Folders below a student's folder that are searched (nbgrader's layout needs two).
+MAX_DEPTH = 16
+
+
 @dataclass(frozen=True)
 class Submission:
     student: str
     problem_set: str
     path: str
     rejected: str | None = None  # why the file is not graded (a symlink, a device, too large)
+    root: str | None = None  # the submissions folder: no component of path below it may be a link at read time
 
 
 def read_notebook_file(path: Path):
@@ -146,10 +151,31 @@ def why_not_a_file(path: Path) -> str | None:
     return None
 
 
-def read_submission_bytes(path: Path) -> bytes:
-    """The submitted file's bytes, refusing symlinks and non-regular files at the moment of reading."""
+def _open_below(root: Path, path: Path, flags: int) -> int:
+    """``os.open`` of ``path`` walking from ``root`` one folder at a time, following no link on the way (ELOOP)."""
+    parts = Path(path).relative_to(root).parts
+    if not parts or ".." in parts:
+        raise OSError(f"{path} is not below {root}")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:  # a folder swapped for a link after discovery fails here
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        return os.open(parts[-1], flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def read_submission_bytes(path: Path, root: str | Path | None = None) -> bytes:
+    """The submitted file's bytes, refusing symlinks and non-regular files at the moment of reading.
+
+    With ``root`` (the submissions folder) no folder between it and the file may be a link either.
+    """
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)  # O_NOFOLLOW: a symlink swapped in after discovery fails here (ELOOP)
+    # O_NOFOLLOW: a symlink swapped in after discovery fails here (ELOOP)
+    fd = _open_below(Path(root), Path(path), flags) if root is not None else os.open(path, flags)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SUBMISSION_BYTES:
@@ -160,15 +186,33 @@ def read_submission_bytes(path: Path) -> bytes:
         os.close(fd)
 
 
-def _walk_files(folder: Path) -> list[Path]:
-    """Every non-hidden entry below ``folder`` whose suffix is a notebook's; symlinked folders are not entered."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix in NOTEBOOK_SUFFIXES:
-                found.append(Path(dirpath) / name)
-    return found
+def _walk_files(folder: Path, warnings: list[str] | None = None) -> list[Path]:
+    """Every non-hidden entry below ``folder`` whose suffix is a notebook's, at most :data:`MAX_DEPTH` folders deep.
+
+    Iterative (a 1,200-level folder is no RecursionError); links to folders are never entered, and a
+    folder that cannot be listed is skipped with a warning.
+    """
+    found: list[Path] = []
+    stack = [(Path(folder), 0)]
+    while stack:
+        here, depth = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            subdirs = [Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+            files = [Path(e.path) for e in entries if not e.name.startswith(".") and not e.is_dir(follow_symlinks=False)
+                     and Path(e.name).suffix in NOTEBOOK_SUFFIXES]
+        except OSError as err:
+            if warnings is not None:
+                warnings.append(f"skipped {here}: it cannot be read ({err.strerror})")
+            continue
+        found.extend(files)
+        if depth >= MAX_DEPTH and subdirs:
+            if warnings is not None:
+                warnings.append(f"skipped the folders below {here}: more than {MAX_DEPTH} levels deep")
+            continue
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
+    return sorted(found, key=lambda p: p.parts)
 
 
 def find_submissions(folder: Path, problem_sets: Iterable[str]) -> tuple[list[Submission], list[str]]:
@@ -203,8 +247,11 @@ def find_submissions(folder: Path, problem_sets: Iterable[str]) -> tuple[list[Su
         elif entry.is_symlink():
             warnings.append(f"skipped {entry}: a symbolic link is not followed; hand in the folder itself")
         elif entry.is_dir():
-            for path in _walk_files(entry):
-                add(entry.name, path, path.stem)
+            try:  # whatever is in one student's folder, the class goes on
+                for path in _walk_files(entry, warnings):
+                    add(entry.name, path, path.stem)
+            except Exception as err:  # noqa: BLE001
+                warnings.append(f"skipped {entry}: its files could not be listed ({type(err).__name__})")
 
     submissions = []
     for (student, ps), paths in sorted(candidates.items()):
@@ -214,7 +261,7 @@ def find_submissions(folder: Path, problem_sets: Iterable[str]) -> tuple[list[Su
         others = [p for p in paths[1:] if not (p.stem == chosen.stem and p.parent == chosen.parent)]
         if others:
             warnings.append(f"{student}: several files for {ps}; graded {chosen}, ignored {', '.join(map(str, others))}")
-        submissions.append(Submission(student, ps, str(chosen), why_not_a_file(chosen)))
+        submissions.append(Submission(student, ps, str(chosen), why_not_a_file(chosen), str(base)))
     return submissions, warnings
 
 

@@ -5,6 +5,8 @@ are cleared, and a clean copy goes into a fresh scratch folder. The runner execu
 sandbox (:mod:`toyattn.grading.sandbox`) with a fresh random seed for the checks' cases; an outer
 wall-clock limit kills the whole sandbox. Afterwards this process judges the answers left in the
 scratch folder (:mod:`toyattn.grading.judging`) and keeps a size-capped executed copy for display.
+Where the machine allows it, the scratch folder is a size-capped tmpfs (a root grader) and the
+sandbox runs in a cgroup of its own (memory and processes for all of it together).
 """
 
 from __future__ import annotations
@@ -22,17 +24,17 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .discovery import MAX_SUBMISSION_BYTES, ProblemSet, Submission, read_submission_bytes
+from .confine import Cgroup, fresh_uid, mount_tmpfs, unmount, userns_filter
+from .discovery import ProblemSet, Submission, read_submission_bytes
 from .execute import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, Execution, clear_outputs, execution_from_json
+from .executed import MAX_DATA_CHARS, MAX_OUTPUT_CHARS, _cap_outputs, _save_executed  # noqa: F401 - their old home
 from .judging import GRADER_ERROR, judge_exercise
 from .reports import unique_names
-from .sandbox import Limits, bwrap_command, find_bwrap, sandbox_env
+from .sandbox import Limits, bwrap_command, find_bwrap, root_mode_available, sandbox_env, sandbox_python
 from .status import NotebookResult, exercise_statuses, notebook_problems, whole_notebook
 
 #: Seconds the sandbox may run beyond the notebook's own limit (start-up, saving) before it is killed.
 WALL_MARGIN = 60.0
-MAX_OUTPUT_CHARS = 20_000  # per text output kept in the executed copy
-MAX_DATA_CHARS = 2_000_000  # per rich output (an image, HTML) kept in the executed copy
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,12 @@ def _parse_submission(path: Path, data: bytes):
     return nbformat.reads(text, as_version=4)
 
 
-def _run_contained(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, wall: float) -> tuple[int | None, bool]:
+def _run_contained(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, wall: float, *,
+                   pass_fds: tuple[int, ...] = (), cgroup: Cgroup | None = None) -> tuple[int | None, bool]:
     """Run ``cmd`` in its own session; kill the whole group after ``wall`` seconds. ``(exit code, killed)``."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, pass_fds=pass_fds, preexec_fn=cgroup.join if cgroup else None)
         killed = False
         try:
             rc = proc.wait(timeout=wall)
@@ -97,40 +100,36 @@ def _read_record(path: Path, rc: int | None, killed: bool, wall: float, log: Pat
         why = f"the notebook's run ended without a record (exit code {rc})"
         tail = _tail(log)
         return Execution(stop_reason="kernel error", notes=[why + (f": {tail[-300:]}" if tail else "")])
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         return Execution(stop_reason="kernel error", notes=[f"the run's record is unreadable ({str(err)[:200]})"])
 
 
-def _cap_outputs(nb) -> None:
-    """Cut long texts and drop huge rich outputs: the executed copy is for reading, not for storage."""
-    for cell in nb.cells:
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if isinstance(out.get("text"), str) and len(out["text"]) > MAX_OUTPUT_CHARS:
-                out["text"] = out["text"][:MAX_OUTPUT_CHARS] + "\n[... cut by the grader]\n"
-            if out.get("output_type") == "error":
-                out["evalue"] = str(out.get("evalue", ""))[:2000]
-                out["traceback"] = [str(t)[:2000] for t in out.get("traceback", [])[:60]]
-            data = out.get("data", {})
-            for mime in list(data):
-                if len(str(data[mime])) > MAX_DATA_CHARS:
-                    data[mime] = "[output removed by the grader: too large]" if mime == "text/plain" else ""
-                    data.setdefault("text/plain", "[output removed by the grader: too large]")
-
-
-def _save_executed(src: Path, dest: Path) -> str | None:
-    """Copy the executed notebook (untrusted) to ``dest``, size-capped; a problem text if it could not be."""
-    import nbformat
-
+def _run_sandboxed(argv: list[str], env: dict[str, str], scratch: Path, work: Path, log: Path, wall: float,
+                   options: GradeOptions) -> tuple[int | None, bool]:
+    """The runner in its bwrap sandbox, in a cgroup where one can be made; as root, as a fresh unprivileged uid."""
+    limits, hidden = options.limits, [Path(h) for h in options.hidden]
+    group = Cgroup.create(limits.memory_bytes, limits.processes)
     try:
-        nb = nbformat.reads(read_submission_bytes(src).decode("utf-8"), as_version=4)
-        _cap_outputs(nb)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, dest)
-    except FileNotFoundError:
-        return None  # the run left none; its record says why
-    except Exception as err:  # noqa: BLE001 - whatever is in the scratch folder, the class report goes on
-        return f"the executed copy was not kept (not a notebook of at most {MAX_SUBMISSION_BYTES >> 20} MB: {type(err).__name__})"
-    return None
+        if not root_mode_available():  # an ordinary user (or root without CAP_SYS_ADMIN): a user namespace
+            cmd = bwrap_command(find_bwrap(), scratch, work, argv, hidden=hidden, tmp_bytes=limits.scratch_bytes)
+            return _run_contained(cmd, env, work, log, wall, cgroup=group)
+        uid = fresh_uid()
+        for d in [scratch, *scratch.rglob("*")]:  # the grader's tmp/ around it stays 0700
+            os.chown(d, uid, uid, follow_symlinks=False)
+        os.chmod(scratch, 0o755)  # bwrap (root without capabilities) enters it before the runner leaves root
+        program = userns_filter()  # not None: root_mode_available() says so
+        r, w = os.pipe()
+        try:
+            os.write(w, program)
+            os.close(w)
+            cmd = bwrap_command(find_bwrap(), scratch, work, [*argv, f"--drop-to={uid}"], hidden=hidden,
+                                as_root_fd=r, tmp_bytes=limits.scratch_bytes)
+            return _run_contained(cmd, env, work, log, wall, pass_fds=(r,), cgroup=group)
+        finally:
+            os.close(r)
+    finally:
+        if group:
+            group.remove()
 
 
 def grade_submission(sub: Submission, ps: ProblemSet, options: GradeOptions | None = None,
@@ -139,45 +138,57 @@ def grade_submission(sub: Submission, ps: ProblemSet, options: GradeOptions | No
 
     Never raises for anything the student did: every problem ends up in the result.
     """
-    import nbformat
-
     options = options or GradeOptions()
     if sub.rejected:
         return whole_notebook(sub.student, ps, sub.path, "rejected", "error", f"rejected: {sub.rejected}")
     start = time.monotonic()
     try:
-        nb = _parse_submission(Path(sub.path), read_submission_bytes(Path(sub.path)))
+        nb = _parse_submission(Path(sub.path), read_submission_bytes(Path(sub.path), sub.root))
         clear_outputs(nb)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the student's problem, reported
         msg = f"unreadable notebook: {type(err).__name__}: {str(err)[:200]}"
         return whole_notebook(sub.student, ps, sub.path, "unreadable", "error", msg)
     with tempfile.TemporaryDirectory(prefix="toyattn-grade-", ignore_cleanup_errors=True) as tmp:
         scratch = Path(tmp) / "sandbox"  # the only folder the notebook sees; tmp/ itself stays the grader's
-        work, answers, home = scratch / "work", scratch / "answers", scratch / "home"
-        for d in (work, answers, home):
-            d.mkdir(parents=True)
-        copy = work / f"{ps.name}.ipynb"
-        nbformat.write(nb, copy)
-        seed = secrets.randbits(62)  # fresh cases for every notebook: answers cannot be hard-coded or shared
-        from toyattn.checks.answers import ANSWERS_DIR_ENV, SEED_ENV
+        scratch.mkdir()
+        capped = options.sandbox and mount_tmpfs(scratch, options.limits.scratch_bytes)
+        try:
+            return _grade_in(scratch, tmp, sub, ps, nb, options, executed_path, start)
+        finally:
+            if capped:
+                unmount(scratch)
 
-        env = sandbox_env(home, {ANSWERS_DIR_ENV: str(answers), SEED_ENV: str(seed)})
-        argv = [sys.executable, "-m", "toyattn.grading.runner", str(copy), "--executed", str(scratch / "executed.ipynb"),
-                "--record", str(scratch / "run.json"), f"--timeout={options.timeout}",
-                f"--cell-timeout={options.cell_timeout}", *options.limits.as_args()]
-        if options.sandbox:
-            bwrap = find_bwrap()
-            cmd = bwrap_command(bwrap, scratch, work, argv, hidden=[Path(h) for h in options.hidden])
-        else:
-            cmd = argv + ["--no-process-limit"] + (["--kernel", options.kernel_name] if options.kernel_name else [])
-        wall = options.timeout + WALL_MARGIN
+
+def _grade_in(scratch: Path, tmp: str, sub: Submission, ps: ProblemSet, nb, options: GradeOptions,
+              executed_path: str | None, start: float) -> NotebookResult:
+    """:func:`grade_submission` once the notebook is read: its copy run in ``scratch``, then judged here."""
+    import nbformat
+
+    work, answers, home = scratch / "work", scratch / "answers", scratch / "home"
+    for d in (work, answers, home):
+        d.mkdir(parents=True)
+    copy = work / f"{ps.name}.ipynb"
+    nbformat.write(nb, copy)
+    seed = secrets.randbits(62)  # fresh cases for every notebook: answers cannot be hard-coded or shared
+    from toyattn.checks.answers import ANSWERS_DIR_ENV, SEED_ENV
+
+    env = sandbox_env(home, {ANSWERS_DIR_ENV: str(answers), SEED_ENV: str(seed)})
+    python = sandbox_python() if options.sandbox else sys.executable
+    argv = [python, "-m", "toyattn.grading.runner", str(copy), "--executed", str(scratch / "executed.ipynb"),
+            "--record", str(scratch / "run.json"), f"--timeout={options.timeout}",
+            f"--cell-timeout={options.cell_timeout}", *options.limits.as_args()]
+    wall = options.timeout + WALL_MARGIN
+    if options.sandbox:
+        rc, killed = _run_sandboxed(argv, env, scratch, work, Path(tmp) / "runner.log", wall, options)
+    else:
+        cmd = argv + ["--no-process-limit"] + (["--kernel", options.kernel_name] if options.kernel_name else [])
         rc, killed = _run_contained(cmd, env, work, Path(tmp) / "runner.log", wall)
-        run = _read_record(scratch / "run.json", rc, killed, wall, Path(tmp) / "runner.log")
-        judged = {ex.check: judge_exercise(answers, ex.check, seed) for ex in ps.exercises}
-        if executed_path:
-            problem = _save_executed(scratch / "executed.ipynb", Path(executed_path))
-            if problem:
-                run.notes.append(problem)
+    run = _read_record(scratch / "run.json", rc, killed, wall, Path(tmp) / "runner.log")
+    judged = {ex.check: judge_exercise(answers, ex.check, seed) for ex in ps.exercises}
+    if executed_path:
+        problem = _save_executed(scratch / "executed.ipynb", Path(executed_path))
+        if problem:
+            run.notes.append(problem)
     exercises, missing = exercise_statuses(ps, nb, judged, run)
     outcome, problems = notebook_problems(run)
     return NotebookResult(sub.student, sub.problem_set, sub.path, outcome, round(time.monotonic() - start, 2),

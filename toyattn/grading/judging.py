@@ -43,6 +43,9 @@ def judge_exercise(folder: Path, check_name: str, seed: int) -> tuple[str, str] 
         answers = read_answers(folder, check_name)
     except (AnswersInvalid, OSError) as err:
         return GRADER_ERROR, f"the answers the notebook left for {check_name} are not what a check writes: {err}"
+    except Exception as err:  # noqa: BLE001 - any other surprise in an answers file is that exercise's error
+        return GRADER_ERROR, (f"the answers the notebook left for {check_name} could not be read: "
+                              f"{type(err).__name__}: {str(err)[:200]}")
     if answers is None:
         return None
     try:

@@ -25,9 +25,25 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!])")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def shown(text: object) -> str:
+    """``text`` safe to show on a terminal or write as UTF-8: C0/C1 controls (ESC, BEL, CSI, OSC ...) and the
+    undecodable bytes of a file name that is not UTF-8 become visible escapes (``\\x1b``, ``\\xdc``)."""
+    return _CONTROL.sub(lambda m: _escape(m.group()), str(text))
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte Python could not decode (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    text = str(text)
+    """``text`` cut to ``limit`` characters, saying how much was cut (controls escaped, see :func:`shown`)."""
+    text = shown(text)
     return text if len(text) <= limit else f"{text[:limit]} [... {len(text) - limit} more characters cut]"
 
 
@@ -35,7 +51,7 @@ def csv_cell(value: object) -> object:
     """A CSV cell a spreadsheet shows as text: a leading ``= + - @`` (a formula) gets a ``'`` in front."""
     if not isinstance(value, str):
         return value
-    value = clip(value)
+    value = clip(value)  # the student's name and path too: controls escaped, not-UTF-8 bytes as \xNN
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
@@ -108,7 +124,7 @@ def write_reports(
     for s in students:
         (feedback / f"{files[s]}.md").write_text(format_feedback(s, [r for r in results if r.student == s]),
                                                  encoding="utf-8")
-    clipped = [dict(asdict(r), problems=[clip(p) for p in r.problems],
+    clipped = [dict(asdict(r), student=shown(r.student), path=shown(r.path), problems=[clip(p) for p in r.problems],
                     exercises=[dict(asdict(e), message=clip(e.message)) for e in r.exercises]) for r in results]
     (out / "results.json").write_text(json.dumps(clipped, indent=1), encoding="utf-8")
     return text

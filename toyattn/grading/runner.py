@@ -28,7 +28,8 @@ def _limits(args: argparse.Namespace) -> Limits:
     def value(x: str) -> int | None:
         return int(x) if x else None
 
-    return Limits(value(args.memory_bytes), value(args.processes), value(args.file_bytes), value(args.cpu_seconds))
+    return Limits(value(args.memory_bytes), value(args.processes), value(args.file_bytes), value(args.cpu_seconds),
+                  value(args.scratch_bytes))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cell-timeout", type=float, required=True)
     p.add_argument("--kernel", default=None, help="a named Jupyter kernel (unsandboxed grading only)")
     p.add_argument("--no-process-limit", action="store_true", help="unsandboxed: the limit would count the grader's user")
-    for name in ("memory-bytes", "processes", "file-bytes", "cpu-seconds"):
+    p.add_argument("--drop-to", type=int, default=None, help="a root grader's sandbox: leave root for this uid first")
+    for name in ("memory-bytes", "processes", "file-bytes", "cpu-seconds", "scratch-bytes"):
         p.add_argument(f"--{name}", default="")
     return p.parse_args(argv)
 
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     import nbformat
 
     args = parse_args(argv)
+    if args.drop_to is not None:
+        from .confine import drop_to
+
+        drop_to(args.drop_to)  # raises (no record: "kernel error") if any capability were left
     apply_limits(_limits(args), processes=not args.no_process_limit)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with an error instead of killing us
     notebook = Path(args.notebook)
