@@ -2,8 +2,10 @@
 
 Every check draws fresh heads from its seed, including heads built to score exactly 1 and exactly 0,
 and refuses answers that call :mod:`toyattn.symmetry` (the course's own answer). The trace-form and
-batched checks also watch the method: no intermediate as large as a ``d_model x d_model`` matrix
-(torch or NumPy), and, for the batched one, no Python loop over the heads.
+batched checks also watch the method: they stay in torch, make no intermediate as large as a
+``d_model x d_model`` matrix, do no more floating-point work in matrix products than a few times the
+trace form's ``d_model * d_head^2`` per head (counted below einsum, so a four-operand einsum that
+builds ``M`` internally is seen), and run no Python loop over the heads (batched) or rows (one head).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .. import symmetry as S
 from .. import symmetry_traces
 from .answers import Returned
 from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check, torch_generator
-from .guards import forbid_calls_into, forbid_large_intermediates, forbid_loops
+from .guards import forbid_calls_into, forbid_large_intermediates, forbid_loops, limit_float_work
 
 __all__ = [
     "check_batched_symmetry_scores",
@@ -33,6 +35,22 @@ _NO_M = forbid_large_intermediates(
     what="the d_model x d_model matrix M",
     hint="The point of this exercise is never to form M: work with d_head x d_head matrices only.",
 )
+_TRACE_WORK = limit_float_work(
+    lambda case: case.expect.get("max_flops") if isinstance(case.expect, dict) else None,
+    what="a few times the trace form's 6 d_model d_head^2 per head",
+    hint="Form only d_head x d_head products of the thin maps, and choose the order of an einsum's operands "
+    "yourself (one product at a time).",
+)
+_NO_ROW_LOOP = forbid_loops(
+    lambda case: case.expect.get("max_lines") if isinstance(case.expect, dict) else None,
+    items="rows of W_q",
+    hint="A loop over d_model rows does d_model^2 d_head work in the end; work with whole matrices.",
+)
+
+
+def _work_limit(d: int, dh: int, heads: int = 1) -> int:
+    """4x the trace form's flops (three [d_h, d] x [d, d_h] products: 6 d d_h^2 per head)."""
+    return 24 * d * dh * dh * heads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,11 +131,11 @@ def _trace_cases(rng: np.random.Generator) -> list[Case]:
     d = int(rng.integers(1000, 1400))
     # A wide head: M has d^2 (millions of) entries, the inputs and A, B, C a few thousand.
     cases.append(Case(f"a wide head, d_model={d}, d_head=4", (_randn(g, d, 4), _randn(g, d, 4)),
-                      expect={"max_entries": d * d}))
+                      expect={"max_entries": d * d, "max_flops": _work_limit(d, 4), "max_lines": d}))
     return cases
 
 
-@exercise_check(cases=_trace_cases, during=[_NO_LIBRARY, _NO_M])
+@exercise_check(cases=_trace_cases, during=[_TRACE_WORK, _NO_LIBRARY, _NO_M, _NO_ROW_LOOP])
 def check_symmetry_score_trace(case: Case, got: Returned) -> None:
     """``score_fn(W_q, W_k)``: the same score, without anything of size ``d_model x d_model``."""
     _judge_head_score(case, got)
@@ -184,7 +202,8 @@ def _batched_cases(rng: np.random.Generator) -> list[Case]:
         _batched_case(g, "small", (2, 3, 12, 4)),
         _batched_case(g, "one layer", (1, 5, 9, 3)),
         # M per head has d^2 entries, far more than all the inputs together.
-        _batched_case(g, "wide heads", (3, 1, d_wide, 4), max_entries=d_wide * d_wide),
+        _batched_case(g, "wide heads", (3, 1, d_wide, 4), max_entries=d_wide * d_wide,
+                      max_flops=_work_limit(d_wide, 4, heads=3)),
         # 64 heads: a loop over them runs its body 64 times; a batched computation a few lines once.
         _batched_case(g, "many heads", (4, 16, 32, 4), max_lines=64),
     ]
@@ -198,7 +217,7 @@ _NO_HEAD_LOOP = forbid_loops(
 )
 
 
-@exercise_check(cases=_batched_cases, during=[_NO_LIBRARY, _NO_M, _NO_HEAD_LOOP])
+@exercise_check(cases=_batched_cases, during=[_TRACE_WORK, _NO_LIBRARY, _NO_M, _NO_HEAD_LOOP])
 def check_batched_symmetry_scores(case: Case, got: Returned) -> None:
     """``scores_fn(W_Q, W_K)``: ``[layers, heads, d_model, d_head]`` to scores ``[layers, heads]``, batched."""
     W_Q, W_K = case.args
