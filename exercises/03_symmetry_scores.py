@@ -4,17 +4,19 @@
 # *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals: what you will be able to do afterwards.**
-# 1. Measure how symmetric an attention head is, from the definition of its score.
-# 2. Get the same number without ever building the $d \times d$ matrix, and see why that matters.
-# 3. Build a head with a score of exactly 0, and say why a one-dimensional head cannot have one.
-# 4. Score every head of a model in one batched computation, and run it on a real encoder.
-# 5. Score a whole layer, and explain why a layer can look symmetric when none of its heads is.
+# 1. Measure how symmetric an attention head is, in the signed convention of published tables.
+# 2. Get the score without ever building the $d \times d$ matrix, from weights stored the way
+#    `nn.Linear` stores them, and see why that matters.
+# 3. Build a head with any score you are given, from a symmetric and a skew-symmetric part.
+# 4. Score every head of a grouped-query model in one batched computation, and run it on a real encoder.
+# 5. Score a whole wide layer without its $d \times d$ matrix, and explain why a layer can look symmetric
+#    when none of its heads is.
 #
-# Read `notebooks/03_symmetry_scores` first (sections 1-4). Shapes follow the course's convention:
-# `W_q`, `W_k` are `[d_model, d_head]`, a head's query is `q = x @ W_q` (row vectors), and the head scores
-# query $x$ against key $y$ with $x M y^\top$, $M = W_q W_k^\top$. The **symmetry score** $r$ is the share of
-# $\|M\|_F^2$ that lies in the symmetric part of $M$ (this problem set uses $r \in [0, 1]$, not the
-# signed $s = 2r - 1$ of published tables).
+# Read `notebooks/03_symmetry_scores` first (sections 1-4). Unless an exercise says otherwise, shapes
+# follow the course's convention: `W_q`, `W_k` are `[d_model, d_head]`, a head's query is `q = x @ W_q`
+# (row vectors), and the head scores query $x$ against key $y$ with $x M y^\top$, $M = W_q W_k^\top$. The
+# **symmetry score** $r$ is the share of $\|M\|_F^2$ that lies in the symmetric part of $M$; published
+# tables use the signed $s = 2r - 1 \in [-1, 1]$. Each exercise says which one it wants.
 #
 # Each exercise says what to compute; how is up to you. A **Hint** cell follows each one: skip it
 # unless you are stuck. Every check tries fresh inputs, including heads built to score exactly 1 and
@@ -31,70 +33,69 @@ from toyattn import checks, seed_everything
 g = seed_everything(0)
 
 # %% [markdown]
-# ## Exercise 1: the score by its definition
+# ## Exercise 1: the signed score, by its definition
 #
-# Write `score_by_definition(W_q, W_k)`: the share of $\|M\|_F^2$ (the sum of squared entries of
-# $M = W_q W_k^\top$) that lies in the symmetric part of $M$. It must be 1 for a symmetric $M$ and 0
-# for a skew-symmetric one ($M^\top = -M$). Return a number or a 0-d tensor.
+# Write `signed_score(W_q, W_k)`: the **signed** score $s$ of $M = W_q W_k^\top$, the convention of
+# Saponati et al.'s tables: $+1$ for a symmetric $M$, $-1$ for a skew-symmetric one ($M^\top = -M$), and
+# $2r - 1$ in general. The lecture computed $r$; decide how to get $s$ directly (there is a one-line
+# formula in $M$ alone). Return a number or a 0-d tensor.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# Every square matrix splits into a symmetric and a skew-symmetric part, $M = S + K$ with
-# $S^\top = S$ and $K^\top = -K$. Write $M^\top$ in terms of $S$ and $K$ and solve for $S$. The two
-# parts are orthogonal ($\operatorname{tr}(S^\top K) = 0$), so $\|M\|_F^2 = \|S\|_F^2 + \|K\|_F^2$.
+# With $M = S + K$ (symmetric plus skew part), $s = (\|S\|^2 - \|K\|^2)/\|M\|^2$. Expand $\|S\|^2$ and $\|K\|^2$
+# with $S = (M + M^\top)/2$, $K = (M - M^\top)/2$: what is left in the numerator is
+# $\sum_{ij} M_{ij} M_{ji}$.
 # </details>
 
 # %%
-def score_by_definition(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
-    """W_q, W_k: [d_model, d_head] -> symmetry score r in [0, 1] (0-d tensor)."""
+def signed_score(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
+    """W_q, W_k: [d_model, d_head] -> signed symmetry score s in [-1, 1] (0-d tensor)."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
-checks.check_symmetry_score_definition(score_by_definition)
+checks.check_symmetry_score_definition(signed_score)
 
 # %% [markdown]
-# **Question.** A head whose keys are its queries ($W_k = W_q$) scores 1. Predict the score of a head
+# **Question.** A head whose keys are its queries ($W_k = W_q$) scores $s = 1$. Predict the score of a head
 # with $W_k = -W_q$: it scores every pair of tokens with the opposite sign. Write your guess down, then
 # run the next cell.
 
 # %%
 W_q = torch.randn(8, 3, generator=g)
-print("W_k = W_q :", float(score_by_definition(W_q, W_q)))
-print("W_k = -W_q:", float(score_by_definition(W_q, -W_q)))
+print("W_k = W_q :", float(signed_score(W_q, W_q)))
+print("W_k = -W_q:", float(signed_score(W_q, -W_q)))
 
 # %% [markdown]
 # Both print 1: $-M$ is symmetric exactly when $M$ is. The score measures *reciprocity* (does $x$
 # score $y$ as $y$ scores $x$?), not whether the scores are positive.
 
 # %% [markdown]
-# ## Exercise 2: the score without the d x d matrix
+# ## Exercise 2: the score without the d x d matrix, from nn.Linear weights
 #
-# Exercise 1 builds the $d \times d$ matrix $M$: $2 d^2 d_h$ flops and $d^2$ numbers in memory, per head.
-# Yet $M$ has rank at most $d_h$, and everything about it is in two thin $[d, d_h]$ matrices.
-#
-# Write `score_by_trace(W_q, W_k)`, the same number as Exercise 1, without creating anything as large as
-# `d_model x d_model`, in torch or in NumPy: the check watches the sizes of the tensors your code makes
-# and the memory NumPy allocates, on a head with `d_model` over 1000. Aim for a cost that grows like
-# $d\,d_h^2$, not $d^2 d_h$. Work it out on paper first: write both $\|M\|_F^2$ and the part that decides
-# the symmetric share as traces of products of $W_q$, $W_k$ and their transposes, and find an order of the
-# factors in which every matrix you form is small.
+# A PyTorch `nn.Linear(d_model, d_head)` stores its weight as `[d_head, d_model]` and computes
+# `q = x @ W.T`. Write `score_by_trace(W_q, W_k)` taking **both maps in that layout** and returning the
+# head's $r$ (in $[0, 1]$). First decide what $M$ is in this layout (the $d_\text{model} \times d_\text{model}$
+# form with $q \cdot k = x M y^\top$), then compute its score without creating anything as large as
+# `d_model x d_model`. Aim for a cost that grows like $d\,d_h^2$, not $d^2 d_h$, and compute in torch: the
+# check counts the floating-point work of your matrix products (inside `einsum` too) on a head with
+# `d_model` over 1000, and watches the sizes of the tensors your code makes.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# First write $r$ as $\tfrac12\left(1 + \operatorname{tr}(MM)/\|M\|_F^2\right)$ (expand $\|M + M^\top\|_F^2$).
-# Both $\|M\|_F^2 = \operatorname{tr}(M^\top M)$ and $\operatorname{tr}(MM)$ are traces of a product of four thin
-# matrices, and a trace does not change when its factors are rotated cyclically,
-# $\operatorname{tr}(XYZ) = \operatorname{tr}(YZX)$: rotate until the products you form are $d_h \times d_h$.
-# Finally, $\operatorname{tr}(XY) = \sum_{ij} X_{ij} Y_{ji}$: you never need the product $XY$ itself, only the
-# sum of the entries of $X \odot Y^\top$ (`torch.einsum` can say this in one string).
+# Here $q = x W_q^\top$, so $M = W_q^\top W_k$. Write $r$ as $\tfrac12\left(1 + \operatorname{tr}(MM)/\|M\|_F^2\right)$,
+# write both traces as traces of products of four thin matrices, and rotate them cyclically
+# ($\operatorname{tr}(XYZ) = \operatorname{tr}(YZX)$) until every product you form is $d_h \times d_h$. Check which
+# side the $d_\text{model}$ axis is on before you transpose anything: the lecture's $A = W_q^\top W_q$ is
+# `d_model x d_model` in this layout. An `einsum` with four operands is contracted two at a time, in an
+# order you do not choose: form the small products one by one.
 # </details>
 
 # %%
 def score_by_trace(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
-    """Same result as score_by_definition, in O(d_model * d_head^2)."""
+    """W_q, W_k: [d_head, d_model] (nn.Linear layout) -> r of M = W_q^T W_k, in O(d_model * d_head^2)."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
@@ -102,81 +103,92 @@ def score_by_trace(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
 checks.check_symmetry_score_trace(score_by_trace)
 
 # %% [markdown]
-# **Question.** Random Gaussian heads score about 0.5. Does their spread around 0.5 shrink as
-# `d_model` grows, as `d_head` grows, or both? Predict, then run the next cell: it scores 100 random
-# heads per shape with your `score_by_trace` (cheap even at `d_model = 2048`, where one $M$ would have
-# four million entries).
+# **Question.** The lecture showed random heads at a few widths. Here you can go wider: predict the
+# standard deviation of $r$ for random heads at `d_model = 2048`, and whether going from `d_head = 2` to
+# `d_head = 16` changes it. Then run the next cell: it scores 100 random heads per shape with your
+# `score_by_trace` (cheap even at `d_model = 2048`, where one $M$ would have four million entries).
 
 # %%
 for d_model in (16, 256, 2048):
     for d_head in (2, 16):
-        r = torch.tensor([float(score_by_trace(*torch.randn(2, d_model, d_head, generator=g))) for _ in range(100)])
-        print(f"d_model {d_model:5d}, d_head {d_head:3d}: mean r {float(r.mean()):.4f}, std {float(r.std()):.4f}")
+        r = torch.tensor([float(score_by_trace(*torch.randn(2, d_head, d_model, generator=g))) for _ in range(100)])
+        print(f"d_model {d_model:5d}, d_head {d_head:3d}: mean r {float(r.mean()):.4f}, std {float(r.std()):.4f}, "
+              f"0.7 / d_model = {0.7 / d_model:.4f}")
 
 # %% [markdown]
-# Read the standard deviations down each `d_head` column and across each `d_model` row: the spread
-# falls as `d_model` grows, and changes little with `d_head` (about $0.7 / d_\text{model}$, see
-# `toyattn.symmetry.random_head`). So "this head scores 0.6" means little in a narrow model and a lot in
-# a wide one.
+# Read the standard deviations down each `d_head` column and across each `d_model` row, against the
+# printed $0.7 / d_\text{model}$ (the lecture's rule of thumb; `tests/test_symmetry.py` tests it). With 100
+# heads each, the printed stds themselves wobble by about 7%. So "this head scores 0.6" means little in a
+# narrow model and a lot in a wide one.
 
 # %% [markdown]
-# ## Exercise 3: a head that scores exactly 0
+# ## Exercise 3: a head with a score you choose
 #
-# Write `skew_key(W_q, generator)`: a `W_k` of the same shape as `W_q` whose head matrix
-# $M = W_q W_k^\top$ is skew-symmetric ($M^\top = -M$) and not zero. If you need random numbers, draw
-# them with `torch.randn(..., generator=generator, dtype=W_q.dtype)`.
+# Write `key_with_score(W_q, r, generator)`: a `W_k` of the same shape as `W_q` (`[d_model, d_head]`,
+# `d_head` at least 2) whose head $M = W_q W_k^\top$ scores **exactly** `r`, for any `r` in $[0, 1]$. If you
+# need random numbers, draw them with `torch.randn(..., generator=generator, dtype=W_q.dtype)`.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# Look for `W_k = W_q @ S.T` with a small `[d_head, d_head]` matrix `S`: then $M = W_q S W_q^\top$.
-# What does $M^\top = -M$ ask of $S$? And how do you turn any square matrix $X$ into such an $S$?
+# The lecture builds a symmetric head ($W_k = W_q P$) and a skew one ($W_k = W_q S^\top$). With
+# $W_k = W_q(aI + bS)^\top$, $M = a\,W_q W_q^\top + b\,W_q S W_q^\top$: a symmetric part plus a skew part. The
+# score is a share of *squared norms*: what must $a$ and $b$ be so that the symmetric part carries a share
+# $r$ of $\|M\|_F^2$?
 # </details>
 
 # %%
-def skew_key(W_q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """W_q: [d_model, d_head] -> W_k: [d_model, d_head] with W_q @ W_k.T skew-symmetric."""
+def key_with_score(W_q: torch.Tensor, r: float, generator: torch.Generator) -> torch.Tensor:
+    """W_q: [d_model, d_head] -> W_k: [d_model, d_head] whose head W_q @ W_k.T scores exactly r."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
-checks.check_skew_symmetric_key(skew_key)
+checks.check_key_with_score(key_with_score)
 
 # %% [markdown]
-# **Question.** What do your two score functions say about such a head? And what does `skew_key`
-# return for a head with $d_h = 1$ (what is a $1 \times 1$ skew-symmetric matrix)? Predict both, then
-# run the next cell.
+# **Question.** What does your `key_with_score` do for a head with $d_h = 1$ and $r = 0.5$ (what is a
+# $1 \times 1$ skew-symmetric matrix)? Which scores can a rank-one head have at all? Predict, then run
+# the next cell.
 
 # %%
 W_q = torch.randn(10, 4, generator=g, dtype=torch.float64)
-W_k = skew_key(W_q, g)
-print("definition:", float(score_by_definition(W_q, W_k)), " trace form:", float(score_by_trace(W_q, W_k)))
-print("d_head = 1, W_k =", skew_key(torch.randn(5, 1, generator=g, dtype=torch.float64), g).flatten().tolist())
+for r in (0.0, 0.5, 1.0):
+    W_k = key_with_score(W_q, r, g)
+    print(f"target r = {r}: score_by_trace gives {float(score_by_trace(W_q.T, W_k.T)):.6f}, "
+          f"signed_score gives {float(signed_score(W_q, W_k)):+.6f}")
+W_1 = torch.randn(5, 1, generator=g, dtype=torch.float64)
+print("d_head = 1, r = 0.5:", key_with_score(W_1, 0.5, g).flatten().tolist())
 
 # %% [markdown]
-# Both scores are 0 up to float64 rounding. With $d_h = 1$ the only skew-symmetric $1 \times 1$ matrix
-# is 0, so `W_k` comes back all zeros and the score would be $0/0$: a rank-one head cannot be
-# skew-symmetric.
+# The targets come back to float64 rounding, and the signed score is $2r - 1$. With $d_h = 1$ the only
+# skew-symmetric $1 \times 1$ matrix is 0, so the skew part vanishes and $b$ is $0/0$: the key comes back
+# as NaN. A rank-one head $M = w_q w_k^\top$ always has $r = (1 + \cos^2\theta)/2 \ge 0.5$ (lecture, section 2):
+# it cannot score below 0.5, let alone 0.
 
 # %% [markdown]
-# ## Exercise 4: every head of a model at once
+# ## Exercise 4: every head of a grouped-query model at once
 #
-# A model's weights stack into `W_Q`, `W_K` of shape `[layers, heads, d_model, d_head]`. Write
-# `batched_scores(W_Q, W_K)` returning the scores `[layers, heads]` in one batched computation: no
-# `d_model x d_model` matrix and no Python loop over the heads (the check watches both, on a model with
-# 64 heads and one with `d_model` over 1000).
+# A model's weights stack into `W_Q` of shape `[layers, heads, d_model, d_head]` and `W_K` of shape
+# `[layers, kv_heads, d_model, d_head]`: under grouped-query attention `kv_heads` divides `heads`, and each
+# key head serves a group of consecutive query heads (lecture, section 4; `kv_heads = heads` is ordinary
+# attention). Write `batched_scores(W_Q, W_K)` returning the scores `[layers, heads]`, one per query head
+# with its own key head, in one batched computation: no `d_model x d_model` matrix, no more work than the
+# trace form, no Python loop over the heads (the check watches all three, on a model with 64 heads and
+# one with `d_model` over 1000), in torch.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# Exercise 2 per head, with the head axes carried along: `torch.matmul` (and `@`) broadcast over all
-# leading axes, `.transpose(-1, -2)` swaps the last two, and `torch.einsum` lets you name every axis.
-# A trace of a product is a sum over the last two axes.
+# Which key head does query head `h` use: `h // (heads // kv_heads)` or `h % kv_heads`? Then either
+# repeat each key head for its group (`repeat_interleave` along the head axis) or, without copying,
+# view the query heads as `[layers, kv_heads, group, d_model, d_head]` and let `einsum` broadcast a key
+# head over its group. A trace of a product is a sum over the last two axes.
 # </details>
 
 # %%
 def batched_scores(W_Q: torch.Tensor, W_K: torch.Tensor) -> torch.Tensor:
-    """W_Q, W_K: [layers, heads, d_model, d_head] -> scores [layers, heads]."""
+    """W_Q: [layers, heads, d_model, d_head], W_K: [layers, kv_heads, d_model, d_head] -> scores [layers, heads]."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
@@ -191,8 +203,8 @@ checks.check_batched_symmetry_scores(batched_scores)
 # (`make pretrained`), your `batched_scores` runs on it and is compared with the course's
 # `toyattn.symmetry.symmetry_score`; otherwise a random model stands in.
 #
-# **Question.** Will MiniLM's mean head score be above, at or below 0.5 (the random level)? Predict,
-# then run the next cell.
+# **Question.** What share of MiniLM's 72 heads will score above 0.5 (the random level)? Predict, then
+# run the next cell.
 
 # %%
 from toyattn.checkpoints import load_qk
@@ -214,25 +226,28 @@ print(f"{source}: scores {tuple(mine.shape)} in {seconds:.3f} s, mean r = {float
       f"largest difference from toyattn: {float((mine - symmetry_score(W_Q, W_K)).abs().max()):.1e}")
 
 # %% [markdown]
-# Compare the printed mean with 0.5. For the real encoder the lecture's section 5 puts this number next
-# to published ones; a random stand-in sits at 0.5 up to its spread from Exercise 2's question. The
-# difference from `toyattn` is rounding: both compute the same traces.
+# Compare the printed share and mean with your prediction. This is a mean of per-head $r$; the lecture's
+# section 5 table puts MiniLM's per-head *median* $r$ next to it, and its per-layer column ("median per
+# layer", $s$) is the one to compare with the published numbers, which are per-layer medians of $s$. A
+# random stand-in sits at 0.5 up to its spread from Exercise 2's question. The difference from `toyattn`
+# is rounding: both compute the same traces.
 
 # %% [markdown]
-# ## Exercise 5: one score for a whole layer
+# ## Exercise 5: one score for a whole, wide layer
 #
 # Published tables (Saponati et al. 2025) give one number per *layer*: the score of
 # $M_\text{layer} = \sum_h W_q^{(h)} W_k^{(h)\top}$, the bilinear form of all the layer's heads
 # together (the layer's output is a sum over heads). Write `layer_score(W_Q, W_K)` for one layer,
-# `W_Q`, `W_K` of shape `[heads, d_model, d_head]`, returning $r$ of $M_\text{layer}$ (one number).
-# The layers here are small: choose any method.
+# `W_Q`, `W_K` of shape `[heads, d_model, d_head]`, returning $r$ of $M_\text{layer}$ (one number),
+# **without** forming any `d_model x d_model` matrix: the check includes a layer with `d_model` over
+# 1000 and counts the work, as in Exercise 2.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# Either add up the heads' $d \times d$ matrices, or put the heads side by side: if `Q` is `W_Q` with its
-# heads concatenated along `d_head` (shape `[d_model, heads * d_head]`), what is `Q @ K.T`? Is the layer's
-# score the mean of its heads' scores?
+# Put the heads side by side: if `Q` is `W_Q` with its heads concatenated along `d_head` (shape
+# `[d_model, heads * d_head]`), what is `Q @ K.T`? Then the layer is one wide head, and you already know
+# how to score a head without its $M$ (mind which layout your Exercise 2 function takes).
 # </details>
 
 # %%
@@ -246,35 +261,40 @@ checks.check_layer_symmetry_score(layer_score)
 
 # %% [markdown]
 # **Question.** Take two random maps $W_a$, $W_b$ and a layer of two heads: head 1 has
-# $(W_q, W_k) = (W_a, W_b)$, head 2 has $(W_b, W_a)$, so $M_2 = M_1^\top$. Predict each head's score
-# (random heads, Exercise 2's question) and the layer's score. Then run the next cell.
+# $(W_q, W_k) = (W_a, W_b)$, head 2 has $(W_b, W_a)$, so $M_2 = M_1^\top$. The lecture (section 4) printed
+# the layer score of such a pair. Here predict something it did not show: give head 2 the maps
+# $(2W_b, W_a)$ instead, so that $M_2 = 2M_1^\top$. Is the layer still exactly symmetric? Above or below
+# the heads' scores? Then run the next cell.
 
 # %%
 W_a, W_b = torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g)
-pair_Q, pair_K = torch.stack([W_a, W_b]), torch.stack([W_b, W_a])
-print("head scores:", [round(float(r), 3) for r in batched_scores(pair_Q[None], pair_K[None])[0]])
-print("layer score:", round(float(layer_score(pair_Q, pair_K)), 3))
+for factor in (1.0, 2.0):
+    pair_Q, pair_K = torch.stack([W_a, factor * W_b]), torch.stack([W_b, W_a])
+    print(f"head 2 = ({factor:g} W_b, W_a): head scores",
+          [round(float(r), 3) for r in batched_scores(pair_Q[None], pair_K[None])[0]],
+          " layer score:", round(float(layer_score(pair_Q, pair_K)), 3))
 
 # %% [markdown]
-# Each head is an ordinary random head, but the layer scores 1: $M_\text{layer} = M_1 + M_1^\top$ is
-# symmetric by construction. In the signed form $s = \operatorname{tr}(MM)/\|M\|_F^2$ of the layer, both parts
-# have cross terms between heads: the denominator $\|M_\text{layer}\|_F^2$ has $2\langle M_h, M_{h'}\rangle$ and the
-# numerator $\operatorname{tr}(M_\text{layer} M_\text{layer})$ has $2\operatorname{tr}(M_h M_{h'})$ for every pair of
-# heads, so the layer score is not an average of head scores. (Here the numerator's cross term
-# $2\operatorname{tr}(M_1 M_1^\top) = 2\|M_1\|_F^2$ is what lifts the layer to 1.) Only when all cross terms
-# vanish (for instance when different heads' maps read mutually orthogonal directions) is it the
-# $\|M_h\|_F^2$-weighted mean of the head scores. Say which granularity a number is before you compare
-# it with a published one.
+# With equal sizes the layer scores 1: $M_\text{layer} = M_1 + M_1^\top$ is symmetric by construction. With
+# $M_\text{layer} = M_1 + 2M_1^\top = \tfrac32(M_1 + M_1^\top) - \tfrac12(M_1 - M_1^\top)$ a skew part comes back. Its
+# coefficient is a third of the symmetric part's, so for a random $M_1$ (whose $M_1 + M_1^\top$ and
+# $M_1 - M_1^\top$ have about equal norms) the skew part carries about $1/9$ of the symmetric part's squared
+# norm: $r \approx 9/10$, as printed, still far above the heads' scores. In the signed form $s = \operatorname{tr}(MM)/\|M\|_F^2$ of the layer,
+# both parts have cross terms between heads: the denominator $\|M_\text{layer}\|_F^2$ has
+# $2\langle M_h, M_{h'}\rangle$ and the numerator $\operatorname{tr}(M_\text{layer} M_\text{layer})$ has
+# $2\operatorname{tr}(M_h M_{h'})$ for every pair of heads, so the layer score is not an average of head
+# scores. Only when all cross terms vanish (for instance when different heads' maps read mutually
+# orthogonal directions) is it the $\|M_h\|_F^2$-weighted mean of the head scores. Say which granularity a
+# number is before you compare it with a published one.
 #
 # ## What you practised, and what to try next
 #
 # * The definition is obvious but costs $O(d^2 d_h)$; the trace form gives the same number in
-#   $O(d\,d_h^2)$ and batches over any leading axes.
+#   $O(d\,d_h^2)$ in any layout, and batches over any leading axes, grouped-query heads included.
 # * Skew-symmetric heads score 0, symmetric ones 1, random ones about 0.5, with a spread set by
-#   `d_model`.
+#   `d_model`; a mix of the two parts scores the share of squared norms you give it.
 # * A layer's score includes how its heads combine: it can be symmetric when no single head is.
 #
-# **Try next:** extend `batched_scores` to grouped-query attention, where `W_K` has fewer heads than
-# `W_Q` (query head `h` uses key head `h // (n_heads // n_kv_heads)`), without copying `W_K`; compare
-# with `toyattn.symmetry.symmetry_score` on `load_qk(toyattn.pretrained.smollm2_gguf_path())`. Then
-# give `layer_score` a trace form that never builds the `d_model x d_model` matrix.
+# **Try next:** run your `batched_scores` on `load_qk(toyattn.pretrained.smollm2_gguf_path())` (9 query
+# heads sharing 3 key heads) and compare with `toyattn.symmetry.symmetry_score`. Then write the
+# `nn.Linear`-layout version of `layer_score` for a fused QKV weight of shape `[3 * d_model, d_model]`.

@@ -72,6 +72,35 @@ def test_random_heads_concentrate_near_one_half():
     assert 0.0 < float(r.min()) and float(r.max()) < 1.0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_heads_have_the_stated_spread_and_offset(seed):
+    """Lesson 3, section 2 and random_head's docstring: std about 0.7 / d, mean about 0.5 + 1 / (2 d),
+    and the head width d_head hardly changes the spread."""
+    d = 256
+    r = symmetry_score(*random_head(d, 4, generator=gen(100 + seed), n=4000)).double()
+    assert abs(float(r.std()) / (0.7 / d) - 1) < 0.1, float(r.std())
+    assert abs(float(r.mean() - 0.5) / (1 / (2 * d)) - 1) < 0.25, float(r.mean() - 0.5)
+    stds = [float(symmetry_score(*random_head(64, dh, generator=gen(200 + seed + dh), n=2000)).double().std())
+            for dh in (1, 4, 16, 64)]
+    assert all(abs(s / (0.7 / 64) - 1) < 0.15 for s in stds), stds
+
+
+def test_d4_random_heads_reach_down_to_about_0_2():
+    """Lesson 3, section 2: at d = 4 random heads land anywhere from about 0.2 to 1."""
+    r = symmetry_score(*random_head(4, 4, generator=gen(7), n=20000)).double()
+    assert 0.2 < float(torch.quantile(r, 0.01)) < 0.3 and float(r.max()) > 0.99, (float(torch.quantile(r, 0.01)), float(r.max()))
+
+
+def test_a_shared_input_scaling_moves_independent_heads_off_one_half():
+    """Lesson 3, section 2's caveat: independent W_q, W_k whose rows share a scaling (8 of 384 input
+    dimensions 8 times larger) score about 0.52, with nothing reciprocal in them."""
+    g = gen(11)
+    scale = torch.ones(384, 1)
+    scale[:8] = 8.0
+    W_q, W_k = (scale * w for w in random_head(384, 32, generator=g, n=200))
+    assert 0.51 < float(symmetry_score(W_q, W_k).mean()) < 0.54
+
+
 def test_signed_convention_is_trace_of_m_squared_over_norm():
     g = gen(4)
     W_q, W_k = torch.randn(2, 12, 3, generator=g, dtype=torch.float64), torch.randn(2, 12, 3, generator=g, dtype=torch.float64)

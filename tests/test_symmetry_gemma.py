@@ -36,9 +36,15 @@ def test_gemma_scores_like_a_decoder_once_its_qk_norms_are_folded():
     assert s(median(raw.layer_scores)) < s(median(folded.layer_scores)) - 0.03
     assert abs(median(raw.directionality)) < 0.1
     assert median(folded.directionality) < -0.15
-    # Per head, every median is closer to 0.5 than per layer.
-    for report in (folded, raw, minilm):
+    # Per head, every median is closer to 0.5 than per layer: all three models (section 5 prints it).
+    smollm2 = score_model(pretrained(smollm2_gguf_path), device="cpu")
+    for report in (folded, raw, minilm, smollm2):
         assert abs(median(report.head_scores) - 0.5) < abs(median(report.layer_scores) - 0.5)
+    # Directionality (section 5 prints the comparison): the decoders' medians (SmolLM2, Gemma folded) are
+    # more negative than the encoder's; Gemma's raw projections are not.
+    for report in (smollm2, folded):
+        assert median(report.directionality) < median(minilm.directionality) - 0.1
+    assert median(raw.directionality) > median(minilm.directionality)
 
 
 def middle_layer_norms(locate):

@@ -217,6 +217,39 @@ def test_bilinear_gradient_is_the_chain_rule_behind_the_weight_gradients(causal)
                                    rtol=1e-4, atol=1e-7)
 
 
+def test_with_a_query_bias_the_key_gradient_gains_a_rank_one_term_along_b_q():
+    """Lesson 3, section 7: with biases, dL/dW_Q = G W_K still (the b_K term vanishes: each query's g_ij sum
+    to 0), while dL/dW_K = G^T W_Q + (sum_ij g_ij x_j^T) b_Q, a rank-one term along b_Q."""
+    model = small_model(causal=True, seed=2)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.b_Q.normal_()
+            block.attn.b_K.normal_()
+    task = CharTask.from_text("the quick brown fox jumps over the lazy dog " * 3, seq_len=8)
+    windows, _ = char_batches(task, seed=0, steps=1, batch_size=4, seq_len=8, mask_prob=0.3)
+    G = bilinear_gradients(model, windows[0] % 13)
+    for layer, block in enumerate(model.blocks):
+        W_Q, W_K, b_Q = (t.detach() for t in (block.attn.W_Q, block.attn.W_K, block.attn.b_Q))
+        torch.testing.assert_close(block.attn.W_Q.grad, G[layer] @ W_K, rtol=1e-4, atol=1e-6)
+        extra = block.attn.W_K.grad - G[layer].transpose(-1, -2) @ W_Q  # [heads, d_model, d_head]
+        for h in range(extra.shape[0]):
+            assert float(extra[h].norm()) > 1e-3 * float(block.attn.W_K.grad[h].norm())  # not negligible
+            along = b_Q[h] / b_Q[h].norm()
+            off = extra[h] - (extra[h] @ along)[:, None] * along[None, :]  # what is not along b_Q
+            assert float(off.norm()) < 1e-4 * float(extra[h].norm()) + 1e-7
+
+
+def test_split_diagonal_adds_up_and_its_self_pair_part_is_symmetric():
+    model = small_model(causal=True, seed=3)
+    task = CharTask.from_text("the quick brown fox jumps over the lazy dog " * 3, seq_len=8)
+    windows, _ = char_batches(task, seed=0, steps=1, batch_size=4, seq_len=8, mask_prob=0.3)
+    full = bilinear_gradients(model, windows[0] % 13)
+    off, diag = bilinear_gradients(model, windows[0] % 13, split_diagonal=True)
+    torch.testing.assert_close(off + diag, full)
+    torch.testing.assert_close(diag, diag.transpose(-1, -2))
+    assert float(diag.norm()) > 0
+
+
 def test_bilinear_gradients_refuses_what_it_cannot_compute():
     windows = torch.zeros(2, 9, dtype=torch.long)
     with pytest.raises(ValueError, match="rotary"):
@@ -272,10 +305,11 @@ def test_symmetric_init_gives_the_masked_model_no_large_speed_up_at_the_lessons_
     thresholds = {"masked": 3.0, "causal": 2.0}  # the lesson's
     result = symmetric_init_experiment(thresholds, seeds=range(5), steps=600, device="cpu", progress=False)
     for objective, least in (("masked", 0.8), ("causal", 0.9)):
-        assert np.isfinite(result.steps[(objective, "standard")]).all()
+        for init in ("standard", "symmetric", "indefinite"):  # every run reaches the loss within 600 steps
+            assert np.isfinite(result.steps[(objective, init)]).all(), (objective, init, result.steps[(objective, init)])
         for init in ("symmetric", "indefinite"):
             ratio = result.ratio(objective, init)
-            assert (np.nan_to_num(ratio, nan=np.inf) > least).all(), (objective, init, ratio)
+            assert (ratio > least).all(), (objective, init, ratio)
     # The symmetric start does not last: by the time the loss is reached the heads are well below r = 1.
     for trace in result.traces[("masked", "symmetric")]:
         assert float(trace.head_scores[0].min()) > 0.999

@@ -11,7 +11,8 @@ up to ``||M||_F^2``. The **symmetry score** is the symmetric part's share::
     r = ||(M + M^T)/2||_F^2 / ||M||_F^2          in [0, 1]  (the course's default convention)
     s = 2 r - 1 = tr(M M) / ||M||_F^2             in [-1, 1] (the convention of published tables)
 
-``r = 1`` (``s = 1``): ``M`` symmetric, token ``x`` attends to ``y`` exactly as ``y`` attends to ``x``;
+``r = 1`` (``s = 1``): ``M`` symmetric, token ``x`` *scores* ``y`` (before the softmax) exactly as ``y`` scores ``x``
+(the attention weights need not be reciprocal: each query normalises over its own keys);
 ``r = 0`` (``s = -1``): skew-symmetric; random Gaussian heads score ``r ~ 0.5`` (``s ~ 0``).
 
 Computing ``M`` costs ``O(d_model^2 d_head)``. With ``A = W_q^T W_q``, ``B = W_k^T W_k`` and

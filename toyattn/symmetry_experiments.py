@@ -130,8 +130,13 @@ def symmetric_init_experiment(
 
 
 def bilinear_gradients(
-    model: Transformer, windows: torch.Tensor, masked: torch.Tensor | None = None, *, mask_id: int | None = None
-) -> torch.Tensor:
+    model: Transformer,
+    windows: torch.Tensor,
+    masked: torch.Tensor | None = None,
+    *,
+    mask_id: int | None = None,
+    split_diagonal: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``dL/dM`` for every head's bilinear form ``M = W_Q[h] W_K[h]^T``, ``[n_layers, n_heads, d_model, d_model]``.
 
     The score of query position ``i`` against key position ``j`` is ``x_i M x_j^T / sqrt(d_head)`` (plus
@@ -140,6 +145,10 @@ def bilinear_gradients(
     (causal if ``model.cfg.causal``, else masked, hiding ``masked [batch, seq_len]`` behind ``mask_id``)
     on ``windows [batch, seq_len + 1]``. Learned or no positions only: rotary positions act between
     ``W_Q`` and ``W_K``, so ``M`` alone does not give the score.
+
+    With ``split_diagonal=True`` it returns ``(off_diagonal, diagonal)``, the sums over pairs ``i != j``
+    and over the self-pairs ``i = j`` (each ``g_bii x_bi^T x_bi`` is exactly symmetric, under causal
+    masking too); they add up to the full gradient.
     """
     if not isinstance(model, Transformer):
         raise TypeError(f"bilinear_gradients expects a toyattn Transformer, got {type(model).__name__}.")
@@ -165,10 +174,17 @@ def bilinear_gradients(
             model.zero_grad(set_to_none=True)
             loss.backward()
             # scores' grad is zero where the causal mask set -inf, so the sum runs over allowed pairs only.
-            return torch.stack([
+            full = torch.stack([
                 torch.einsum("bhij,bid,bje->hde", s.grad, x.detach(), x.detach()) * scale
                 for s, x in zip(scores, inputs, strict=True)
             ])
+            if not split_diagonal:
+                return full
+            diagonal = torch.stack([
+                torch.einsum("bhi,bid,bie->hde", s.grad.diagonal(dim1=-2, dim2=-1), x.detach(), x.detach()) * scale
+                for s, x in zip(scores, inputs, strict=True)
+            ])
+            return full - diagonal, diagonal
     finally:
         for h in handles:
             h.remove()

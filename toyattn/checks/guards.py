@@ -12,7 +12,10 @@ when the method is not the one asked for:
 * :func:`forbid_loops`: the student's own Python lines may run only so many times (a loop over the
   heads of a model runs its body once per head);
 * :func:`forbid_calls_into`: no call into a module's functions (found by code object, so
-  ``from toyattn.symmetry import symmetry_score`` done beforehand does not hide the call).
+  ``from toyattn.symmetry import symmetry_score`` done beforehand does not hide the call);
+* :func:`limit_float_work`: the floating-point work of torch's matrix products, counted below einsum
+  and matmul (so an intermediate built inside one ``einsum`` call counts), stays under a limit, and
+  the code stays in torch where that count can follow it.
 
 Like every ``during`` guard they are feedback and a deterrent, not the grade's guarantee: in grading
 the verdict on the numbers is decided outside the student's process.
@@ -121,8 +124,14 @@ def _library_prefixes() -> tuple[str, ...]:
     return tuple(sorted(paths)) + ("<frozen",)
 
 
+# Code that libraries generate at run time (torch's FlopCounterMode and dispatch helpers run exec'd
+# "<string>" code; torch.distributed "<_remote_module...>"): not the student's lines.
+_GENERATED = ("<string>", "<_remote_module")
+
+
 def _is_library(filename: str, prefixes: tuple[str, ...]) -> bool:
-    return filename.startswith(prefixes) or "site-packages" in filename or "dist-packages" in filename
+    return (filename.startswith(prefixes) or filename.startswith(_GENERATED) or "site-packages" in filename
+            or "dist-packages" in filename)
 
 
 def _counting_lines(prefixes: tuple[str, ...]) -> tuple[Callable, list[int]]:
@@ -200,5 +209,66 @@ def forbid_calls_into(*modules: ModuleType, hint: str) -> During:
             sys.setprofile(previous)
         if not failed and called:
             raise CheckFailed(f"{case.name}: your function calls `{called[0]}`. {hint}")
+
+    return guard
+
+
+# --------------------------------------------------------------------------------------------------
+# No more floating-point work than the method asked for
+# --------------------------------------------------------------------------------------------------
+
+_LEAVING_TORCH = frozenset({"numpy", "__array__", "tolist"})
+
+
+class _StayInTorch(TorchFunctionMode):
+    """Refuses turning a tensor into NumPy or Python numbers, where no count of the work can follow it."""
+
+    def __init__(self, fail: Callable[[str], CheckFailed]):
+        super().__init__()
+        self.fail = fail
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in _LEAVING_TORCH:
+            raise self.fail(f"your code called `Tensor.{name}`")
+        return func(*args, **(kwargs or {}))
+
+
+def limit_float_work(limit: Limit, *, what: str, hint: str) -> During:
+    """A guard: the student's code must stay in torch (no ``.numpy()``, ``np.asarray(tensor)``,
+    ``.tolist()``), and where ``limit(case)`` is not None, the floating-point work of its matrix products,
+    as :class:`torch.utils.flop_counter.FlopCounterMode` counts it, must stay below ``limit(case)``.
+
+    The count happens below einsum and matmul (at the ATen level), so it sees the ``d x d`` intermediate a
+    four-operand ``einsum`` builds internally, or a loop that builds ``M`` a row at a time: work that no
+    watch of the tensors the student's code receives can see. ``what`` names the method the limit allows
+    (``"the trace form's d_model * d_head^2"``).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    @contextlib.contextmanager
+    def guard(case: Case) -> Iterator[None]:
+        n = limit(case)
+
+        def leave(detail: str) -> CheckFailed:
+            return CheckFailed(
+                f"{case.name}: {detail}. This exercise is checked by counting the floating-point work your "
+                f"code does in torch, which cannot follow it into NumPy or Python lists: compute in torch."
+            )
+
+        # Counted on every case, so that the counter's first-use costs (imports, caches) fall on the small
+        # cases, not inside another guard's memory watch on the case that is judged.
+        counter = FlopCounterMode(display=False)
+        with counter, _StayInTorch(leave):
+            yield
+        if n is None:
+            return
+        flops = counter.get_total_flops()
+        if flops > n:
+            raise CheckFailed(
+                f"{case.name}: your code's matrix products did {flops:.3g} floating-point operations, more than "
+                f"{n:.3g} ({what}); building M = W_q W_k^T, even inside one einsum or a row at a time, takes "
+                f"about d_model / d_head times more. {hint}"
+            )
 
     return guard
