@@ -50,14 +50,16 @@ seed_everything(0)
 torch.set_num_threads(1)
 
 # %% [markdown]
-# A model to work on: lesson 4's default run (fresh patterns, 600 steps), a checkpoint every 50 steps.
-# Not every seed learns the circuit in 600 steps; the cell says whether this one did.
+# A model to work on: not the lecture's run, so that your numbers are your own. This one trains on a
+# pool of 1000 patterns (seed 2, 600 steps, a checkpoint every 50 steps) and is tested on another OOD
+# batch than the lecture's. Not every seed learns the circuit in 600 steps; the cell says whether
+# this one did.
 
 # %%
 TASK = CopyTaskConfig()
-run = train_copy_model(TASK, train=TrainConfig(checkpoint_every=50), device="cpu")
+run = train_copy_model(TASK, pool_size=1000, train=TrainConfig(seed=2, checkpoint_every=50), device="cpu")
 model = run.model
-ood = make_test_sets(TASK, 512, seed=99)["ood"]
+ood = make_test_sets(TASK, 512, seed=7)["ood"]
 final_error = copy_error(model, ood)
 print(f"{len(run)} checkpoints; final OOD error {final_error:.3f} "
       f"({'learned the circuit' if final_error < 0.2 else 'did NOT learn the circuit: the exercises below assume it did'})")
@@ -99,8 +101,9 @@ checks.check_ablate_head(ablate_head)
 # Now use it on the trained model. **Predict first** (write it down): silencing which head hurts the
 # accuracy on the second copy more, layer 0's or layer 1's? For each, does zero or mean ablation hurt
 # more, and by how much? Then measure: decide how you score the second copy (`ood.scored` marks the
-# scored targets; position `j` is predicted from the logits at `j - 1`), and print the clean accuracy
-# and the accuracy after each of the four ablations.
+# scored targets; position `j` is predicted from the logits at `j - 1`), and print, for the clean run
+# and after each of the four ablations, the accuracy and the loss (the mean cross-entropy of the right
+# next token), and how many targets you scored.
 
 # %%
 # YOUR CODE HERE
@@ -152,21 +155,20 @@ def share_recovered(patched, corrupted, clean):
 checks.check_share_recovered(share_recovered)
 
 # %% [markdown]
-# Now the experiment of section 3, with your own choices. The corrupted input below is the lesson's:
-# in the **first** copy only, every token at an odd offset (1, 3, 5, ...) is replaced by a token that
-# is not in the pattern. A second-copy target at an **even** offset therefore has a first-copy twin
+# Now the experiment of section 3, with your own choices. The corrupted input below is built as the
+# lesson's (another random draw): in the **first** copy only, every token at an odd offset (1, 3, 5,
+# ...) is replaced by a token that is not in the pattern. A second-copy target at an **even** offset therefore has a first-copy twin
 # whose *previous* token is wrong (finding the twin is broken); a target at an **odd** offset has a
 # twin that is itself wrong (what to copy is broken). `even_targets` and `odd_targets` mark them.
 #
-# Decide which head to patch, and where, to test the claim "layer 0's head tells layer 1 **where** to
-# look". Patch the clean run's output into the corrupted run (`patch_head(model, corrupted, ood.tokens,
-# ...)`) at two position sets separately: the **first copy** (where the keys sit that layer 1 looks
-# for) and the **second copy** (where layer 1's queries sit). Score even and odd targets separately on
-# two metrics, the accuracy and the loss (mean cross-entropy of the right next token), and print the
-# share recovered of each.
+# Design the experiment that tests the claim "layer 0's head tells layer 1 **where** to look": decide
+# which head to patch, in which direction (which run's output goes into which run), and at which
+# positions (more than one set of positions can be worth a try: where does layer 1 read what it needs
+# from layer 0?). Score even and odd targets separately on the accuracy and the loss of exercise 1,
+# and print the share recovered of each.
 #
-# **Predict first** (write it down): which of the shares (first or second copy, even or odd targets)
-# come out near 1, and which near 0?
+# **Predict first** (write it down): which of your shares (which patch, even or odd targets) come out
+# near 1, and which near 0?
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
@@ -177,7 +179,7 @@ checks.check_share_recovered(share_recovered)
 # </details>
 
 # %%
-corrupted = corrupt_first_copy(ood, TASK.vocab_size, torch.Generator().manual_seed(0))
+corrupted = corrupt_first_copy(ood, TASK.vocab_size, torch.Generator().manual_seed(1))
 even_targets, odd_targets = offset_parity_mask(ood, 0), offset_parity_mask(ood, 1)
 
 # YOUR CODE HERE
@@ -185,7 +187,7 @@ raise NotImplementedError()
 
 # %% [markdown]
 # **Decide.** What do the shares say layer 0's head carries, and at which positions does it matter?
-# The table also patches layer 1's head at the second copy: would that be a good test of the claim?
+# Would patching layer 1's head at the second copy be a good test of the claim?
 
 # %%
 # YOUR CODE HERE
@@ -229,12 +231,12 @@ checks.check_remove_subspace(remove_subspace)
 
 # %% [markdown]
 # Now the test of section 4, with your choices: remove $r = 4$ of the 32 directions from what layer 0
-# writes. Which 4? The subspace that layer 1's keys read most (from its folded QK circuit at distance
-# 0, `head_factors(model, 1, 0)`), against two controls you decide how to draw: random 4-dimensional
-# subspaces, and layer 0's **own** 4 strongest output directions (the ones it writes most; your
-# `key_subspace` finds them too, applied to the right matrix). Score the second-copy accuracy.
+# writes, to test the claim "the circuit runs through the subspace that layer 1's keys read". Decide
+# which 4 directions test it (the folded weights `head_factors(model, layer, 0)` give you each head's
+# circuits), and which controls would tell that claim apart from "removing any 4 directions hurts"
+# and from "removing what layer 0 writes most hurts". Score the second-copy accuracy of each removal.
 #
-# **Predict first:** order the three removals by how much accuracy they cost.
+# **Predict first:** order your removals by how much accuracy they cost.
 
 # %%
 R = 4
@@ -244,7 +246,7 @@ raise NotImplementedError()
 # %% [markdown]
 # The histogram shows the accuracy after each random removal (gray), the two chosen removals (lines)
 # and the clean accuracy (dashed). **Decide.** Does the circuit run through the subspace that layer 1's
-# keys read? What does the control with layer 0's own strongest directions add to that answer?
+# keys read? What does each of your controls add to that answer?
 
 # %%
 # YOUR CODE HERE
@@ -278,8 +280,10 @@ checks.check_k_composition(k_composition)
 # A score is only meaningful against a baseline. Compute the K-composition of layer 0's head into layer
 # 1's head at every checkpoint of `run`, with the folded weights (`head_factors`), and two baselines:
 # random Gaussian circuits of the **same shapes and rank** as the model's, and the same two heads in
-# **freshly initialised** models of the same architecture (random heads of this model family: section
-# 13 argues that random heads, not random matrices, are the fair baseline). You choose how many to draw.
+# **freshly initialised** models of the same architecture (what training starts from). Section 13
+# argues, for a real model, that random heads *of the same trained model* are a fairer baseline than
+# random matrices; with one head per layer the toy has no other heads, so untrained models are the
+# closest thing here. You choose how many to draw.
 # Plot the score against the training step, with both baselines, next to the OOD error.
 #
 # **Predict first:** does the trained score leave both baselines, and does it do so at the same
@@ -292,7 +296,8 @@ raise NotImplementedError()
 # %% [markdown]
 # The left panel is the OOD error of the run, the right one the score at each checkpoint (black) with
 # the two baselines as bands (mean +- 2 std). **Decide.** What do you conclude, from this one run,
-# about layer 1's keys and layer 0's output? What can this weight-level score not tell you?
+# about layer 1's keys and layer 0's output? Do the two baselines differ? What can this weight-level
+# score not tell you?
 
 # %%
 # YOUR CODE HERE
@@ -360,7 +365,7 @@ raise NotImplementedError()
 # The left map colours each head (column) of each layer (row) by its previous-token score, the right
 # one by its induction score; the printed lines name the top three induction heads and, for each, the
 # strongest previous-token head in an earlier layer. High attention scores make a head a candidate:
-# whether it does the work is a causal question (section 14, and the first item below).
+# whether it does the work is a causal question (section 14, and the second item below).
 #
 # ## What next
 #

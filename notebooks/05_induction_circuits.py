@@ -26,7 +26,9 @@
 #
 # **Naming.** Layers and heads are counted from 0, as in the code: `L0H0` is head 0 of the first
 # block (`blocks.0`), the toy's previous-token head; `L1H0` is the toy's induction head (`blocks.1`).
-# SmolLM2's heads are named the same way (`L18H6` is head 6 of `blocks.18`).
+# SmolLM2's heads are named the same way (`L18H6` is head 6 of `blocks.18`). Lesson 4 counts the toy's
+# layers from 1: its "layer 1" (previous-token head) is `L0H0` here, and its "layer 2" (induction head,
+# "layer 2's $W_{qk}$") is `L1H0`.
 #
 # **Learning goals.** After this lesson you can
 # 1. test a circuit causally: ablate a head (zero and mean), patch its output from a clean run into a
@@ -34,7 +36,8 @@
 # 2. compute the K-composition score of two heads against a random baseline, and say where it agrees
 #    and disagrees with lesson 4's principal-angle matching;
 # 3. read a head's full OV circuit and its copying score, the positional QK circuit of a
-#    previous-token head, and state exactly what folding a layer norm into the weights does;
+#    previous-token head, and state exactly what folding a layer norm into the weights does, and what
+#    the biases and the rotary positions add to the score;
 # 4. find previous-token and induction heads in a real model from their attention on repeated random
 #    tokens, test whether their QK-OV matching and K-composition stand out from random head pairs,
 #    and test the circuit causally with mean ablation and error bars.
@@ -111,9 +114,9 @@ torch.set_num_threads(1)  # small models: one thread is the robust choice on a s
 # ## 1. The model: lesson 4's run
 #
 # The same task and model as lesson 4 (2 layers, one head each, rotary positions, layer norm, no
-# MLP, `d_model` 32), trained on fresh patterns for 600 steps, a checkpoint every 25 steps. Not every
-# seed learns the circuit in 600 steps (section 10 shows some that did not); the code below says
-# whether this one did, and everything after it assumes a model that did.
+# MLP, `d_model` 32), trained on fresh patterns for 600 steps, a checkpoint every 25 steps. The code
+# below says whether this seed learned the circuit, and everything after it assumes a model that did
+# (whether every seed does is section 10's question).
 
 # %%
 TASK = CopyTaskConfig()
@@ -130,14 +133,12 @@ print(f"trained in {run.seconds:.0f} s; OOD accuracy on the second copy {clean_a
 # %% [markdown]
 # ## 2. Ablation: silence the previous-token head
 #
-# If L0H0 is the previous-token half of the circuit, the model should lose the second copy without
-# it. Two ways to silence a head (`toyattn.head_ablation.ablate_head`, a temporary hook on
-# `blocks.0.attn.hook_z`):
+# Is L0H0 needed for the second copy? Two ways to silence a head (`toyattn.head_ablation.ablate_head`,
+# a temporary hook on `blocks.0.attn.hook_z`):
 #
 # * **zero ablation**: its output becomes 0;
 # * **mean ablation**: its output at each position becomes its *average* over a batch of sequences,
-#   so it still writes what it writes on average, but nothing about *this* sequence. A collapse
-#   under mean ablation cannot be blamed on an unusual all-zero input.
+#   so it still writes what it writes on average, but nothing about *this* sequence.
 #
 # **Predict first:** the accuracy on the second copy is printed above. After each ablation, is it
 # close to the clean accuracy, half of it, or near chance (a few percent)? And if we silence the
@@ -166,9 +167,12 @@ print(f"In this run, {n_half} of the {len(ablated)} ablations take away more tha
 # %% [markdown]
 # **Reveal.** Look at how close each bar comes to the dashed chance line, and at the printed shares of
 # the clean accuracy. Without L0H0's "my previous token was ...", L1H0 has nothing to match its query
-# against; without L1H0, nothing reads the match. The tests (`tests/test_head_ablation.py`) check the
-# robust version on several seeds: on every seed that learned the circuit, both ablations of L0H0
-# take away more than half of the accuracy.
+# against; without L1H0, nothing reads the match. A drop under **mean** ablation cannot be blamed on
+# an unusual all-zero input: where zero and mean ablation agree, the drop comes from losing what the
+# head says about this sequence. The tests (`tests/test_head_ablation.py`) check the robust version
+# on the runs listed there, two seeds (fresh patterns seed 0, also trained with 2 threads, and a pool
+# of 1000 patterns seed 2): on each that learned the circuit, both ablations of L0H0 take away more
+# than half of the accuracy.
 #
 # ## 3. Patching: what exactly does the previous-token head carry?
 #
@@ -234,21 +238,29 @@ for r in patch_runs:
 for r in list(patch_runs)[2:]:
     print(f"{r}: share recovered on even offsets {share_recovered(r, ('accuracy', 'even')):.2f} (accuracy), "
           f"{share_recovered(r, ('loss', 'even')):.2f} (loss); on odd offsets {share_recovered(r, ('accuracy', 'odd')):.2f} (accuracy)")
+z_runs = {name: model.run_with_cache(t, names_filter=HOOK_Z0)[1][HOOK_Z0][:, :, 0] for name, t in (("clean", ood.tokens), ("corrupted", corrupted_tokens))}
+second_pos = copy_positions(ood, "second")
+z_change = float((z_runs["clean"] - z_runs["corrupted"])[second_pos].norm() / z_runs["clean"][second_pos].norm())
+print(f"The corruption changed L0H0's output at the second copy by {z_change:.0%} (relative norm), and patching it back there "
+      f"recovers {share_recovered('patched: second copy (queries)', ('accuracy', 'even')):.2f} of the even-offset accuracy.")
 
 # %% [markdown]
 # **Reveal.** Compare the even and odd bars of each patched run, in both panels, and the printed
 # shares. The full patch should mend the even offsets and not the odd ones if L0H0's output tells
 # L1H0 **where** the twin is, while the token that is copied comes from the twin's own position,
 # which the patch does not touch. The two partial patches say *where* that message is read: the
-# first copy is where the corrupted "previous tokens" sit, and the second copy is untouched by the
-# corruption, so patching the queries has little to restore. (Tested on every seed that learned
-# the circuit: the full patch brings back more than half of the even-offset accuracy and loss, the
-# first-copy patch more than half of the accuracy, and odd offsets stay below 0.3.)
+# first copy is where the corrupted "previous tokens" sit. The second copy's tokens are untouched,
+# yet L0H0's output there does change (the last printed line: the head also attends to some earlier,
+# corrupted positions); if patching it back recovers almost nothing, L1H0's queries do not use that
+# part of L0H0's output. (Tested on the two seeds of `tests/test_head_ablation.py`: the full patch
+# brings back more than half of the even-offset accuracy and loss, and the first-copy patch more than
+# half of the even-offset accuracy; the odd-offset accuracy stays below 0.3 under the full patch and
+# under the first-copy patch.)
 #
 # ## 4. Removing the shared subspace, against random subspaces
 #
-# Song et al.'s causal claim is that the **shared** subspace carries the circuit, not just any
-# directions. We remove, from what the first block's attention writes (`blocks.0.hook_attn_out`), the
+# Lesson 4's weight reading suggests that the **shared** subspace carries the circuit, not just any
+# directions; here is a causal test of that. We remove, from what the first block's attention writes (`blocks.0.hook_attn_out`), the
 # top-$r$ key directions of L1H0's QK circuit (the subspace that lesson 4 found aligned with L0H0's
 # OV output), and compare with two controls: random $r$-dimensional subspaces (20 draws), and L0H0's
 # **own** top-$r$ output directions (the strongest directions it writes, whether or not L1H0's keys
@@ -288,23 +300,26 @@ print("cosines of the principal angles between the two removed subspaces:", np.r
 print(f"L0H0's top {R} output directions carry {float((written @ top_out).pow(2).sum() / written.pow(2).sum()):.0%} "
       f"of the squared norm of what it writes on this batch; a random {R}-dim subspace carries {R / D:.1%} on average.")
 shared_acc, own_acc = removed_acc.values()
-verdict = ("so this experiment does not single out the shared subspace: it shows that L0H0's strongest output directions, "
-           "which overlap it (the cosines above), carry the circuit" if own_acc <= shared_acc else
+verdict = ("so this experiment does not single out the shared subspace: L0H0's strongest output directions, which "
+           "overlap it (the cosines above), carry more of the circuit than the shared ones" if own_acc <= shared_acc else
            "so the directions L1H0's keys read matter more than the writer's strongest directions as such")
-print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_acc:.3f} of accuracy and removing the shared "
-      f"ones {clean_acc - shared_acc:.3f}, {verdict}.")
+near = [name.split(" (")[0] for name, acc in removed_acc.items() if acc < 2 * chance]
+print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_acc:.3f} of accuracy ({own_acc:.3f} left) and "
+      f"removing the shared ones {clean_acc - shared_acc:.3f} ({shared_acc:.3f} left), {verdict}. "
+      + (f"Removing {' and '.join(near)} brings the accuracy near chance ({chance:.3f})." if near else
+         f"Neither removal comes near chance ({chance:.3f}): {R} directions hold part of the circuit, not all of it."))
 
 # %% [markdown]
 # **Reveal.** Where does each colored line sit in the gray histogram? Random directions cost little
 # when what L0H0 writes is concentrated in a few directions (the last printed line measures how
 # concentrated), so that a random 4-dimensional subspace catches only a small part of it. The shared
-# directions cost more than most random draws (the printed share), which is what Song et al.'s claim
+# directions cost more than most random draws (the printed share), which is what the weight reading
 # predicts. The second control asks whether it is enough to remove *any* strong directions of the
 # writer: if removing L0H0's own top output directions costs as much as removing the shared ones,
 # the experiment cannot tell "the shared subspace" from "the writer's main output"; the printed
 # cosines say how much the two subspaces overlap in this run. The test asserts the
-# robust part as a fraction (the shared removal worse than at least 80% of random draws, on every
-# seed that learned), not as one run's numbers.
+# robust part as a fraction (the shared removal worse than at least 80% of random draws, on the two
+# seeds of `tests/test_head_ablation.py`), not as one run's numbers.
 #
 # ## 5. K-composition next to the principal-angle matching
 #
@@ -360,10 +375,9 @@ print(f"In this run: K-composition first leaves its band at step {leave_k}, the 
 # %% [markdown]
 # **Reveal.** Look at where each curve sits against its gray band at step 0 and at the end, and at
 # the printed steps where each leaves its band and where the OOD error falls. Where the two scores
-# agree, both see L1H0's keys start to read L0H0's output. On other seeds the order of these events
-# differs: section 10 shows seeds whose matching is high while the OOD error is still high, so the
-# matching (distance 0, top-4 largest cosine) is a noisy proxy for the circuit, not a clock. Where the
-# two scores **differ**, and why:
+# agree, both see L1H0's keys start to read L0H0's output. One run gives one order of these events;
+# lesson 4, section 6, trains three fresh seeds and shows how much the timing varies between them, so
+# treat the printed steps as this run's, not as a clock. Where the two scores **differ**, and why:
 #
 # * The matching compares only the top-$r$ directions and ignores how strong they are; one shared
 #   direction is enough for a large "largest cosine". It can jump to near 1 as soon as the leading
@@ -386,23 +400,77 @@ print(f"In this run: K-composition first leaves its band at step {leave_k}, the 
 # \qquad C = I - \tfrac{1}{d}\mathbf{1}\mathbf{1}^\top .$$
 #
 # The folded $\tilde W$ reads the residual directions themselves. Put into a score (with
-# $b_q = \beta W_Q + b_Q$, $b_k = \beta W_K + b_K$, the attention's own biases included, and the
-# rotary matrix and $1/\sqrt{d_{head}}$ left out for brevity):
+# $b_q = \beta W_Q + b_Q$, $b_k = \beta W_K + b_K$, the attention's own biases included; both are
+# added *before* the rotary rotation, so the relative rotation $R(\delta)$ for the query-key distance
+# $\delta$ sits in every term; $1/\sqrt{d_{head}}$ is left out):
 #
-# $$s(x_q, x_k) = \frac{x_q}{\sigma_q} \tilde W_Q \tilde W_K^\top \frac{x_k^\top}{\sigma_k}
-# + \frac{x_q}{\sigma_q} \tilde W_Q b_k^\top + b_q \tilde W_K^\top \frac{x_k^\top}{\sigma_k} + b_q b_k^\top .$$
+# $$s(x_q, x_k) = \frac{x_q}{\sigma_q} \tilde W_Q R(\delta) \tilde W_K^\top \frac{x_k^\top}{\sigma_k}
+# + \frac{x_q}{\sigma_q} \tilde W_Q R(\delta) b_k^\top + b_q R(\delta) \tilde W_K^\top \frac{x_k^\top}{\sigma_k}
+# + b_q R(\delta) b_k^\top .$$
 #
-# * $1/\sigma_q$ multiplies every score of one query alike: a temperature for that query, which does
-#   not change which key wins.
-# * $1/\sigma_k$ differs from key to key, so it **can** change which key wins: a key with a small
-#   $\sigma$ gets its score enlarged.
-# * The third term depends on the key only: a **key bias**, the same for every query, that favours
-#   some keys whatever the query is. The second and fourth terms are the same for all keys of one
-#   query and cancel in the softmax.
+# * **Without rotary** ($R = I$) the second and fourth terms are the same for all keys of one query
+#   and cancel in the softmax, and if also $b_q = 0$, $1/\sigma_q$ is a temperature for that query.
+#   **With rotary** neither holds: through $R(\delta)$ the second and fourth terms change with the
+#   key's position (a positional preference: section 8 builds L0H0's from exactly these bias terms),
+#   the third depends on the query's position as well as on the key, and $1/\sigma_q$ scales only the
+#   first two terms, so it can change which key wins when $b_q \neq 0$.
+# * $1/\sigma_k$ differs from key to key and scales the first and third terms: a key with a small
+#   $\sigma$ gets those terms magnified in absolute value.
 #
-# So the folded $W_{qk}$ says which residual directions the two sides read; it is not the whole
-# score. Lesson 4 used the unfolded weights; sections 4, 5, 7, 12 and 13 use the folded ones, and this
-# section compares the two.
+# The cell below splits L1H0's scores in this run into the four terms (from the model's own
+# activations, rotation included), checks that they add up to the model's scores, and measures how
+# much each term varies across the keys that a second-copy query can see.
+
+# %%
+from toyattn.models.transformer import apply_rotary  # noqa: E402
+
+attn1, ln1 = model.blocks[1].attn, model.blocks[1].ln1
+_, cache1 = model.run_with_cache(ood.tokens, names_filter=["blocks.1.hook_resid_pre", "blocks.1.attn.hook_attn_scores"])
+positions = torch.arange(ood.tokens.shape[1])
+with torch.no_grad():
+    normed1 = ln1(cache1["blocks.1.hook_resid_pre"]).double()
+    parts = {}  # side -> (x part, bias part), both rotated, [batch, pos, d_head]
+    for side, W, b in (("q", attn1.W_Q[0], attn1.b_Q[0]), ("k", attn1.W_K[0], attn1.b_K[0])):
+        W, bias = W.double(), ln1.bias.double() @ W.double() + b.double()  # bias: b_q or b_k
+        rot = lambda v: apply_rotary(v[:, :, None], positions, model.cfg.rotary_base)[:, :, 0]  # noqa: E731
+        x_part = normed1 @ W - ln1.bias.double() @ W  # (x / sigma) W~: the norm's centring and gain folded in
+        parts[side] = (rot(x_part), rot(bias.expand_as(x_part)))
+term = {f"term {1 + 2 * i + j}": torch.einsum("bqe,bke->bqk", parts["q"][i], parts["k"][j]) / np.sqrt(model.cfg.d_head)
+        for i in range(2) for j in range(2)}
+full = sum(term.values())
+causal = torch.ones(len(positions), len(positions), dtype=torch.bool).tril()
+query = copy_positions(ood, "second")[:, :, None] & causal  # [batch, query, key]: keys a second-copy query sees
+rows = copy_positions(ood, "second")
+
+
+def spread(t):
+    """Max minus min over the visible keys, averaged over second-copy queries."""
+    return float((t.masked_fill(~query, -np.inf).amax(-1) - t.masked_fill(~query, np.inf).amin(-1))[rows].mean())
+
+
+def top_key(t):
+    return t.masked_fill(~query, -np.inf).argmax(-1)[rows]
+
+
+model_scores = cache1["blocks.1.attn.hook_attn_scores"][:, 0].double()
+print(f"L1H0: the four terms add up to the model's scores (largest difference {float((full - model_scores)[query].abs().max()):.1e})")
+print("spread across the keys a second-copy query sees (max - min, mean over queries): "
+      + ", ".join(f"{name} {spread(t):.2f}" for name, t in term.items()) + f"; full score {spread(full):.2f}")
+changed = {"dropping terms 2 and 4": top_key(term["term 1"] + term["term 3"])}
+for c in (0.5, 2.0):
+    changed[f"1/sigma_q scaled by {c}"] = top_key(c * (term["term 1"] + term["term 2"]) + term["term 3"] + term["term 4"])
+flips = {name: float(np.mean((top_key(full) != k).numpy())) for name, k in changed.items()}
+print("In this run the top key of a second-copy query changes for "
+      + "; ".join(f"{share:.1%} of the queries when {name}" for name, share in flips.items())
+      + (": these terms rarely decide the winner here, but they do decide it sometimes." if 0 < max(flips.values()) < 0.1 else
+         "." if max(flips.values()) == 0 else ": these terms often decide the winner here."))
+
+# %% [markdown]
+# Compare the spreads of terms 2 and 4, which would cancel without rotary, with the full score's
+# spread, and read in the last line how often they and $1/\sigma_q$ decide which key wins. So the folded
+# $W_{qk}$ (the first term) says which residual directions the two sides read; it is not the whole
+# score. Lesson 4 used the unfolded weights; sections 4, 5, 7, 12 and 13 use the folded ones, and the
+# rest of this section compares the two.
 #
 # With rotary positions the circuit also depends on the query-key distance. The induction head's
 # query sits in the second copy at position $s + j$ and reads the key at $f + j + 1$, so the real
@@ -420,11 +488,11 @@ def matching_at(m, distance, fold):
 
 
 checkpoints = range(0, len(run), 2)
+loaded = [run.load(i) for i in checkpoints]
 curves = {
-    "distance 0, unfolded (lesson 4)": [matching_at(run.load(i), 0, False) for i in checkpoints],
-    "distance 0, LN folded": [matching_at(run.load(i), 0, True) for i in checkpoints],
-    "real distances (mean), LN folded": [np.mean([matching_at(run.load(i), d, True) for d in real_distances[::3]])
-                                         for i in checkpoints],
+    "distance 0, unfolded (lesson 4)": [matching_at(m, 0, False) for m in loaded],
+    "distance 0, LN folded": [matching_at(m, 0, True) for m in loaded],
+    "real distances (mean), LN folded": [np.mean([matching_at(m, d, True) for d in real_distances]) for m in loaded],
 }
 fig, ax = plt.subplots(figsize=(7, 3.4))
 for name, ys in curves.items():
@@ -433,7 +501,7 @@ ax.axhline(m_base, color="gray", ls="--", label="random baseline")
 ax.set(title=f"QK-OV matching (rank {R}) over training", xlabel="step", ylabel="largest cosine", ylim=(0, 1.05))
 ax.legend(fontsize=8)
 plt.show()
-print(f"real query-key distances in the OOD batch: {real_distances[0]} to {real_distances[-1]}")
+print(f"real query-key distances in the OOD batch: {real_distances} (the third curve averages the matching over all of them)")
 for name, ys in curves.items():
     print(f"{name:>34}: {ys[0]:.3f} at step 0 -> {ys[-1]:.3f} at the end")
 end = {name: ys[-1] for name, ys in curves.items()}
@@ -469,17 +537,20 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** Look for the diagonal: a head that copies raises the logit of the very token it
-# attends to. Two standard summaries put numbers on it:
+# attends to. Two summaries put numbers on it:
 #
-# * Elhage et al.'s **eigenvalue score** $\sum\lambda / \sum|\lambda|$ over the eigenvalues of the
-#   full OV circuit, in $[-1, 1]$: mostly positive real eigenvalues score near 1, mostly negative near
-#   $-1$. It is a summary, not a proof of copying: a non-normal matrix can have only positive
+# * an **eigenvalue score**: Elhage et al. read copying from the eigenvalues of the full OV circuit
+#   (mostly positive: the head raises the logit of the token it attends to); one number that sums
+#   them up is $\sum\lambda / \sum|\lambda|$ (`K.copying_eigen_score`), in $[-1, 1]$: mostly positive
+#   real eigenvalues score near 1, mostly negative near $-1$. It is a summary, not a proof of copying: a non-normal matrix can have only positive
 #   eigenvalues and still send token $a$ mostly to a *different* token $b$ (the cell below builds one).
 # * ARENA's **top-1 test**: the share of tokens $a$ whose own logit is the largest in row $a$. It checks
 #   the diagonal directly, which is why it is there next to the eigenvalue score.
 #
-# The previous-token head L0H0 is printed for contrast: its output is meant for L1H0's keys, not for
-# the unembedding, so nothing requires its direct path to the logits to copy.
+# The previous-token head L0H0 is printed next to it: its output is meant for L1H0's keys, not for
+# the unembedding, so nothing requires its direct path to the logits to copy. Look at the **sign** of
+# its two scores, not only their size: near 0 means its direct path ignores the token it attends
+# to; strongly negative means it *lowers* the logit of that token (anti-copying).
 
 # %%
 for name, W_ov in ov.items():
@@ -491,9 +562,21 @@ print(f"a non-normal example {shift.tolist()}: eigenvalue score {K.copying_eigen
 
 # %% [markdown]
 # Read the two printed lines for the heads together: a head that copies scores near 1 on **both**
-# (the tests check both above 0.5 for the induction head on every seed that learned). The example
-# in the last line scores +1 on eigenvalues and only 1/3 on the top-1 test.
-#
+# (the tests check both above 0.5 for the induction head on the two seeds of
+# `tests/test_head_ablation.py`). The example in the last line scores +1 on eigenvalues and only 1/3
+# on the top-1 test. The line printed below says which way L0H0 points in this run. A strongly
+# negative score has a possible reason, which this lesson does not test: L0H0 attends to the
+# previous token, and in a pattern drawn without repeats the next token is never the previous one,
+# so lowering its logit costs nothing and helps a little. The tests check only the sign (negative on
+# both seeds of `tests/test_head_ablation.py`).
+
+# %%
+prev_eig = K.copying_eigen_score(W_E, ov["L0H0 (previous-token)"], W_U)
+print(f"In this run L0H0's eigenvalue score is {prev_eig:+.3f}: "
+      + ("it anti-copies, lowering the logit of the token it attends to." if prev_eig < -0.5 else
+         "it copies the token it attends to." if prev_eig > 0.5 else "its direct path neither clearly copies nor anti-copies."))
+
+# %% [markdown]
 # ## 8. The positional QK circuit of the previous-token head
 #
 # Is L0H0's preference for a position written in its weights, independent of the tokens? With rotary
@@ -519,9 +602,9 @@ ax.set(title="L0H0: score of the mean query and key", xlabel="query - key distan
 plt.show()
 
 # %% [markdown]
-# **Reveal.** The curve peaks at distance **1**, the previous token (the line below prints the peak
-# and its margin for this run; `tests/test_head_ablation.py` checks the peak on every seed that
-# learned): the head's preference, averaged over tokens, is written in its positional QK circuit
+# **Reveal.** Look for the peak at distance **1**, the previous token (the line below prints the peak
+# and its margin for this run; `tests/test_head_ablation.py` checks the peak on its two seeds): where
+# it is there, the head's preference, averaged over tokens, is written in its positional QK circuit
 # (lesson 4, section 9, measures whether its $W_Q$ and $W_K$ read the embedding part that
 # all tokens share, which is how a rotary head can prefer a distance whatever the tokens are).
 
@@ -536,13 +619,16 @@ print(f"highest score at distance {int(distances[pos_scores.argmax()])}; "
 # score**: the loss at the 500th token of a context minus the loss at the 50th, averaged over
 # examples of text. The toy's context
 # is 32 tokens, so here is a cousin of it, the **repeated-sequence loss**: a random sequence of 15
-# tokens, each half drawn *without replacement* from the 24 ids (`distinct=True`: every token of the
-# second half has exactly one earlier occurrence and one successor to copy, as in the toy's
-# training patterns), repeated twice, with uniform tokens as in the OOD test. The first half cannot
-# be predicted from the context; from its second token on, the second half can, by copying.
+# tokens drawn *without replacement* from the 24 ids (`distinct=True`: every token of the second
+# half has exactly one earlier occurrence and one successor to copy, as in the toy's training
+# patterns), then repeated once, so the second half is a copy of the first. Copying cannot help in
+# the first half; from its second token on, the second half can be predicted by copying. The first
+# half is not quite unpredictable either: its token $i$ is one of the $24 - i$ ids not seen yet, so
+# the best possible loss there averages $\ln(24 - i)$ over its predicted tokens, below $\ln 24$.
 #
 # **Predict first:** plotted over training, does the second-half loss fall gradually or suddenly, and
-# when? And where should the first-half loss end: at the uniform guess $\ln 24$, above or below?
+# when? And where should the first-half loss end: at that best possible loss, at the uniform guess
+# $\ln 24$, or above both?
 
 # %%
 L_REP = 15
@@ -557,7 +643,12 @@ first_half, second_half = loss_by_pos[:, : L_REP - 1].mean(1), loss_by_pos[:, L_
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
 axes[0].plot(run.steps, first_half, label="first half (nothing to copy)")
 axes[0].plot(run.steps, second_half, label="second half (copyable)")
+zipf = zipf_probs(TASK.vocab_size, TASK.zipf_shift).double()
+first_half_floor = float(np.mean(np.log(TASK.vocab_size - np.arange(1, L_REP))))  # token i: one of 24 - i unseen ids
+zipf_ce = float(-zipf.log().mean())  # predicting the Zipf training law on uniform tokens
 axes[0].axhline(np.log(TASK.vocab_size), color="gray", ls="--", label="ln 24: uniform guess")
+axes[0].axhline(first_half_floor, color="gray", ls=":", label="first half: best possible (no repeats)")
+axes[0].axhline(zipf_ce, color="C3", ls="--", lw=0.8, label="the Zipf training law on uniform tokens")
 axes[0].set(title="Loss on a repeated random sequence", xlabel="step", ylabel="cross-entropy (nats)")
 axes[0].legend(fontsize=8)
 im = axes[1].imshow(loss_by_pos.T, aspect="auto", origin="lower", cmap="viridis",
@@ -569,21 +660,28 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** Look at how many checkpoints the orange curve takes to fall, compared with the whole
-# run, and at where the blue curve ends against the dashed line. The cell below prints both from
-# this run, and the reason the first half can end *above* the uniform guess: the model was trained
-# on Zipf-distributed background tokens, and where there is nothing to copy it keeps predicting
-# that distribution, which costs more than a uniform guess on uniform tokens.
+# run, and at where the blue curve ends against the three horizontal lines. The cell below prints
+# both from this run, and the reason the first half can end *above* the uniform guess: the model was
+# trained on Zipf-distributed background tokens, and where there is nothing to copy it keeps
+# predicting that distribution, which costs more than a uniform guess on uniform tokens (the red
+# dashed line).
+#
+# The right panel shows the same losses position by position: each column is a checkpoint, each row
+# the position of a predicted token, rows 1-14 the first half and rows 15-29 the second. Look for the
+# rows of the second half turning dark (low loss) together, at the step where the orange curve falls,
+# while the first half's rows stay bright; row 15, the first token of the second copy, has no twin
+# before it that says it comes next, so it should stay bright too.
 
 # %%
 fall = second_half[0] - second_half[-1]
 step_90, step_10 = first_step(second_half < second_half[0] - 0.1 * fall), first_step(second_half < second_half[0] - 0.9 * fall)
 print(f"second-half loss {second_half[0]:.2f} -> {second_half[-1]:.2f} nats; 10% of the fall done at step {step_90}, "
       f"90% at step {step_10} (of {run.steps[-1]} steps); the OOD error dropped below 0.5 at step {ood_falls}")
-zipf = zipf_probs(TASK.vocab_size, TASK.zipf_shift).double()
 with torch.no_grad():
     predicted = torch.softmax(model(rep_tokens)[:, : L_REP - 1].double(), -1).mean((0, 1))  # first half, averaged
-print(f"first-half loss {first_half[-1]:.2f} nats vs the uniform guess ln {TASK.vocab_size} = {np.log(TASK.vocab_size):.2f}. "
-      f"Predicting the Zipf training distribution on uniform tokens costs -mean(log p_zipf) = {float(-zipf.log().mean()):.2f} nats; "
+print(f"first-half loss {first_half[-1]:.2f} nats vs the uniform guess ln {TASK.vocab_size} = {np.log(TASK.vocab_size):.2f} "
+      f"and the best possible first-half loss {first_half_floor:.2f}. "
+      f"Predicting the Zipf training distribution on uniform tokens costs -mean(log p_zipf) = {zipf_ce:.2f} nats; "
       f"the model's average first-half prediction is {float((predicted * (predicted / zipf).log()).sum()):.3f} nats "
       f"(KL) from that distribution.")
 print(f"repeated-sequence loss (second half minus first half) at the end: {second_half[-1] - first_half[-1]:+.2f} nats")
@@ -593,9 +691,11 @@ print(f"repeated-sequence loss (second half minus first half) at the end: {secon
 #
 # Lesson 4 compared two single-seed runs (pools of 20 and 3000). Here is the curve: six pool sizes,
 # three seeds each, with the lesson's 600-step schedule and with 1500 steps. Thirty-six trainings do
-# not fit in this notebook's time limit, so `benchmarks/bench_pool_size.py` ran them (`--steps 1500
-# --out ...` for the second set) and recorded the numbers and its measured time in
-# `benchmarks/results/`; this cell plots those files. Outcomes can be bimodal (a seed has learned the
+# not fit in this notebook's time limit, so `benchmarks/bench_pool_size.py` ran them, one training at
+# a time (`--one-at-a-time`, and `--steps 1500 --out ...` for the second set), and recorded the
+# numbers and its measured time in `benchmarks/results/`; this cell plots those files. The QK-OV
+# matching in these files is lesson 4's, from the **unfolded** weights (section 6 compares it with the
+# folded one used in section 5). Outcomes can be bimodal (a seed has learned the
 # rule or not yet), so every seed is drawn as its own point, not as a mean and a standard deviation.
 #
 # **Predict first:** is there a pool size below which the OOD error stays high? Does training longer
@@ -615,13 +715,16 @@ LEARNED = 0.2  # OOD error below this: the seed has learned the rule
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.6))
 x = np.arange(len(sizes))
 for k, (steps, sweep) in enumerate(sweeps.items()):
-    for col, ax, name in ((0, axes[0], "ID error"), (1, axes[1], "OOD error"), (2, axes[2], "QK-OV matching, rank 4")):
+    for col, ax, name in ((0, axes[0], "ID error"), (1, axes[1], "OOD error"), (2, axes[2], "QK-OV matching, rank 4, unfolded (lesson 4's)")):
         for r in sweep["runs"]:
             value = (r["id_error"], r["ood_error"], r["match_largest_4"])[col]
             ax.plot(sizes.index(r["pool_size"] or 0) + 0.15 * k + 0.04 * (r["seed"] - 1), value, "os"[k],
                     color=f"C{r['seed']}", mfc="none" if k else None, ms=6)
         ax.set(title=f"{name} (each seed a point)", ylim=(0, 1.05))
-    print(f"{steps} steps: {len(sweep['runs'])} runs in {sweep['seconds']:.0f} s (recorded by bench_pool_size.py)")
+    print(f"{steps} steps: {len(sweep['runs'])} runs in {sweep['seconds']:.0f} s (recorded by bench_pool_size.py, "
+          f"{'stacked' if sweep.get('stacked') else 'one training at a time'})")
+print("These times are not comparable with each other: the files were recorded on different machines or under "
+      "different loads, and the files do not say which.")
 for seed in range(3):
     axes[0].plot([], [], "o", color=f"C{seed}", label=f"seed {seed}")
 axes[0].plot([], [], "o", color="k", label="600 steps")
@@ -722,6 +825,39 @@ heatmap_plotly(scores["induction"], [f"L{i}" for i in range(n_layers_llm)], [f"H
                colorscale="Magma", zmin=0, zmax=1, annotate=False)
 
 # %% [markdown]
+# **bfloat16, when you ask for it.** On a GPU you would often run a model like this one in
+# `torch.bfloat16`: half the memory of float32 for the weights and activations, and faster products
+# on GPUs that support it, at the price of about three significant digits. The cell below makes a
+# bfloat16 copy of SmolLM2 (after `toyattn.device.check_dtype` has checked that this device can
+# multiply in bfloat16; `load_llama_gguf(dtype=torch.bfloat16)` does the same at load time), runs
+# one short batch, and prints how far its logits on the second copy are from float32's. Look at two
+# numbers: the largest absolute logit difference, read against the span of the logits printed next
+# to it, and the share of second-copy positions where the two runs predict the same top-1 token
+# (what matters for copying). The last number printed says whether the positions where they
+# disagree are ones where float32 itself hesitates: its margin between the top two tokens there,
+# against its median margin everywhere.
+
+# %%
+import copy  # noqa: E402
+
+from toyattn.device import check_dtype  # noqa: E402
+
+check_dtype(torch.bfloat16, "cpu")
+llm_bf16 = copy.deepcopy(llm).to(torch.bfloat16)
+with torch.no_grad():
+    logits32, logits16 = (m(llm_tokens[:2])[:, -L_LLM:].double() for m in (llm, llm_bf16))  # second-copy positions
+del llm_bf16
+agree = float((logits32.argmax(-1) == logits16.argmax(-1)).double().mean())
+print(f"bfloat16 vs float32 on the second copy ({logits32.shape[0]} sequences x {L_LLM} positions): largest |logit "
+      f"difference| {float((logits32 - logits16).abs().max()):.3f} (float32 logits span {float(logits32.min()):.1f} to "
+      f"{float(logits32.max()):.1f}); the top-1 prediction agrees on {agree:.1%} of the positions.")
+top2 = logits32.topk(2, dim=-1).values
+margin, differ = top2[..., 0] - top2[..., 1], logits32.argmax(-1) != logits16.argmax(-1)
+if differ.any():
+    print(f"float32's top-1 minus top-2 logit: median {float(margin[differ].median()):.2f} where the two runs disagree, "
+          f"{float(margin.median()):.2f} over all positions")
+
+# %% [markdown]
 # ## 12. Composition and matching in the real model
 #
 # Now the two bridge measures for every head that could feed the top induction head's keys: every head
@@ -782,7 +918,8 @@ for name, order in (("K-composition", order_k), ("matching", order_m)):
 #
 # ## 13. The top pairs against random head pairs
 #
-# Song et al. compare the matching of previous-token -> induction pairs with random pairs. Here:
+# Song et al.'s baseline for the matching is random Gaussian pairs (section 12's). Here we add random
+# head pairs of the same model:
 # every pair of a top-5 previous-token head and a top-5 induction head in a later layer, against 300
 # random head pairs (writer in an earlier layer than the reader) and against random Gaussian
 # matrices, for both bridge measures: the QK-OV matching and K-composition. Random Gaussian matrices
@@ -839,10 +976,9 @@ for name, (top_vals, rand_vals) in bridge.items():
 #
 # Weights and attention patterns are still correlations. As on the toy (section 2), silence one head
 # at a time and measure SmolLM2's loss on the second copy of repeated random tokens: the top induction
-# head, the strongest previous-token head in an earlier layer, and, as a control, five random heads.
+# head, the strongest previous-token head in an earlier layer, and, as a control, three random heads.
 # The ablation is a **mean ablation** (each head's output replaced, at each position, by its mean over
-# the batch), so a rise in loss is not an artefact of feeding the model an all-zero head output it
-# never sees. The batch is a fresh one of 32 sequences (16 random tokens, repeated), so that each
+# the batch). The batch is a fresh one of 32 sequences (16 random tokens, repeated), so that each
 # loss change comes with an error bar: the mean over sequences, $\pm 2$ standard errors.
 #
 # **Predict first:** one head out of 270: does removing it change the second-copy loss at all?
@@ -863,7 +999,7 @@ chosen = {f"top induction head L{li}H{hi}": (li, hi),
           f"top previous-token head before it L{prev_feeder[0]}H{prev_feeder[1]}": prev_feeder[:2]}
 special = {(layer, h) for layer, h, _ in top_prev + top_ind}
 rng_heads = np.random.default_rng(1)
-while len(chosen) < 7:
+while len(chosen) < 5:
     head = (int(rng_heads.integers(llm.cfg.n_layers)), int(rng_heads.integers(llm.cfg.n_heads)))
     if head not in special and head not in chosen.values():
         chosen[f"random head L{head[0]}H{head[1]}"] = head
@@ -879,7 +1015,7 @@ for name, (layer, h) in chosen.items():
 rise_mean = {name: float(r.mean()) for name, r in rise.items()}
 rise_err = {name: float(2 * r.std(ddof=1) / np.sqrt(len(r))) for name, r in rise.items()}
 fig, ax = plt.subplots(figsize=(8, 3))
-ax.barh(list(rise), list(rise_mean.values()), xerr=list(rise_err.values()), capsize=3, color=["C3", "C1"] + ["gray"] * 5)
+ax.barh(list(rise), list(rise_mean.values()), xerr=list(rise_err.values()), capsize=3, color=["C3", "C1"] + ["gray"] * 3)
 ax.axvline(0, color="k", lw=0.5)
 ax.set(xlabel="second-copy loss increase (nats), mean +- 2 SE over 32 sequences",
        title="Mean-ablating one head of SmolLM2-135M-Instruct")
@@ -891,7 +1027,9 @@ for name in rise:
 
 # %% [markdown]
 # **Reveal.** Look at the two colored bars against the gray ones, and at whether the error bars
-# overlap. The cell below compares them for this batch. The test (`tests/test_llama.py`) checks the
+# overlap. The cell below compares them for this batch. Because the ablation keeps each head's mean
+# output, a rise in loss cannot be blamed on feeding the model an all-zero head output it never sees.
+# The test (`tests/test_llama.py`) checks the
 # robust part on its own batch: under mean ablation, each of the two circuit heads raises the loss by
 # more than every random control head, beyond the error bars. If the top induction head's bar is
 # much shorter than the loss a model that cannot copy would have, other induction heads are doing
@@ -911,16 +1049,20 @@ for name in list(rise)[:2]:
 # %% [markdown]
 # ## What you saw, and what to try next
 #
-# * **Causal** (each tested on every seed that learned): ablating the previous-token head collapses
-#   induction; patching its clean output, at the first copy's positions, mends "where to look" and
-#   not "what to copy"; removing the shared subspace hurts more than most random subspaces. Whether
-#   it hurts more than removing the writer's own strongest directions is this run's printed answer.
+# * **Causal** (each tested on the two seeds of `tests/test_head_ablation.py`): ablating the
+#   previous-token head takes away more than half of the second-copy accuracy (how close to chance it
+#   comes is this run's printed answer); patching its clean output, at the first copy's positions,
+#   mends "where to look" and not "what to copy"; removing the shared subspace hurts more than most
+#   random subspaces. Whether it hurts more than removing the writer's own strongest directions is
+#   this run's printed answer.
 # * **Standard tools:** K-composition and the principal-angle matching measure different things
 #   (weighted overlap vs best-aligned directions); the distance-0 matching is a noisy proxy that
 #   the pool-size files show moving apart from the OOD error on some seeds. The induction head
 #   copies by both copying scores; the previous-token head's preference for distance 1 is in its
-#   positional QK circuit; folding the layer norm is exact, and leaves a per-token $1/\sigma$ and a
-#   bias, of which the key's share can change which key wins.
+#   positional QK circuit; folding the layer norm is exact, and leaves a per-token $1/\sigma$ and
+#   bias terms. With rotary positions none of them is a mere constant: the relative rotation sits in
+#   every term, so the bias terms can prefer some key positions and $1/\sigma_q$ can change which key
+#   wins; without rotary, two of the four terms would cancel in the softmax.
 # * **Real model:** induction and previous-token heads are easy to find by their attention; their
 #   weight-level bridge must be judged against random *heads*, not only random matrices; and
 #   mean-ablating them raises the second-copy loss more than random heads do.
@@ -928,7 +1070,8 @@ for name in list(rise)[:2]:
 # **Try next:**
 # 1. Mean-ablate the top three induction heads of SmolLM2 at once (one hook per head on
 #    `blocks.{l}.attn.hook_z`): how much copying is left?
-# 2. Repeat section 4 with $r = 2$ and $r = 8$: from which rank on does the shared subspace beat random ones?
+# 2. In section 4, remove the part of the key subspace orthogonal to L0H0's top-4 output directions:
+#    does what is left still cost more than random directions?
 # 3. Use RMS instead of largest (`pair_matching(..., summary="rms")`) in section 13.
 # 4. Run `benchmarks/bench_pool_size.py --steps 3000 --out /tmp/sweep.json` (minutes): do all fresh seeds learn?
 # 5. Do the exercises in `exercises/05_induction_circuits.ipynb`.

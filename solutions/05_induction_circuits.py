@@ -50,14 +50,16 @@ seed_everything(0)
 torch.set_num_threads(1)
 
 # %% [markdown]
-# A model to work on: lesson 4's default run (fresh patterns, 600 steps), a checkpoint every 50 steps.
-# Not every seed learns the circuit in 600 steps; the cell says whether this one did.
+# A model to work on: not the lecture's run, so that your numbers are your own. This one trains on a
+# pool of 1000 patterns (seed 2, 600 steps, a checkpoint every 50 steps) and is tested on another OOD
+# batch than the lecture's. Not every seed learns the circuit in 600 steps; the cell says whether
+# this one did.
 
 # %%
 TASK = CopyTaskConfig()
-run = train_copy_model(TASK, train=TrainConfig(checkpoint_every=50), device="cpu")
+run = train_copy_model(TASK, pool_size=1000, train=TrainConfig(seed=2, checkpoint_every=50), device="cpu")
 model = run.model
-ood = make_test_sets(TASK, 512, seed=99)["ood"]
+ood = make_test_sets(TASK, 512, seed=7)["ood"]
 final_error = copy_error(model, ood)
 print(f"{len(run)} checkpoints; final OOD error {final_error:.3f} "
       f"({'learned the circuit' if final_error < 0.2 else 'did NOT learn the circuit: the exercises below assume it did'})")
@@ -111,8 +113,9 @@ checks.check_ablate_head(ablate_head)
 # Now use it on the trained model. **Predict first** (write it down): silencing which head hurts the
 # accuracy on the second copy more, layer 0's or layer 1's? For each, does zero or mean ablation hurt
 # more, and by how much? Then measure: decide how you score the second copy (`ood.scored` marks the
-# scored targets; position `j` is predicted from the logits at `j - 1`), and print the clean accuracy
-# and the accuracy after each of the four ablations.
+# scored targets; position `j` is predicted from the logits at `j - 1`), and print, for the clean run
+# and after each of the four ablations, the accuracy and the loss (the mean cross-entropy of the right
+# next token), and how many targets you scored.
 
 # %%
 ### BEGIN SOLUTION
@@ -123,13 +126,26 @@ def second_copy_accuracy(logits, batch, targets=None):
     return float((right & scored[:, 1:]).sum() / scored[:, 1:].sum())
 
 
+def target_loss(logits, batch, targets=None):
+    """Mean cross-entropy (nats) of the right next token over the scored targets (or those in `targets`)."""
+    scored = batch.scored if targets is None else batch.scored & targets
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch.tokens[:, 1:, None])[..., 0]
+    return float(-logp[scored[:, 1:]].mean())
+
+
+n_targets = int(ood.scored[:, 1:].sum())
 with torch.no_grad():
-    clean_acc = second_copy_accuracy(model(ood.tokens), ood)
-ablation_acc = {(layer, mode): second_copy_accuracy(ablate_head(model, ood.tokens, layer, 0, mode), ood)
-                for layer in (0, 1) for mode in ("zero", "mean")}
-print(f"clean: {clean_acc:.3f} (chance, a uniform guess: {1 / TASK.vocab_size:.3f})")
-for (layer, mode), acc in ablation_acc.items():
-    print(f"layer {layer}, {mode} ablation: {acc:.3f}")
+    clean_logits = model(ood.tokens)
+clean_acc, clean_loss = second_copy_accuracy(clean_logits, ood), target_loss(clean_logits, ood)
+ablation_acc, ablation_loss = {}, {}
+for layer in (0, 1):
+    for mode in ("zero", "mean"):
+        logits = ablate_head(model, ood.tokens, layer, 0, mode)
+        ablation_acc[(layer, mode)], ablation_loss[(layer, mode)] = second_copy_accuracy(logits, ood), target_loss(logits, ood)
+print(f"{n_targets} scored targets; clean: accuracy {clean_acc:.3f}, loss {clean_loss:.2f} nats "
+      f"(chance, a uniform guess: accuracy {1 / TASK.vocab_size:.3f}, loss {np.log(TASK.vocab_size):.2f})")
+for key, acc in ablation_acc.items():
+    print(f"layer {key[0]}, {key[1]} ablation: accuracy {acc:.3f}, loss {ablation_loss[key]:.2f} nats")
 ### END SOLUTION
 
 # %% [markdown]
@@ -139,9 +155,11 @@ for (layer, mode), acc in ablation_acc.items():
 # %%
 ### BEGIN SOLUTION
 chance = 1 / TASK.vocab_size
+se = {key: np.sqrt(acc * (1 - acc) / n_targets) for key, acc in ablation_acc.items()}  # binomial standard error
 worst = min(ablation_acc, key=ablation_acc.get)
-print(f"Model answer. The largest drop is layer {worst[0]}'s {worst[1]} ablation: {clean_acc:.3f} -> "
-      f"{ablation_acc[worst]:.3f} (chance {chance:.3f}).")
+print(f"Model answer. With {n_targets} targets an accuracy p has a binomial standard error sqrt(p (1 - p) / n), here at "
+      f"most {max(se.values()):.3f}. The largest drop is layer {worst[0]}'s {worst[1]} ablation: {clean_acc:.3f} -> "
+      f"{ablation_acc[worst]:.3f} +- {se[worst]:.3f} (chance {chance:.3f}).")
 for layer in (0, 1):
     zero, mean = ablation_acc[(layer, "zero")], ablation_acc[(layer, "mean")]
     kept = max(zero, mean) / clean_acc
@@ -150,10 +168,22 @@ for layer in (0, 1):
     else:
         verdict = f"one ablation keeps {kept:.0%} of the clean accuracy: the model does much of the task without this head"
     print(f"Layer {layer}: zero {zero:.3f}, mean {mean:.3f} (difference {abs(zero - mean):.3f}): {verdict}.")
-spread = max(ablation_acc.values()) - min(ablation_acc.values())
-if max(ablation_acc.values()) < 2 * chance:
-    print(f"All four ablations end within {spread:.3f} of each other, near chance: on this metric neither head hurts "
-          "more; both are needed. A continuous metric (the loss, exercise 2) can still rank them.")
+orders_differ = []
+for mode in ("zero", "mean"):
+    a, b = ablation_acc[(0, mode)], ablation_acc[(1, mode)]
+    same_order = (ablation_loss[(0, mode)] > ablation_loss[(1, mode)]) == (a < b)
+    orders_differ += [] if same_order else [mode]
+    z = abs(a - b) / np.hypot(se[(0, mode)], se[(1, mode)])
+    lower = 0 if a < b else 1
+    print(f"{mode.capitalize()} ablation: layer 0 {a:.3f}, layer 1 {b:.3f}, {z:.1f} standard errors apart: "
+          + (f"layer {lower}'s hurts more, even if both are far below the clean accuracy." if z > 3 else
+             "this batch cannot rank the two heads on accuracy.")
+          + f" The loss: layer 0 {ablation_loss[(0, mode)]:.2f}, layer 1 {ablation_loss[(1, mode)]:.2f} nats "
+          f"({'the same order' if same_order else 'the other order'}).")
+if orders_differ:
+    print(f"For {' and '.join(orders_differ)} ablation, accuracy and loss rank the two heads differently: which head "
+          "'hurts more' depends on the metric (the accuracy counts top-1 hits, the loss also how confidently the model "
+          "is wrong). What both metrics agree on is that each head is needed.")
 print("Mean ablation keeps the head's average output, so a drop under it cannot be blamed on an unusual "
       "all-zero input; where the two agree, the drop comes from losing what the head says about this sequence.")
 ### END SOLUTION
@@ -209,21 +239,20 @@ def share_recovered(patched, corrupted, clean):
 checks.check_share_recovered(share_recovered)
 
 # %% [markdown]
-# Now the experiment of section 3, with your own choices. The corrupted input below is the lesson's:
-# in the **first** copy only, every token at an odd offset (1, 3, 5, ...) is replaced by a token that
-# is not in the pattern. A second-copy target at an **even** offset therefore has a first-copy twin
+# Now the experiment of section 3, with your own choices. The corrupted input below is built as the
+# lesson's (another random draw): in the **first** copy only, every token at an odd offset (1, 3, 5,
+# ...) is replaced by a token that is not in the pattern. A second-copy target at an **even** offset therefore has a first-copy twin
 # whose *previous* token is wrong (finding the twin is broken); a target at an **odd** offset has a
 # twin that is itself wrong (what to copy is broken). `even_targets` and `odd_targets` mark them.
 #
-# Decide which head to patch, and where, to test the claim "layer 0's head tells layer 1 **where** to
-# look". Patch the clean run's output into the corrupted run (`patch_head(model, corrupted, ood.tokens,
-# ...)`) at two position sets separately: the **first copy** (where the keys sit that layer 1 looks
-# for) and the **second copy** (where layer 1's queries sit). Score even and odd targets separately on
-# two metrics, the accuracy and the loss (mean cross-entropy of the right next token), and print the
-# share recovered of each.
+# Design the experiment that tests the claim "layer 0's head tells layer 1 **where** to look": decide
+# which head to patch, in which direction (which run's output goes into which run), and at which
+# positions (more than one set of positions can be worth a try: where does layer 1 read what it needs
+# from layer 0?). Score even and odd targets separately on the accuracy and the loss of exercise 1,
+# and print the share recovered of each.
 #
-# **Predict first** (write it down): which of the shares (first or second copy, even or odd targets)
-# come out near 1, and which near 0?
+# **Predict first** (write it down): which of your shares (which patch, even or odd targets) come out
+# near 1, and which near 0?
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
@@ -234,19 +263,13 @@ checks.check_share_recovered(share_recovered)
 # </details>
 
 # %%
-corrupted = corrupt_first_copy(ood, TASK.vocab_size, torch.Generator().manual_seed(0))
+corrupted = corrupt_first_copy(ood, TASK.vocab_size, torch.Generator().manual_seed(1))
 even_targets, odd_targets = offset_parity_mask(ood, 0), offset_parity_mask(ood, 1)
 
 ### BEGIN SOLUTION
 positions = torch.arange(ood.tokens.shape[1])[None, :]
 first_copy = (positions >= ood.first[:, None]) & (positions < (ood.first + ood.length)[:, None])
 second_copy = (positions >= ood.second[:, None]) & (positions < (ood.second + ood.length)[:, None])
-
-
-def target_loss(logits, batch, targets):
-    """Mean cross-entropy (nats) of the right next token over the scored targets in `targets`."""
-    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch.tokens[:, 1:, None])[..., 0]
-    return float(-logp[(batch.scored & targets)[:, 1:]].mean())
 
 
 def metrics(logits):
@@ -273,7 +296,7 @@ for name, s in shares.items():
 
 # %% [markdown]
 # **Decide.** What do the shares say layer 0's head carries, and at which positions does it matter?
-# The table also patches layer 1's head at the second copy: would that be a good test of the claim?
+# Would patching layer 1's head at the second copy be a good test of the claim?
 
 # %%
 ### BEGIN SOLUTION
@@ -360,12 +383,12 @@ checks.check_remove_subspace(remove_subspace)
 
 # %% [markdown]
 # Now the test of section 4, with your choices: remove $r = 4$ of the 32 directions from what layer 0
-# writes. Which 4? The subspace that layer 1's keys read most (from its folded QK circuit at distance
-# 0, `head_factors(model, 1, 0)`), against two controls you decide how to draw: random 4-dimensional
-# subspaces, and layer 0's **own** 4 strongest output directions (the ones it writes most; your
-# `key_subspace` finds them too, applied to the right matrix). Score the second-copy accuracy.
+# writes, to test the claim "the circuit runs through the subspace that layer 1's keys read". Decide
+# which 4 directions test it (the folded weights `head_factors(model, layer, 0)` give you each head's
+# circuits), and which controls would tell that claim apart from "removing any 4 directions hurts"
+# and from "removing what layer 0 writes most hurts". Score the second-copy accuracy of each removal.
 #
-# **Predict first:** order the three removals by how much accuracy they cost.
+# **Predict first:** order your removals by how much accuracy they cost.
 
 # %%
 R = 4
@@ -397,7 +420,7 @@ print(f"nothing removed {clean_acc:.3f}; layer 1's key subspace {acc_keys:.3f}; 
 # %% [markdown]
 # The histogram shows the accuracy after each random removal (gray), the two chosen removals (lines)
 # and the clean accuracy (dashed). **Decide.** Does the circuit run through the subspace that layer 1's
-# keys read? What does the control with layer 0's own strongest directions add to that answer?
+# keys read? What does each of your controls add to that answer?
 
 # %%
 ### BEGIN SOLUTION
@@ -452,8 +475,10 @@ checks.check_k_composition(k_composition)
 # A score is only meaningful against a baseline. Compute the K-composition of layer 0's head into layer
 # 1's head at every checkpoint of `run`, with the folded weights (`head_factors`), and two baselines:
 # random Gaussian circuits of the **same shapes and rank** as the model's, and the same two heads in
-# **freshly initialised** models of the same architecture (random heads of this model family: section
-# 13 argues that random heads, not random matrices, are the fair baseline). You choose how many to draw.
+# **freshly initialised** models of the same architecture (what training starts from). Section 13
+# argues, for a real model, that random heads *of the same trained model* are a fairer baseline than
+# random matrices; with one head per layer the toy has no other heads, so untrained models are the
+# closest thing here. You choose how many to draw.
 # Plot the score against the training step, with both baselines, next to the OOD error.
 #
 # **Predict first:** does the trained score leave both baselines, and does it do so at the same
@@ -499,7 +524,8 @@ print(f"random Gaussian circuits {gaussian.mean():.3f} +- {gaussian.std():.3f}; 
 # %% [markdown]
 # The left panel is the OOD error of the run, the right one the score at each checkpoint (black) with
 # the two baselines as bands (mean +- 2 std). **Decide.** What do you conclude, from this one run,
-# about layer 1's keys and layer 0's output? What can this weight-level score not tell you?
+# about layer 1's keys and layer 0's output? Do the two baselines differ? What can this weight-level
+# score not tell you?
 
 # %%
 ### BEGIN SOLUTION
@@ -507,7 +533,13 @@ top = max(gaussian.mean() + 2 * gaussian.std(), fresh.mean() + 2 * fresh.std())
 z_fresh = (scores[-1] - fresh.mean()) / fresh.std()
 above = np.flatnonzero(scores > top)
 learned = np.flatnonzero(np.array(run.history["ood_error"]) < 0.5)
-print(f"Model answer. The final score {scores[-1]:.3f} is {z_fresh:.1f} std of the untrained models above their mean "
+gap = abs(fresh.mean() - gaussian.mean()) / np.hypot(fresh.std(), gaussian.std())
+print(f"Model answer. The two baselines: untrained models {fresh.mean():.3f} +- {fresh.std():.3f}, random Gaussian "
+      f"circuits {gaussian.mean():.3f} +- {gaussian.std():.3f}, {gap:.1f} (combined) std apart: "
+      + ("untrained heads score like random matrices, so here the choice of baseline hardly matters (section 13 asks "
+         "the same question of random heads in a trained real model)." if gap < 1 else "the untrained heads are not like random matrices, "
+         "so the baseline matters even here."))
+print(f"The final score {scores[-1]:.3f} is {z_fresh:.1f} std of the untrained models above their mean "
       f"({'above' if scores[-1] > top else 'not above'} the upper edge of both bands, {top:.3f}).")
 if len(above) and len(learned):
     print(f"It first lies above both bands at step {run.steps[above[0]]}; the OOD error first falls below 0.5 at step "
@@ -603,7 +635,7 @@ for i in best:
 # The left map colours each head (column) of each layer (row) by its previous-token score, the right
 # one by its induction score; the printed lines name the top three induction heads and, for each, the
 # strongest previous-token head in an earlier layer. High attention scores make a head a candidate:
-# whether it does the work is a causal question (section 14, and the first item below).
+# whether it does the work is a causal question (section 14, and the second item below).
 #
 # ## What next
 #

@@ -76,16 +76,44 @@ def always_zero(model, tokens, layer, head, mode):
     return good_ablate(model, tokens, layer, head, "zero")
 
 
+def leaky_ablate(model, tokens, layer, head, mode):
+    """Right numbers, but the hook is attached with add_hook and never removed."""
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(tokens, names_filter=name)
+    own = cache[name][:, :, head]
+    replacement = torch.zeros_like(own) if mode == "zero" else own.mean(0).expand_as(own)
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = replacement
+        return z
+
+    model.hook_points[name].add_hook(hook)
+    with torch.no_grad():
+        return model(tokens)
+
+
+def weights_zeroed(model, tokens, layer, head, mode):
+    """Zero ablation by editing the weights: right numbers, but the model stays edited afterwards."""
+    if mode == "mean":
+        return good_ablate(model, tokens, layer, head, mode)
+    with torch.no_grad():
+        model.blocks[layer].attn.W_O[head] = 0
+        return model(tokens)
+
+
 def test_check_ablate_head(capsys, tmp_path_factory, monkeypatch):
     from toyattn.head_ablation import ablate_head
 
     verify_check(
         checks.check_ablate_head,
         good_ablate,
-        [whole_layer, global_mean, wrong_axis, always_zero, lambda *a: ablate_head(*a)],
+        [whole_layer, global_mean, wrong_axis, always_zero, lambda *a: ablate_head(*a), leaky_ablate,
+         weights_zeroed],
         capsys,
         messages=["whole layer's output silenced", "one mean over the batch and all positions", "wrong axis",
-                  "the zero ablation; this case asks for mean", "holds the course's answer"],
+                  "the zero ablation; this case asks for mean", "holds the course's answer",
+                  "hooks still attached to ['blocks.", "your function changed the model"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -192,6 +220,21 @@ def every_head(model, tokens, source_tokens, layer, head, where):
         return model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
 
 
+def leaky_patch(model, tokens, source_tokens, layer, head, where):
+    """Right numbers, but registered on the module with torch's register_forward_hook and never removed."""
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(source_tokens, names_filter=name)
+
+    def hook(module, inputs, z):
+        z = z.clone()
+        z[:, :, head] = torch.where(where[..., None], cache[name][:, :, head], z[:, :, head])
+        return z
+
+    model.hook_points[name].register_forward_hook(hook)
+    with torch.no_grad():
+        return model(tokens)
+
+
 def test_check_patch_head(capsys, tmp_path_factory, monkeypatch):
     every_position = lambda m, t, s, layer, head, where: good_patch(m, t, s, layer, head, torch.ones_like(where))  # noqa: E731
     verify_check(
@@ -202,9 +245,11 @@ def test_check_patch_head(capsys, tmp_path_factory, monkeypatch):
             every_position,
             lambda m, t, s, layer, head, where: good_patch(m, t, s, 1 - layer, head, where),  # wrong layer
             every_head,
+            leaky_patch,
         ],
         capsys,
-        messages=["the other direction", "every position patched", "the other layer", "every head of the layer"],
+        messages=["the other direction", "every position patched", "the other layer", "every head of the layer",
+                  "hooks still attached to ['blocks."],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -282,6 +327,14 @@ def remove_with(transform, name="hook_attn_out"):
     return fn
 
 
+def leaky_remove(model, tokens, layer, directions):
+    """Right numbers, but the hook stays attached: every later run of the model loses the subspace too."""
+    Q = torch.linalg.qr(directions.double())[0].float()
+    model.hook_points[f"blocks.{layer}.hook_attn_out"].add_hook(lambda x, hook: x - (x @ Q) @ Q.T)
+    with torch.no_grad():
+        return model(tokens)
+
+
 def test_check_remove_subspace(capsys, tmp_path_factory, monkeypatch):
     from toyattn.head_ablation import orthonormal_basis
 
@@ -295,10 +348,11 @@ def test_check_remove_subspace(capsys, tmp_path_factory, monkeypatch):
             remove_with(lambda x, D: x - x @ Q(D) @ Q(D).T, "hook_resid_post"),  # residual stream
             remove_with(lambda x, D: x - x @ Q(D)[:, :1] @ Q(D)[:, :1].T),  # only the first direction
             remove_with(lambda x, D: x - x @ orthonormal_basis(D).float() @ orthonormal_basis(D).float().T),
+            leaky_remove,
         ],
         capsys,
         messages=["not orthonormal, so that is no projection", "only the subspace kept", "whole residual stream", None,
-                  "holds the course's answer"],
+                  "holds the course's answer", "hooks still attached to ['blocks."],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )

@@ -112,9 +112,11 @@ def test_corruption_replaces_odd_offsets_of_the_first_copy_only():
 
 # --- the lesson's claims on trained models -------------------------------------------------------
 
-# (pool size, seed, torch threads) of lesson-length runs; on the machine this was written on, all of
-# them learned the circuit in 600 steps (fresh seeds 1 and 2 had not yet:
-# benchmarks/results/pool_size_sweep.json). Two threads change the floating-point sums, so the run.
+# (pool size, seed, torch threads) of lesson-length runs: two seeds, fresh patterns seed 0 (the lecture's
+# run, also trained with 2 threads) and a pool of 1000 patterns seed 2 (the problem set's run). On the
+# machine this was written on, all of them learned the circuit in 600 steps (fresh seeds 1 and 2 had
+# not yet: benchmarks/results/pool_size_sweep.json). Two threads change the floating-point sums, so the
+# run itself can differ from the 1-thread one; the lesson names these runs where it cites the tests.
 RUNS = ((None, 0, 1), (None, 0, 2), (1000, 2, 1))
 
 
@@ -123,7 +125,9 @@ def trained():
     runs = [train_copy_model(TASK, pool_size=pool, train=TrainConfig(seed=s, n_test=256, cpu_threads=t), device="cpu")
             for pool, s, t in RUNS]
     learned = [r.model for r in runs if r.history["ood_error"][-1] < 0.2]
-    assert learned, "no seed learned the circuit; the lesson's default run must"
+    # The two 1-thread runs (two seeds) must learn: the lesson cites these tests as holding on both.
+    assert all(r.history["ood_error"][-1] < 0.2 for r, (_, _, t) in zip(runs, RUNS, strict=True) if t == 1), (
+        "a 1-thread run did not learn the circuit; the lesson's and the problem set's runs must")
     return learned, make_test_sets(TASK, 256, seed=99)["ood"]
 
 
@@ -152,6 +156,7 @@ def test_patching_the_previous_token_head_mends_where_and_not_what(trained):
         assert share(copy_accuracy, patched) > 0.5 and share(copy_loss, patched) > 0.5
         assert share(copy_accuracy, keys_only) > 0.5  # the first copy is where the message is read
         assert copy_accuracy(patched, batch, odd) < 0.3  # the copied token itself was corrupted
+        assert copy_accuracy(keys_only, batch, odd) < 0.3  # the first-copy patch does not mend what to copy either
 
 
 def test_shared_subspace_projection_hurts_more_than_most_random_ones(trained):
@@ -181,6 +186,8 @@ def test_the_standard_circuit_tools_see_the_circuit_on_every_learned_seed(traine
         W_U = K.fold_norm(model.unembed.weight.detach().double().numpy().T, model.ln_final.weight.detach().double().numpy(), center=True)
         assert K.copying_eigen_score(W_E, r["W_V"] @ r["W_O"], W_U) > 0.5
         assert K.copying_top1(K.full_ov_circuit(W_E, r["W_V"] @ r["W_O"], W_U)) > 0.5
+        # The previous-token head's direct path anti-copies (lesson 5, section 7 prints it): only the sign is asserted.
+        assert K.copying_eigen_score(W_E, w["W_V"] @ w["W_O"], W_U) < 0
         # The previous-token head's positional QK circuit prefers distance 1.
         attn = model.blocks[0].attn
         with torch.no_grad():

@@ -12,8 +12,8 @@ Conventions (TransformerLens, row vectors, as in :mod:`toyattn.models.transforme
   rotary matrix at the query-key distance (identity at distance 0).
 * OV circuit ``W_ov = W_V @ W_O`` ``[d_model, d_model]``: a source with layer-normed residual ``x``
   writes ``x @ W_ov`` (plus a bias).
-* Composition ``W_qkov = W_qk @ W_ov_layer1^T``: the score of a layer-2 query ``x_q`` on a key that
-  layer 1 filled with ``x_src @ W_ov`` is ``x_q @ W_qkov @ x_src``.
+* Composition ``W_qkov = W_qk @ W_ov_L0H0^T``: the score of an L1H0 query ``x_q`` on a key that
+  L0H0 filled with ``x_src @ W_ov`` is ``x_q @ W_qkov @ x_src``.
 
 Song, Xu & Zhong (arXiv 2408.09503) write column vectors (``nn.Linear`` weights ``[out, in]``): their
 ``W_qk = W_q^T R W_k / sqrt(d)`` is ours, their ``W_ov = W_o W_v`` is our ``W_ov`` transposed, so
@@ -110,8 +110,8 @@ def ov_circuit(W_V: Any, W_O: Any) -> np.ndarray:
 
 
 def qkov_circuit(W_qk: Any, W_ov: Any) -> np.ndarray:
-    """``W_qkov = W_qk @ W_ov^T`` ``[d_model, d_model]``: layer-2 score of query ``x_q`` on a key that
-    layer 1 wrote ``x_src @ W_ov`` into is ``x_q @ W_qkov @ x_src``. Lesson 4."""
+    """``W_qkov = W_qk @ W_ov^T`` ``[d_model, d_model]``: L1H0's score of query ``x_q`` on a key that
+    L0H0 wrote ``x_src @ W_ov`` into is ``x_q @ W_qkov @ x_src``. Lesson 4."""
     W_qk, W_ov = as_matrix(W_qk, "W_qk"), as_matrix(W_ov, "W_ov")
     if W_qk.shape[1] != W_ov.shape[1]:
         raise ValueError(f"W_qk {W_qk.shape} and W_ov {W_ov.shape} must share d_model.")
@@ -199,7 +199,7 @@ def subspace_matching(A_dirs: Any, B_dirs: Any, rank: int, summary: Summary = "l
 
 
 def qk_ov_matching(W_qk: Any, W_ov: Any, rank: int, summary: Summary = "largest") -> float:
-    """Do layer 2's keys read what layer 1's OV writes? Lesson 4.
+    """Do L1H0's keys read what L0H0's OV writes? Lesson 4.
 
     Compares the top-``rank`` directions ``W_qk`` reads on the key side (right singular vectors)
     with the top-``rank`` directions ``W_ov`` writes (its right singular vectors, in our row-vector
@@ -223,9 +223,9 @@ def _check_residual_maps(W_qk: np.ndarray, W_ov: np.ndarray) -> None:
 
 
 def embedding_ov_matching(W_E: Any, W_ov: Any, rank: int, summary: Summary = "largest", side: str = "output") -> float:
-    """Match the top-``rank`` directions the token embeddings span with layer 1's OV circuit. Lesson 4.
+    """Match the top-``rank`` directions the token embeddings span with L0H0's OV circuit. Lesson 4.
 
-    ``side="output"`` (the seed's choice): does layer 1 write the copied token into the embedding's
+    ``side="output"`` (the seed's choice): does L0H0 write the copied token into the embedding's
     own subspace? ``side="input"``: does it read from there?
     """
     W_E, W_ov = as_matrix(W_E, "W_E"), as_matrix(W_ov, "W_ov")
@@ -338,11 +338,11 @@ def circuit_metrics(
     distance: int | None = 0,
     baseline_runs: int = 0,
 ) -> dict[str, float]:
-    """All of lesson 4's weight metrics for a 2-layer model (layer-1 head 0 -> layer-2 head 0).
+    """All of lesson 4's weight metrics for a 2-layer model (L0H0 -> L1H0: ``blocks.0`` head 0 -> ``blocks.1`` head 0).
 
     Returns ``diag_zscore``, ``mismatch`` (token mismatch ratio), and for each rank ``r``:
     ``match_largest_r``, ``match_rms_r`` (QK-OV matching) and ``embed_ov_largest_r``, ``embed_ov_rms_r``.
-    ``distance``: the rotary distance for layer 2's ``W_qk`` (``None`` for non-rotary models).
+    ``distance``: the rotary distance for L1H0's ``W_qk`` (``None`` for non-rotary models).
     """
     if len(model.blocks) < 2:
         raise ValueError("circuit_metrics needs a model with at least 2 layers (previous-token head, then induction head).")

@@ -159,8 +159,8 @@ def corrupt_first_copy(batch: CopyBatch, vocab_size: int, generator: torch.Gener
 
     With ``parity=1`` (offsets 1, 3, 5, ...) the second copy's target at an **even** offset ``j`` has a
     first-copy twin whose *previous* token was replaced: the previous-token head can no longer tell
-    layer 2 where to look. A target at an **odd** offset has a twin whose *own* token was replaced:
-    layer 2 would look in the right place and copy the wrong token. Patching the previous-token
+    L1H0 where to look. A target at an **odd** offset has a twin whose *own* token was replaced:
+    L1H0 would look in the right place and copy the wrong token. Patching the previous-token
     head's clean output back can mend the first kind and not the second: a built-in control.
     """
     tokens = batch.tokens.clone()

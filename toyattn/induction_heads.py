@@ -50,8 +50,8 @@ def repeated_random_tokens(
 ) -> torch.Tensor:
     """``[n_seq, 2 * length]`` (``+1`` with a ``prefix`` token first): uniform tokens from ``range(*vocab)``, repeated once.
 
-    ``distinct=True`` draws each half without replacement (``length`` different tokens), so every
-    token of the second half has exactly one earlier occurrence and one successor to copy. With
+    ``distinct=True`` draws the first half without replacement (``length`` different tokens; the
+    second half is its copy), so every token of the second half has exactly one earlier occurrence and one successor to copy. With
     replacement and a small vocabulary, a token that occurs twice in the first half has two
     candidate successors, and copying cannot say which comes next.
     """

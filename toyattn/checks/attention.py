@@ -20,6 +20,7 @@ from ..interventions import edge_contribution, patch_activation
 from ..models.one_head import OneHeadAttention, causal_mask
 from .answers import Returned
 from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
+from .guards import no_hooks_left
 
 __all__ = [
     "check_mask_scores",
@@ -292,21 +293,7 @@ def _patch_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-@contextlib.contextmanager
-def _no_hooks_left(case: Case) -> Iterator[None]:
-    """After the student's call, no hook may stay attached to (the student's copy of) the model."""
-    model = case.args[0]
-    yield
-    left = [name for name, hp in model.hook_points.items() if hp._forward_hooks]
-    if left:
-        raise CheckFailed(
-            f"{case.name}: expected no hook left on the model after your function, got hooks still attached to "
-            f"{left}: later runs of the model would still be patched. Add hooks inside `with model.hooks([...]):` "
-            f"(or use model.run_with_hooks) so they are removed."
-        )
-
-
-@exercise_check(cases=_patch_cases, during=[_no_hooks_left])
+@exercise_check(cases=_patch_cases, during=[no_hooks_left()])
 def check_patch_value(case: Case, got: Returned) -> None:
     """``patch_fn(model, tokens, source_tokens, key_pos)`` returns the logits of ``tokens`` run with
     ``hook_v`` at ``key_pos`` copied from the ``source_tokens`` run, and leaves no hook behind."""

@@ -16,6 +16,8 @@ when the method is not the one asked for:
 * :func:`limit_float_work`: the floating-point work of torch's matrix products, counted below einsum
   and matmul (so an intermediate built inside one ``einsum`` call counts), stays under a limit, and
   the code stays in torch where that count can follow it.
+* :func:`no_hooks_left`: no hook left attached to the model after the call, and a plain run of the
+  model unchanged by it (lessons 1 and 5: patching and ablation exercises).
 
 Like every ``during`` guard they are feedback and a deterrent, not the grade's guarantee: in grading
 the verdict on the numbers is decided outside the student's process.
@@ -269,6 +271,49 @@ def limit_float_work(limit: Limit, *, what: str, hint: str) -> During:
                 f"{case.name}: your code's matrix products did {flops:.3g} floating-point operations, more than "
                 f"{n:.3g} ({what}); building M = W_q W_k^T, even inside one einsum or a row at a time, takes "
                 f"about d_model / d_head times more. {hint}"
+            )
+
+    return guard
+
+
+# --------------------------------------------------------------------------------------------------
+# No hook left behind
+# --------------------------------------------------------------------------------------------------
+
+
+def no_hooks_left(model_arg: int = 0, tokens_arg: int = 1) -> During:
+    """A guard: after the student's call, no forward hook may stay on (the student's copy of) the model,
+    and a plain run of that copy must give the logits it gave before the call.
+
+    An answer that attaches a hook and never removes it returns the right numbers, and every later run
+    of the model is silently edited (on a model used again and again, hooks stack: a second mean
+    ablation on top of a first one). ``model_arg`` and ``tokens_arg`` are the positions of the model
+    and of a token batch among the case's arguments.
+    """
+
+    @contextlib.contextmanager
+    def guard(case: Case) -> Iterator[None]:
+        model, tokens = case.args[model_arg], case.args[tokens_arg]
+        with torch.no_grad():
+            before = model(tokens)
+        yield
+        points = getattr(model, "hook_points", {})
+        left = [name for name, hp in points.items() if hp._forward_hooks]
+        left += [name or "the model itself" for name, module in model.named_modules()
+                 if (module._forward_hooks or module._forward_pre_hooks) and module not in points.values()]
+        if left:
+            raise CheckFailed(
+                f"{case.name}: expected no hook left on the model after your function, got hooks still attached to "
+                f"{left}: later runs of the model would still be edited. Add hooks inside `with model.hooks([...]):` "
+                f"(or use model.run_with_hooks) so they are removed."
+            )
+        with torch.no_grad():
+            after = model(tokens)
+        if not torch.equal(before, after):
+            raise CheckFailed(
+                f"{case.name}: expected a plain run of the model to give the same logits after your function as before "
+                f"it, got a largest difference of {float((after - before).abs().max()):.3g}: your function changed the "
+                f"model (its weights or buffers) instead of editing one run."
             )
 
     return guard

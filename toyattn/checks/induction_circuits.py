@@ -18,7 +18,7 @@ from .. import composition, head_ablation, induction_heads
 from ..models.transformer import Transformer, TransformerConfig
 from .answers import Returned
 from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
-from .guards import forbid_calls_into
+from .guards import forbid_calls_into, no_hooks_left
 
 __all__ = ["check_ablate_head", "check_k_composition", "check_head_scores", "check_patch_head", "check_share_recovered",
            "check_key_subspace", "check_remove_subspace"]
@@ -98,7 +98,7 @@ def _ablation_mistakes(model: Transformer, tokens, layer: int, head: int, mode: 
     return out
 
 
-@exercise_check(cases=_ablation_cases, during=[_no_library(head_ablation, "ablate the head")])
+@exercise_check(cases=_ablation_cases, during=[no_hooks_left(), _no_library(head_ablation, "ablate the head")])
 def check_ablate_head(case: Case, got: Returned) -> None:
     """``fn(model, tokens, layer, head, mode) -> logits``: one head silenced, by zero or by its per-position batch mean."""
     model, tokens, layer, head, mode = case.args
@@ -271,7 +271,7 @@ def _patch_mistakes(model, tokens, source, layer: int, head: int, where) -> dict
     return out
 
 
-@exercise_check(cases=_patch_cases, during=[_no_library(head_ablation, "patch the head")])
+@exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(head_ablation, "patch the head")])
 def check_patch_head(case: Case, got: Returned) -> None:
     """``fn(model, tokens, source_tokens, layer, head, where) -> logits``: a run on ``tokens`` in which one
     head's output at the positions ``where [batch, pos]`` comes from the run on ``source_tokens``."""
@@ -378,7 +378,7 @@ def _remove_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-@exercise_check(cases=_remove_cases, during=[_no_library(head_ablation, "remove the subspace")])
+@exercise_check(cases=_remove_cases, during=[no_hooks_left(), _no_library(head_ablation, "remove the subspace")])
 def check_remove_subspace(case: Case, got: Returned) -> None:
     """``fn(model, tokens, layer, directions) -> logits``: the span of ``directions``' columns removed
     (orthogonal projection) from what layer ``layer``'s attention writes, at every position."""

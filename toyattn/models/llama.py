@@ -1,6 +1,6 @@
 """A Llama-family decoder (SmolLM2) run from its GGUF file, with the course's hook points.
 
-Taught in lesson 5 (``notebooks/05_induction_in_a_real_model``): the real model whose attention
+Taught in lesson 5 (``notebooks/05_induction_circuits``): the real model whose attention
 patterns show previous-token and induction heads. The forward pass is the standard Llama one
 (RMSNorm, rotary positions in the "rotate half" layout, grouped-query attention, SwiGLU MLP, tied
 embeddings); ``tests/test_llama.py`` checks it against ``transformers``' ``LlamaForCausalLM`` on the
@@ -202,7 +202,7 @@ _GGUF_NAMES = {
 
 
 def load_llama_gguf(path: str | Path | None = None, *, dtype: torch.dtype = torch.float32) -> Llama:
-    """The Llama-family model in a GGUF file (default: the packaged SmolLM2-135M), dequantized to float32. Lesson 5.
+    """The Llama-family model in a GGUF file (default: the packaged SmolLM2-135M-Instruct), dequantized to float32. Lesson 5.
 
     ``dtype=torch.bfloat16`` casts the weights afterwards (half the memory; every product then runs in
     bfloat16), after :func:`toyattn.device.check_dtype` has made sure the CPU can compute in it; move
