@@ -53,15 +53,36 @@ import torch
 
 from toyattn import checks, get_device
 from toyattn.corpus import ToyCorpus
-from toyattn.one_head_training import train_one_head
+from toyattn.one_head_training import train_one_head, train_one_heads
 from toyattn.plotting import heatmap
 
 device = get_device()
 corpus = ToyCorpus()
-trained = train_one_head(seed=77, device=device)  # the lesson's model: default recipe, seed 77
-model, inputs = trained.model, trained.inputs
 THE = corpus.position_of("the")  # 3
-print(f"trained in {trained.seconds:.2f} s on {device}, final loss {trained.losses[-1]:.4f}")
+
+
+def solves(run) -> bool:
+    with torch.no_grad():
+        return [corpus.vocab[i] for i in run.model(run.inputs)[:, THE].argmax(-1).tolist()] == ["chicken", "beef"]
+
+
+def reads_position_1_once(run) -> bool:
+    """'the' looks most at position 1 in exactly one of the two sentences."""
+    with torch.no_grad():
+        _, c = run.model.run_with_cache(run.inputs)
+    return int((c["hook_pattern"][:, THE].argmax(-1) == 1).sum()) == 1
+
+
+# Not the lecture's model (seed 77): another run that solves the task, so that the lecture has not already
+# answered your predictions. Seeds 0-11 as in the lecture's section 9; which of them solve it depends on the
+# machine, so the cell picks the first that does, preferring one that reads position 1 in one sentence only.
+solved = [(seed, run) for seed, run in enumerate(train_one_heads(range(12), device=device, progress=False))
+          if solves(run)]
+seed, trained = next(((s, r) for s, r in solved if reads_position_1_once(r)),
+                     solved[0] if solved else (77, train_one_head(seed=77, device=device, progress=False)))
+model, inputs = trained.model, trained.inputs
+print(f"your model: seed {seed} ({'reads position 1 in one sentence only' if reads_position_1_once(trained) else 'reads position 1 in both sentences'}), "
+      f"final loss {trained.losses[-1]:.4f}, on {device}")
 
 # %% [markdown]
 # ## Exercise 1: hide the future
@@ -305,9 +326,12 @@ for key_pos in (1, 2):
 
 # %% [markdown]
 # **What to look for:** if the answer changes when *only* the value at position 1 comes from the other
-# sentence, what "the" reads there does not just correlate with the answer, it causes it. Position 2
-# holds the same token ("ordered") in both sentences, so its value is the same in both runs: patching
-# it can change nothing, whatever the head reads there.
+# sentence, what "the" reads there does not just correlate with the answer, it causes it. If it does
+# not change, look back at the weights printed after Exercise 4: a run that reads position 1 in one
+# sentence only decides "the other answer" from something else in the other sentence, and the patched
+# value arrives there with whatever weight that run gives it. Position 2 holds the same token
+# ("ordered") in both sentences, so its value is the same in both runs: patching it can change
+# nothing, whatever the head reads there.
 #
 # ## What to try next
 #

@@ -93,7 +93,8 @@ def train(
         progress: show a progress bar (default: only inside a notebook).
         stop_below: stop early once an epoch's loss is below this value (used by the benchmark
             to time "reaching a loss"); ``None`` trains for ``recipe.epochs``.
-        threads: CPU threads while training on the CPU (default 1, fastest for tiny models; see
+        threads: CPU threads while training on the CPU (default 1: for tiny models as fast as several
+            threads or faster, and less disturbed by other programs; see
             :func:`toyattn.device.cpu_threads`); ``None`` keeps PyTorch's setting. Ignored on a GPU.
 
     Returns:
@@ -213,7 +214,8 @@ def train_one_head(
 ) -> TrainedModel:
     """Seed, build lesson 1's :class:`OneHeadAttention` for ``corpus`` and train it (lesson 1).
 
-    The same arguments give the same model every run (on the same device type).
+    The same arguments give the same model every run on the same machine, PyTorch version and thread
+    count (another CPU or a GPU rounds differently, and a run may then end elsewhere).
     """
     corpus = corpus or ToyCorpus()
     dev = get_device(device)

@@ -10,7 +10,8 @@ stacked tensor as it would on each run's tensors: each run takes the steps it wo
 to floating-point rounding (a batched matrix product may add in another order). Where a run's training
 amplifies rounding, it can end elsewhere, as it can on another machine or thread count. ``tests/test_stacked.py``
 checks it in float64: one step to 1e-12; whole runs to 1e-8 where the training does not amplify
-rounding, and elsewhere no further apart than the run alone is from itself started 1e-15 away.
+rounding, and elsewhere within 10 times how far the run alone moves when its initial weights are
+scaled by 1 + 1e-15.
 
 Lesson 1's seed sweep (:func:`toyattn.one_head_training.train_one_heads`) and the copy task's seeds
 and pool sizes of lessons 4-5 (:func:`toyattn.copy_task_sweeps.train_copy_models`) train this way.
