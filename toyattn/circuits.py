@@ -16,7 +16,7 @@ Conventions (TransformerLens, row vectors, as in :mod:`toyattn.models.transforme
   layer 1 filled with ``x_src @ W_ov`` is ``x_q @ W_qkov @ x_src``.
 
 Song, Xu & Zhong (arXiv 2408.09503) write column vectors (``nn.Linear`` weights ``[out, in]``): their
-``W_qk = W_q^T R W_k / sqrt(d)`` is ours, their ``W_ov = W_o W_v`` is our ``W_ov`` transposed, so
+``W_qk = W_q^T W_k / sqrt(d)`` (no rotary matrix: distance 0) is ours at distance 0, their ``W_ov = W_o W_v`` is our ``W_ov`` transposed, so
 their *left* singular vectors of ``W_ov`` are our *right* ones. The numbers are the same.
 """
 
