@@ -11,8 +11,9 @@
 #    out-of-distribution error along training.
 #
 # Read `notebooks/04_qk_ov_matching` first: it explains the copying task, the two heads and the
-# notation. Conventions (row vectors, as in the course's `Transformer`): `W_Q, W_K, W_V` are
-# `[d_model, d_head]`, `W_O` is `[d_head, d_model]`. The blocks are pre-LayerNorm: attention reads the
+# notation. Conventions (row vectors, as in the course's `Transformer` and in TransformerLens): `W_Q, W_K,
+# W_V` are `[d_model, d_head]`, `W_O` is `[d_head, d_model]`, and the OV circuit `W_V @ W_O` is
+# TransformerLens's `W_OV`. The blocks are pre-LayerNorm: attention reads the
 # layer-normed residual $\hat x = \mathrm{LN}(x)$, not the residual $x$. So the score of a query on a key
 # is $\hat x_q W_{qk} \hat x_k^\top$ plus bias terms (lesson 4, section 5, checks this on a trained model;
 # on the raw $x$ the same form gives a different number), and a source writes $\hat x W_{ov}$ plus a bias.
