@@ -303,8 +303,9 @@ print(f"library check: {C.qk_ov_matching(*qk_ov_from_model(model), RANK):.3f}")
 # the first checkpoints where the match is above the baseline's mean and where the OOD error is below
 # 0.5. Random pairs of subspaces often land above that mean (it is a mean, not a bound), so one
 # checkpoint above it says little: the largest cosine at distance 0 is a noisy proxy. Lesson 4,
-# section 6, compares three seeds and the course's recorded runs: the match and the OOD error often
-# move together, but not always.
+# section 6, compares three seeds and prints on how many of them the match rose before, with or after
+# the OOD error fell (and on how many it rose without the rule); the course's recorded runs add more
+# seeds and longer runs. Count there before you generalise from this one run.
 #
 # ## What to try next
 #

@@ -20,8 +20,8 @@
 #
 # Give a language model the text "... Harry Potter ... Harry" and it predicts "Potter". No rule of
 # English says so: the model *looked back* for the earlier "Harry" and copied what came after it.
-# The circuit that does this, the **induction head**, needs two attention layers that cooperate,
-# and in this lesson you watch the cooperation appear in the weights while a tiny model trains.
+# The circuit that does this is built around an **induction head**, and in this lesson you watch
+# it appear in the weights while a tiny model trains.
 #
 # **Learning goals.** After this lesson you can
 # 1. explain how many attention layers induction needs, and what each of them does;
@@ -44,7 +44,6 @@
 
 # %%
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -56,7 +55,6 @@ from toyattn import circuits as C
 from toyattn import get_device, seed_everything
 from toyattn.copy_task_sweeps import train_copy_models
 from toyattn.head_weights import HeadWeights
-from toyattn.induction_heads import head_factors, ov_matrix, qk_matrix
 from toyattn.induction import (
     CopyTaskConfig,
     TrainConfig,
@@ -66,6 +64,7 @@ from toyattn.induction import (
     train_copy_model,
     zipf_probs,
 )
+from toyattn.induction_heads import head_factors, ov_matrix, qk_matrix
 from toyattn.plotting import heatmap_grid, heatmap_plotly
 
 seed_everything(0)
@@ -427,8 +426,8 @@ plot_dynamics(fresh, dyn[None], "Fresh patterns every step")
 # steps does it rise compared with the fall of the OOD error? Does the diagonal z-score climb and the
 # mismatch ratio drop in the same steps? Look at how far the match moves between neighbouring
 # checkpoints (the next cell prints the largest step-to-step change): it is a noisy proxy (one cosine,
-# at distance 0, between top-4 subspaces, and a top-4 subspace jumps whenever the 4th and 5th singular
-# values trade places). What `tests/test_induction.py` checks, on seed 0 (the seed among its runs that
+# at distance 0, between top-$r$ subspaces, $r$ = `R_MAIN` (4 on the CPU settings), and a top-$r$
+# subspace jumps whenever the $r$-th and the next singular values trade places). What `tests/test_induction.py` checks, on seed 0 (the seed among its runs that
 # learns in its 450 steps, trained three ways), is the end state: a match above the baseline's mean
 # + 2 standard deviations that rose by at least 0.15, a diagonal z-score above 1.5 and under 30%
 # mismatched rows.
@@ -537,9 +536,9 @@ for seed, run in seed_runs.items():
 # the baseline once the layer norms are folded in was largely an effect of the layer norm's gains, not
 # of layer 2 reading what layer 1 writes. Only a high *folded* match without the rule would say that a
 # high match is not sufficient for the rule. Keep
-# in mind what the match is: the largest of 4 cosines, at distance 0 (a distance the induction head
-# never uses; section 8 measures the real ones), between top-4 subspaces that jump whenever the 4th
-# and 5th singular values trade places. It is a **noisy proxy** for "layer 2 reads what layer 1
+# in mind what the match is: the largest of `R_MAIN` cosines, at distance 0 (a distance the induction
+# head never uses; section 8 measures the real ones), between top-`R_MAIN` subspaces that jump whenever
+# the `R_MAIN`-th and the next singular values trade places. It is a **noisy proxy** for "layer 2 reads what layer 1
 # writes", and a single checkpoint can mislead.
 #
 # The course has also recorded longer runs: `benchmarks/bench_pool_size.py` trained this model
@@ -841,7 +840,7 @@ for name, r in ranks_over_training.items():
 #
 # **Try next:**
 # 1. Set `POOLS = [None, 20, 300, 3000]` and raise `TRAIN.steps`: where does generalisation start?
-#    (Watch for a pool that, at 600 steps, has neither memorised nor generalised yet; the paper's code
+#    (Watch for a pool that, at `TRAIN.steps` steps, has neither memorised nor generalised yet; the paper's code
 #    runs pools of 740 and 750 at its boundary, at its scale.)
 # 2. Train a one-layer model: section 4 argues that the OOD error cannot fall far. Does it? Sections
 #    4–10 read layer 2 and stop working for one layer, so run this on its own in a new cell:
