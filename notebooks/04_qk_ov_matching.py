@@ -819,9 +819,9 @@ for name, r in ranks_over_training.items():
 #   baseline, a token-level diagonal and few mismatched rows (`tests/test_induction.py` checks this
 #   on seed 0, trained three ways; it is one seed, not a law). The match and the OOD error are not in
 #   lockstep: section 6 printed, for its 3 seeds, on how many the match rose before, with or after the
-#   OOD error fell, and on how many it rose without the rule; the recorded runs include high matches
-#   without the rule and the rule's beginnings with a match below the baseline. Whether and when a
-#   seed learns depends on the seed and the machine.
+#   OOD error fell, and on how many it rose without the rule; the recorded runs (unfolded matches)
+#   include high matches without the rule and the rule's beginnings with a match below the baseline.
+#   Whether and when a seed learns depends on the seed and the machine.
 # * The match compares layer-normed coordinates (layer 2's keys) with raw ones (layer 1's output):
 #   section 6 printed how much folding the layer norms in changes it, seed by seed.
 # * The distance-0, top-$r$ match is a noisy proxy for the bridge: read it per seed and against its
