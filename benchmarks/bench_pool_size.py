@@ -15,6 +15,7 @@ recorded results in ``benchmarks/results/`` were made.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -25,9 +26,10 @@ import torch
 
 from toyattn import circuits as C
 from toyattn.copy_task_sweeps import train_copy_models
-from toyattn.induction import CopyTaskConfig, TrainConfig, train_copy_model
+from toyattn.induction import CopyTaskConfig, TrainConfig, default_model_config, train_copy_model
 
 OUT = Path(__file__).parent / "results" / "pool_size_sweep.json"
+RANK = 4  # the QK-OV matching's rank (match_largest_4)
 
 
 def main() -> None:
@@ -53,9 +55,9 @@ def main() -> None:
     else:
         runs = train_copy_models(task, runs=pairs, train=TrainConfig(**schedule), device="cpu", progress=False)
     for (seed, size), run in zip(pairs, runs, strict=True):
-        m = C.circuit_metrics(run.model, ranks=(4,))
+        m = C.circuit_metrics(run.model, ranks=(RANK,))
         rows.append({"pool_size": size, "seed": seed, "id_error": run.history["id_error"][-1],
-                     "ood_error": run.history["ood_error"][-1], "match_largest_4": m["match_largest_4"],
+                     "ood_error": run.history["ood_error"][-1], f"match_largest_{RANK}": m[f"match_largest_{RANK}"],
                      "seconds": run.seconds})
         print(f"pool {size!s:>5} seed {seed}: ID {rows[-1]['id_error']:.3f}  OOD {rows[-1]['ood_error']:.3f}  "
               f"match {m['match_largest_4']:.3f}", flush=True)
@@ -69,7 +71,17 @@ def main() -> None:
           f"torch {torch.__version__}, one thread, {'one at a time' if args.one_at_a_time else 'stacked'}")
     if not args.quick:
         args.out.parent.mkdir(exist_ok=True)
-        args.out.write_text(json.dumps({"steps": steps, "seconds": total, "stacked": not args.one_at_a_time, "runs": rows}, indent=1))
+        train = dataclasses.asdict(TrainConfig(**schedule))
+        train.pop("seed")  # each run's seed is in its row
+        config = {
+            "task": dataclasses.asdict(task), "train": train, "model": dataclasses.asdict(default_model_config(task)),
+            "rank": RANK, "training": "one run at a time (train_copy_model)" if args.one_at_a_time
+            else "stacked, all runs together (train_copy_models)",
+            "device": "cpu", "torch": torch.__version__, "threads": train["cpu_threads"],
+            "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}",
+        }
+        args.out.write_text(json.dumps({"steps": steps, "seconds": total, "stacked": not args.one_at_a_time,
+                                        "config": config, "runs": rows}, indent=1))
         print(f"wrote {args.out}")
 
 

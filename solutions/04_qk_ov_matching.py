@@ -11,8 +11,9 @@
 #    out-of-distribution error along training.
 #
 # Read `notebooks/04_qk_ov_matching` first: it explains the copying task, the two heads and the
-# notation. Conventions (row vectors, as in the course's `Transformer`): `W_Q, W_K, W_V` are
-# `[d_model, d_head]`, `W_O` is `[d_head, d_model]`. The blocks are pre-LayerNorm: attention reads the
+# notation. Conventions (row vectors, as in the course's `Transformer` and in TransformerLens): `W_Q, W_K,
+# W_V` are `[d_model, d_head]`, `W_O` is `[d_head, d_model]`, and the OV circuit `W_V @ W_O` is
+# TransformerLens's `W_OV`. The blocks are pre-LayerNorm: attention reads the
 # layer-normed residual $\hat x = \mathrm{LN}(x)$, not the residual $x$. So the score of a query on a key
 # is $\hat x_q W_{qk} \hat x_k^\top$ plus bias terms (lesson 4, section 5, checks this on a trained model;
 # on the raw $x$ the same form gives a different number), and a source writes $\hat x W_{ov}$ plus a bias.
@@ -60,7 +61,7 @@ print(f"{len(run)} checkpoints; final OOD error {run.history['ood_error'][-1]:.3
 #   $\hat x$ writes `x @ W_ov` (bias aside).
 #
 # Both are `[d_model, d_model]`. Return them as tensors or arrays (detached from the graph). The check
-# uses models with two heads and biases switched on, and tells you when an answer looks transposed,
+# uses a model with one head and one with two heads, biases switched on, and tells you when an answer looks transposed,
 # unscaled or taken from the wrong layer or head.
 
 # %% [markdown]
@@ -90,9 +91,13 @@ checks.check_qk_ov_from_model(qk_ov_from_model)
 # stream of `d_model = 32`. What are the ranks of its `W_qk` and `W_ov`? Predict, then run the next cell.
 
 # %%
-narrow = Transformer(TransformerConfig(vocab_size=24, max_len=16, d_model=32, n_heads=1, d_head=8))
+# In float64: a product computed in float32 carries rounding errors of about 1e-7 of its largest singular
+# value, which float64's rank tolerance would count as extra (tiny) directions.
+narrow = Transformer(TransformerConfig(vocab_size=24, max_len=16, d_model=32, n_heads=1, d_head=8)).double()
 for label, W in zip(("W_qk", "W_ov"), qk_ov_from_model(narrow), strict=True):
-    print(f"{label}: shape {tuple(W.shape)}, rank {np.linalg.matrix_rank(to_numpy(W).astype(np.float64))}")
+    sv = np.linalg.svd(to_numpy(W), compute_uv=False)
+    print(f"{label}: shape {tuple(W.shape)}, rank {np.linalg.matrix_rank(to_numpy(W))} "
+          f"(singular value 9 is {sv[8] / sv[0]:.0e} of the largest)")
 
 # %% [markdown]
 # Both are `32 x 32` of rank 8: each is a product through the head's `d_head`-dimensional space, so a
@@ -196,15 +201,18 @@ for r in (1, 2, 4, 5, 8):
 # For the token-level matrix $E\, W_{qk} W_{ov}^\top E^\top$ (`[vocab, vocab]`), entry $[a, b]$ is
 # roughly how much a query on token $a$ likes a key whose previous token was $b$ (roughly: it skips the
 # layer norms, the biases and every other path, as lesson 4 section 5 says); an induction head has a
-# large diagonal. Write `diagonal_zscore(M)`: the z-score of the diagonal's mean, treating all $n^2$ entries of
-# `M` as the population (how many of the population's standard deviations the diagonal's mean sits above
-# the population's mean).
+# large diagonal. Write `diagonal_zscore(M)`: a **scale-free** measure of how much the diagonal stands
+# out, a z-score: how far the diagonal's mean sits above the typical entry of `M`, in units of the
+# entries' spread. It must not change when a constant is added to `M` or when `M` is multiplied by a
+# positive number. You decide what "typical" and "spread" are: which entries, which mean, which
+# standard deviation. The check names the common wrong choices.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# A population's standard deviation divides by $n$, not $n - 1$. NumPy's `np.std` does that by default;
-# `torch.std` does not (pass `correction=0`).
+# The diagonal is compared with *all* $n^2$ entries of `M`: are they a sample from something larger, or
+# the whole population you describe? Check what your library's standard deviation divides by
+# (NumPy's `np.std` and `torch.std` differ in their defaults).
 # </details>
 
 # %%
@@ -236,8 +244,10 @@ for label, M_changed in (("M", M_example), ("M + 10", M_example + 10), ("3 M", 3
 # ## Exercise 5: the token mismatch ratio
 #
 # In the same token-level matrix, the induction head works for query token $a$ when $a$'s favourite key
-# is the one whose previous token was $a$. Write `token_mismatch_ratio(M)`: the share of query tokens for
-# which that fails (0 when every query token prefers keys preceded by the same token).
+# is the one whose previous token was $a$. Write `token_mismatch_ratio(M)`: a number between 0 and 1 that
+# is 0 when this works for every query token and grows with the number of query tokens for which it
+# fails. Decide how to read a query token's "favourite key" off `M`, and whether a query token is a row
+# or a column of `M`.
 
 # %%
 def token_mismatch_ratio(M: np.ndarray) -> float:
@@ -251,12 +261,14 @@ def token_mismatch_ratio(M: np.ndarray) -> float:
 checks.check_token_mismatch_ratio(token_mismatch_ratio)
 
 # %% [markdown]
-# **Question.** A *previous-token* pattern puts each row's largest entry one step to the right of the
-# diagonal. What are its mismatch ratio and its diagonal z-score? Predict, then run the next cell.
+# **Question.** A head that prefers a *different* token: each query token's largest entry sits in
+# another token's column (a permuted diagonal, here every row's largest entry one column to the right of
+# the diagonal, wrapping around). What are its mismatch ratio and its diagonal z-score? Predict, then run
+# the next cell.
 
 # %%
-shifted = np.roll(np.eye(8), 1, axis=1) + 0.01 * np.random.default_rng(4).standard_normal((8, 8))
-print(f"shifted diagonal: mismatch {token_mismatch_ratio(shifted):.2f}, z-score {diagonal_zscore(shifted):+.2f}")
+permuted = np.roll(np.eye(8), 1, axis=1) + 0.01 * np.random.default_rng(4).standard_normal((8, 8))
+print(f"permuted diagonal: mismatch {token_mismatch_ratio(permuted):.2f}, z-score {diagonal_zscore(permuted):+.2f}")
 
 # %% [markdown]
 # The mismatch ratio is 1 (no row prefers its own token) and the z-score is below 0 (the diagonal is
@@ -310,8 +322,9 @@ print(f"library check: {C.qk_ov_matching(*qk_ov_from_model(model), RANK):.3f}")
 # the first checkpoints where the match is above the baseline's mean and where the OOD error is below
 # 0.5. Random pairs of subspaces often land above that mean (it is a mean, not a bound), so one
 # checkpoint above it says little: the largest cosine at distance 0 is a noisy proxy. Lesson 4,
-# section 6, compares three seeds and the course's recorded runs: the match and the OOD error often
-# move together, but not always.
+# section 6, compares three seeds and prints on how many of them the match rose before, with or after
+# the OOD error fell (and on how many it rose without the rule); the course's recorded runs add more
+# seeds and longer runs. Count there before you generalise from this one run.
 #
 # ## What to try next
 #

@@ -218,6 +218,7 @@ def test_check_diagonal_zscore(capsys, tmp_path_factory, monkeypatch):
         zscore,
         [
             lambda M: (np.diag(M).mean() - M.mean()) / np.diag(M).std(),  # std of the diagonal
+            lambda M: (np.diag(M).mean() - M.mean()) / M[~np.eye(len(M), dtype=bool)].std(),  # std off the diagonal
             lambda M: np.diag(M).mean() / M.std(),  # forgot to subtract the mean
             lambda M: (np.diag(M).mean() - M[~np.eye(len(M), dtype=bool)].mean()) / M.std(),  # off-diagonal mean
             lambda M: (np.diag(M).mean() - M.mean()) / M.std(ddof=1),  # sample std
@@ -226,7 +227,7 @@ def test_check_diagonal_zscore(capsys, tmp_path_factory, monkeypatch):
             lambda M: C.diagonal_zscore(M),
         ],
         capsys,
-        messages=["diagonal only", "without subtracting", "off-diagonal mean", "sample standard deviation",
+        messages=["diagonal only", "off-diagonal entries only", "without subtracting", "off-diagonal mean", "sample standard deviation",
          "sample standard deviation", "trace", CALLS + "diagonal_zscore`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,

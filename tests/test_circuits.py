@@ -236,3 +236,17 @@ def test_embedding_usage_separates_shared_and_individual_parts():
     assert mean == pytest.approx(0.0, abs=1e-8)
     with pytest.raises(ValueError, match="share d_model"):
         C.embedding_usage(W_E, np.ones((4, 2)), 1)
+
+
+def test_ov_output_share_in_embedding_span_is_one_inside_zero_outside_and_dim_over_d_by_chance():
+    rng = np.random.default_rng(0)
+    d, vocab, rank = 32, 24, 4
+    W_E = rng.standard_normal((vocab, d))
+    basis = np.linalg.svd(W_E, full_matrices=False)[2]  # [24, 32]: the rows span W_E's row space
+    rest = np.linalg.svd(W_E)[2][vocab:]  # [8, 32]: its orthogonal complement
+    inside = rng.standard_normal((d, rank)) @ basis[:rank]  # writes only inside the span
+    outside = rng.standard_normal((d, rank)) @ rest[:rank]
+    assert C.ov_output_share_in_embedding_span(W_E, inside, rank) == pytest.approx((1.0, vocab / d))
+    assert C.ov_output_share_in_embedding_span(W_E, outside, rank)[0] == pytest.approx(0.0, abs=1e-12)
+    shares = [C.ov_output_share_in_embedding_span(W_E, rng.standard_normal((d, d)), rank)[0] for _ in range(400)]
+    assert np.mean(shares) == pytest.approx(vocab / d, abs=0.02)  # a random direction keeps dim/d on average

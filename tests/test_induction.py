@@ -1,9 +1,10 @@
 """Tests for toyattn.induction: the copying task, training with checkpoints, and the lesson-4 story.
 
 Training outcomes differ between seeds, CPUs, thread counts, dtypes and GPUs, so the story is checked on
-several short runs (seeds 0 and 1, 1 and 2 threads, float32 and float64): every run that learned the rule
-(low OOD error) shows the circuit; not every run learns it within the steps given, and the tests say how
-many must. A tiny pool memorises."""
+several short runs (seed 0 with 1 and 2 threads and in float32 and float64, and seed 1): every run that
+learned the rule (low OOD error) shows the circuit; not every run learns it within the steps given, and the
+tests say how many must (on the machines measured so far seed 0 learns in 450 steps and seed 1 does not, so
+the circuit checks run on seed 0 only). A tiny pool memorises."""
 
 from __future__ import annotations
 
@@ -164,7 +165,6 @@ def test_some_runs_learn_the_rule_within_450_steps(fresh_runs):
 def test_every_run_that_learned_the_rule_has_an_induction_circuit(fresh_runs):
     base_mean, base_std = C.random_baseline(fresh_runs[next(iter(fresh_runs))].model_config.d_model, 4, n_runs=50)
     batch = make_test_sets(TASK, 32, seed=7)["ood"]
-    i = torch.arange(32)
     for label, run in fresh_runs.items():
         if not _learned(run):
             continue
@@ -176,8 +176,11 @@ def test_every_run_that_learned_the_rule_has_an_induction_circuit(fresh_runs):
         # Layer 2 attends from the second copy to the token after the first occurrence.
         with torch.no_grad():
             _, cache = run.model.run_with_cache(batch.tokens)
+        # Averaged as lesson 4 section 4 prints it: query second + t -> key first + t + 1, skip <= t < length - 1.
         pattern = cache["blocks.1.attn.hook_pattern"][:, 0]
-        assert pattern[i, batch.second + 5, batch.first + 6].mean() > 0.5, label
+        on_target = [pattern[b, int(batch.second[b]) + t, int(batch.first[b]) + t + 1]
+                     for b in range(len(batch.tokens)) for t in range(TASK.skip, int(batch.length[b]) - 1)]
+        assert torch.stack(on_target).mean() > 0.5, label
         # Layer 1 is a previous-token head: each position attends most to the one before.
         prev = cache["blocks.0.attn.hook_pattern"][:, 0].argmax(-1)[:, 1:]
         assert (prev == torch.arange(TASK.seq_len - 1)).float().mean() > 0.7, label

@@ -16,7 +16,7 @@ Conventions (TransformerLens, row vectors, as in :mod:`toyattn.models.transforme
   L0H0 filled with ``x_src @ W_ov`` is ``x_q @ W_qkov @ x_src``.
 
 Song, Xu & Zhong (arXiv 2408.09503) write column vectors (``nn.Linear`` weights ``[out, in]``): their
-``W_qk = W_q^T R W_k / sqrt(d)`` is ours, their ``W_ov = W_o W_v`` is our ``W_ov`` transposed, so
+``W_qk = W_q^T W_k / sqrt(d)`` (no rotary matrix: distance 0) is ours at distance 0, their ``W_ov = W_o W_v`` is our ``W_ov`` transposed, so
 their *left* singular vectors of ``W_ov`` are our *right* ones. The numbers are the same.
 """
 
@@ -45,6 +45,7 @@ __all__ = [
     "subspace_matching",
     "qk_ov_matching",
     "embedding_ov_matching",
+    "ov_output_share_in_embedding_span",
     "random_baseline",
     "expected_random_matching",
     "expected_projected_length",
@@ -360,6 +361,26 @@ def circuit_metrics(
             out[f"match_{summary}_{r}"] = qk_ov_matching(W_qk, W_ov, r, summary)
             out[f"embed_ov_{summary}_{r}"] = embedding_ov_matching(W_E, W_ov, r, summary)
     return out
+
+
+def ov_output_share_in_embedding_span(W_E: Any, W_ov: Any, rank: int) -> tuple[float, float]:
+    """Does layer 1 write into the subspace the token embeddings span? Lesson 4.
+
+    Returns ``(share, chance)``: ``share`` is the mean, over ``W_ov``'s top-``rank`` output directions
+    (right singular vectors), of the share of their squared length inside the row space of ``W_E``
+    (``[vocab, d_model]``, all of its directions, not only the top ones); ``chance = dim / d_model`` is
+    the expected share of a random direction, ``dim`` the dimension of that row space.
+    """
+    W_E, W_ov = as_matrix(W_E, "W_E"), as_matrix(W_ov, "W_ov")
+    if W_E.shape[1] != W_ov.shape[0] or W_ov.shape[0] != W_ov.shape[1]:
+        raise ValueError(f"W_E [vocab, d_model] {W_E.shape} and W_ov [d_model, d_model] {W_ov.shape} must share d_model.")
+    _check_rank(rank, W_ov.shape[1])
+    _, sv, Vt_E = np.linalg.svd(W_E, full_matrices=False)
+    dim = int(np.sum(sv > sv[0] * max(W_E.shape) * np.finfo(np.float64).eps))
+    span = Vt_E[:dim]  # [dim, d_model], orthonormal rows
+    out_dirs = np.linalg.svd(W_ov)[2][:rank]  # [rank, d_model], unit rows
+    share = float(np.mean(np.sum((out_dirs @ span.T) ** 2, axis=1)))
+    return share, dim / W_E.shape[1]
 
 
 def embedding_usage(W_E: Any, W: Any, rank: int) -> tuple[np.ndarray, float]:

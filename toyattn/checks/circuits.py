@@ -261,7 +261,7 @@ def _square_cases(rng: np.random.Generator) -> list[Case]:
     return [
         Case(f"pure noise {n}x{n}", (noise,)),
         Case(f"strong diagonal {n}x{n}", (noise + 4 * np.eye(n),)),
-        Case("shifted diagonal 6x6 (previous-token-like)", (np.roll(np.eye(6), 1, axis=1) * 3 + 0.1 * noise[:6, :6],)),
+        Case("permuted diagonal 6x6 (a head that prefers a different token)", (np.roll(np.eye(6), 1, axis=1) * 3 + 0.1 * noise[:6, :6],)),
         Case("growing values 5x5", ((np.arange(25.0).reshape(5, 5) + rng.random((5, 5))) ** 1.5,)),
         Case(f"rows differ from columns {n}x{n} ({k} rows prefer key 0)", (lopsided,)),
     ]
@@ -273,6 +273,7 @@ def _zscore_mistakes(M: np.ndarray) -> dict[str, float]:
         "the sample standard deviation (ddof=1, torch.std's default); the z-score uses the population std of "
         "all entries (np.std, or torch.std(..., correction=0))": (diag.mean() - M.mean()) / M.std(ddof=1),
         "the standard deviation of the diagonal only, not of all entries": (diag.mean() - M.mean()) / diag.std(),
+        "the standard deviation of the off-diagonal entries only, not of all entries": (diag.mean() - M.mean()) / off.std(),
         "the diagonal's mean over the std, without subtracting the mean entry": diag.mean() / M.std(),
         "the off-diagonal mean subtracted, not the mean of all entries": (diag.mean() - off.mean()) / M.std(),
         "the diagonal's sum (the trace), not its mean": (diag.sum() - M.mean()) / M.std(),
