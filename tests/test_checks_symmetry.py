@@ -35,34 +35,48 @@ def signed_by_definition(W_q, W_k):
     return (M * M.T).sum() / M.pow(2).sum()  # tr(M M) / ||M||^2
 
 
-def test_check_symmetry_score_definition(capsys, tmp_path_factory, monkeypatch):
-    def r_instead_of_s(W_q, W_k):  # the lecture's convention, transcribed
-        return score_by_definition(W_q, W_k)
+def signed_with_gain(W_q, W_k, gamma):  # the head's form on normalised inputs: diag(gamma) M diag(gamma)
+    return signed_by_definition(gamma[:, None] * W_q, gamma[:, None] * W_k)
 
-    def transpose_in_the_numerator(W_q, W_k):  # tr(M^T M) / ||M||^2 = 1 always
+
+def test_check_symmetry_score_definition(capsys, tmp_path_factory, monkeypatch):
+    def ignores_the_gain(W_q, W_k, gamma):
+        return signed_by_definition(W_q, W_k)
+
+    def gain_on_the_query_side_only(W_q, W_k, gamma):
+        return signed_by_definition(gamma[:, None] * W_q, W_k)
+
+    def gain_squared_on_one_side(W_q, W_k, gamma):
+        return signed_by_definition(gamma[:, None] ** 2 * W_q, W_k)
+
+    def r_instead_of_s(W_q, W_k, gamma):  # the lecture's convention, transcribed
+        return score_by_definition(gamma[:, None] * W_q, gamma[:, None] * W_k)
+
+    def transpose_in_the_numerator(W_q, W_k, gamma):  # tr(M^T M) / ||M||^2 = 1 always
         M = W_q @ W_k.T
         return (M * M).sum() / M.pow(2).sum()
 
-    def skew_minus_symmetric(W_q, W_k):
-        return -signed_by_definition(W_q, W_k)
+    def skew_minus_symmetric(W_q, W_k, gamma):
+        return -signed_with_gain(W_q, W_k, gamma)
 
-    def small_matrix(W_q, W_k):  # W_q^T W_k: d_head x d_head, not the head's bilinear form
-        return signed_by_definition(W_q.T, W_k.T)
+    def small_matrix(W_q, W_k, gamma):  # W_q^T W_k: d_head x d_head, not the head's bilinear form
+        return signed_by_definition((gamma[:, None] * W_q).T, (gamma[:, None] * W_k).T)
 
-    def ratio_of_norms(W_q, W_k):  # (||S|| - ||K||)/||M|| = sqrt(r) - sqrt(1 - r)
-        M = W_q @ W_k.T
+    def ratio_of_norms(W_q, W_k, gamma):  # (||S|| - ||K||)/||M|| = sqrt(r) - sqrt(1 - r)
+        M = (gamma[:, None] * W_q) @ (gamma[:, None] * W_k).T
         return (((M + M.T) / 2).norm() - ((M - M.T) / 2).norm()) / M.norm()
 
-    def library(W_q, W_k):
-        return 2 * symmetry_score_definition(W_q, W_k) - 1
+    def library(W_q, W_k, gamma):
+        return 2 * symmetry_score_definition(gamma[:, None] * W_q, gamma[:, None] * W_k) - 1
 
     verify_check(
         checks.check_symmetry_score_definition,
-        signed_by_definition,
-        [r_instead_of_s, transpose_in_the_numerator, skew_minus_symmetric, small_matrix, ratio_of_norms, library],
+        signed_with_gain,
+        [ignores_the_gain, gain_on_the_query_side_only, gain_squared_on_one_side, r_instead_of_s,
+         transpose_in_the_numerator, skew_minus_symmetric, small_matrix, ratio_of_norms, library],
         capsys,
-        messages=["r = (1 + s)/2", "without a transpose", "-s", "W_q^T W_k", "not of squared norms",
-                  CALLS + "symmetry_score_definition`"],
+        messages=["without the gain", "belongs on both sides", "diag(gamma^2)", "r = (1 + s)/2", "without a transpose",
+                  "-s", "W_q^T W_k", "not of squared norms", CALLS + "symmetry_score_definition`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -183,7 +197,7 @@ def test_trace_solution_in_float32_and_by_other_cheap_orders_passes(capsys):
            matmul_chains_with_a_debug_print, multi_dot)
     for fn in fns:
         checks.check_symmetry_score_trace(fn)
-    checks.check_symmetry_score_definition(lambda W_q, W_k: signed_by_definition(W_q.float(), W_k.float()))
+    checks.check_symmetry_score_definition(lambda W_q, W_k, gamma: signed_with_gain(W_q.float(), W_k.float(), gamma.float()))
     assert capsys.readouterr().out.count("PASSED") == len(fns) + 1
 
 

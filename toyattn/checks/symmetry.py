@@ -136,10 +136,20 @@ def _judge_head_score(case: Case, got: Returned) -> None:
 
 
 def _judge_signed_head_score(case: Case, got: Returned) -> None:
-    W_q, W_k = case.args
-    s = 2 * float(S.symmetry_score(W_q, W_k)) - 1
+    W_q, W_k, gamma = case.args
+    Wq_g, Wk_g = gamma[:, None] * W_q, gamma[:, None] * W_k  # the gain folded into both maps
+    s = 2 * float(S.symmetry_score(Wq_g, Wk_g)) - 1
     what = f"signed score s of {case.name}"
-    _judge_number(as_scalar(got, what), s, what, _signed_mistakes(W_q, W_k, s))
+    mistakes = {
+        "s of W_q W_k^T without the gain: the head scores diag(gamma) W_q W_k^T diag(gamma)":
+            2 * float(S.symmetry_score(W_q, W_k)) - 1,
+        "s of diag(gamma) W_q W_k^T: the gain scales the key's input too, so it belongs on both sides":
+            2 * float(S.symmetry_score(Wq_g, W_k)) - 1,
+        "s of diag(gamma^2) W_q W_k^T: the gain belongs once on each side, diag(gamma) M diag(gamma)":
+            2 * float(S.symmetry_score(gamma[:, None] * Wq_g, W_k)) - 1,
+    }
+    mistakes |= _signed_mistakes(Wq_g, Wk_g, s)
+    _judge_number(as_scalar(got, what), s, what, mistakes)
 
 
 def _judge_linear_layout_score(case: Case, got: Returned) -> None:
@@ -164,9 +174,18 @@ def _definition_cases(rng: np.random.Generator) -> list[Case]:
     return _head_cases(rng)
 
 
-@exercise_check(cases=_definition_cases, during=[_NO_LIBRARY])
+def _gain_cases(rng: np.random.Generator) -> list[Case]:
+    """The head cases with a norm's gain gamma [d_model] in front (positive, spread over about 0.3 to 3)."""
+    g = torch_generator(rng)
+    return [Case(case.name + ", after a norm with gain gamma",
+                 (*case.args, torch.exp(0.6 * _randn(g, case.args[0].shape[0]))))
+            for case in _definition_cases(rng)]
+
+
+@exercise_check(cases=_gain_cases, during=[_NO_LIBRARY])
 def check_symmetry_score_definition(case: Case, got: Returned) -> None:
-    """``score_fn(W_q, W_k)``: the signed score ``s = 2r - 1`` of ``M = W_q W_k^T`` (published convention)."""
+    """``score_fn(W_q, W_k, gamma)``: the signed score ``s = 2r - 1`` (published convention) of the head's form
+    on normalised inputs, ``diag(gamma) W_q W_k^T diag(gamma)``."""
     _judge_signed_head_score(case, got)
 
 
