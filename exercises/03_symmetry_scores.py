@@ -97,7 +97,7 @@ print(f"a random head: s = {s_plain:+.3f} without a gain, {s_gain:+.3f} with gam
 # form with $q \cdot k = x M y^\top$), then compute its score without creating anything as large as
 # `d_model x d_model`. Aim for a cost that grows like $d\,d_h^2$, not $d^2 d_h$, and compute in torch: the
 # check counts the floating-point work of your matrix products (inside `einsum` too) on a head with
-# `d_model` over 1000, and watches the sizes of the tensors your code makes.
+# `d_model` over 1000, and watches the sizes of the tensors your code makes, one by one and added up.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>

@@ -5,7 +5,9 @@ and refuses answers that call :mod:`toyattn.symmetry` (the course's own answer).
 batched checks also watch the method: they stay in torch, make no intermediate as large as a
 ``d_model x d_model`` matrix, do no more floating-point work in matrix products than a few times the
 trace form's ``d_model * d_head^2`` per head (counted below einsum, so a four-operand einsum that
-builds ``M`` internally is seen), and run no Python loop over the heads (batched) or rows (one head).
+builds ``M`` internally is seen), return no more tensor entries in all than about 50 times that (so ``M``
+built block by block by broadcast products and sums is seen), and run no Python loop over the query
+heads (batched; a loop over layers or key-head groups is allowed) or rows (one head).
 """
 
 from __future__ import annotations
