@@ -4,7 +4,8 @@
 # *This is the exercise version of the problem set: your code goes where a cell says YOUR CODE HERE; the solved version is in `solutions/`.*
 #
 # **Learning goals: what you will be able to do afterwards.**
-# 1. Measure how symmetric an attention head is, in the signed convention of published tables.
+# 1. Measure how symmetric an attention head is, in the signed convention of published tables, with the
+#    norm in front of it folded in.
 # 2. Get the score without ever building the $d \times d$ matrix, from weights stored the way
 #    `nn.Linear` stores them, and see why that matters.
 # 3. Build a head with any score you are given, from a symmetric and a skew-symmetric part.
@@ -33,24 +34,29 @@ from toyattn import checks, seed_everything
 g = seed_everything(0)
 
 # %% [markdown]
-# ## Exercise 1: the signed score, by its definition
+# ## Exercise 1: the signed score of a head behind a norm
 #
-# Write `signed_score(W_q, W_k)`: the **signed** score $s$ of $M = W_q W_k^\top$, the convention of
-# Saponati et al.'s tables: $+1$ for a symmetric $M$, $-1$ for a skew-symmetric one ($M^\top = -M$), and
-# $2r - 1$ in general. The lecture computed $r$; decide how to get $s$ directly (there is a one-line
-# formula in $M$ alone). Return a number or a 0-d tensor.
+# In a real model a head does not read the residual stream directly: a LayerNorm (or RMSNorm) comes
+# first, and its output is the normalised vector $\hat x$ times a learned **gain** $\gamma$ (one number per
+# dimension, elementwise). So the head computes $q = (\hat x \odot \gamma) W_q$ and $k = (\hat y \odot \gamma) W_k$.
+# Write `signed_score(W_q, W_k, gamma)` (`gamma` of shape `[d_model]`): the **signed** score $s$, the
+# convention of Saponati et al.'s tables ($+1$ symmetric, $-1$ skew-symmetric, $2r - 1$ in general), of
+# the bilinear form the head applies to the *normalised* vectors $\hat x$, $\hat y$. Decide first which
+# $d_\text{model} \times d_\text{model}$ matrix that is, and whether the gain can change its score. Return a
+# number or a 0-d tensor.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
 #
-# With $M = S + K$ (symmetric plus skew part), $s = (\|S\|^2 - \|K\|^2)/\|M\|^2$. Expand $\|S\|^2$ and $\|K\|^2$
-# with $S = (M + M^\top)/2$, $K = (M - M^\top)/2$: what is left in the numerator is
-# $\sum_{ij} M_{ij} M_{ji}$.
+# Write $q \cdot k$ out with $\hat x \odot \gamma = \hat x \operatorname{diag}(\gamma)$: which matrix sits between
+# $\hat x$ and $\hat y^\top$? Then $s = (\|S\|^2 - \|K\|^2)/\|M\|^2$ for that matrix, with $S$ and $K$ its symmetric
+# and skew parts. A congruence $DMD$ keeps a symmetric $M$ symmetric and a skew one skew, but it weights
+# the entries $M_{ij}$ by $\gamma_i \gamma_j$ unevenly.
 # </details>
 
 # %%
-def signed_score(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
-    """W_q, W_k: [d_model, d_head] -> signed symmetry score s in [-1, 1] (0-d tensor)."""
+def signed_score(W_q: torch.Tensor, W_k: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """W_q, W_k: [d_model, d_head], gamma: [d_model] -> signed score s in [-1, 1] of diag(gamma) W_q W_k^T diag(gamma)."""
     # YOUR CODE HERE
     raise NotImplementedError()
 
@@ -58,18 +64,29 @@ def signed_score(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
 checks.check_symmetry_score_definition(signed_score)
 
 # %% [markdown]
-# **Question.** A head whose keys are its queries ($W_k = W_q$) scores $s = 1$. Predict the score of a head
-# with $W_k = -W_q$: it scores every pair of tokens with the opposite sign. Write your guess down, then
-# run the next cell.
+# **Question.** A head whose keys are its queries ($W_k = W_q$) scores $s = 1$, with any gain. Predict the
+# score of a head with $W_k = -W_q$: it scores every pair of tokens with the opposite sign. And for a random
+# head, does a gain spread over a factor of about 10 move $s$ by more than 0.1? Write your guesses down,
+# then run the next cell.
 
 # %%
-W_q = torch.randn(8, 3, generator=g)
-print("W_k = W_q :", float(signed_score(W_q, W_q)))
-print("W_k = -W_q:", float(signed_score(W_q, -W_q)))
+W_q, W_k = torch.randn(2, 8, 3, generator=g)
+gamma = torch.exp(torch.randn(8, generator=g))
+ones = torch.ones(8)
+print("W_k = W_q :", float(signed_score(W_q, W_q, gamma)))
+print("W_k = -W_q:", float(signed_score(W_q, -W_q, gamma)))
+s_plain, s_gain = float(signed_score(W_q, W_k, ones)), float(signed_score(W_q, W_k, gamma))
+print(f"a random head: s = {s_plain:+.3f} without a gain, {s_gain:+.3f} with gamma (max/min "
+      f"{float(gamma.max() / gamma.min()):.1f}): the gain moved s by {abs(s_gain - s_plain):.3f}, "
+      f"{'more' if abs(s_gain - s_plain) > 0.1 else 'less'} than 0.1 in this draw.")
 
 # %% [markdown]
 # Both print 1: $-M$ is symmetric exactly when $M$ is. The score measures *reciprocity* (does $x$
-# score $y$ as $y$ scores $x$?), not whether the scores are positive.
+# score $y$ as $y$ scores $x$?), not whether the scores are positive. The gain keeps a symmetric head
+# symmetric and a skew one skew, but for anything in between it reweights the entries $M_{ij}$ by
+# $\gamma_i \gamma_j$, and the printed last line says how much that moved $s$ here: a score read off the raw
+# weights need not be the score of the form the model applies: say which space a number is in (lecture,
+# section 5, "Which space $M$ lives in").
 
 # %% [markdown]
 # ## Exercise 2: the score without the d x d matrix, from nn.Linear weights
@@ -80,7 +97,7 @@ print("W_k = -W_q:", float(signed_score(W_q, -W_q)))
 # form with $q \cdot k = x M y^\top$), then compute its score without creating anything as large as
 # `d_model x d_model`. Aim for a cost that grows like $d\,d_h^2$, not $d^2 d_h$, and compute in torch: the
 # check counts the floating-point work of your matrix products (inside `einsum` too) on a head with
-# `d_model` over 1000, and watches the sizes of the tensors your code makes.
+# `d_model` over 1000, and watches the sizes of the tensors your code makes, one by one and added up.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>
@@ -103,23 +120,30 @@ def score_by_trace(W_q: torch.Tensor, W_k: torch.Tensor) -> torch.Tensor:
 checks.check_symmetry_score_trace(score_by_trace)
 
 # %% [markdown]
-# **Question.** The lecture showed random heads at a few widths. Here you can go wider: predict the
-# standard deviation of $r$ for random heads at `d_model = 2048`, and whether going from `d_head = 2` to
-# `d_head = 16` changes it. Then run the next cell: it scores 100 random heads per shape with your
-# `score_by_trace` (cheap even at `d_model = 2048`, where one $M$ would have four million entries).
+# **Question.** The lecture's rule of thumb says random heads' scores spread like $0.7 / d_\text{model}$,
+# measured with $d_h$ far below $d_\text{model}$. Does it survive when the head is as wide as the model
+# ($d_h = d_\text{model}$: square maps, $M$ of full rank, its entries no longer sums of a few products)?
+# Predict the std at `d_model = 256` for `d_head = 4`, `64` and `256`. Then run the next cell: it scores 100
+# random heads per shape with your `score_by_trace`.
 
 # %%
-for d_model in (16, 256, 2048):
-    for d_head in (2, 16):
-        r = torch.tensor([float(score_by_trace(*torch.randn(2, d_head, d_model, generator=g))) for _ in range(100)])
-        print(f"d_model {d_model:5d}, d_head {d_head:3d}: mean r {float(r.mean()):.4f}, std {float(r.std()):.4f}, "
-              f"0.7 / d_model = {0.7 / d_model:.4f}")
+ratios = []
+for d_model in (32, 256):
+    for d_head in (4, d_model // 4, d_model):
+        r = torch.tensor([float(score_by_trace(*torch.randn(2, d_head, d_model, generator=g, dtype=torch.float64)))
+                          for _ in range(100)])
+        ratios.append(float(r.std()) / (0.7 / d_model))
+        print(f"d_model {d_model:4d}, d_head {d_head:4d}: mean r {float(r.mean()):.4f}, std {float(r.std()):.2e}, "
+              f"0.7 / d_model = {0.7 / d_model:.2e}")
+# With 100 heads a printed std wobbles by about 7% (one standard error); allow three of them.
+verdict = "holds" if all(abs(q - 1) < 0.25 for q in ratios) else "does not hold"
+print(f"std / (0.7 / d_model) ranges from {min(ratios):.2f} to {max(ratios):.2f} over these shapes: in this run "
+      f"the rule {verdict} (within 25%) for every d_head, d_head = d_model included.")
 
 # %% [markdown]
-# Read the standard deviations down each `d_head` column and across each `d_model` row, against the
-# printed $0.7 / d_\text{model}$ (the lecture's rule of thumb; `tests/test_symmetry.py` tests it). With 100
-# heads each, the printed stds themselves wobble by about 7%. So "this head scores 0.6" means little in a
-# narrow model and a lot in a wide one.
+# Compare the printed sentence with your prediction. The spread is set by the model width, whatever the
+# head width: "this head scores 0.6" means little in a narrow model and a lot in a wide one, for wide
+# heads as for thin ones.
 
 # %% [markdown]
 # ## Exercise 3: a head with a score you choose
@@ -147,35 +171,47 @@ def key_with_score(W_q: torch.Tensor, r: float, generator: torch.Generator) -> t
 checks.check_key_with_score(key_with_score)
 
 # %% [markdown]
-# **Question.** What does your `key_with_score` do for a head with $d_h = 1$ and $r = 0.5$ (what is a
-# $1 \times 1$ skew-symmetric matrix)? Which scores can a rank-one head have at all? Predict, then run
-# the next cell.
+# **Question.** Take a head with $d_h = 3$ (so $M = W_q W_k^\top$ has rank at most 3). Predict the rank of
+# $M$ for the keys your `key_with_score` makes at $r = 0$, $0.5$ and $1$: does the construction keep all
+# three directions in every case? Also: what does your function do for $d_h = 1$ and $r = 0.5$, outside
+# its contract (what is a $1 \times 1$ skew-symmetric matrix)? Predict, then run the next cell.
 
 # %%
-W_q = torch.randn(10, 4, generator=g, dtype=torch.float64)
+W_q = torch.randn(10, 3, generator=g, dtype=torch.float64)
+ranks = {}
 for r in (0.0, 0.5, 1.0):
     W_k = key_with_score(W_q, r, g)
+    ranks[r] = int(torch.linalg.matrix_rank(W_q @ W_k.T))
     print(f"target r = {r}: score_by_trace gives {float(score_by_trace(W_q.T, W_k.T)):.6f}, "
-          f"signed_score gives {float(signed_score(W_q, W_k)):+.6f}")
+          f"signed_score gives {float(signed_score(W_q, W_k, torch.ones(10, dtype=W_q.dtype))):+.6f}, "
+          f"rank of M = {ranks[r]}")
+print("In this run M has rank", ", ".join(f"{k} at r = {r}" for r, k in ranks.items()),
+      "(at most 3 = d_head).")
 W_1 = torch.randn(5, 1, generator=g, dtype=torch.float64)
-print("d_head = 1, r = 0.5:", key_with_score(W_1, 0.5, g).flatten().tolist())
+try:
+    print("d_head = 1, r = 0.5:", key_with_score(W_1, 0.5, g).flatten().tolist())
+except Exception as err:  # outside the exercise's contract: a correct solution may fail here
+    print(f"d_head = 1, r = 0.5: your function raised {type(err).__name__}: {err}")
 
 # %% [markdown]
-# The targets come back to float64 rounding, and the signed score is $2r - 1$. With $d_h = 1$ the only
-# skew-symmetric $1 \times 1$ matrix is 0, so the skew part vanishes and $b$ is $0/0$: the key comes back
-# as NaN. A rank-one head $M = w_q w_k^\top$ always has $r = (1 + \cos^2\theta)/2 \ge 0.5$ (lecture, section 2):
-# it cannot score below 0.5, let alone 0.
+# The targets come back to float64 rounding, and the signed score is $2r - 1$. Compare the printed ranks with
+# your prediction: a skew-symmetric matrix has even rank (its eigenvalues come in pairs $\pm i\lambda$), so
+# a $3 \times 3$ skew $S$ has rank 2 and a purely skew head $W_q S W_q^\top$ loses one of its three
+# directions, while $aI + bS$ with $a \ne 0$ is invertible. With $d_h = 1$ the only skew-symmetric
+# $1 \times 1$ matrix is 0: the course's solution divides $0/0$ and returns NaN; a solution that builds
+# $S$ entry by entry may raise an error instead, as printed.
 
 # %% [markdown]
 # ## Exercise 4: every head of a grouped-query model at once
 #
 # A model's weights stack into `W_Q` of shape `[layers, heads, d_model, d_head]` and `W_K` of shape
 # `[layers, kv_heads, d_model, d_head]`: under grouped-query attention `kv_heads` divides `heads`, and each
-# key head serves a group of consecutive query heads (lecture, section 4; `kv_heads = heads` is ordinary
-# attention). Write `batched_scores(W_Q, W_K)` returning the scores `[layers, heads]`, one per query head
-# with its own key head, in one batched computation: no `d_model x d_model` matrix, no more work than the
-# trace form, no Python loop over the heads (the check watches all three, on a model with 64 heads and
-# one with `d_model` over 1000), in torch.
+# key head serves `heads // kv_heads` query heads (SmolLM2-135M: 9 query heads and 3 key heads per layer;
+# `kv_heads = heads` is ordinary attention). Decide which key head each query head uses (lecture, section
+# 4). Write `batched_scores(W_Q, W_K)` returning the scores `[layers, heads]`, one per query head with its
+# key head, batched over the query heads: no `d_model x d_model` matrix, no more work than the trace form,
+# no Python loop over the query heads (a loop over layers or over key heads is yours to choose). The check
+# watches all three, on a layer with 64 query heads and on wide heads with `d_model` over 1000, in torch.
 
 # %% [markdown]
 # <details><summary><b>Hint</b> (optional)</summary>

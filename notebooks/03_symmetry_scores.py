@@ -831,12 +831,18 @@ print(f"In this run the masked model ends more symmetric than the causal one in 
 # whose skew part is $-\tfrac{\eta}{2}\,[G,\; W_k W_k^\top - W_q W_q^\top]$ for a symmetric $G$ (with
 # $[X, Y] = XY - YX$). So a given symmetric $G$ gives a symmetric $\Delta M$ exactly when it commutes with
 # $W_k W_k^\top - W_q W_q^\top$ ($G = I$ always does), and *every* symmetric $G$ does only when
-# $W_q W_q^\top = W_k W_k^\top$. The next cell checks the formula against a real step, and measures $r$
+# $W_k W_k^\top - W_q W_q^\top = cI$ for a number $c$ (only multiples of $I$ commute with every symmetric
+# matrix). That difference has rank at most $2 d_h$, so when $2 d_h < d$, as in every head of this lesson,
+# $c = 0$: $W_q W_q^\top = W_k W_k^\top$. The next cell checks the formula against a real step, and measures $r$
 # of $\Delta M$ for a random symmetric $G$ and for $G = I$. One case where it is
 # exact: if every $g_{ij} = g_{ji}$, a head with $W_q = W_k$ (and $b_q = b_k$) gets identical gradients for
 # its two maps ($G W_q = G^\top W_q$) and stays at $W_q = W_k$, $r = 1$, for ever, whatever the optimiser.
-# So section 8's symmetric start is a test of the argument: any drop from $r = 1$ there shows that the
-# real $g_{ij}$ differ from $g_{ji}$, and how fast it drops measures how far.
+# The same holds for section 8's indefinite control $W_k = W_q D$ ($D$ a diagonal of signs, $b_k = b_q D$):
+# with $g_{ij} = g_{ji}$ the gradients are $G W_q$ for $W_k$ and $G W_q D$ for $W_q$ (and likewise for the
+# biases), so a step keeps $W_q' D = W_k'$ since $D^2 = I$; AdamW's elementwise scaling and weight decay
+# commute with flipping whole columns' signs. So both of section 8's symmetric starts are tests of the
+# argument: any drop from $r = 1$ there shows that the real $g_{ij}$ differ from $g_{ji}$, and how fast it
+# drops measures how far.
 #
 # * **Bidirectional attention:** both $(i, j)$ and $(j, i)$ are in the sum for every two positions. When
 #   the objective treats both directions alike on average (filling in a character wants its left and its
@@ -930,17 +936,32 @@ for name, trace in traces.items():
         full_layer, diag_layer = (off + diag).sum(dim=1), diag.sum(dim=1)
         share = (diag_layer.norm(dim=(-2, -1)) / full_layer.norm(dim=(-2, -1))).numpy()
         rows_here += [(f"gradient dL/dM {when}", layer_r(off + diag)),
-                      (f"  same, self-pairs i = j left out", layer_r(off)),
-                      (f"  share of ||dL/dM|| in the self-pairs", share)]
-    for what, r in rows_here:
-        table[(name, what)] = r
+                      (f"  same, self-pairs i = j left out", layer_r(off), f"gradient dL/dM {when}, self-pairs left out"),
+                      (f"  share of ||dL/dM|| in the self-pairs", share, f"self-pair share {when}")]
+    for what, r, *key in rows_here:
+        table[(name, key[0] if key else what)] = r
         print(f"{name + ': ' + what:56s} {r[0]:8.2f} {r[1]:8.2f} {r.max():6.2f}")
-for what in ("update M_end - M_start", "gradient dL/dM at the start", "gradient dL/dM along the run"):
+verdicts = {}
+for what in ("update M_end - M_start", "gradient dL/dM at the start", "gradient dL/dM along the run",
+             "gradient dL/dM at the start, self-pairs left out", "gradient dL/dM along the run, self-pairs left out"):
     masked_r, causal_r = table[("masked", what)].max(), table[("causal", what)].max()
-    verdict = ("more symmetric than" if masked_r > causal_r + 0.05 else "less symmetric than" if masked_r < causal_r - 0.05
-               else "about as symmetric as (within 0.05, the test's margin)")
+    verdicts[what] = ("more" if masked_r > causal_r + 0.05 else "less" if masked_r < causal_r - 0.05 else "about as")
+    verdict = {"more": "more symmetric than", "less": "less symmetric than",
+               "about as": "about as symmetric as (within 0.05, the test's margin)"}[verdicts[what]]
     print(f"In this run the masked model's {what} is {verdict} the causal one's "
           f"(largest per-layer r {masked_r:.2f} against {causal_r:.2f}).")
+for when in ("at the start", "along the run"):
+    masked_share, causal_share = table[("masked", f"self-pair share {when}")], table[("causal", f"self-pair share {when}")]
+    print(f"Self-pairs carry {masked_share[0]:.2f} / {masked_share[1]:.2f} (layers 0 / 1) of the masked model's gradient "
+          f"{when} and {causal_share[0]:.2f} / {causal_share[1]:.2f} of the causal one's: "
+          + ("a larger share in the causal model, which lifts its full-gradient r." if causal_share.min() > masked_share.max()
+             else "no consistent difference."))
+left_out = [verdicts[f"gradient dL/dM {when}, self-pairs left out"] for when in ("at the start", "along the run")]
+print("So in this run the gradient without self-pairs, the cleaner comparison, "
+      + ("is more symmetric under the masked objective both at the start and along the run: it backs the pairing "
+         "argument here (one run; not tested across seeds)." if left_out == ["more", "more"] else
+         "is not more symmetric under the masked objective both at the start and along the run: it does not back the "
+         "pairing argument consistently here."))
 
 # %% [markdown]
 # Read the update rows first, then the printed sentences. What is tested across seeds:
@@ -950,15 +971,18 @@ for what in ("update M_end - M_start", "gradient dL/dM at the start", "gradient 
 # is consistent with the pairing argument, and with the paper's finding, but it does not show that the
 # pairing is the cause.
 #
-# The gradient rows are the direct test, because the argument is about $\partial L / \partial M$, and they
-# do not reliably back it: the same test checks that neither the gradient at the start nor the gradient
-# averaged along the run is more symmetric under the masked objective on every one of the five seeds
-# (this run's rows are above). Read the "self-pairs left out" rows and the self-pair share too: the
-# diagonal terms $g_{ii} x_i^\top x_i$ are symmetric in both models, and if they carry a larger share of
-# the causal model's $\|\partial L/\partial M\|$ they lift its $r$ for a reason that has nothing to do with
-# pairing; the rows without them are the cleaner comparison, and they too are printed from this run only.
-# So these runs do not show $g_{ij}$ and $g_{ji}$ matching well enough to make $\partial L / \partial M$
-# clearly more symmetric, and the more symmetric *update* may come partly from elsewhere: an update is not
+# The gradient rows are the direct test, because the argument is about $\partial L / \partial M$. For the
+# full gradient, the same test checks that neither the gradient at the start nor the gradient averaged
+# along the run is more symmetric under the masked objective on every one of the five seeds. The
+# "self-pairs left out" rows and the self-pair shares matter too: the diagonal terms $g_{ii} x_i^\top x_i$
+# are symmetric in both models, and if they carry a larger share of the causal model's
+# $\|\partial L/\partial M\|$ they lift its $r$ for a reason that has nothing to do with pairing. The rows
+# without them are the cleaner comparison; they are printed from this run only (no test covers them
+# across seeds), and the last printed sentences say what this run shows for them. Unless those sentences
+# say the left-out gradient is more symmetric under the masked objective both at the start and along the
+# run, these runs do not show $g_{ij}$ and $g_{ji}$ matching well enough to make $\partial L / \partial M$
+# clearly more symmetric; even if they do, it is one run. The more symmetric *update* may come partly
+# from elsewhere: an update is not
 # a sum of $\partial L / \partial M$ (the first code cell of this section: even a symmetric gradient moves $M$
 # unsymmetrically unless it commutes with $W_k W_k^\top - W_q W_q^\top$; the $b_q$ term; and AdamW rescales
 # every weight's step).
@@ -1057,9 +1081,10 @@ for objective in THRESHOLDS:
 #
 # The last printed lines follow $r$: every head starts at $r = 1$ from both symmetric starts, and the
 # test checks that by the time every run has reached the loss the $W_K = W_Q$ heads are well below it
-# (mean per-head $r$ under 0.9). By section 7's argument, a head with $W_q = W_k$ would stay at $r = 1$ if
-# $g_{ij} = g_{ji}$ held; so the drop shows that even under the masked objective $g_{ij}$ and $g_{ji}$ differ
-# in these runs, and its size measures by how much. A null result here does not contradict the paper: this model has 2 layers of width 32 and
+# (mean per-head $r$ under 0.9). By section 7's argument, a head started at $W_q = W_k$, and equally one
+# started at the indefinite control $W_k = W_q D$, would stay at $r = 1$ if $g_{ij} = g_{ji}$ held; so the
+# drops printed above for both starts show that even under the masked objective $g_{ij}$ and $g_{ji}$
+# differ in these runs, and their size measures by how much. A null result here does not contradict the paper: this model has 2 layers of width 32 and
 # learns 850 characters, theirs are BERT-sized models on large corpora, and the steps they save may only
 # exist at that scale, or at lower losses than we can afford to train to in a notebook.
 # `benchmarks/bench_symmetric_init.py` runs the full grid (ten seeds, four thresholds per objective, 600
@@ -1082,7 +1107,8 @@ for objective in THRESHOLDS:
 # * The gradient from a pair $(i, j)$ is the transpose of the one from $(j, i)$ up to its coefficient:
 #   bidirectional attention has both, causal attention one (plus the symmetric self-pairs $i = j$, which
 #   both have), so $\partial L/\partial M$ *can* be symmetric. A step on $W_q$, $W_k$ changes $M$
-#   symmetrically for every symmetric gradient only if $W_q W_q^\top = W_k W_k^\top$ (and $b_q = 0$). In
+#   symmetrically for every symmetric gradient only if $W_k W_k^\top - W_q W_q^\top$ is a multiple of $I$
+#   (and $b_q = 0$); with $2 d_h < d$ that means $W_q W_q^\top = W_k W_k^\top$. In
 #   the toy models masked training's accumulated update is the more symmetric one, consistent with the
 #   argument, while its gradient, even averaged along the run, is not reliably so.
 # * Starting symmetric ($W_K = W_Q$, or the indefinite control $W_K = W_Q D$) brought no seed to the loss

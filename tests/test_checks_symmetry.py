@@ -35,29 +35,48 @@ def signed_by_definition(W_q, W_k):
     return (M * M.T).sum() / M.pow(2).sum()  # tr(M M) / ||M||^2
 
 
-def test_check_symmetry_score_definition(capsys, tmp_path_factory, monkeypatch):
-    def r_instead_of_s(W_q, W_k):  # the lecture's convention, transcribed
-        return score_by_definition(W_q, W_k)
+def signed_with_gain(W_q, W_k, gamma):  # the head's form on normalised inputs: diag(gamma) M diag(gamma)
+    return signed_by_definition(gamma[:, None] * W_q, gamma[:, None] * W_k)
 
-    def transpose_in_the_numerator(W_q, W_k):  # tr(M^T M) / ||M||^2 = 1 always
+
+def test_check_symmetry_score_definition(capsys, tmp_path_factory, monkeypatch):
+    def ignores_the_gain(W_q, W_k, gamma):
+        return signed_by_definition(W_q, W_k)
+
+    def gain_on_the_query_side_only(W_q, W_k, gamma):
+        return signed_by_definition(gamma[:, None] * W_q, W_k)
+
+    def gain_squared_on_one_side(W_q, W_k, gamma):
+        return signed_by_definition(gamma[:, None] ** 2 * W_q, W_k)
+
+    def r_instead_of_s(W_q, W_k, gamma):  # the lecture's convention, transcribed
+        return score_by_definition(gamma[:, None] * W_q, gamma[:, None] * W_k)
+
+    def transpose_in_the_numerator(W_q, W_k, gamma):  # tr(M^T M) / ||M||^2 = 1 always
         M = W_q @ W_k.T
         return (M * M).sum() / M.pow(2).sum()
 
-    def skew_minus_symmetric(W_q, W_k):
-        return -signed_by_definition(W_q, W_k)
+    def skew_minus_symmetric(W_q, W_k, gamma):
+        return -signed_with_gain(W_q, W_k, gamma)
 
-    def small_matrix(W_q, W_k):  # W_q^T W_k: d_head x d_head, not the head's bilinear form
-        return signed_by_definition(W_q.T, W_k.T)
+    def small_matrix(W_q, W_k, gamma):  # W_q^T W_k: d_head x d_head, not the head's bilinear form
+        return signed_by_definition((gamma[:, None] * W_q).T, (gamma[:, None] * W_k).T)
 
-    def library(W_q, W_k):
-        return 2 * symmetry_score_definition(W_q, W_k) - 1
+    def ratio_of_norms(W_q, W_k, gamma):  # (||S|| - ||K||)/||M|| = sqrt(r) - sqrt(1 - r)
+        M = (gamma[:, None] * W_q) @ (gamma[:, None] * W_k).T
+        return (((M + M.T) / 2).norm() - ((M - M.T) / 2).norm()) / M.norm()
+
+    def library(W_q, W_k, gamma):
+        return 2 * symmetry_score_definition(gamma[:, None] * W_q, gamma[:, None] * W_k) - 1
 
     verify_check(
         checks.check_symmetry_score_definition,
-        signed_by_definition,
-        [r_instead_of_s, transpose_in_the_numerator, skew_minus_symmetric, small_matrix, library],
+        signed_with_gain,
+        [ignores_the_gain, gain_on_the_query_side_only, gain_squared_on_one_side, r_instead_of_s,
+         transpose_in_the_numerator, skew_minus_symmetric, small_matrix, ratio_of_norms, library],
         capsys,
-        messages=["r = (1 + s)/2", "without a transpose", "-s", "W_q^T W_k", CALLS + "symmetry_score_definition`"],
+        messages=["without the gain", "belongs on both sides", "diag(gamma^2)", "r = (1 + s)/2", "without a transpose",
+                  "-s", "W_q^T W_k", "not of squared norms", CALLS + "symmetry_score_definition`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -103,6 +122,15 @@ def test_check_symmetry_score_trace(capsys, tmp_path_factory, monkeypatch):
             num, den = num + (row * col).sum(), den + (row * row).sum()
         return 0.5 * (1 + num / den)
 
+    def builds_m_in_blocks_by_broadcasting(W_q, W_k):  # no matrix product, no M, 7 loop turns: d^2 d_h work
+        d = W_q.shape[1]
+        num, den = 0.0, 0.0
+        for i in range(0, d, 150):
+            rows = (W_q[:, i:i + 150, None] * W_k[:, None, :]).sum(0)  # rows i.. of M = W_q^T W_k
+            cols = (W_k[:, i:i + 150, None] * W_q[:, None, :]).sum(0)  # the same rows of M^T
+            num, den = num + (rows * cols).sum(), den + (rows * rows).sum()
+        return 0.5 * (1 + num / den)
+
     def four_operand_einsum(W_q, W_k):  # torch contracts left to right: M is built inside einsum
         tr_mm = torch.einsum("ai,aj,bj,bi->", W_q, W_k, W_q, W_k)
         norm2 = torch.einsum("ai,aj,bi,bj->", W_q, W_k, W_q, W_k)
@@ -127,11 +155,11 @@ def test_check_symmetry_score_trace(capsys, tmp_path_factory, monkeypatch):
         checks.check_symmetry_score_trace,
         score_by_trace_linear,
         [lecture_layout_transcribed, trace_of_c_transpose_c, forgot_the_half, right_value_but_builds_m,
-         numpy_port_of_the_definition, builds_m_a_row_at_a_time, four_operand_einsum, numpy_einsum_unoptimised,
-         calls_the_library, calls_the_library_traces],
+         numpy_port_of_the_definition, builds_m_a_row_at_a_time, builds_m_in_blocks_by_broadcasting,
+         four_operand_einsum, numpy_einsum_unoptimised, calls_the_library, calls_the_library_traces],
         capsys,
-        messages=["nn.Linear layout", "tr(C^T C)", "2r", BUILDS_M, IN_TORCH, "loop over the rows of W_q", TOO_MUCH_WORK,
-                  IN_TORCH, CALLS + "symmetry_score`", "calls `toyattn.symmetry_traces.traces`"],
+        messages=["nn.Linear layout", "tr(C^T C)", "2r", BUILDS_M, IN_TORCH, "loop over the rows of W_q",
+                  "tensor entries in all", TOO_MUCH_WORK, IN_TORCH, CALLS + "symmetry_score`", "calls `toyattn.symmetry_traces.traces`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -146,10 +174,31 @@ def test_trace_solution_in_float32_and_by_other_cheap_orders_passes(capsys):
         A, B = torch.einsum("ai,bi->ab", W_q, W_q), torch.einsum("ai,bi->ab", W_k, W_k)
         return 0.5 * (1 + torch.trace(C @ C) / (A * B).sum())
 
-    checks.check_symmetry_score_trace(float32_trace)
-    checks.check_symmetry_score_trace(cheap_einsum_order)
-    checks.check_symmetry_score_definition(lambda W_q, W_k: signed_by_definition(W_q.float(), W_k.float()))
-    assert capsys.readouterr().out.count("PASSED") == 3
+    def trace_of_products(W_q, W_k):  # torch.trace of A @ B, and .item() at the end
+        A, B, C = W_q @ W_q.T, W_k @ W_k.T, W_k @ W_q.T
+        return 0.5 * (1 + torch.trace(C @ C).item() / torch.trace(A @ B).item())
+
+    def three_operand_einsums(W_q, W_k):  # each contracts a d_h x d_h product with two thin maps
+        A, C = W_q @ W_q.T, W_k @ W_q.T
+        return 0.5 * (1 + torch.einsum("ij,ja,ia->", C, W_k, W_q) / torch.einsum("ij,ja,ia->", A, W_k, W_k))
+
+    def matmul_chains_with_a_debug_print(W_q, W_k):
+        tr_mm = torch.trace(W_k @ W_q.T @ W_k @ W_q.T)  # left to right: every product stays d_h x d_h
+        norm2 = torch.trace(W_q @ W_q.T @ W_k @ W_k.T)
+        print("debug:", tr_mm, norm2)
+        return 0.5 * (1 + tr_mm / norm2)
+
+    def multi_dot(W_q, W_k):
+        tr_mm = torch.trace(torch.linalg.multi_dot([W_k, W_q.T, W_k, W_q.T]))
+        norm2 = torch.trace(torch.linalg.multi_dot([W_q, W_q.T, W_k, W_k.T]))
+        return 0.5 * (1 + tr_mm / norm2)
+
+    fns = (float32_trace, cheap_einsum_order, trace_of_products, three_operand_einsums,
+           matmul_chains_with_a_debug_print, multi_dot)
+    for fn in fns:
+        checks.check_symmetry_score_trace(fn)
+    checks.check_symmetry_score_definition(lambda W_q, W_k, gamma: signed_with_gain(W_q.float(), W_k.float(), gamma.float()))
+    assert capsys.readouterr().out.count("PASSED") == len(fns) + 1
 
 
 # -- Exercise 3: a skew-symmetric key ---------------------------------------------------------------
@@ -172,6 +221,13 @@ def test_check_key_with_score(capsys, tmp_path_factory, monkeypatch):
         X = torch.randn(W_q.shape[1], W_q.shape[1], generator=generator, dtype=W_q.dtype)
         return W_q @ (r * torch.eye(W_q.shape[1], dtype=W_q.dtype) + (1 - r) * (X - X.T)).T
 
+    def normalised_parts_weights_r(W_q, r, generator):  # parts of equal norm, weights r and 1 - r: r^2/(r^2 + (1-r)^2)
+        X = torch.randn(W_q.shape[1], W_q.shape[1], generator=generator, dtype=W_q.dtype)
+        skew = X - X.T
+        a = r / (W_q @ W_q.T).norm()
+        b = (1 - r) / (W_q @ skew @ W_q.T).norm()
+        return W_q @ (a * torch.eye(W_q.shape[1], dtype=W_q.dtype) + b * skew).T
+
     def weights_swapped(W_q, r, generator):
         return key_with_score(W_q, 1 - r, generator)
 
@@ -187,9 +243,10 @@ def test_check_key_with_score(capsys, tmp_path_factory, monkeypatch):
     verify_check(
         checks.check_key_with_score,
         key_with_score,
-        [skew_key_only, weights_r_and_one_minus_r, weights_swapped, zero_key, wrong_shape, library],
+        [skew_key_only, weights_r_and_one_minus_r, normalised_parts_weights_r, weights_swapped, zero_key, wrong_shape,
+         library],
         capsys,
-        messages=["ignores the target", "share of squared norms", "swapped", "(almost) zero", "must have W_q's shape",
+        messages=["ignores the target", "share of squared norms", "use weights sqrt(r) and sqrt(1 - r)", "swapped", "(almost) zero", "must have W_q's shape",
                   CALLS],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
@@ -231,6 +288,19 @@ def test_check_batched_symmetry_scores(capsys, tmp_path_factory, monkeypatch):
         return torch.stack([torch.stack([score_by_trace(q, k) for q, k in zip(Ql, Kl, strict=True)])
                             for Ql, Kl in zip(W_Q, W_K, strict=True)])
 
+    def loop_over_query_heads_layers_batched(W_Q, W_K):  # one loop, over the query heads only
+        group = W_Q.shape[1] // W_K.shape[1]
+        return torch.stack([batched_scores(W_Q[:, h:h + 1], W_K[:, h // group:h // group + 1])[:, 0]
+                            for h in range(W_Q.shape[1])], 1)
+
+    def helper_called_per_head(W_Q, W_K):  # a three-line helper, called once per query head
+        def one(q, k):
+            A, B, C = q.transpose(-1, -2) @ q, k.transpose(-1, -2) @ k, k.transpose(-1, -2) @ q
+            return 0.5 * (1 + (C * C.transpose(-1, -2)).sum((-1, -2)) / (A * B).sum((-1, -2)))
+
+        group = W_Q.shape[1] // W_K.shape[1]
+        return torch.stack([one(W_Q[:, h], W_K[:, h // group]) for h in range(W_Q.shape[1])], 1)
+
     def numpy_loop_over_heads(W_Q, W_K):
         Q, K = W_Q.numpy(), W_K.repeat_interleave(W_Q.shape[1] // W_K.shape[1], dim=1).numpy()
         out = np.empty(Q.shape[:2])
@@ -271,10 +341,11 @@ def test_check_batched_symmetry_scores(capsys, tmp_path_factory, monkeypatch):
         checks.check_batched_symmetry_scores,
         batched_scores,
         [heads_and_layers_swapped, layer_average, by_definition_builds_m, loop_building_each_m,
-         loop_over_heads_trace_form, numpy_loop_over_heads, numpy_batched_definition, wrong_einsum_pairs_heads,
+         loop_over_heads_trace_form, loop_over_query_heads_layers_batched, helper_called_per_head,
+         numpy_loop_over_heads, numpy_batched_definition, wrong_einsum_pairs_heads,
          signed, four_operand_einsum, interleaved_groups, library],
         capsys,
-        messages=["[heads, layers]", "layer's mean head score", BUILDS_M, BUILDS_M, LOOP, IN_TORCH, IN_TORCH, None, SIGNED,
+        messages=["[heads, layers]", "layer's mean head score", BUILDS_M, BUILDS_M, LOOP, LOOP, LOOP, IN_TORCH, IN_TORCH, None, SIGNED,
                   TOO_MUCH_WORK, "interleaved", CALLS + "symmetry_score`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
@@ -300,9 +371,28 @@ def test_batched_check_accepts_other_batched_methods(capsys):
         W_K = W_K.repeat_interleave(W_Q.shape[1] // W_K.shape[1], dim=1)
         return torch.vmap(torch.vmap(score_by_trace))(W_Q, W_K)
 
-    for fn in (without_copying_keys, with_matmul, with_vmap):
+    def loop_over_key_head_groups(W_Q, W_K):  # a loop over the kv_heads groups, each batched
+        group = W_Q.shape[1] // W_K.shape[1]
+        parts = []
+        for k in range(W_K.shape[1]):
+            Q, K = W_Q[:, k * group:(k + 1) * group], W_K[:, k:k + 1]
+            A, B, C = Q.transpose(-1, -2) @ Q, K.transpose(-1, -2) @ K, K.transpose(-1, -2) @ Q
+            parts.append(0.5 * (1 + (C * C.transpose(-1, -2)).sum((-1, -2)) / (A * B).sum((-1, -2))))
+        return torch.cat(parts, 1)
+
+    def loop_over_layers(W_Q, W_K):
+        return torch.stack([batched_scores(q[None], k[None])[0] for q, k in zip(W_Q, W_K, strict=True)])
+
+    def diagonal_sum(W_Q, W_K):
+        W_K = W_K.repeat_interleave(W_Q.shape[1] // W_K.shape[1], dim=1)
+        Qt, Kt = W_Q.transpose(-1, -2), W_K.transpose(-1, -2)
+        A, B, C = Qt @ W_Q, Kt @ W_K, Kt @ W_Q
+        return 0.5 * (1 + (C @ C).diagonal(dim1=-2, dim2=-1).sum(-1) / (A @ B).diagonal(dim1=-2, dim2=-1).sum(-1))
+
+    fns = (without_copying_keys, with_matmul, with_vmap, loop_over_key_head_groups, loop_over_layers, diagonal_sum)
+    for fn in fns:
         checks.check_batched_symmetry_scores(fn)
-    assert capsys.readouterr().out.count("PASSED") == 3
+    assert capsys.readouterr().out.count("PASSED") == len(fns)
 
 
 # -- Exercise 5: one score per layer ----------------------------------------------------------------
@@ -331,6 +421,10 @@ def test_check_layer_symmetry_score(capsys, tmp_path_factory, monkeypatch):
         H, d, dh = W_Q.shape
         return score_by_definition(W_Q.reshape(H * d, dh), W_K.reshape(H * d, dh))
 
+    def reshaped_without_transpose(W_Q, W_K):  # [heads, d, dh] -> [d, heads * dh]: rows of heads mixed
+        H, d, dh = W_Q.shape
+        return score_by_trace(W_Q.reshape(d, H * dh), W_K.reshape(d, H * dh))
+
     def builds_the_layers_m(W_Q, W_K):
         M = (W_Q @ W_K.transpose(-1, -2)).sum(0)
         return ((M + M.T) / 2).pow(2).sum() / M.pow(2).sum()
@@ -350,10 +444,10 @@ def test_check_layer_symmetry_score(capsys, tmp_path_factory, monkeypatch):
         checks.check_layer_symmetry_score,
         layer_score,
         [mean_of_head_scores, weighted_mean_of_head_scores, per_head_scores, signed, heads_stacked_along_d_model,
-         sum_of_small_products, builds_the_layers_m, four_operand_einsum, library],
+         reshaped_without_transpose, sum_of_small_products, builds_the_layers_m, four_operand_einsum, library],
         capsys,
         messages=["mean of the per-head scores", "weighted mean", "expected one number", SIGNED, "stacked along d_model",
-         "sum_h W_Q[h]^T W_K[h]", BUILDS_M, TOO_MUCH_WORK, CALLS + "layer_symmetry_score`"],
+         "transpose(0, 1) first", "sum_h W_Q[h]^T W_K[h]", BUILDS_M, TOO_MUCH_WORK, CALLS + "layer_symmetry_score`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -387,3 +481,25 @@ def test_guards_step_aside_for_a_running_profiler(capsys):
         profiler.disable()
     assert still_profiling
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_layer_check_accepts_other_methods(capsys):
+    def loop_over_pairs_of_heads(W_Q, W_K):  # sum over pairs (h, h') of the cross traces
+        num, den = 0.0, 0.0
+        for h in range(W_Q.shape[0]):
+            for k in range(W_Q.shape[0]):
+                C1, C2 = W_K[h].T @ W_Q[k], W_K[k].T @ W_Q[h]
+                num = num + torch.trace(C1 @ C2)
+                den = den + ((W_Q[h].T @ W_Q[k]) * (W_K[h].T @ W_K[k])).sum()
+        return 0.5 * (1 + num / den)
+
+    def einsum_over_pairs_of_heads(W_Q, W_K):
+        A = torch.einsum("hdi,kdj->hkij", W_Q, W_Q)  # W_Q[h]^T W_Q[k]
+        B = torch.einsum("hdi,kdj->hkij", W_K, W_K)
+        C = torch.einsum("hdi,kdj->hkij", W_K, W_Q)  # W_K[h]^T W_Q[k]
+        num = torch.einsum("hkij,khji->", C, C)
+        return 0.5 * (1 + num / (A * B).sum())
+
+    for fn in (layer_score, loop_over_pairs_of_heads, einsum_over_pairs_of_heads):
+        checks.check_layer_symmetry_score(fn)
+    assert capsys.readouterr().out.count("PASSED") == 3

@@ -15,7 +15,8 @@ when the method is not the one asked for:
   ``from toyattn.symmetry import symmetry_score`` done beforehand does not hide the call);
 * :func:`limit_float_work`: the floating-point work of torch's matrix products, counted below einsum
   and matmul (so an intermediate built inside one ``einsum`` call counts), stays under a limit, and
-  the code stays in torch where that count can follow it.
+  the code stays in torch where that count can follow it; optionally the entries of all the tensors
+  its torch calls return, added up, stay under a second limit (elementwise work: broadcast and sum).
 * :func:`no_hooks_left`: no hook left attached to the model after the call, and a plain run of the
   model unchanged by it (lessons 1 and 5: patching and ablation exercises).
 
@@ -223,20 +224,31 @@ _LEAVING_TORCH = frozenset({"numpy", "__array__", "tolist"})
 
 
 class _StayInTorch(TorchFunctionMode):
-    """Refuses turning a tensor into NumPy or Python numbers, where no count of the work can follow it."""
+    """Refuses turning a tensor into NumPy or Python numbers, where no count of the work can follow it,
+    and adds up the entries of every tensor the student's torch calls return (``self.entries``).
+
+    The sum is the work that FlopCounterMode does not count: elementwise products and reductions. A
+    matrix built piece by piece by broadcasting (``(W_q[:, i:i+c, None] * W_k[:, None, :]).sum(0)`` in a
+    loop) makes every entry of it at least once, however small each piece."""
 
     def __init__(self, fail: Callable[[str], CheckFailed]):
         super().__init__()
         self.fail = fail
+        self.entries = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in _LEAVING_TORCH:
             raise self.fail(f"your code called `Tensor.{name}`")
-        return func(*args, **(kwargs or {}))
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.entries += t.numel()
+        return out
 
 
-def limit_float_work(limit: Limit, *, what: str, hint: str) -> During:
+def limit_float_work(limit: Limit, *, what: str, hint: str, entry_limit: Limit | None = None,
+                     entries_what: str = "") -> During:
     """A guard: the student's code must stay in torch (no ``.numpy()``, ``np.asarray(tensor)``,
     ``.tolist()``), and where ``limit(case)`` is not None, the floating-point work of its matrix products,
     as :class:`torch.utils.flop_counter.FlopCounterMode` counts it, must stay below ``limit(case)``.
@@ -245,6 +257,11 @@ def limit_float_work(limit: Limit, *, what: str, hint: str) -> During:
     four-operand ``einsum`` builds internally, or a loop that builds ``M`` a row at a time: work that no
     watch of the tensors the student's code receives can see. ``what`` names the method the limit allows
     (``"the trace form's d_model * d_head^2"``).
+
+    FlopCounterMode counts matrix products only. Where ``entry_limit(case)`` is not None, the entries of
+    all tensors that the student's torch calls return, added up over the call, must also stay below it:
+    that counts elementwise products and sums, so ``M`` built block by block by broadcasting is seen.
+    ``entries_what`` names what that limit allows.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -260,9 +277,16 @@ def limit_float_work(limit: Limit, *, what: str, hint: str) -> During:
 
         # Counted on every case, so that the counter's first-use costs (imports, caches) fall on the small
         # cases, not inside another guard's memory watch on the case that is judged.
-        counter = FlopCounterMode(display=False)
-        with counter, _StayInTorch(leave):
+        counter, watch = FlopCounterMode(display=False), _StayInTorch(leave)
+        with counter, watch:
             yield
+        entries = entry_limit(case) if entry_limit is not None else None
+        if entries is not None and watch.entries > entries:
+            raise CheckFailed(
+                f"{case.name}: your code's torch operations returned {watch.entries:.3g} tensor entries in all, more "
+                f"than {entries:.3g} ({entries_what}); building M = W_q W_k^T piece by piece, even in pieces smaller "
+                f"than M (a broadcast product and a sum per block of rows), makes all d_model^2 of its entries. {hint}"
+            )
         if n is None:
             return
         flops = counter.get_total_flops()

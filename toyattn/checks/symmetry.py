@@ -5,7 +5,9 @@ and refuses answers that call :mod:`toyattn.symmetry` (the course's own answer).
 batched checks also watch the method: they stay in torch, make no intermediate as large as a
 ``d_model x d_model`` matrix, do no more floating-point work in matrix products than a few times the
 trace form's ``d_model * d_head^2`` per head (counted below einsum, so a four-operand einsum that
-builds ``M`` internally is seen), and run no Python loop over the heads (batched) or rows (one head).
+builds ``M`` internally is seen), return no more tensor entries in all than about 50 times that (so ``M``
+built block by block by broadcast products and sums is seen), and run no Python loop over the query
+heads (batched; a loop over layers or key-head groups is allowed) or rows (one head).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _TRACE_WORK = limit_float_work(
     what="a few times the trace form's 6 d_model d_head^2 per head",
     hint="Form only d_head x d_head products of the thin maps, and choose the order of an einsum's operands "
     "yourself (one product at a time).",
+    entry_limit=lambda case: case.expect.get("max_touched") if isinstance(case.expect, dict) else None,
+    entries_what="about 50 times the trace form's d_model d_head^2 per head",
 )
 _NO_ROW_LOOP = forbid_loops(
     lambda case: case.expect.get("max_lines") if isinstance(case.expect, dict) else None,
@@ -51,6 +55,14 @@ _NO_ROW_LOOP = forbid_loops(
 def _work_limit(d: int, dh: int, heads: int = 1) -> int:
     """4x the trace form's flops (three [d_h, d] x [d, d_h] products: 6 d d_h^2 per head)."""
     return 24 * d * dh * dh * heads
+
+
+def _entry_limit(d: int, dh: int, heads: int = 1) -> int:
+    """The entries all torch results of one call may add up to: 50 d d_h^2 per head. The trace form's
+    results add up to a few d d_h (views and copies of the maps) plus d_h^2 per product; M built in
+    blocks by broadcasting makes at least 2 d_h d^2 (d_h d^2 for M, as much for M^T), over 8 times more
+    for d_model over 1000 and d_head 4. For d_model >= 50 d_head this is also under d^2: no piecewise M fits."""
+    return 50 * d * dh * dh * heads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,6 +123,8 @@ def _signed_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, s: float) -> dict[str
         "r = (1 + s)/2, the course's [0, 1] convention; this exercise asks for the signed s in [-1, 1]": r,
         "-s: the skew part's share minus the symmetric part's, the wrong way round": -s,
         "1 - r, the skew part's share": 1 - r,
+        "(||S|| - ||K||)/||M|| = sqrt(r) - sqrt(1 - r): a ratio of norms, not of squared norms":
+            float(np.sqrt(max(r, 0.0)) - np.sqrt(max(1 - r, 0.0))),
         "tr(M^T M)/||M||^2 = 1: the numerator of s is tr(M M), without a transpose": 1.0,
         "s of W_q^T W_k (d_head x d_head), not of M = W_q W_k^T (d_model x d_model)":
             2 * float(S.matrix_symmetry_score(W_q.T @ W_k)) - 1 if W_q.shape[1] > 1 else float("nan"),
@@ -124,10 +138,20 @@ def _judge_head_score(case: Case, got: Returned) -> None:
 
 
 def _judge_signed_head_score(case: Case, got: Returned) -> None:
-    W_q, W_k = case.args
-    s = 2 * float(S.symmetry_score(W_q, W_k)) - 1
+    W_q, W_k, gamma = case.args
+    Wq_g, Wk_g = gamma[:, None] * W_q, gamma[:, None] * W_k  # the gain folded into both maps
+    s = 2 * float(S.symmetry_score(Wq_g, Wk_g)) - 1
     what = f"signed score s of {case.name}"
-    _judge_number(as_scalar(got, what), s, what, _signed_mistakes(W_q, W_k, s))
+    mistakes = {
+        "s of W_q W_k^T without the gain: the head scores diag(gamma) W_q W_k^T diag(gamma)":
+            2 * float(S.symmetry_score(W_q, W_k)) - 1,
+        "s of diag(gamma) W_q W_k^T: the gain scales the key's input too, so it belongs on both sides":
+            2 * float(S.symmetry_score(Wq_g, W_k)) - 1,
+        "s of diag(gamma^2) W_q W_k^T: the gain belongs once on each side, diag(gamma) M diag(gamma)":
+            2 * float(S.symmetry_score(gamma[:, None] * Wq_g, W_k)) - 1,
+    }
+    mistakes |= _signed_mistakes(Wq_g, Wk_g, s)
+    _judge_number(as_scalar(got, what), s, what, mistakes)
 
 
 def _judge_linear_layout_score(case: Case, got: Returned) -> None:
@@ -152,9 +176,18 @@ def _definition_cases(rng: np.random.Generator) -> list[Case]:
     return _head_cases(rng)
 
 
-@exercise_check(cases=_definition_cases, during=[_NO_LIBRARY])
+def _gain_cases(rng: np.random.Generator) -> list[Case]:
+    """The head cases with a norm's gain gamma [d_model] in front (positive, spread over about 0.3 to 3)."""
+    g = torch_generator(rng)
+    return [Case(case.name + ", after a norm with gain gamma",
+                 (*case.args, torch.exp(0.6 * _randn(g, case.args[0].shape[0]))))
+            for case in _definition_cases(rng)]
+
+
+@exercise_check(cases=_gain_cases, during=[_NO_LIBRARY])
 def check_symmetry_score_definition(case: Case, got: Returned) -> None:
-    """``score_fn(W_q, W_k)``: the signed score ``s = 2r - 1`` of ``M = W_q W_k^T`` (published convention)."""
+    """``score_fn(W_q, W_k, gamma)``: the signed score ``s = 2r - 1`` (published convention) of the head's form
+    on normalised inputs, ``diag(gamma) W_q W_k^T diag(gamma)``."""
     _judge_signed_head_score(case, got)
 
 
@@ -166,7 +199,8 @@ def _trace_cases(rng: np.random.Generator) -> list[Case]:
     d = int(rng.integers(1000, 1400))
     # A wide head: M has d^2 (millions of) entries, the inputs and the d_head x d_head products a few thousand.
     cases.append(Case(f"a wide head (nn.Linear layout), d_model={d}, d_head=4", (_randn(g, 4, d), _randn(g, 4, d)),
-                      expect={"max_entries": d * d, "max_flops": _work_limit(d, 4), "max_lines": d}))
+                      expect={"max_entries": d * d, "max_flops": _work_limit(d, 4), "max_lines": d,
+                              "max_touched": _entry_limit(d, 4)}))
     return cases
 
 
@@ -212,8 +246,12 @@ def check_key_with_score(case: Case, got: Returned) -> None:
     if abs(r - target) <= 1e-6:
         return
     msg = f"{case.name}: your head scores r = {r:.6g}, expected {target:.6g}."
+    squared_weights = target**2 / (target**2 + (1 - target) ** 2)  # parts of equal norm, weights r and 1 - r
     if abs(r - (1 - target)) <= 1e-6:
         msg += " That is 1 - r: the weights of the symmetric and the skew part are swapped."
+    elif 0 < target < 1 and abs(r - squared_weights) <= 1e-6:
+        msg += (" That is r^2 / (r^2 + (1 - r)^2): parts of equal norm with weights r and 1 - r. r is a share of "
+                "squared norms: use weights sqrt(r) and sqrt(1 - r).")
     elif 0 < target < 1 and (r < 1e-9 or r > 1 - 1e-9):
         msg += " Your key ignores the target: it is purely symmetric or purely skew."
     elif 0 < target < 1:
@@ -244,9 +282,10 @@ def _batched_cases(rng: np.random.Generator) -> list[Case]:
         _batched_case(g, "one layer, no sharing", (1, 5, 9, 3), n_kv=5),
         # M per head has d^2 entries, far more than all the inputs together.
         _batched_case(g, "wide heads", (3, 2, d_wide, 4), n_kv=1, max_entries=d_wide * d_wide,
-                      max_flops=_work_limit(d_wide, 4, heads=6)),
-        # 64 heads: a loop over them runs its body 64 times; a batched computation a few lines once.
-        _batched_case(g, "many heads", (4, 16, 32, 4), n_kv=4, max_lines=64),
+                      max_flops=_work_limit(d_wide, 4, heads=6), max_touched=_entry_limit(d_wide, 4, heads=6)),
+        # 64 query heads in one layer: a loop over them runs its body 64 times, a batched computation a few
+        # lines once. A loop over the 4 key-head groups (or over the one layer) stays far below 64 lines.
+        _batched_case(g, "many heads", (1, 64, 32, 4), n_kv=4, max_lines=64),
     ]
 
 
@@ -302,7 +341,8 @@ def _layer_cases(rng: np.random.Generator) -> list[Case]:
         Case("3 heads of different sizes: symmetric, random, skew; d_model=9, d_head=2", (mixed_q, mixed_k)),
         # M_layer has d^2 (millions of) entries; the heads side by side give 12 x 12 products.
         Case(f"a wide layer, 3 heads, d_model={d_wide}, d_head=4", (_randn(g, 3, d_wide, 4), _randn(g, 3, d_wide, 4)),
-             expect={"max_entries": d_wide * d_wide, "max_flops": _work_limit(d_wide, 12)}),
+             expect={"max_entries": d_wide * d_wide, "max_flops": _work_limit(d_wide, 12),
+                     "max_touched": _entry_limit(d_wide, 12)}),
     ]
 
 
@@ -312,6 +352,7 @@ def _layer_mistakes(W_Q: torch.Tensor, W_K: torch.Tensor, r: float) -> dict[str,
     H, d, dh = W_Q.shape
     stacked = (W_Q.reshape(H * d, dh) @ W_K.reshape(H * d, dh).T if H * d <= 400  # heads stacked along d_model
                else None)
+    mixed_rows = float(S.symmetry_score(W_Q.reshape(d, H * dh), W_K.reshape(d, H * dh)))  # no transpose(0, 1)
     return {
         "the mean of the per-head scores; the layer's M = sum_h M_h has cross terms between heads": float(heads.mean()),
         "the ||M_h||^2-weighted mean of the head scores: right without cross terms between heads, but "
@@ -319,6 +360,8 @@ def _layer_mistakes(W_Q: torch.Tensor, W_K: torch.Tensor, r: float) -> dict[str,
         "s = 2r - 1, the signed convention of published tables; this problem set uses r in [0, 1]": 2 * r - 1,
         "the score of the heads stacked along d_model ([heads * d_model] square), not of the d_model x d_model "
         "sum over heads": float(S.matrix_symmetry_score(stacked)) if stacked is not None else float("nan"),
+        "reshaped [heads, d_model, d_head] to [d_model, heads * d_head] without moving the head axis: rows of "
+        "different heads are mixed; transpose(0, 1) first": mixed_rows,
         "the score of sum_h W_Q[h]^T W_K[h] (d_head x d_head), not of M_layer = sum_h W_Q[h] W_K[h]^T":
             float(S.matrix_symmetry_score((W_Q.transpose(-1, -2) @ W_K).sum(0))),
     }
