@@ -936,8 +936,8 @@ for name, trace in traces.items():
         full_layer, diag_layer = (off + diag).sum(dim=1), diag.sum(dim=1)
         share = (diag_layer.norm(dim=(-2, -1)) / full_layer.norm(dim=(-2, -1))).numpy()
         rows_here += [(f"gradient dL/dM {when}", layer_r(off + diag)),
-                      (f"  same, self-pairs i = j left out", layer_r(off), f"gradient dL/dM {when}, self-pairs left out"),
-                      (f"  share of ||dL/dM|| in the self-pairs", share, f"self-pair share {when}")]
+                      ("  same, self-pairs i = j left out", layer_r(off), f"gradient dL/dM {when}, self-pairs left out"),
+                      ("  share of ||dL/dM|| in the self-pairs", share, f"self-pair share {when}")]
     for what, r, *key in rows_here:
         table[(name, key[0] if key else what)] = r
         print(f"{name + ': ' + what:56s} {r[0]:8.2f} {r[1]:8.2f} {r.max():6.2f}")
