@@ -118,11 +118,7 @@ def patch_activation(
     Example (lesson 1): ``patch_activation(model, woman, man, "hook_v", positions=1)`` gives
     every later position the value vector of "man" where the "woman" run had its own.
     """
-    if tokens.shape != source_tokens.shape:
-        raise ValueError(
-            f"tokens and source_tokens must have the same shape to line positions up, got "
-            f"{tuple(tokens.shape)} and {tuple(source_tokens.shape)}."
-        )
+    _check_same_shape(tokens, source_tokens)
     _, cache = model.run_with_cache(source_tokens, names_filter=hook_name)
     source = cache[hook_name]
     if positions is None:
@@ -158,11 +154,7 @@ def patch_positions(
     Returns:
         Logits ``[batch, pos, vocab]`` of the patched run (no gradient).
     """
-    if tokens.shape != source_tokens.shape:
-        raise ValueError(
-            f"tokens and source_tokens must have the same shape to line positions up, got "
-            f"{tuple(tokens.shape)} and {tuple(source_tokens.shape)}."
-        )
+    _check_same_shape(tokens, source_tokens)
     if where.dtype != torch.bool or where.shape != tokens.shape:
         raise ValueError(f"where must be a bool mask shaped like tokens {tuple(tokens.shape)}, got "
                          f"{where.dtype} {tuple(where.shape)}.")
@@ -205,11 +197,7 @@ def patch_edge(
     Returns:
         Logits ``[batch, pos, vocab]`` of the patched run (no gradient).
     """
-    if tokens.shape != source_tokens.shape:
-        raise ValueError(
-            f"tokens and source_tokens must have the same shape, got {tuple(tokens.shape)} and "
-            f"{tuple(source_tokens.shape)}."
-        )
+    _check_same_shape(tokens, source_tokens)
     n_pos = tokens.shape[-1]
     q = _check_pos("query_pos", query_pos, n_pos)
     k = _check_pos("key_pos", key_pos, n_pos)
@@ -227,3 +215,12 @@ def patch_edge(
 
     with torch.no_grad():
         return model.run_with_hooks(tokens, fwd_hooks=[("hook_z", patch)])
+
+
+def _check_same_shape(tokens: torch.Tensor, source_tokens: torch.Tensor) -> None:
+    """A patch lines positions up one to one: both runs must have the same ``[batch, pos]``."""
+    if tokens.shape != source_tokens.shape:
+        raise ValueError(
+            f"tokens and source_tokens must have the same shape to line positions up, got "
+            f"{tuple(tokens.shape)} and {tuple(source_tokens.shape)}."
+        )
