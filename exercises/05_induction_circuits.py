@@ -23,8 +23,8 @@
 # with rotary positions the rotation for the distance sits between $W_Q$ and $W_K^\top$), and its OV
 # circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
 # whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
-# the weights lets the circuits read $x$ itself, up to one positive scale per token;
-# `toyattn.induction_heads.head_factors(model, layer, head)` returns those folded weights.
+# the weights lets the circuits read $x$ itself, up to one positive scale per token and bias terms
+# (section 6); `toyattn.induction_heads.head_factors(model, layer, head)` returns those folded weights.
 # Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
 # 5 of layer 3.
 #
@@ -264,8 +264,8 @@ raise NotImplementedError()
 # writer (it adds $\tilde x W_{ov}$ to the residual stream at its position), and ask where that enters
 # the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the residual stream,
 # the writer's output included, before reading it; with the norm's gain and centring folded into the
-# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token,
-# so the same product, with the folded $W_{qk}$, answers the question.)
+# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token
+# and bias terms, so the same product, with the folded $W_{qk}$, answers the question.)
 
 # %%
 def k_composition(W_ov, W_qk) -> float:
@@ -279,7 +279,7 @@ checks.check_k_composition(k_composition)
 # %% [markdown]
 # A score is only meaningful against a baseline. Compute the K-composition of layer 0's head into layer
 # 1's head at every checkpoint of `run`, with the folded weights (`head_factors`), and two baselines:
-# random Gaussian circuits of the **same shapes and rank** as the model's, and the same two heads in
+# random Gaussian circuits of the **same shapes** as the model's, and the same two heads in
 # **freshly initialised** models of the same architecture (what training starts from). Section 13
 # argues, for a real model, that random heads *of the same trained model* are a fairer baseline than
 # random matrices; with one head per layer the toy has no other heads, so untrained models are the
@@ -316,8 +316,8 @@ raise NotImplementedError()
 # * the **induction score**: how much each head attends from a token to the position that an induction
 #   head would read, the one whose token comes next;
 #
-# each averaged over the batch and over the queries of the **second** copy. You decide the offsets and
-# the positions. The check uses random patterns and tells you if an offset or the start of the second
+# each averaged over the batch and over all `length` queries of the **second** copy, its first token
+# included. You decide the offsets. The check uses random patterns and tells you if an offset or the start of the second
 # copy looks wrong.
 
 # %% [markdown]
@@ -376,5 +376,7 @@ raise NotImplementedError()
 #   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
 #   `toyattn.induction_heads.k_composition_factored` (the circuits are 576 x 576), against
-#   `toyattn.composition.random_composition_baseline(576, 64)` and against random head pairs of the
-#   model, as section 13 does for the matching.
+#   `toyattn.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
+#   already sets K-composition against random head pairs of the model. Then do what the lesson does
+#   not: compute the **Q-composition** of the same pairs (`toyattn.composition.q_composition`)
+#   against random head pairs, and see whether the circuit heads stand out there too.

@@ -237,7 +237,8 @@ for r in patch_runs:
           f"loss even {table[r][('loss', 'even')]:.2f} odd {table[r][('loss', 'odd')]:.2f} nats")
 for r in list(patch_runs)[2:]:
     print(f"{r}: share recovered on even offsets {share_recovered(r, ('accuracy', 'even')):.2f} (accuracy), "
-          f"{share_recovered(r, ('loss', 'even')):.2f} (loss); on odd offsets {share_recovered(r, ('accuracy', 'odd')):.2f} (accuracy)")
+          f"{share_recovered(r, ('loss', 'even')):.2f} (loss); on odd offsets {share_recovered(r, ('accuracy', 'odd')):.2f} (accuracy), "
+          f"{share_recovered(r, ('loss', 'odd')):.2f} (loss)")
 z_runs = {name: model.run_with_cache(t, names_filter=HOOK_Z0)[1][HOOK_Z0][:, :, 0] for name, t in (("clean", ood.tokens), ("corrupted", corrupted_tokens))}
 second_pos = copy_positions(ood, "second")
 z_change = float((z_runs["clean"] - z_runs["corrupted"])[second_pos].norm() / z_runs["clean"][second_pos].norm())
@@ -247,8 +248,11 @@ print(f"The corruption changed L0H0's output at the second copy by {z_change:.0%
 # %% [markdown]
 # **Reveal.** Compare the even and odd bars of each patched run, in both panels, and the printed
 # shares. The full patch should mend the even offsets and not the odd ones if L0H0's output tells
-# L1H0 **where** the twin is, while the token that is copied comes from the twin's own position,
-# which the patch does not touch. The two partial patches say *where* that message is read: the
+# L1H0 **where** the twin is, while the token that is copied comes from the twin's own embedding,
+# which the patch leaves corrupted (the patch replaces L0H0's output at the twin's position, but not
+# the embedding that L1H0's value also reads there). A small recovery on the odd offsets (the printed
+# odd-offset shares, loss more than accuracy) probably comes from that replaced part: L0H0's clean
+# output at the twin's position may carry a little of the twin's own token too. The two partial patches say *where* that message is read: the
 # first copy is where the corrupted "previous tokens" sit. The second copy's tokens are untouched,
 # yet L0H0's output there does change (the last printed line: the head also attends to some earlier,
 # corrupted positions); if patching it back recovers almost nothing, L1H0's queries do not use that
@@ -276,7 +280,8 @@ g = torch.Generator().manual_seed(0)
 writer, reader = head_factors(model, 0, 0), head_factors(model, 1, 0)
 subspaces = {"shared (L1H0's top key directions)": key_directions(reader)[:, :R],
              "L0H0's own top output directions": output_directions(writer)[:, :R]}
-removed_acc = {name: copy_accuracy(project_out(model, ood.tokens, 0, orthonormal_basis(B)), ood) for name, B in subspaces.items()}
+removed_logits = {name: project_out(model, ood.tokens, 0, orthonormal_basis(B)) for name, B in subspaces.items()}
+removed_acc = {name: copy_accuracy(lg, ood) for name, lg in removed_logits.items()}
 random_acc = np.array([copy_accuracy(project_out(model, ood.tokens, 0, random_subspace(D, R, g)), ood) for _ in range(20)])
 
 fig, ax = plt.subplots(figsize=(6, 3))
@@ -300,9 +305,27 @@ print("cosines of the principal angles between the two removed subspaces:", np.r
 print(f"L0H0's top {R} output directions carry {float((written @ top_out).pow(2).sum() / written.pow(2).sum()):.0%} "
       f"of the squared norm of what it writes on this batch; a random {R}-dim subspace carries {R / D:.1%} on average.")
 shared_acc, own_acc = removed_acc.values()
-verdict = ("so this experiment does not single out the shared subspace: L0H0's strongest output directions, which "
-           "overlap it (the cosines above), carry more of the circuit than the shared ones" if own_acc <= shared_acc else
-           "so the directions L1H0's keys read matter more than the writer's strongest directions as such")
+
+
+def per_sequence_accuracy(logits, batch):
+    """[batch] share of each sequence's scored second-copy targets predicted right."""
+    right = (logits[:, :-1].argmax(-1) == batch.tokens[:, 1:]) & batch.scored[:, 1:]
+    return (right.sum(1) / batch.scored[:, 1:].sum(1)).double().numpy()
+
+
+# the two removals are scored on the same targets: the error bar is that of the paired per-sequence differences
+diff = per_sequence_accuracy(removed_logits["shared (L1H0's top key directions)"], ood) - per_sequence_accuracy(
+    removed_logits["L0H0's own top output directions"], ood)
+diff_se = diff.std(ddof=1) / np.sqrt(len(diff))
+print(f"shared minus own removal: {diff.mean():+.3f} accuracy, paired standard error {diff_se:.3f} over {len(diff)} sequences")
+if abs(diff.mean()) <= 2 * diff_se:
+    verdict = ("and the two removals cannot be told apart on this batch (less than 2 paired standard errors): this "
+               "experiment does not single out the shared subspace from L0H0's strongest output directions")
+elif diff.mean() > 0:
+    verdict = ("so this experiment does not single out the shared subspace: L0H0's strongest output directions, which "
+               "overlap it (the cosines above), carry more of the circuit than the shared ones")
+else:
+    verdict = "so the directions L1H0's keys read matter more than the writer's strongest directions as such"
 near = [name.split(" (")[0] for name, acc in removed_acc.items() if acc < 2 * chance]
 print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_acc:.3f} of accuracy ({own_acc:.3f} left) and "
       f"removing the shared ones {clean_acc - shared_acc:.3f} ({shared_acc:.3f} left), {verdict}. "
@@ -311,13 +334,15 @@ print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_a
 
 # %% [markdown]
 # **Reveal.** Where does each colored line sit in the gray histogram? Random directions cost little
-# when what L0H0 writes is concentrated in a few directions (the last printed line measures how
-# concentrated), so that a random 4-dimensional subspace catches only a small part of it. The shared
+# when what L0H0 writes is concentrated in a few directions (the line "L0H0's top 4 output directions
+# carry ..." measures how concentrated), so that a random 4-dimensional subspace catches only a small part of it. The shared
 # directions cost more than most random draws (the printed share), which is what the weight reading
 # predicts. The second control asks whether it is enough to remove *any* strong directions of the
 # writer: if removing L0H0's own top output directions costs as much as removing the shared ones,
 # the experiment cannot tell "the shared subspace" from "the writer's main output"; the printed
-# cosines say how much the two subspaces overlap in this run. The test asserts the
+# cosines say how much the two subspaces overlap in this run. The verdict ranks the two removals only
+# when their accuracies differ by more than 2 paired standard errors (per-sequence differences: both
+# removals are scored on the same targets, and the targets of one sequence are not independent). The test asserts the
 # robust part as a fraction (the shared removal worse than at least 80% of random draws, on the two
 # seeds of `tests/test_head_ablation.py`), not as one run's numbers.
 #
@@ -327,7 +352,7 @@ print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_a
 # $\mathrm{comp}(A, B) = \|AB\|_F / (\|A\|_F\|B\|_F)$. For K-composition the key side of L1H0 reads
 # L0H0's output: $\mathrm{comp}(W_{ov}^1, (W_{qk}^2)^\top)$ in our convention (ARENA's formula).
 # Random circuits do **not** score 0, so each score comes with a baseline of random circuits of the
-# same shapes and ranks.
+# same shapes.
 #
 # **Predict first:** over training, do the two scores rise at the same step? Which one leaves its
 # baseline further behind?
@@ -411,7 +436,7 @@ print(f"In this run: K-composition first leaves its band at step {leave_k}, the 
 # * **Without rotary** ($R = I$) the second and fourth terms are the same for all keys of one query
 #   and cancel in the softmax, and if also $b_q = 0$, $1/\sigma_q$ is a temperature for that query.
 #   **With rotary** neither holds: through $R(\delta)$ the second and fourth terms change with the
-#   key's position (a positional preference: section 8 builds L0H0's from exactly these bias terms),
+#   key's position (a positional preference: section 8 scores the mean query and key, whose bias parts are these terms),
 #   the third depends on the query's position as well as on the key, and $1/\sigma_q$ scales only the
 #   first two terms, so it can change which key wins when $b_q \neq 0$.
 # * $1/\sigma_k$ differs from key to key and scales the first and third terms: a key with a small
@@ -712,6 +737,7 @@ sweeps = {json.loads((RESULTS / name).read_text())["steps"]: json.loads((RESULTS
 sizes = sorted({r["pool_size"] or 0 for r in sweeps[600]["runs"]})
 label = lambda s: "fresh" if s == 0 else str(s)  # noqa: E731
 LEARNED = 0.2  # OOD error below this: the seed has learned the rule
+PARTLY = 0.6  # OOD error below this: partly learned (a seed that has learned nothing errs on about 1 - 1/vocab_size of the targets)
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.6))
 x = np.arange(len(sizes))
 for k, (steps, sweep) in enumerate(sweeps.items()):
@@ -745,6 +771,9 @@ plt.show()
 # above the dashed baseline exactly when its OOD error is low. The matching at distance 0, rank 4,
 # largest cosine is a **noisy proxy** for the circuit: it often moves with the OOD error, but not
 # always, and these files contain counterexamples in both directions if the lines below print any.
+# The second kind is looser than "learned": it names seeds **partly** learned (OOD error below 0.6,
+# far under the chance level of about 0.96, but above the learned threshold 0.2) whose matching is
+# still below its baseline.
 
 # %%
 for steps, sweep in sweeps.items():
@@ -758,8 +787,9 @@ for steps, sweep in sweeps.items():
     print(f"  learned the rule (OOD error < {LEARNED}): {learned}")
     high_match = [where(r) for r in sweep["runs"] if r["ood_error"] > 0.5 and r["match_largest_4"] > m_base + 2 * m_std]
     print(f"  matching more than 2 std above its baseline ({m_base:.2f}) while the OOD error is above 0.5: {high_match or 'none'}")
-    low_match = [where(r) for r in sweep["runs"] if r["ood_error"] < 0.6 and r["match_largest_4"] < m_base]
-    print(f"  matching below its baseline although the OOD error is below 0.6: {low_match or 'none'}")
+    low_match = [where(r) for r in sweep["runs"] if r["ood_error"] < PARTLY and r["match_largest_4"] < m_base]
+    print(f"  matching below its baseline although the rule is at least partly learned (OOD error below {PARTLY}, "
+          f"chance level {1 - 1 / TASK.vocab_size:.2f}): {low_match or 'none'}")
 before = {(label(r["pool_size"] or 0), r["seed"]) for r in sweeps[600]["runs"] if r["ood_error"] < LEARNED}
 after = {(label(r["pool_size"] or 0), r["seed"]) for r in sweeps[1500]["runs"] if r["ood_error"] < LEARNED}
 print(f"seeds that learned only with the longer schedule: {sorted(after - before, key=str) or 'none'}; "
@@ -827,7 +857,7 @@ heatmap_plotly(scores["induction"], [f"L{i}" for i in range(n_layers_llm)], [f"H
 # %% [markdown]
 # **bfloat16, when you ask for it.** On a GPU you would often run a model like this one in
 # `torch.bfloat16`: half the memory of float32 for the weights and activations, and faster products
-# on GPUs that support it, at the price of about three significant digits. The cell below makes a
+# on GPUs that support it, keeping only about 2–3 significant decimal digits (8 significant bits, against about 7 digits for float32). The cell below makes a
 # bfloat16 copy of SmolLM2 (after `toyattn.device.check_dtype` has checked that this device can
 # multiply in bfloat16; `load_llama_gguf(dtype=torch.bfloat16)` does the same at load time), runs
 # one short batch, and prints how far its logits on the second copy are from float32's. Look at two
@@ -1021,12 +1051,23 @@ ax.set(xlabel="second-copy loss increase (nats), mean +- 2 SE over 32 sequences"
        title="Mean-ablating one head of SmolLM2-135M-Instruct")
 ax.invert_yaxis()
 plt.show()
-print(f"clean second-copy loss {clean_per_seq.mean():.2f} nats (mean over {N_ABL} sequences)")
+second_top1 = float((abl_logits[:, :-1].argmax(-1) == abl_tokens[:, 1:])[:, -(L_ABL - 1):].double().mean())
+target_losses = -torch.log_softmax(abl_logits[:, -L_ABL:-1].double(), -1).gather(-1, abl_tokens[:, -(L_ABL - 1):, None])[..., 0]
+print(f"clean second-copy loss {clean_per_seq.mean():.2f} nats (mean over {N_ABL} sequences; the geometric mean of the "
+      f"right token's probability is {np.exp(-clean_per_seq.mean()):.1%}), median over targets "
+      f"{float(target_losses.median()):.2f} nats, top-1 accuracy {second_top1:.0%}; the first copy, which cannot be "
+      f"predicted, has a loss of {first_copy_loss:.2f} nats")
 for name in rise:
     print(f"{name:>45}: {rise_mean[name]:+.2f} +- {rise_err[name]:.2f} nats")
 
 # %% [markdown]
-# **Reveal.** Look at the two colored bars against the gray ones, and at whether the error bars
+# **Reveal.** First the clean line: how strongly does SmolLM2 copy here at all? Compare the
+# second-copy loss with the first copy's, and the mean loss with the median and the top-1 accuracy.
+# If the top-1 accuracy is far above the geometric-mean probability and the median far below the
+# mean, the model copies many targets well and the mean loss comes from a minority it gets badly
+# wrong, not from a uniformly weak copy. These are random mid-vocabulary token ids (1000-20000) with
+# nothing but one prefix token before them, unlike the text the model was trained on; that is a
+# plausible reason for the misses, which this cell does not test. Then look at the two colored bars against the gray ones, and at whether the error bars
 # overlap. The cell below compares them for this batch. Because the ablation keeps each head's mean
 # output, a rise in loss cannot be blamed on feeding the model an all-zero head output it never sees.
 # The test (`tests/test_llama.py`) checks the

@@ -23,8 +23,8 @@
 # with rotary positions the rotation for the distance sits between $W_Q$ and $W_K^\top$), and its OV
 # circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
 # whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
-# the weights lets the circuits read $x$ itself, up to one positive scale per token;
-# `toyattn.induction_heads.head_factors(model, layer, head)` returns those folded weights.
+# the weights lets the circuits read $x$ itself, up to one positive scale per token and bias terms
+# (section 6); `toyattn.induction_heads.head_factors(model, layer, head)` returns those folded weights.
 # Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
 # 5 of layer 3.
 #
@@ -137,10 +137,10 @@ n_targets = int(ood.scored[:, 1:].sum())
 with torch.no_grad():
     clean_logits = model(ood.tokens)
 clean_acc, clean_loss = second_copy_accuracy(clean_logits, ood), target_loss(clean_logits, ood)
-ablation_acc, ablation_loss = {}, {}
+ablation_acc, ablation_loss, ablation_logits = {}, {}, {}
 for layer in (0, 1):
     for mode in ("zero", "mean"):
-        logits = ablate_head(model, ood.tokens, layer, 0, mode)
+        logits = ablation_logits[(layer, mode)] = ablate_head(model, ood.tokens, layer, 0, mode)
         ablation_acc[(layer, mode)], ablation_loss[(layer, mode)] = second_copy_accuracy(logits, ood), target_loss(logits, ood)
 print(f"{n_targets} scored targets; clean: accuracy {clean_acc:.3f}, loss {clean_loss:.2f} nats "
       f"(chance, a uniform guess: accuracy {1 / TASK.vocab_size:.3f}, loss {np.log(TASK.vocab_size):.2f})")
@@ -154,28 +154,47 @@ for key, acc in ablation_acc.items():
 
 # %%
 ### BEGIN SOLUTION
+def per_sequence_accuracy(logits, batch):
+    """[batch]: the share of each sequence's scored targets predicted right."""
+    right = (logits[:, :-1].argmax(-1) == batch.tokens[:, 1:]) & batch.scored[:, 1:]
+    return (right.sum(1) / batch.scored[:, 1:].sum(1)).double().numpy()
+
+
+def paired(a, b):
+    """Mean and standard error of the per-sequence differences a - b (both scored on the same sequences)."""
+    diff = a - b
+    return diff.mean(), diff.std(ddof=1) / np.sqrt(len(diff))
+
+
 chance = 1 / TASK.vocab_size
-se = {key: np.sqrt(acc * (1 - acc) / n_targets) for key, acc in ablation_acc.items()}  # binomial standard error
+n_seq = ood.tokens.shape[0]
+per_seq = {key: per_sequence_accuracy(logits, ood) for key, logits in ablation_logits.items()}
+per_seq["clean"] = per_sequence_accuracy(clean_logits, ood)
 worst = min(ablation_acc, key=ablation_acc.get)
-print(f"Model answer. With {n_targets} targets an accuracy p has a binomial standard error sqrt(p (1 - p) / n), here at "
-      f"most {max(se.values()):.3f}. The largest drop is layer {worst[0]}'s {worst[1]} ablation: {clean_acc:.3f} -> "
-      f"{ablation_acc[worst]:.3f} +- {se[worst]:.3f} (chance {chance:.3f}).")
+drop, drop_se = paired(per_seq["clean"], per_seq[worst])
+print(f"Model answer. The {n_targets} targets come from {n_seq} sequences, and the targets of one sequence are not "
+      "independent; every run is scored on the same targets. So each comparison takes the accuracy per sequence and "
+      f"the standard error of the paired per-sequence differences over the {n_seq} sequences. The largest drop is layer "
+      f"{worst[0]}'s {worst[1]} ablation: {clean_acc:.3f} -> {ablation_acc[worst]:.3f}, a drop of {drop:.3f} +- "
+      f"{drop_se:.3f} (chance {chance:.3f}).")
 for layer in (0, 1):
     zero, mean = ablation_acc[(layer, "zero")], ablation_acc[(layer, "mean")]
+    d_zm, se_zm = paired(per_seq[(layer, "zero")], per_seq[(layer, "mean")])
     kept = max(zero, mean) / clean_acc
     if kept < 0.5:
         verdict = f"both ablations leave at most {kept:.0%} of the clean accuracy: the model needs this head, however it is silenced"
     else:
         verdict = f"one ablation keeps {kept:.0%} of the clean accuracy: the model does much of the task without this head"
-    print(f"Layer {layer}: zero {zero:.3f}, mean {mean:.3f} (difference {abs(zero - mean):.3f}): {verdict}.")
+    print(f"Layer {layer}: zero {zero:.3f}, mean {mean:.3f} (difference {abs(d_zm):.3f} +- {se_zm:.3f}): {verdict}.")
 orders_differ = []
 for mode in ("zero", "mean"):
     a, b = ablation_acc[(0, mode)], ablation_acc[(1, mode)]
     same_order = (ablation_loss[(0, mode)] > ablation_loss[(1, mode)]) == (a < b)
     orders_differ += [] if same_order else [mode]
-    z = abs(a - b) / np.hypot(se[(0, mode)], se[(1, mode)])
-    lower = 0 if a < b else 1
-    print(f"{mode.capitalize()} ablation: layer 0 {a:.3f}, layer 1 {b:.3f}, {z:.1f} standard errors apart: "
+    d01, se01 = paired(per_seq[(0, mode)], per_seq[(1, mode)])
+    z = abs(d01) / se01
+    lower = 0 if d01 < 0 else 1
+    print(f"{mode.capitalize()} ablation: layer 0 {a:.3f}, layer 1 {b:.3f}, {z:.1f} paired standard errors apart: "
           + (f"layer {lower}'s hurts more, even if both are far below the clean accuracy." if z > 3 else
              "this batch cannot rank the two heads on accuracy.")
           + f" The loss: layer 0 {ablation_loss[(0, mode)]:.2f}, layer 1 {ablation_loss[(1, mode)]:.2f} nats "
@@ -397,8 +416,9 @@ reader, writer = head_factors(model, 1, 0), head_factors(model, 0, 0)
 shared_keys = key_subspace(reader["W_Q"] @ reader["W_K"].T, R)
 # x W_ov lies in the row space of W_ov: its top right singular vectors, which key_subspace returns
 writer_own = key_subspace(writer["W_V"] @ writer["W_O"], R)
-acc_keys = second_copy_accuracy(remove_subspace(model, ood.tokens, 0, shared_keys), ood)
-acc_own = second_copy_accuracy(remove_subspace(model, ood.tokens, 0, writer_own), ood)
+logits_keys = remove_subspace(model, ood.tokens, 0, shared_keys)
+logits_own = remove_subspace(model, ood.tokens, 0, writer_own)
+acc_keys, acc_own = second_copy_accuracy(logits_keys, ood), second_copy_accuracy(logits_own, ood)
 g = torch.Generator().manual_seed(0)
 acc_random = np.array([second_copy_accuracy(remove_subspace(model, ood.tokens, 0, torch.randn(model.cfg.d_model, R, generator=g)), ood)
                        for _ in range(20)])
@@ -431,14 +451,24 @@ print(f"Model answer. Removing layer 1's key subspace leaves an accuracy of {acc
          "this run does not single them out from random directions."))
 relation = (f"share directions (largest cosine of their principal angles {overlap[0]:.2f})" if overlap[0] >= 0.5 else
             f"are nearly orthogonal (largest cosine of their principal angles {overlap[0]:.2f})")
-if acc_own < acc_keys:
-    own = (f"Removing layer 0's own 4 strongest output directions costs more ({acc_own:.3f} left), and the two subspaces "
+# both removals are scored on the same targets: compare them per sequence (paired), as in exercise 1
+d_ko, se_ko = paired(per_sequence_accuracy(logits_keys, ood), per_sequence_accuracy(logits_own, ood))
+if abs(d_ko) <= 2 * se_ko:
+    own = (f"Removing layer 0's own 4 strongest output directions leaves {acc_own:.3f}, against {acc_keys:.3f}: a "
+           f"difference of {abs(d_ko):.3f} +- {se_ko:.3f} (paired standard error over the sequences), less than 2 "
+           f"standard errors, so this batch cannot tell the two removals apart; the two subspaces {relation}. This test "
+           "alone cannot say whether the circuit runs through the subspace layer 1's keys read or through what layer 0 "
+           "writes most strongly.")
+elif d_ko > 0:
+    own = (f"Removing layer 0's own 4 strongest output directions costs more ({acc_own:.3f} left, {d_ko:.3f} +- "
+           f"{se_ko:.3f} less than after removing the key subspace), and the two subspaces "
            f"{relation}. So this test alone cannot say that the circuit runs through the subspace layer 1's keys read "
            "rather than through what layer 0 writes most; a finer test removes the part of the key subspace orthogonal "
            "to layer 0's top directions.")
 else:
-    own = (f"Removing layer 0's own 4 strongest output directions costs less ({acc_own:.3f} left), and the two subspaces "
-           f"{relation}: what layer 1's keys read matters more than what layer 0 writes most strongly.")
+    own = (f"Removing layer 0's own 4 strongest output directions costs less ({acc_own:.3f} left, {abs(d_ko):.3f} +- "
+           f"{se_ko:.3f} more than after removing the key subspace), and the two subspaces {relation}: on this batch, what layer 1's "
+           "keys read matters more than what layer 0 writes most strongly.")
 print(own)
 near_chance = min(acc_keys, acc_own) < 2 * chance
 print(f"{'One removal brings' if near_chance else 'Neither removal brings'} the accuracy near chance ({chance:.3f}): "
@@ -457,8 +487,8 @@ print(f"{'One removal brings' if near_chance else 'Neither removal brings'} the 
 # writer (it adds $\tilde x W_{ov}$ to the residual stream at its position), and ask where that enters
 # the reader's score $\tilde x_q W_{qk} \tilde x_k^\top$. (The reader normalises the residual stream,
 # the writer's output included, before reading it; with the norm's gain and centring folded into the
-# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token,
-# so the same product, with the folded $W_{qk}$, answers the question.)
+# reader's $W_{qk}$, section 6, the score reads the residual stream itself up to one scale per token
+# and bias terms, so the same product, with the folded $W_{qk}$, answers the question.)
 
 # %%
 def k_composition(W_ov, W_qk) -> float:
@@ -474,7 +504,7 @@ checks.check_k_composition(k_composition)
 # %% [markdown]
 # A score is only meaningful against a baseline. Compute the K-composition of layer 0's head into layer
 # 1's head at every checkpoint of `run`, with the folded weights (`head_factors`), and two baselines:
-# random Gaussian circuits of the **same shapes and rank** as the model's, and the same two heads in
+# random Gaussian circuits of the **same shapes** as the model's, and the same two heads in
 # **freshly initialised** models of the same architecture (what training starts from). Section 13
 # argues, for a real model, that random heads *of the same trained model* are a fairer baseline than
 # random matrices; with one head per layer the toy has no other heads, so untrained models are the
@@ -497,7 +527,7 @@ def circuits(m):
 
 scores = np.array([k_composition(*circuits(run.load(i))) for i in range(len(run))])
 rng = np.random.default_rng(0)
-d, dh = model.cfg.d_model, model.cfg.d_head  # rank of each circuit: min(d, dh)
+d, dh = model.cfg.d_model, model.cfg.d_head  # same shapes (the folded circuits have rank <= d - 1: the centring)
 random_circuit = lambda: rng.standard_normal((d, dh)) @ rng.standard_normal((dh, d))  # noqa: E731
 gaussian = np.array([k_composition(random_circuit(), random_circuit()) for _ in range(200)])
 fresh = []
@@ -566,8 +596,8 @@ print("The score measures how much of what layer 0 writes lands where layer 1's 
 # * the **induction score**: how much each head attends from a token to the position that an induction
 #   head would read, the one whose token comes next;
 #
-# each averaged over the batch and over the queries of the **second** copy. You decide the offsets and
-# the positions. The check uses random patterns and tells you if an offset or the start of the second
+# each averaged over the batch and over all `length` queries of the **second** copy, its first token
+# included. You decide the offsets. The check uses random patterns and tells you if an offset or the start of the second
 # copy looks wrong.
 
 # %% [markdown]
@@ -646,5 +676,7 @@ for i in best:
 #   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
 #   `toyattn.induction_heads.k_composition_factored` (the circuits are 576 x 576), against
-#   `toyattn.composition.random_composition_baseline(576, 64)` and against random head pairs of the
-#   model, as section 13 does for the matching.
+#   `toyattn.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
+#   already sets K-composition against random head pairs of the model. Then do what the lesson does
+#   not: compute the **Q-composition** of the same pairs (`toyattn.composition.q_composition`)
+#   against random head pairs, and see whether the circuit heads stand out there too.

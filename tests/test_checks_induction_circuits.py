@@ -181,11 +181,12 @@ def test_check_head_scores(capsys, tmp_path_factory, monkeypatch):
             offset_scores(1, lambda L: L, second),  # duplicate-token head
             offset_scores(1, lambda L: L - 1, lambda T, L: L),  # forgot the prefix
             offset_scores(2, lambda L: L - 1, second),  # t - 2
+            offset_scores(1, lambda L: L - 1, lambda T, L: T - L + 1),  # the second copy's first query left out
             lambda p, L: tuple(s.T for s in good_scores(p, L)),  # [heads, layers]
             lambda p, L: good_scores(p, L)[::-1],  # swapped outputs
         ],
         capsys,
-        messages=["duplicate-token head", "the prefix token shifts it", "t - 2", "expected (", None],
+        messages=["duplicate-token head", "the prefix token shifts it", "t - 2", "its first token included", "expected (", None],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )

@@ -1,12 +1,14 @@
-"""Checks for lesson 5 (``solutions/05_induction_circuits``): ablating a head, K-composition, scoring heads on
-repeated tokens, patching a head's output, the share recovered, a QK circuit's key subspace, and removing a subspace.
+"""Checks for lesson 5 (``solutions/05_induction_circuits``), in the problem set's order: ablating a head
+(exercise 1), patching a head's output and the share recovered (2), a QK circuit's key subspace and removing a
+subspace (3), K-composition (4), and scoring heads on repeated tokens (5).
 
 Every check draws fresh inputs from its seed, refuses answers that call the course's own answer
 (:mod:`toyattn.head_ablation`, :mod:`toyattn.composition`, :mod:`toyattn.induction_heads`) and names
-the common mistakes (the whole layer instead of one head, a mean over positions too, Q- instead of
-K-composition, a missing normalisation, a duplicate-token offset, the prefix forgotten, a patch in the
-wrong direction or layer, a share normalised from the wrong end, Vh's columns instead of its rows, a
-projection onto non-orthonormal directions or onto the subspace instead of off it).
+the common mistakes (the whole layer instead of one head, a mean over positions too, a patch in the wrong
+direction or layer, a share normalised from the wrong end, Vh's columns instead of its rows, a projection
+onto non-orthonormal directions or onto the subspace instead of off it, Q- instead of K-composition, a
+missing normalisation, a duplicate-token offset, the prefix forgotten, the second copy's first query left
+out).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def check_ablate_head(case: Case, got: Returned) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Exercise 2: K-composition
+# Exercise 4: K-composition
 # --------------------------------------------------------------------------------------------------
 
 
@@ -158,7 +160,7 @@ def check_k_composition(case: Case, got: Returned) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Exercise 3: previous-token and induction scores
+# Exercise 5: previous-token and induction scores
 # --------------------------------------------------------------------------------------------------
 
 
@@ -201,11 +203,15 @@ def check_head_scores(case: Case, got: Returned) -> None:
     second = torch.arange(T - L, T)
     expected = _reference_scores(patterns, L, second)
     wrong_start = torch.arange(L, T)  # forgets the prefix token
+    no_first = torch.arange(T - L + 1, T)  # leaves out the second copy's first query
+    first_left_out = ("averaged over the second copy's queries without its first token; the scores use all `length` "
+                      "queries of the second copy, its first token included")
     mistakes_ind = {
         "the attention to the earlier occurrence itself (t - L, a duplicate-token head), not to the token after it":
             _reference_scores(patterns, L, second, ind_off=L)[1],
         "scored as if the second copy started at position `length` (the prefix token shifts it by one)":
             _reference_scores(patterns, L, wrong_start)[1],
+        first_left_out: _reference_scores(patterns, L, no_first)[1],
     }
     mistakes_prev = {
         "averaged over every query from position 1 on; the scores average over the second copy's queries":
@@ -213,6 +219,7 @@ def check_head_scores(case: Case, got: Returned) -> None:
         "the attention to t - 2, not to the previous token": _reference_scores(patterns, L, second, prev_off=2)[0],
         "scored as if the second copy started at position `length` (the prefix token shifts it by one)":
             _reference_scores(patterns, L, wrong_start)[0],
+        first_left_out: _reference_scores(patterns, L, no_first)[0],
     }
     for i, (name, mistakes) in enumerate((("previous-token scores", mistakes_prev), ("induction scores", mistakes_ind))):
         value = got.arrays[i]
@@ -223,7 +230,7 @@ def check_head_scores(case: Case, got: Returned) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Exercise 4: patch one head's output from another run, and the share recovered
+# Exercise 2: patch one head's output from another run, and the share recovered
 # --------------------------------------------------------------------------------------------------
 
 
@@ -316,7 +323,7 @@ def check_share_recovered(case: Case, got: Returned) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Exercise 5: the key subspace of a QK circuit, and removing a subspace from what a layer writes
+# Exercise 3: the key subspace of a QK circuit, and removing a subspace from what a layer writes
 # --------------------------------------------------------------------------------------------------
 
 
