@@ -274,11 +274,18 @@ def test_home_page_is_the_readme_and_links_every_page(offline_page, site_url, si
 
 
 def _solution_lines(stem: str) -> list[str]:
-    """The distinctive code lines between the solution markers of a problem set."""
+    """The distinctive code lines between the solution markers of a problem set.
+
+    A line that also stands outside every solution block (a set-up line such as a seeded generator, given
+    to the student too) is not an answer, so it is left out.
+    """
     text = (ROOT / "solutions" / f"{stem}.py").read_text(encoding="utf-8")
+    pattern = r"### BEGIN SOLUTION\n(.*?)### END SOLUTION"
+    given = {ln.strip() for ln in re.sub(pattern, "", text, flags=re.S).splitlines()}
     lines = []
-    for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, flags=re.S):
-        lines += [ln.strip() for ln in block.splitlines() if len(ln.strip()) >= 25 and not ln.strip().startswith("#")]
+    for block in re.findall(pattern, text, flags=re.S):
+        lines += [ln.strip() for ln in block.splitlines()
+                  if len(ln.strip()) >= 25 and not ln.strip().startswith("#") and ln.strip() not in given]
     return lines
 
 
