@@ -8,9 +8,9 @@ objectives:
   the model predicts the originals (BERT's objective);
 * ``"causal"``: causal attention; every position predicts the next character (GPT's objective).
 
-:func:`train_runs` trains several copies at once (one per seed and initialisation, stacked with
-``torch.func.vmap``: one batched step of the course's loop :func:`toyattn.training.fit` instead of
-many tiny ones), recording symmetry and directionality scores and the loss, from the standard
+:func:`train_runs` trains several copies at once (one per seed and initialisation, stacked by
+:class:`toyattn.stacked.StackedModels`: one batched step of the course's loop :func:`toyattn.training.fit`
+instead of many tiny ones), recording symmetry and directionality scores and the loss, from the standard
 initialisation, the symmetric one of Saponati et al. 2025 (:func:`symmetric_init_`: ``W_k = W_q``,
 so every head starts at ``r = 1`` with a positive semi-definite ``M``) or its control
 (:func:`indefinite_init_`: ``W_k = W_q D``, ``D`` a diagonal of signs, so ``M`` starts symmetric but
@@ -21,17 +21,16 @@ indefinite). The experiments on these runs (steps to a loss, gradients of
 from __future__ import annotations
 
 import codecs
-import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 from .device import get_device, seed_everything
 from .models.transformer import Transformer, TransformerConfig
+from .stacked import StackedModels
 from .symmetry import (
     directionality_score,
     layer_bilinear,
@@ -297,28 +296,10 @@ def steps_to_loss(losses: Any, threshold: float, window: int = SMOOTHING) -> int
 # ---------------------------------------------------------------------------------------------
 
 
-class _Logits(nn.Module):
-    """The Transformer's forward pass without its input checks, which read tensor values (vmap cannot);
-    the inputs here are built by this module and valid by construction."""
-
-    def __init__(self, model: Transformer) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        x = m.embed(tokens)
-        if m.pos_embed is not None:
-            x = x + m.pos_embed(tokens.shape[-1])
-        for block in m.blocks:
-            x = block(x)
-        return m.unembed(m.ln_final(x))
-
-
 def _scores(params: dict[str, torch.Tensor], n_layers: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-head r ``[n, L, H]``, per-layer r ``[n, L]`` and directionality ``[n, L]`` of ``n`` stacked models."""
-    W_Q = torch.stack([params[f"model.blocks.{i}.attn.W_Q"].detach() for i in range(n_layers)], dim=1)
-    W_K = torch.stack([params[f"model.blocks.{i}.attn.W_K"].detach() for i in range(n_layers)], dim=1)
+    W_Q = torch.stack([params[f"blocks.{i}.attn.W_Q"].detach() for i in range(n_layers)], dim=1)
+    W_K = torch.stack([params[f"blocks.{i}.attn.W_K"].detach() for i in range(n_layers)], dim=1)
     M = layer_bilinear(W_Q, W_K)
     return symmetry_score(W_Q, W_K).cpu(), matrix_symmetry_score(M).cpu(), directionality_score(M).cpu()
 
@@ -377,31 +358,29 @@ def train_runs(
     for seed, init in runs:
         seed_everything(seed)
         model = Transformer(cfg)
-        models.append(_Logits(_initialise(model, init, seed)).to(dev))
-    params, buffers = stack_module_state(models)  # every weight gains a leading axis of len(runs)
-    template = copy.deepcopy(models[0]).to("meta")
-    if len(runs) > 1:
-        batched = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))
-    else:  # one run: vmap's bookkeeping would cost more than it saves
-        def batched(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
-            one = {k: v[0] for k, v in p.items()}, {k: v[0] for k, v in b.items()}
-            return functional_call(template, one, (x[0],))[None]
+        models.append(_initialise(model, init, seed).to(dev))
+    stacked = StackedModels(models)  # every weight gains a leading axis of len(runs)
+    params, buffers = stacked.params, stacked.buffers
+
+    def batched(x: torch.Tensor) -> torch.Tensor:  # x [n, ...]: run i reads x[i]
+        # check=False: the windows are built here, valid by construction, and vmap cannot read them.
+        return stacked.map(lambda model, xi: model(xi, check=False), x)
 
     data = {seed: char_batches(task, seed, steps, batch_size, seq_len, mask_prob) for seed in seeds}
     windows = torch.stack([data[seed][0] for seed, _ in runs], dim=1).to(dev)  # [steps, n, batch, seq + 1]
     masked = torch.stack([data[seed][1] for seed, _ in runs], dim=1).to(dev)
 
-    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.01, foreach=True)
+    opt = torch.optim.AdamW(stacked.parameters(), lr=lr, weight_decay=0.01, foreach=True)
     records: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     states: list[dict[str, torch.Tensor]] = []  # stacked weights at each record, when keep_states
 
     def loss_at(step: int) -> torch.Tensor:  # [n]: one loss per run
-        return _objective_loss(objective, lambda x: batched(params, buffers, x), windows[step], masked[step], task.mask_id)
+        return _objective_loss(objective, batched, windows[step], masked[step], task.mask_id)
 
     def record(step: int, losses: Sequence[torch.Tensor]) -> None:
         records.append((step, *_scores(params, cfg.n_layers)))
         if keep_states:
-            states.append({k.removeprefix("model."): v.detach().cpu().clone() for k, v in {**params, **buffers}.items()})
+            states.append({k: v.detach().cpu().clone() for k, v in {**params, **buffers}.items()})
 
     def every_run_reached(losses: Sequence[torch.Tensor]) -> bool:
         return _all_reached(losses, stop_below)
@@ -424,7 +403,7 @@ def train_runs(
             init=init,
             seed=seed,
             config=cfg,
-            final_state={k.removeprefix("model."): v[i].detach().cpu().clone() for k, v in {**params, **buffers}.items()},
+            final_state=stacked.state_dict(i),
             states=[{k: v[i].clone() for k, v in state.items()} for state in states] if keep_states else None,
         )
         for i, (seed, init) in enumerate(runs)
