@@ -110,8 +110,7 @@ def train(
     inputs, targets = inputs.to(dev), targets.to(dev)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    # Full batch: one step on all sentences. Per sentence: a [1, pos] slice at a time, in order.
-    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
+    batches = _batches(recipe, inputs)
     per_epoch = len(batches)
 
     def loss_at(step: int) -> torch.Tensor:
@@ -153,7 +152,7 @@ def train_together(
     inputs, targets = inputs.to(dev), targets.to(dev)
     stacked = StackedModels(models)
     optimizer = torch.optim.Adam(stacked.parameters(), lr=recipe.lr)
-    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
+    batches = _batches(recipe, inputs)
     per_epoch = len(batches)
 
     def loss_at(step: int) -> torch.Tensor:  # [n_runs]: one loss per run
@@ -166,6 +165,11 @@ def train_together(
     for model in models:
         model.eval()
     return [_epoch_means(history.losses[:, i], per_epoch).tolist() for i in range(len(models))]
+
+
+def _batches(recipe: Recipe, inputs: torch.Tensor) -> list[slice]:
+    """The slices of one epoch: full batch, one step on all sentences; per sentence, a [1, pos] slice at a time, in order."""
+    return [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
 
 
 def _epoch_means(losses: Sequence[torch.Tensor] | torch.Tensor, per_epoch: int) -> torch.Tensor:
