@@ -33,7 +33,9 @@ def test_runs_trained_together_match_runs_trained_alone_in_float64(float64):
         for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
             assert torch.allclose(pa, pb, rtol=0, atol=1e-8), f"{name}: max |diff| {(pa - pb).abs().max():.1e}"
         for key in ("id_error", "ood_error"):
-            assert a.history[key] == b.history[key], key  # error counts: exactly the same predictions
+            # Weights agree to ~1e-13 here, so predictions agree; a tie broken the other way by rounding on
+            # another machine would move an error by one token in a few hundred, hence the tolerance.
+            assert a.history[key] == pytest.approx(b.history[key], abs=0.01), key
         assert a.history["train_loss"][1:] == pytest.approx(b.history["train_loss"][1:], abs=1e-8)
         for ca, cb in zip(a.checkpoints, b.checkpoints, strict=True):
             assert all(torch.allclose(ca[k], cb[k], rtol=0, atol=1e-8) for k in ca)

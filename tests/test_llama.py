@@ -174,10 +174,11 @@ def test_smollm2_in_bfloat16_still_copies_and_mostly_agrees_with_float32(smollm2
     low = load_llama_gguf(pretrained(smollm2_gguf_path), dtype=torch.bfloat16)
     assert low.W_E.dtype == torch.bfloat16
     g = torch.Generator().manual_seed(1)
-    half = torch.randint(1000, 20000, (2, 24), generator=g)
-    tokens = torch.cat([torch.full((2, 1), 1), half, half], dim=1)
+    half = torch.randint(1000, 20000, (4, 24), generator=g)
+    tokens = torch.cat([torch.full((4, 1), 1), half, half], dim=1)
     with torch.no_grad():
         exact, rough = smollm2(tokens)[:, 25:-1], low(tokens)[:, 25:-1].float()
-    # On the second copy the answer is clear: bfloat16's rounding (8 significant bits) rarely flips it.
-    assert (exact.argmax(-1) == rough.argmax(-1)).float().mean() >= 0.9
+    # On the second copy bfloat16's rounding (8 significant bits) flips few answers (0.93-0.98 agree on
+    # this machine over three batches); 0.8 leaves room for another CPU's bfloat16 kernels.
+    assert (exact.argmax(-1) == rough.argmax(-1)).float().mean() >= 0.8
     assert (rough.argmax(-1) == tokens[:, 26:]).float().mean() > 0.5
