@@ -171,8 +171,9 @@ print(f"In this run, {n_half} of the {len(ablated)} ablations take away more tha
 # an unusual all-zero input: where zero and mean ablation agree, the drop comes from losing what the
 # head says about this sequence. The tests (`tests/test_head_ablation.py`) check the robust version
 # on the runs listed there, two seeds (fresh patterns seed 0, also trained with 2 threads, and a pool
-# of 1000 patterns seed 2): on each that learned the circuit, both ablations of L0H0 take away more
-# than half of the accuracy.
+# of 1000 patterns seed 2; on a machine where one of them does not learn in 600 steps, another seed
+# takes its place): on each that learned the circuit, both ablations of L0H0 take away more than half
+# of the accuracy.
 #
 # ## 3. Patching: what exactly does the previous-token head carry?
 #
