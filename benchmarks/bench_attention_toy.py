@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from toyattn.corpus import ToyCorpus
 from toyattn.device import get_device, seed_everything
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, full_batch_loss, train
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, full_batch_loss, train
 
 SEED = 77
 TARGET_RATIO = 0.05

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_circuits.py`` (about a minute on a 2-co
 
 1. training steps per second of the lesson's model, with one torch thread vs torch's default
    thread count (and on the GPU, when there is one);
-2. time to compute all lesson-4 weight metrics (``toyattn.circuits.circuit_metrics``) for 100
+2. time to compute all lesson-4 weight metrics (``toyattn.circuits.matching.circuit_metrics``) for 100
    checkpoints held in memory vs loaded from disk with ``weights_only=True``, and the random
    baseline.
 """
@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from toyattn import circuits as C
-from toyattn.induction import CopyTaskConfig, TrainConfig, train_copy_model
+from toyattn.circuits import matching
+from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, train_copy_model
 
 
 def steps_per_second(steps: int, device: str, threads: int | None) -> float:
@@ -63,12 +63,12 @@ def main() -> None:
         assert len(mem_run) == len(disk_run) == n_ckpt
 
         def all_metrics(run):
-            return [C.circuit_metrics(run.load(i), ranks=(4, 8)) for i in range(len(run))]
+            return [matching.circuit_metrics(run.load(i), ranks=(4, 8)) for i in range(len(run))]
 
         t_mem = timed(lambda: all_metrics(mem_run))
         t_disk = timed(lambda: all_metrics(disk_run))
         t_load = timed(lambda: [disk_run.load(i) for i in range(len(disk_run))])
-    t_base = timed(lambda: C.random_baseline(32, 4, n_runs=50))
+    t_base = timed(lambda: matching.random_baseline(32, 4, n_runs=50))
     rows.append((f"metrics, {n_ckpt} checkpoints in memory", t_mem, "s"))
     rows.append((f"metrics, {n_ckpt} checkpoints from disk (weights_only)", t_disk, "s"))
     rows.append((f"  of which loading {n_ckpt} files", t_load, "s"))

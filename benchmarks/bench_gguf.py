@@ -1,4 +1,4 @@
-"""Benchmark for lesson 3: scoring the packaged SmolLM2 GGUF, reading its header with toyattn.gguf_file
+"""Benchmark for lesson 3: scoring the packaged SmolLM2 GGUF, reading its header with toyattn.weights.gguf
 against gguf.GGUFReader, side by side in one run.
 
 Rows (best of ``--repeat`` runs each, the two ways alternated so machine noise hits both alike):
@@ -23,10 +23,10 @@ import gguf
 import numpy as np
 import torch
 
-import toyattn.gguf_file
-from toyattn.gguf_file import GGUFFile
-from toyattn.pretrained import smollm2_gguf_path
-from toyattn.symmetry_report import score_model
+import toyattn.weights.gguf
+from toyattn.symmetry.report import score_model
+from toyattn.weights.gguf import GGUFFile
+from toyattn.weights.pretrained import smollm2_gguf_path
 
 _KEYS = ("general.architecture", "general.name", "llama.attention.head_count", "llama.attention.head_count_kv",
          "llama.block_count")
@@ -65,11 +65,11 @@ def main() -> None:
     for _ in range(args.repeat):
         open_reader.append(timed(lambda: gguf.GGUFReader(str(path)))[0])
         open_ours.append(timed(lambda: GGUFFile(path))[0])
-        toyattn.gguf_file.GGUFFile = ReaderAdapter  # the loader imports it by name at call time
+        toyattn.weights.gguf.GGUFFile = ReaderAdapter  # the loader imports it by name at call time
         try:
             t, old = timed(lambda: score_model(path, device="cpu", progress=False))
         finally:
-            toyattn.gguf_file.GGUFFile = GGUFFile
+            toyattn.weights.gguf.GGUFFile = GGUFFile
         score_reader.append(t)
         t, new = timed(lambda: score_model(path, device="cpu", progress=False))
         score_ours.append(t)
@@ -77,7 +77,7 @@ def main() -> None:
 
     def row(what: str, before: list[float], after: list[float]) -> None:
         b, a = min(before), min(after)
-        print(f"{what:<34} GGUFReader {b:7.3f} s   toyattn.gguf_file {a:7.3f} s   ratio {b / a:6.1f}x")
+        print(f"{what:<34} GGUFReader {b:7.3f} s   toyattn.weights.gguf {a:7.3f} s   ratio {b / a:6.1f}x")
 
     row("open the file", open_reader, open_ours)
     row("score_model end to end", score_reader, score_ours)

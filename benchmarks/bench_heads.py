@@ -24,9 +24,9 @@ import time
 import torch
 
 from toyattn.device import get_device, seed_everything
-from toyattn.head_matching import cost_matrix, invariant_cost_matrix, invariant_features, match, raw_features
-from toyattn.head_weights import HeadWeights, rotate_within_heads
-from toyattn.permutations import random_permutation, recovery_accuracy
+from toyattn.heads.matching import cost_matrix, invariant_cost_matrix, invariant_features, match, raw_features
+from toyattn.heads.permutations import random_permutation, recovery_accuracy
+from toyattn.heads.weights import HeadWeights, rotate_within_heads
 
 D_IN = 4096
 CONFIGS = ((12, 64), (32, 128), (128, 32))  # (n_heads, d_head): GPT-2/BERT-like, Llama-2-7B-like, many small heads

@@ -7,7 +7,7 @@ the whole sweep, and writes the numbers to ``benchmarks/results/pool_size_sweep.
 --out benchmarks/results/pool_size_sweep_1500.json`` for the longer schedule), which
 ``notebooks/05_induction_circuits`` plots (the notebook itself cannot train 36 models in its time limit).
 
-The runs train together as one stacked model (``toyattn.copy_task_sweeps.train_copy_models``: each run
+The runs train together as one stacked model (``toyattn.circuits.sweeps.train_copy_models``: each run
 ends where it would end alone, up to rounding); ``--one-at-a-time`` trains them one after another as the
 recorded results in ``benchmarks/results/`` were made.
 """
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toyattn import circuits as C
-from toyattn.copy_task_sweeps import train_copy_models
-from toyattn.induction import CopyTaskConfig, TrainConfig, default_model_config, train_copy_model
+from toyattn.circuits import matching
+from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, default_model_config, train_copy_model
+from toyattn.circuits.sweeps import train_copy_models
 
 OUT = Path(__file__).parent / "results" / "pool_size_sweep.json"
 RANK = 4  # the QK-OV matching's rank (match_largest_4)
@@ -55,7 +55,7 @@ def main() -> None:
     else:
         runs = train_copy_models(task, runs=pairs, train=TrainConfig(**schedule), device="cpu", progress=False)
     for (seed, size), run in zip(pairs, runs, strict=True):
-        m = C.circuit_metrics(run.model, ranks=(RANK,))
+        m = matching.circuit_metrics(run.model, ranks=(RANK,))
         rows.append({"pool_size": size, "seed": seed, "id_error": run.history["id_error"][-1],
                      "ood_error": run.history["ood_error"][-1], f"match_largest_{RANK}": m[f"match_largest_{RANK}"],
                      "seconds": run.seconds})

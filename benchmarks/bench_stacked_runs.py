@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from toyattn.copy_task_sweeps import train_copy_models
+from toyattn.circuits.copy_task import TrainConfig, train_copy_model
+from toyattn.circuits.sweeps import train_copy_models
 from toyattn.device import get_device
-from toyattn.induction import TrainConfig, train_copy_model
-from toyattn.one_head_training import train_one_head, train_one_heads
+from toyattn.sentences.training import train_one_head, train_one_heads
 
 
 def table(title: str, n: int, alone_s: float, together_s: float, gap: float) -> None:

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from toyattn.symmetry import matrix_symmetry_score
-from toyattn.symmetry_experiments import bilinear_gradients, bilinear_update
-from toyattn.symmetry_training import INITS, CharTask, char_batches, train_runs
+from toyattn.symmetry.experiments import bilinear_gradients, bilinear_update
+from toyattn.symmetry.scores import matrix_symmetry_score
+from toyattn.symmetry.training import INITS, CharTask, char_batches, train_runs
 
 THRESHOLDS = {"masked": (3.0, 2.8, 2.6, 2.4), "causal": (2.5, 2.0, 1.5, 1.0)}
 

@@ -5,7 +5,7 @@ One run, side by side (float32, d_model = 4096, 32 heads, d_head = 128, one laye
 * the per-head definition (build the 4096 x 4096 matrix M for each head; NumPy, as the seed notebook's
   ``scores_norm``), timed on a few heads and scaled to 32;
 * the seed notebook's batched NumPy einsum (``scores_trace_full``), re-implemented here only to compare;
-* the package's :func:`toyattn.symmetry.symmetry_score` (on the CPU, head by head at this size);
+* the package's :func:`toyattn.symmetry.scores.symmetry_score` (on the CPU, head by head at this size);
 * the machine's own float32 matrix-multiply rate, measured in this run, and the time it needs for the
   ``6 d d_h^2`` flops per head that the three Gram products cost;
 * three plain ``[d_h, d] @ [d, d_h]`` products per head: the rate BLAS reaches at the Gram shape itself
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from toyattn.device import get_device
-from toyattn.symmetry import symmetry_score
+from toyattn.symmetry.scores import symmetry_score
 
 D_MODEL, N_HEADS, D_HEAD = 4096, 32, 128
 
@@ -156,8 +156,8 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
 _CHILD = r"""
 import json, sys, time
 import torch
-from toyattn.checkpoints import iter_qk_layers, load_qk
-from toyattn.symmetry import symmetry_score
+from toyattn.weights.checkpoints import iter_qk_layers, load_qk
+from toyattn.symmetry.scores import symmetry_score
 
 def status_mb(key):
     # /proc/self/status, not ru_maxrss: ru_maxrss also counts the parent's memory at fork time.

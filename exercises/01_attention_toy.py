@@ -52,9 +52,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from toyattn import checks, get_device
-from toyattn.corpus import ToyCorpus
-from toyattn.one_head_training import train_one_head, train_one_heads
 from toyattn.plotting import heatmap
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import train_one_head, train_one_heads
 
 device = get_device()
 corpus = ToyCorpus()
@@ -338,7 +338,7 @@ for key_pos in (1, 2):
 # * Patch `hook_k` at position 1 instead of `hook_v`. Does the pattern of "the" change, and by how
 #   much? Does the answer flip? Why, or why not?
 # * Write `ablate_edge`: a hook on `hook_pattern` that sets `pattern[:, 3, 1] = 0`, and compare
-#   with `toyattn.interventions.ablate_edge`. What happens to p(chicken) and p(beef)?
-# * Train the lecture's sweep, `runs = train_one_heads(range(12))` (from `toyattn.one_head_training`),
+#   with `toyattn.sentences.interventions.ablate_edge`. What happens to p(chicken) and p(beef)?
+# * Train the lecture's sweep, `runs = train_one_heads(range(12))` (from `toyattn.sentences.training`),
 #   take a run that is stuck (its loss stays near 0.277; which seeds get stuck depends on the machine),
 #   and use your `edge_contribution` on it to see what "the" reads instead.

@@ -50,9 +50,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from toyattn import checks, seed_everything
-from toyattn.head_matching import greedy_match
-from toyattn.head_weights import HeadWeights, rotate_within_heads
-from toyattn.permutations import random_permutation
+from toyattn.heads.matching import greedy_match
+from toyattn.heads.permutations import random_permutation
+from toyattn.heads.weights import HeadWeights, rotate_within_heads
 
 gen = seed_everything(0)
 
@@ -179,7 +179,7 @@ checks.check_optimal_match(optimal_match)
 
 # %% [markdown]
 # **Predict first:** on 200 random 8 x 8 cost matrices (entries uniform in [0, 1]), how often does
-# greedy matching (`toyattn.head_matching.greedy_match`) find the optimal total, and how much more does it
+# greedy matching (`toyattn.heads.matching.greedy_match`) find the optimal total, and how much more does it
 # cost on average? Run the next cell.
 
 # %%

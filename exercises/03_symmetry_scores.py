@@ -22,7 +22,7 @@
 # Each exercise says what to compute; how is up to you. A **Hint** cell follows each one: skip it
 # unless you are stuck. Every check tries fresh inputs, including heads built to score exactly 1 and
 # exactly 0, and tells you which mistake a wrong answer looks like. Checks also refuse answers that call
-# `toyattn.symmetry`, which holds the course's own solutions.
+# `toyattn.symmetry.scores`, which holds the course's own solutions.
 
 # %%
 import time
@@ -234,18 +234,18 @@ checks.check_batched_symmetry_scores(batched_scores)
 # %% [markdown]
 # ### Your function on a real encoder
 #
-# `toyattn.checkpoints.load_qk` reads every layer's query and key maps from a checkpoint, in the same
+# `toyattn.weights.checkpoints.load_qk` reads every layer's query and key maps from a checkpoint, in the same
 # `[layers, heads, d_model, d_head]` layout. If the course's packaged MiniLM encoder is installed
 # (`make pretrained`), your `batched_scores` runs on it and is compared with the course's
-# `toyattn.symmetry.symmetry_score`; otherwise a random model stands in.
+# `toyattn.symmetry.scores.symmetry_score`; otherwise a random model stands in.
 #
 # **Question.** What share of MiniLM's 72 heads will score above 0.5 (the random level)? Predict, then
 # run the next cell.
 
 # %%
-from toyattn.checkpoints import load_qk
-from toyattn.pretrained import PretrainedNotInstalled, minilm_path
 from toyattn.symmetry import symmetry_score
+from toyattn.weights.checkpoints import load_qk
+from toyattn.weights.pretrained import PretrainedNotInstalled, minilm_path
 
 try:
     W_Q, W_K = load_qk(minilm_path())
@@ -331,6 +331,6 @@ for factor in (1.0, 2.0):
 #   `d_model`; a mix of the two parts scores the share of squared norms you give it.
 # * A layer's score includes how its heads combine: it can be symmetric when no single head is.
 #
-# **Try next:** run your `batched_scores` on `load_qk(toyattn.pretrained.smollm2_gguf_path())` (9 query
-# heads sharing 3 key heads) and compare with `toyattn.symmetry.symmetry_score`. Then write the
+# **Try next:** run your `batched_scores` on `load_qk(toyattn.weights.pretrained.smollm2_gguf_path())` (9 query
+# heads sharing 3 key heads) and compare with `toyattn.symmetry.scores.symmetry_score`. Then write the
 # `nn.Linear`-layout version of `layer_score` for a fused QKV weight of shape `[3 * d_model, d_model]`.

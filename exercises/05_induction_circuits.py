@@ -24,14 +24,14 @@
 # circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
 # whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
 # the weights lets the circuits read $x$ itself, up to one positive scale per token and bias terms
-# (section 6); `toyattn.induction_heads.head_factors(model, layer, head)` returns those folded weights.
+# (section 6); `toyattn.circuits.detection.head_factors(model, layer, head)` returns those folded weights.
 # Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
 # 5 of layer 3.
 #
 # Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them: skip it
 # unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer looks like.
-# Checks refuse answers that call `toyattn.head_ablation`, `toyattn.composition` or
-# `toyattn.induction_heads`, which hold the course's own solutions; use them afterwards to compare.
+# Checks refuse answers that call `toyattn.circuits.ablation`, `toyattn.circuits.composition` or
+# `toyattn.circuits.detection`, which hold the course's own solutions; use them afterwards to compare.
 # Where a cell asks you to **decide**, write your answer in the cell below it (a comment, or a print
 # built from your numbers); in `solutions/` that cell holds a model answer that prints its reasoning
 # from the numbers of its own run.
@@ -42,9 +42,15 @@ import numpy as np
 import torch
 
 from toyattn import checks, seed_everything
-from toyattn.head_ablation import corrupt_first_copy, offset_parity_mask
-from toyattn.induction import CopyTaskConfig, TrainConfig, copy_error, make_test_sets, train_copy_model
-from toyattn.induction_heads import head_factors
+from toyattn.circuits.ablation import corrupt_first_copy, offset_parity_mask
+from toyattn.circuits.copy_task import (
+    CopyTaskConfig,
+    TrainConfig,
+    copy_error,
+    make_test_sets,
+    train_copy_model,
+)
+from toyattn.circuits.detection import head_factors
 
 seed_everything(0)
 torch.set_num_threads(1)
@@ -369,14 +375,14 @@ raise NotImplementedError()
 #
 # ## What next
 #
-# * Compare your picks with `toyattn.induction_heads.top_heads` and with section 11 of the lesson.
+# * Compare your picks with `toyattn.circuits.detection.top_heads` and with section 11 of the lesson.
 # * Ablate your top induction head in SmolLM2 with your `ablate_head`, by **mean** ablation over at
 #   least 32 sequences of repeated random tokens, and measure the loss on the second copy with an error
 #   bar (the spread over sequences). Then ablate the top three at once (one hook per head): how much
 #   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
-#   `toyattn.induction_heads.k_composition_factored` (the circuits are 576 x 576), against
-#   `toyattn.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
+#   `toyattn.circuits.detection.k_composition_factored` (the circuits are 576 x 576), against
+#   `toyattn.circuits.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
 #   already sets K-composition against random head pairs of the model. Then do what the lesson does
-#   not: compute the **Q-composition** of the same pairs (`toyattn.composition.q_composition`)
+#   not: compute the **Q-composition** of the same pairs (`toyattn.circuits.composition.q_composition`)
 #   against random head pairs, and see whether the circuit heads stand out there too.

@@ -128,7 +128,7 @@ print(to_numpy(x))  # to_numpy works for GPU tensors and tensors that require gr
 import matplotlib.pyplot as plt
 
 from toyattn.device import cpu_threads
-from toyattn.timing import first_win, matmul_seconds, matmul_times
+from toyattn.device.timing import first_win, matmul_seconds, matmul_times
 
 accelerators = [name for name, there in (("cuda", torch.cuda.is_available()),
                                          ("mps", torch.backends.mps.is_available())) if there]
@@ -180,7 +180,7 @@ if not accelerators:
 # on each device: on the CPU on one thread, the course's default for this model.
 
 # %%
-from toyattn.timing import toy_step_flops, toy_step_seconds
+from toyattn.device.timing import toy_step_flops, toy_step_seconds
 
 flops = toy_step_flops()
 step_s = {name: toy_step_seconds(name) for name in devices}  # medians of 30 steps

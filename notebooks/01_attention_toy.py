@@ -45,11 +45,17 @@ import matplotlib.pyplot as plt
 import torch
 
 from toyattn import get_device, seed_everything
-from toyattn.corpus import ToyCorpus
-from toyattn.interventions import ablate_edge, patch_activation, patch_edge
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import DEFAULT_RECIPE, ORIGINAL_RECIPE, Recipe, train_one_head, train_one_heads
 from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.interventions import ablate_edge, patch_activation, patch_edge
+from toyattn.sentences.training import (
+    DEFAULT_RECIPE,
+    ORIGINAL_RECIPE,
+    Recipe,
+    train_one_head,
+    train_one_heads,
+)
 
 device = get_device()
 SEED = 77
@@ -465,9 +471,9 @@ print(f"\n{sum(solved)} of {len(solved)} seeds solve the task: {both} read posit
 #
 # * **patching**: run the *woman* sentence, but replace what "the" reads from position 1 (its
 #   weight times the value of *woman*) with what it read in the *man* run
-#   (`toyattn.interventions.patch_edge`);
+#   (`toyattn.sentences.interventions.patch_edge`);
 # * **ablation**: cut the edge "the" → position 1 by setting its attention weight to 0
-#   (`toyattn.interventions.ablate_edge`).
+#   (`toyattn.sentences.interventions.ablate_edge`).
 #
 # **Predict first:** what does the patched *woman* run predict after "the"? And what happens to
 # the choice when the edge is cut?
@@ -572,7 +578,7 @@ for name, sentence in (("man", man), ("woman", woman)):
 # all the threads PyTorch uses by default?
 
 # %%
-from toyattn.timing import toy_step_seconds
+from toyattn.device.timing import toy_step_seconds
 
 n_threads = torch.get_num_threads()
 step_us = {"cpu, 1 thread": toy_step_seconds("cpu", threads=1) * 1e6,

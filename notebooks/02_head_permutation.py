@@ -45,9 +45,8 @@ import plotly.graph_objects as go
 import torch
 
 from toyattn import seed_everything
-from toyattn.checkpoints import bert_attention_as_mha
-from toyattn.fused_qkv import permute_mha, permute_qkv, split_qkv
-from toyattn.head_matching import (
+from toyattn.heads.fused_qkv import permute_mha, permute_qkv, split_qkv
+from toyattn.heads.matching import (
     cost_matrix,
     greedy_match,
     hungarian_match,
@@ -56,12 +55,13 @@ from toyattn.head_matching import (
     recover_permutation,
     singular_value_features,
 )
-from toyattn.head_weights import HeadWeights, random_orthogonal, rotate_within_heads
+from toyattn.heads.permutations import invert_permutation, random_permutation, recovery_accuracy
+from toyattn.heads.weights import HeadWeights, random_orthogonal, rotate_within_heads
 from toyattn.models.transformer import Transformer, TransformerConfig
-from toyattn.permutations import invert_permutation, random_permutation, recovery_accuracy
 from toyattn.plotting import cost_heatmap, head_blocks_figure, qkv_heatmap
-from toyattn.pretrained import PretrainedNotInstalled, minilm_path
 from toyattn.progress import progress
+from toyattn.weights.checkpoints import bert_attention_as_mha
+from toyattn.weights.pretrained import PretrainedNotInstalled, minilm_path
 
 NOTEBOOK_START = time.perf_counter()
 gen = seed_everything(0)
@@ -74,7 +74,7 @@ gen = seed_everything(0)
 # the K block, then the V block, and inside each block head 0's `d_head` columns, then head 1's, ...
 #
 # Two layouts are common, and **the shape alone cannot tell them apart** whenever both sides are
-# divisible by `3*H` (a square weight always is), so every function in `toyattn.fused_qkv` takes the
+# divisible by `3*H` (a square weight always is), so every function in `toyattn.heads.fused_qkv` takes the
 # layout explicitly:
 #
 # | layout | shape | the layer computes | found in |
@@ -460,7 +460,7 @@ for features in ("raw", "invariant"):
 # weights `[384, 384]`; stacking them gives a fused `out_in` weight `[1152, 384]`, which
 # `bert_attention_as_mha` loads into an `nn.MultiheadAttention` together with the output projection
 # (BERT's self-attention computes exactly what that module does; the course's tests check it against
-# the `transformers` implementation). `toyattn.pretrained.minilm_path()` finds the file.
+# the `transformers` implementation). `toyattn.weights.pretrained.minilm_path()` finds the file.
 
 # %%
 try:

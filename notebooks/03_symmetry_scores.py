@@ -65,8 +65,8 @@ from toyattn.symmetry import (
     symmetry_score_definition,
     to_signed,
 )
-from toyattn.symmetry_report import score_model
-from toyattn.symmetry_training import train_symmetry_experiment
+from toyattn.symmetry.report import score_model
+from toyattn.symmetry.training import train_symmetry_experiment
 
 g = seed_everything(0)
 device = get_device()
@@ -407,7 +407,7 @@ print(f"In this run layer 2 sits above the other layers by {lift_layer:+.3f} per
 # as well? (Section 5b looks at this directly.)
 
 # %%
-from toyattn.pretrained import (
+from toyattn.weights.pretrained import (
     GEMMA_NOTICE,
     PretrainedNotInstalled,
     gemma3_gguf_path,
@@ -481,8 +481,8 @@ for label, report in reports.items():
 # far below both, scores computed in bfloat16 can be compared with float32 ones.
 
 # %%
-from toyattn.checkpoints import load_qk
 from toyattn.device import check_dtype
+from toyattn.weights.checkpoints import load_qk
 
 if reports:
     first = next(iter(reports))
@@ -528,7 +528,7 @@ if reports:
 # and per layer, next to the medians Saponati et al. publish (their results table, per layer, $s$
 # convention; they did not measure these three models, so compare with the families). A median here is the ordinary one: the
 # middle value, or the mean of the two middle values for an even count (MiniLM has 6 layers;
-# `toyattn.symmetry.median`; `torch.median` would return the lower of the two).
+# `toyattn.symmetry.scores.median`; `torch.median` would return the lower of the two).
 
 # %%
 published = {
@@ -651,7 +651,7 @@ print(f"normalised score a->b = {normed_score(x_a, x_b):+.3f}, b->a = {normed_sc
 # and the reason you gave for it.
 
 # %%
-from toyattn.checkpoints import iter_qk_layers
+from toyattn.weights.checkpoints import iter_qk_layers
 
 if reports:
     fig, axes = plt.subplots(1, len(reports) + 1, figsize=(4.6 * (len(reports) + 1), 3.8))
@@ -891,8 +891,8 @@ print(f"W_q W_q^T = W_k W_k^T here? {bool(torch.allclose(Wq_t @ Wq_t.T, Wk_t @ W
 # both ways). **Predict first:** for which of the three will the masked model's be the more symmetric?
 
 # %%
-from toyattn.symmetry_experiments import bilinear_gradients, bilinear_update
-from toyattn.symmetry_training import CharTask, char_batches
+from toyattn.symmetry.experiments import bilinear_gradients, bilinear_update
+from toyattn.symmetry.training import CharTask, char_batches
 
 task = CharTask.from_text(None, seq_len=16)
 windows, hidden = char_batches(task, seed=123, steps=8, batch_size=32, seq_len=16, mask_prob=0.15)
@@ -1010,8 +1010,8 @@ print("So in this run the gradient without self-pairs, the cleaner comparison, "
 # will the control behave like the symmetric start or like the standard one?
 
 # %%
-from toyattn.symmetry_experiments import symmetric_init_experiment
-from toyattn.symmetry_training import smoothed_losses
+from toyattn.symmetry.experiments import symmetric_init_experiment
+from toyattn.symmetry.training import smoothed_losses
 
 THRESHOLDS = {"masked": 3.0, "causal": 2.0}
 INIT_NAMES = {"standard": "standard", "symmetric": "W_K = W_Q\n(symmetric, PSD)", "indefinite": "W_K = W_Q D\n(symmetric, indefinite)"}
@@ -1125,7 +1125,7 @@ for objective in THRESHOLDS:
 #    lower threshold (later in training) change the verdict on the symmetric start? Is the $W_K = W_Q$
 #    start slower than the standard one on most seeds, and does the indefinite control share that?
 # 3. On a GPU, `train_runs("masked", seeds=range(5), inits=INITS, scale=4, steps=4000, text=..., device="cuda")`
-#    (`train_runs` and `INITS` from `toyattn.symmetry_training`) with a longer text of your own: does a larger model gain from a
+#    (`train_runs` and `INITS` from `toyattn.symmetry.training`) with a longer text of your own: does a larger model gain from a
 #    symmetric start?
 # 4. Plot Gemma's per-layer $s$ with and without folding (`gemma_raw`): in which layers do the Q/K norm
 #    gains change the score most, and the directionality?

@@ -51,11 +51,9 @@ import numpy as np
 import torch
 
 import toyattn
-from toyattn import circuits as C
 from toyattn import get_device, seed_everything
-from toyattn.copy_task_sweeps import train_copy_models
-from toyattn.head_weights import HeadWeights
-from toyattn.induction import (
+from toyattn.circuits import matching
+from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     TrainConfig,
     default_model_config,
@@ -64,7 +62,9 @@ from toyattn.induction import (
     train_copy_model,
     zipf_probs,
 )
-from toyattn.induction_heads import head_factors, ov_matrix, qk_matrix
+from toyattn.circuits.detection import head_factors, ov_matrix, qk_matrix
+from toyattn.circuits.sweeps import train_copy_models
+from toyattn.heads.weights import HeadWeights
 from toyattn.plotting import heatmap_grid, heatmap_plotly
 
 seed_everything(0)
@@ -295,9 +295,9 @@ print(f"layer 2: second-copy queries put {on_target:.2f} of their attention on a
 # %%
 def token_level(model, distance=0):
     l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)  # layers 1 and 2
-    W_qk = C.qk_circuit(l2.W_Q[0], l2.W_K[0], distance, model.cfg.rotary_base)  # head 0
-    W_ov = C.ov_circuit(l1.W_V[0], l1.W_O[0])
-    return C.token_matrix(model.embed.W_E, C.qkov_circuit(W_qk, W_ov))
+    W_qk = matching.qk_circuit(l2.W_Q[0], l2.W_K[0], distance, model.cfg.rotary_base)  # head 0
+    W_ov = matching.ov_circuit(l1.W_V[0], l1.W_O[0])
+    return matching.token_matrix(model.embed.W_E, matching.qkov_circuit(W_qk, W_ov))
 
 
 start, end = token_level(fresh.load(0)), token_level(fresh.load(-1))
@@ -309,7 +309,7 @@ fig = heatmap_grid(
 )
 plt.show()
 for name, M in [("initialisation", start), ("trained", end)]:
-    print(f"{name:>15}: diagonal z-score {C.diagonal_zscore(M):5.2f}, token mismatch ratio {C.token_mismatch_ratio(M):.2f}")
+    print(f"{name:>15}: diagonal z-score {matching.diagonal_zscore(M):5.2f}, token mismatch ratio {matching.token_mismatch_ratio(M):.2f}")
 
 # %%
 # The exact layer-2 score, rebuilt from W_qk(distance): layer-normed residuals plus the bias terms.
@@ -321,8 +321,8 @@ W2 = HeadWeights.from_model(model, 1).map(lambda t: t.double().cpu())
 W_Q, W_K, b_Q, b_K = (t[0].numpy() for t in (W2.W_Q, W2.W_K, W2.b_Q, W2.b_K))  # head 0, as NumPy arrays
 i, j = int(ood_batch.second[k]) + 3, int(ood_batch.first[k]) + 4  # a query in the second copy, its target key
 rotary = model.cfg.positions == "rotary"  # without rotary positions there is no R(i - j): R = identity
-R = C.rotary_matrix(d_head, i - j, model.cfg.rotary_base) if rotary else np.eye(d_head)
-W_qk_ij = C.qk_circuit(W_Q, W_K, i - j if rotary else None, model.cfg.rotary_base)
+R = matching.rotary_matrix(d_head, i - j, model.cfg.rotary_base) if rotary else np.eye(d_head)
+W_qk_ij = matching.qk_circuit(W_Q, W_K, i - j if rotary else None, model.cfg.rotary_base)
 bilinear = x_hat[i] @ W_qk_ij @ x_hat[j]
 bias_terms = (x_hat[i] @ W_Q @ R @ b_K + b_Q @ R @ W_K.T @ x_hat[j] + b_Q @ R @ b_K) / np.sqrt(d_head)
 print(f"score of query {i} on key {j} (distance {i - j}), from the model: {float(cache['blocks.1.attn.hook_attn_scores'][k, 0, i, j]):.4f}")
@@ -364,7 +364,7 @@ print(f"  the same bilinear form on the raw residual, x_i W_qk x_j = {resid[i] @
 # *layer-normed* $\hat x$, while $W_{ov}$ writes into the raw residual $x$; in between, layer 2's
 # layer norm centres $x$ and multiplies each coordinate by its own trained gain, which turns
 # directions. Folding each layer norm's gain and centring into the matrices that read it ($W_Q$,
-# $W_K$, $W_V$), as lesson 5 does (`toyattn.induction_heads.head_factors`), puts both sides in the
+# $W_K$, $W_V$), as lesson 5 does (`toyattn.circuits.detection.head_factors`), puts both sides in the
 # residual's coordinates, up to one positive scale per token. The seed comparison below prints the
 # folded match next to the unfolded one (the paper's code does not fold).
 #
@@ -374,14 +374,14 @@ print(f"  the same bilinear form on the raw residual, x_i W_qk x_j = {resid[i] @
 # %%
 RANKS = (4, 8) if D_MODEL <= 32 else (5, 10)
 R_MAIN = RANKS[0]
-baseline = {(r, s): C.random_baseline(D_MODEL, r, n_runs=50, summary=s) for r in RANKS for s in ("largest", "rms")}
+baseline = {(r, s): matching.random_baseline(D_MODEL, r, n_runs=50, summary=s) for r in RANKS for s in ("largest", "rms")}
 for r in RANKS:
     print(f"rank {r}: random baseline largest {baseline[(r, 'largest')][0]:.3f} +- {baseline[(r, 'largest')][1]:.3f}, "
-          f"rms {baseline[(r, 'rms')][0]:.3f} (at most sqrt(r/d) = {C.expected_random_matching(D_MODEL, r, 'rms'):.3f})")
+          f"rms {baseline[(r, 'rms')][0]:.3f} (at most sqrt(r/d) = {matching.expected_random_matching(D_MODEL, r, 'rms'):.3f})")
 
 
 def metrics_over_training(run, ranks=RANKS, distance=0):
-    rows = [C.circuit_metrics(run.load(i), ranks=ranks, distance=distance) for i in range(len(run))]
+    rows = [matching.circuit_metrics(run.load(i), ranks=ranks, distance=distance) for i in range(len(run))]
     return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
 
@@ -391,7 +391,7 @@ dyn = {pool: metrics_over_training(run) for pool, run in runs.items()}
 def span_share(model, rank=R_MAIN):
     """(share of layer-1 W_ov's top-rank output directions' squared length inside span(W_E), its chance value)."""
     l1 = HeadWeights.from_model(model, 0)
-    return C.ov_output_share_in_embedding_span(model.embed.W_E, C.ov_circuit(l1.W_V[0], l1.W_O[0]), rank)
+    return matching.ov_output_share_in_embedding_span(model.embed.W_E, matching.ov_circuit(l1.W_V[0], l1.W_O[0]), rank)
 
 
 def plot_dynamics(run, m, title):
@@ -496,8 +496,8 @@ plt.show()
 order = {}
 when = lambda step: f"at step {step}" if step is not None else f"not within {TRAIN.steps} steps"  # noqa: E731
 for seed, run in seed_runs.items():
-    rose = C.first_step_where(run.steps, seed_match[seed], MATCH_RISEN)
-    fell = C.first_step_where(run.steps, run.history["ood_error"], ERROR_FALLEN, below=True)
+    rose = matching.first_step_where(run.steps, seed_match[seed], MATCH_RISEN)
+    fell = matching.first_step_where(run.steps, run.history["ood_error"], ERROR_FALLEN, below=True)
     order[seed] = (rose, fell)
     at_rise = "" if rose is None else f" (OOD error then {run.history['ood_error'][run.steps.index(rose)]:.2f})"
     print(f"seed {seed}: match above {MATCH_RISEN:.2f} {when(rose)}{at_rise}; OOD error below {ERROR_FALLEN} {when(fell)}; "
@@ -517,7 +517,7 @@ print(f"\nOf {len(order)} seeds: the match rose above the baseline + 2 std befor
 def folded_match(model, rank=R_MAIN):
     """The final match with each layer norm's gain and centring folded into W_Q, W_K, W_V (lesson 5's way)."""
     l1, l2 = head_factors(model, 0, 0, fold=True), head_factors(model, 1, 0, fold=True)
-    return C.qk_ov_matching(qk_matrix(l2), ov_matrix(l1), rank)
+    return matching.qk_ov_matching(qk_matrix(l2), ov_matrix(l1), rank)
 
 
 print(f"\nThe final match with the layer norms folded in (both sides in the residual's coordinates; "
@@ -568,7 +568,7 @@ for name, cfg in configs.items():
 ranks_recorded = {cfg.get("rank", 4) for cfg in configs.values()}
 d_recorded = {cfg.get("model", {}).get("d_model", 32) for cfg in configs.values()}
 assert ranks_recorded == {4} and d_recorded == {32}, (ranks_recorded, d_recorded)  # the columns read below
-base_mean, base_std = C.random_baseline(32, 4, n_runs=50)  # the recorded runs' size, whatever SCALE says
+base_mean, base_std = matching.random_baseline(32, 4, n_runs=50)  # the recorded runs' size, whatever SCALE says
 risen = base_mean + 2 * base_std
 name_of = lambda pool, seed, n: f"{'fresh' if pool is None else 'pool ' + str(pool)} seed {seed} at {n} steps"  # noqa: E731
 print(f"\nrecorded runs (random baseline for d_model 32, rank 4: {base_mean:.2f}, + 2 std = {risen:.2f})")
@@ -686,7 +686,7 @@ real = (ood_tests.second - ood_tests.first - 1).numpy()  # L + gap - 1: the indu
 print(f"real query-key distances of the induction head: {real.min()} to {real.max()} (median {int(np.median(real))})")
 distances = sorted(set(range(0, TASK.seq_len, 2)) | set(range(int(real.min()), int(real.max()) + 1)))  # every real distance
 final = fresh.load(-1)
-sweep = {d: C.circuit_metrics(final, ranks=(R_MAIN,), distance=d) for d in distances}
+sweep = {d: matching.circuit_metrics(final, ranks=(R_MAIN,), distance=d) for d in distances}
 d_real = int(np.median(real))
 print(f"QK-OV match (rank {R_MAIN}, largest): {sweep[0][f'match_largest_{R_MAIN}']:.3f} at distance 0, "
       f"{sweep[d_real][f'match_largest_{R_MAIN}']:.3f} at the median real distance {d_real}; "
@@ -720,7 +720,7 @@ plt.show()
 #
 # Layer 1 must attend to the previous position *whatever the tokens are*. Split the token
 # embeddings into the part all tokens **share** (the mean embedding) and each token's **own** part
-# (its embedding minus the mean). `C.embedding_usage` measures how much of each part layer 1's $W_Q$
+# (its embedding minus the mean). `matching.embedding_usage` measures how much of each part layer 1's $W_Q$
 # or $W_K$ reads: the length of the unit-normalised part projected onto the top-$r$ input directions
 # of $W_Q$ or $W_K$ (it ignores the layer norm: its centring, its per-coordinate gain and its division
 # of each token by its own standard deviation). For a random subspace (as at initialisation),
@@ -736,13 +736,13 @@ usage = {("W_Q", "own"): [], ("W_Q", "shared"): [], ("W_K", "own"): [], ("W_K", 
 for i in range(len(fresh)):
     m = fresh.load(i)
     for name in ("W_Q", "W_K"):
-        own, shared = C.embedding_usage(m.embed.W_E, getattr(m.blocks[0].attn, name)[0], R_MAIN)
+        own, shared = matching.embedding_usage(m.embed.W_E, getattr(m.blocks[0].attn, name)[0], R_MAIN)
         usage[(name, "own")].append(own.mean())
         usage[(name, "shared")].append(shared)
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for (name, part), values in usage.items():
     ax.plot(fresh.steps, values, ls="-" if part == "shared" else ":", label=f"layer-1 {name}, {part} part")
-chance = C.expected_projected_length(D_MODEL, R_MAIN)
+chance = matching.expected_projected_length(D_MODEL, R_MAIN)
 ax.axhline(chance, color="gray", ls="--", label="chance (random subspace)")
 ax.set(title=f"How much of the embeddings layer 1's Q/K read (rank {R_MAIN})", xlabel="step", ylabel="projected length", ylim=(0, 1))
 ax.legend(fontsize=8)
@@ -786,10 +786,10 @@ with torch.no_grad():
 
 # %%
 ranks_over_training = {
-    name: [C.estimate_rank(M(fresh.load(i)), k=D_MODEL // 3) for i in range(0, len(fresh), max(1, len(fresh) // 8))]
+    name: [matching.estimate_rank(M(fresh.load(i)), k=D_MODEL // 3) for i in range(0, len(fresh), max(1, len(fresh) // 8))]
     for name, M in {
-        "layer-2 W_qk": lambda m: C.qk_circuit(m.blocks[1].attn.W_Q[0], m.blocks[1].attn.W_K[0]),
-        "layer-1 W_ov": lambda m: C.ov_circuit(m.blocks[0].attn.W_V[0], m.blocks[0].attn.W_O[0]),
+        "layer-2 W_qk": lambda m: matching.qk_circuit(m.blocks[1].attn.W_Q[0], m.blocks[1].attn.W_K[0]),
+        "layer-1 W_ov": lambda m: matching.ov_circuit(m.blocks[0].attn.W_V[0], m.blocks[0].attn.W_O[0]),
     }.items()
 }
 steps_sampled = fresh.steps[:: max(1, len(fresh) // 8)]

@@ -68,10 +68,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import toyattn  # noqa: E402
-from toyattn import circuits as C  # noqa: E402
-from toyattn import composition as K  # noqa: E402
 from toyattn import seed_everything  # noqa: E402
-from toyattn.head_ablation import (  # noqa: E402
+from toyattn.circuits import (
+    composition,  # noqa: E402
+    matching,  # noqa: E402
+)
+from toyattn.circuits.ablation import (  # noqa: E402
     ablate_head,
     copy_accuracy,
     copy_loss,
@@ -82,7 +84,7 @@ from toyattn.head_ablation import (  # noqa: E402
     project_out,
     random_subspace,
 )
-from toyattn.induction import (  # noqa: E402
+from toyattn.circuits.copy_task import (  # noqa: E402
     CopyTaskConfig,
     TrainConfig,
     default_model_config,
@@ -90,7 +92,7 @@ from toyattn.induction import (  # noqa: E402
     train_copy_model,
     zipf_probs,
 )
-from toyattn.induction_heads import (  # noqa: E402
+from toyattn.circuits.detection import (  # noqa: E402
     head_factors,
     head_scores,
     k_composition_factored,
@@ -104,8 +106,8 @@ from toyattn.induction_heads import (  # noqa: E402
     token_matrices,
     top_heads,
 )
-from toyattn.interventions import patch_activation, patch_positions  # noqa: E402
 from toyattn.plotting import heatmap_plotly  # noqa: E402
+from toyattn.sentences.interventions import patch_activation, patch_positions  # noqa: E402
 
 seed_everything(0)
 torch.set_num_threads(1)  # small models: one thread is the robust choice on a shared machine
@@ -133,7 +135,7 @@ print(f"trained in {run.seconds:.0f} s; OOD accuracy on the second copy {clean_a
 # %% [markdown]
 # ## 2. Ablation: silence the previous-token head
 #
-# Is L0H0 needed for the second copy? Two ways to silence a head (`toyattn.head_ablation.ablate_head`,
+# Is L0H0 needed for the second copy? Two ways to silence a head (`toyattn.circuits.ablation.ablate_head`,
 # a temporary hook on `blocks.0.attn.hook_z`):
 #
 # * **zero ablation**: its output becomes 0;
@@ -188,9 +190,9 @@ print(f"In this run, {n_half} of the {len(ablated)} ablations take away more tha
 # * A target at an **odd** offset: its twin's *own* token was replaced. Even looking in the right
 #   place, L1H0 would copy the wrong token: **what to copy** is broken.
 #
-# We patch three ways: at every position (`toyattn.interventions.patch_activation`), only at the
+# We patch three ways: at every position (`toyattn.sentences.interventions.patch_activation`), only at the
 # **first copy's** positions (the keys L1H0 searches) and only at the **second copy's** positions
-# (the queries that search), each with `toyattn.interventions.patch_positions`. Two metrics: the
+# (the queries that search), each with `toyattn.sentences.interventions.patch_positions`. Two metrics: the
 # accuracy, and the **loss** on the targets (cross-entropy in nats, `copy_loss`), which also moves
 # when the right token gains probability without becoming the top guess. For each we report the
 # **share recovered**, $(m_\text{patched} - m_\text{corrupted}) / (m_\text{clean} - m_\text{corrupted})$:
@@ -362,12 +364,12 @@ print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_a
 def bridge_scores(m, distance=0):
     W_ov = ov_matrix(head_factors(m, 0, 0))
     W_qk = qk_matrix(head_factors(m, 1, 0), distance, m.cfg.rotary_base)
-    return K.k_composition(W_ov, W_qk), C.qk_ov_matching(W_qk, W_ov, R, "largest")
+    return composition.k_composition(W_ov, W_qk), matching.qk_ov_matching(W_qk, W_ov, R, "largest")
 
 
 over_training = np.array([bridge_scores(run.load(i)) for i in range(len(run))])
-k_base, k_std = K.random_composition_baseline(D, model.cfg.d_head, n_runs=200)
-m_base, m_std = C.random_baseline(D, R, n_runs=50)
+k_base, k_std = composition.random_composition_baseline(D, model.cfg.d_head, n_runs=200)
+m_base, m_std = matching.random_baseline(D, R, n_runs=50)
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
 axes[0].plot(run.steps, run.history["ood_error"], color="k")
@@ -420,7 +422,7 @@ print(f"In this run: K-composition first leaves its band at step {leave_k}, the 
 #
 # The second block does not read the residual stream $x$ itself but $\mathrm{LN}(x) = \gamma \odot (x -
 # \bar{x})/\sigma(x) + \beta$ ($\sigma$ includes the norm's small $\epsilon$). This identity is exact
-# (`toyattn.composition.fold_norm`, tested in `tests/test_composition.py`):
+# (`toyattn.circuits.composition.fold_norm`, tested in `tests/test_composition.py`):
 #
 # $$\mathrm{LN}(x)\, W = \frac{x}{\sigma(x)}\, \tilde W + \beta W, \qquad \tilde W = C\, \mathrm{diag}(\gamma)\, W,
 # \qquad C = I - \tfrac{1}{d}\mathbf{1}\mathbf{1}^\top .$$
@@ -510,7 +512,7 @@ real_distances = sorted(set((ood.second - ood.first - 1).tolist()))
 
 def matching_at(m, distance, fold):
     W_qk = qk_matrix(head_factors(m, 1, 0, fold=fold), distance, m.cfg.rotary_base)
-    return C.qk_ov_matching(W_qk, ov_matrix(head_factors(m, 0, 0, fold=fold)), R, "largest")
+    return matching.qk_ov_matching(W_qk, ov_matrix(head_factors(m, 0, 0, fold=fold)), R, "largest")
 
 
 checkpoints = range(0, len(run), 2)
@@ -546,7 +548,7 @@ print(f"In this run, folding changes the final matching by {end['distance 0, LN 
 # What does L1H0 write into the logits when it attends to a token? Its **full OV circuit** maps a
 # token's embedding through the head to the unembedding, $W_E\, W_{ov}\, W_U$ (`[vocab, vocab]`,
 # entry $[a, b]$: how much attending to token $a$ raises the logit of token $b$; the norms' gains
-# folded in, `toyattn.induction_heads.token_matrices`).
+# folded in, `toyattn.circuits.detection.token_matrices`).
 #
 # **Predict first:** if L1H0 does what an induction head has to do, which entries of this matrix
 # stand out?
@@ -554,7 +556,7 @@ print(f"In this run, folding changes the final matching by {end['distance 0, LN 
 # %%
 W_E, W_U = token_matrices(model)
 ov = {"L1H0 (induction)": ov_matrix(head_factors(model, 1, 0)), "L0H0 (previous-token)": ov_matrix(head_factors(model, 0, 0))}
-full_ov = K.full_ov_circuit(W_E, ov["L1H0 (induction)"], W_U)
+full_ov = composition.full_ov_circuit(W_E, ov["L1H0 (induction)"], W_U)
 fig, ax = plt.subplots(figsize=(4.5, 4))
 im = ax.imshow(full_ov, cmap="RdBu_r", vmin=-np.abs(full_ov).max(), vmax=np.abs(full_ov).max())
 ax.set(title="Full OV circuit of L1H0", xlabel="output logit of token", ylabel="attended token")
@@ -567,7 +569,7 @@ plt.show()
 #
 # * an **eigenvalue score**: Elhage et al. read copying from the eigenvalues of the full OV circuit
 #   (mostly positive: the head raises the logit of the token it attends to); one number that sums
-#   them up is $\sum\lambda / \sum|\lambda|$ (`K.copying_eigen_score`), in $[-1, 1]$: mostly positive
+#   them up is $\sum\lambda / \sum|\lambda|$ (`composition.copying_eigen_score`), in $[-1, 1]$: mostly positive
 #   real eigenvalues score near 1, mostly negative near $-1$. It is a summary, not a proof of copying: a non-normal matrix can have only positive
 #   eigenvalues and still send token $a$ mostly to a *different* token $b$ (the cell below builds one).
 # * ARENA's **top-1 test**: the share of tokens $a$ whose own logit is the largest in row $a$. It checks
@@ -580,11 +582,11 @@ plt.show()
 
 # %%
 for name, W_ov in ov.items():
-    print(f"{name:>22}: eigenvalue copying score {K.copying_eigen_score(W_E, W_ov, W_U):+.3f}, "
-          f"top-1 copying {K.copying_top1(K.full_ov_circuit(W_E, W_ov, W_U)):.2f}")
+    print(f"{name:>22}: eigenvalue copying score {composition.copying_eigen_score(W_E, W_ov, W_U):+.3f}, "
+          f"top-1 copying {composition.copying_top1(composition.full_ov_circuit(W_E, W_ov, W_U)):.2f}")
 shift = np.eye(3) + 3 * np.eye(3, k=1)  # eigenvalues all 1, yet rows 0 and 1 favour the next token
-print(f"a non-normal example {shift.tolist()}: eigenvalue score {K.copying_eigen_score(np.eye(3), shift, np.eye(3)):+.2f}, "
-      f"top-1 copying {K.copying_top1(shift):.2f}")
+print(f"a non-normal example {shift.tolist()}: eigenvalue score {composition.copying_eigen_score(np.eye(3), shift, np.eye(3)):+.2f}, "
+      f"top-1 copying {composition.copying_top1(shift):.2f}")
 
 # %% [markdown]
 # Read the two printed lines for the heads together: a head that copies scores near 1 on **both**
@@ -597,7 +599,7 @@ print(f"a non-normal example {shift.tolist()}: eigenvalue score {K.copying_eigen
 # both seeds of `tests/test_head_ablation.py`).
 
 # %%
-prev_eig = K.copying_eigen_score(W_E, ov["L0H0 (previous-token)"], W_U)
+prev_eig = composition.copying_eigen_score(W_E, ov["L0H0 (previous-token)"], W_U)
 print(f"In this run L0H0's eigenvalue score is {prev_eig:+.3f}: "
       + ("it anti-copies, lowering the logit of the token it attends to." if prev_eig < -0.5 else
          "it copies the token it attends to." if prev_eig > 0.5 else "its direct path neither clearly copies nor anti-copies."))
@@ -608,7 +610,7 @@ print(f"In this run L0H0's eigenvalue score is {prev_eig:+.3f}: "
 # Is L0H0's preference for a position written in its weights, independent of the tokens? With rotary
 # positions its score for fixed input vectors depends only on the query-key distance $\delta$.
 # Averaged over independent query and key tokens, the score is exactly the score of the **mean**
-# query and key (it is bilinear): `K.positional_qk_scores` evaluates it at every distance. The first
+# query and key (it is bilinear): `composition.positional_qk_scores` evaluates it at every distance. The first
 # block reads the layer-normed embedding directly (rotary models add no position embedding to the
 # residual).
 #
@@ -621,7 +623,7 @@ with torch.no_grad():
     q_mean = (normed @ attn0.W_Q[0] + attn0.b_Q[0]).mean(0).double().numpy()
     k_mean = (normed @ attn0.W_K[0] + attn0.b_K[0]).mean(0).double().numpy()
 distances = np.arange(TASK.seq_len)
-pos_scores = K.positional_qk_scores(q_mean, k_mean, None, None, distances, model.cfg.rotary_base)
+pos_scores = composition.positional_qk_scores(q_mean, k_mean, None, None, distances, model.cfg.rotary_base)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(distances, pos_scores, "-o", ms=3)
 ax.set(title="L0H0: score of the mean query and key", xlabel="query - key distance", ylabel="score")
@@ -909,7 +911,7 @@ match = np.full((li, llm.cfg.n_heads), np.nan)
 for (layer, h), w in writers.items():
     kcomp[layer, h] = k_composition_factored(w, reader_llm)
     match[layer, h] = pair_matching(w, reader_llm, R_LLM)
-kb, kb_std = K.random_composition_baseline(llm.cfg.d_model, llm.cfg.d_head, n_runs=30)
+kb, kb_std = composition.random_composition_baseline(llm.cfg.d_model, llm.cfg.d_head, n_runs=30)
 mb, mb_std = random_matching_baseline(llm.cfg.d_model, R_LLM, n_runs=50)
 fig, axes = plt.subplots(1, 2, figsize=(11, 5))
 for ax, M, base, name in ((axes[0], kcomp, kb, "K-composition"), (axes[1], match, mb, f"QK-OV matching, rank {R_LLM}")):

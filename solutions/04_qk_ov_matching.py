@@ -21,7 +21,7 @@
 # Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them: skip it
 # unless you are stuck. Every check draws fresh inputs and says which mistake a wrong answer looks like
 # (a transpose, the wrong singular vectors, the wrong standard deviation ...). Checks refuse answers that
-# call `toyattn.circuits`, which holds the course's own solutions; use it afterwards to compare.
+# call `toyattn.circuits.matching`, which holds the course's own solutions; use it afterwards to compare.
 
 # %%
 import math
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from toyattn import checks, seed_everything, to_numpy
-from toyattn import circuits as C
-from toyattn.induction import CopyTaskConfig, TrainConfig, train_copy_model
+from toyattn.circuits import matching
+from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, train_copy_model
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 seed_everything(0)
@@ -313,7 +313,7 @@ fallen = [step for step, err in zip(run.steps, run.history["ood_error"], strict=
 print(f"this run: the match is above the baseline's mean at {len(above)} of {len(run)} checkpoints, "
       f"first at step {above[0] if above else '-'}; the OOD error is below 0.5 first at step "
       f"{fallen[0] if fallen else '-'}")
-print(f"library check: {C.qk_ov_matching(*qk_ov_from_model(model), RANK):.3f}")
+print(f"library check: {matching.qk_ov_matching(*qk_ov_from_model(model), RANK):.3f}")
 
 # %% [markdown]
 # Read the three panels against each other: find the checkpoints where the OOD error falls, and look at
@@ -329,7 +329,7 @@ print(f"library check: {C.qk_ov_matching(*qk_ov_from_model(model), RANK):.3f}")
 # ## What to try next
 #
 # * Use the RMS of all cosines instead of the largest: is the gap to the baseline larger or smaller?
-# * Put the rotary matrix back: `C.rotary_matrix(d_head, distance)` between $W_Q$ and $W_K^\top$, and
+# * Put the rotary matrix back: `matching.rotary_matrix(d_head, distance)` between $W_Q$ and $W_K^\top$, and
 #   sweep the distance.
 # * Train with `pool_size=20` and run the same cell: do the scores leave the baseline? (Compare the
 #   diagonal z-score and the mismatch ratio, not only the matching score.)

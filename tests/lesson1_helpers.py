@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from toyattn.corpus import ToyCorpus
 from toyattn.device import seed_everything
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import DEFAULT_RECIPE, train
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import DEFAULT_RECIPE, train
 
 CORPUS = ToyCorpus()
 THE = CORPUS.position_of("the")  # 3

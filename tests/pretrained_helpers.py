@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toyattn.pretrained import PretrainedNotInstalled
+from toyattn.weights.pretrained import PretrainedNotInstalled
 
 
 def pretrained(locate: Callable[[], Path]) -> Path:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn import circuits
-from toyattn.corpus import ToyCorpus
-from toyattn.fused_qkv import split_qkv
+from toyattn.circuits import matching as circuits
+from toyattn.circuits.copy_task import TrainConfig, TrainingRun, zipf_probs
+from toyattn.heads.fused_qkv import split_qkv
 from toyattn.hooks import HookPoint
-from toyattn.induction import TrainConfig, TrainingRun, zipf_probs
-from toyattn.symmetry import kv_head_for_query
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.symmetry.scores import kv_head_for_query
 
 
 def test_decode_refuses_floats_and_accepts_numpy_integers():
@@ -88,7 +88,7 @@ def test_hook_returning_an_integer_tensor_is_caught_at_the_hook():
 
 
 def test_train_copy_model_names_a_wrong_task_or_settings_object():
-    from toyattn.induction import train_copy_model
+    from toyattn.circuits.copy_task import train_copy_model
 
     with pytest.raises(TypeError, match="task must be a CopyTaskConfig, got dict"):
         train_copy_model({"vocab_size": 8})

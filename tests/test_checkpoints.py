@@ -12,9 +12,11 @@ import pytest
 import torch
 from pretrained_helpers import pretrained
 
-from toyattn import checkpoints
-from toyattn.checkpoints import iter_qk_layers, load_qk, unpermute_llama_cpp_rows
-from toyattn.pretrained import (
+from toyattn.symmetry.report import score_model
+from toyattn.symmetry.scores import median, symmetry_score
+from toyattn.weights import checkpoints
+from toyattn.weights.checkpoints import iter_qk_layers, load_qk, unpermute_llama_cpp_rows
+from toyattn.weights.pretrained import (
     PRETRAINED_PACKAGES,
     PretrainedNotInstalled,
     gemma3_gguf_path,
@@ -22,8 +24,6 @@ from toyattn.pretrained import (
     pretrained_available,
     smollm2_gguf_path,
 )
-from toyattn.symmetry import median, symmetry_score
-from toyattn.symmetry_report import score_model
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")

@@ -10,11 +10,11 @@ import torch
 from check_helpers import verify_check
 
 from toyattn import checks
-from toyattn import circuits as C
-from toyattn.circuits import qk_ov_matching  # imported before the check runs
-from toyattn.head_weights import HeadWeights
+from toyattn.circuits import matching as circuit_matching
+from toyattn.circuits.matching import qk_ov_matching  # imported before the check runs
+from toyattn.heads.weights import HeadWeights
 
-CALLS = "calls `toyattn.circuits."
+CALLS = "calls `toyattn.circuits.matching."
 
 
 # -- Exercise 1 ------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def test_check_qk_ov_from_model(capsys, tmp_path_factory, monkeypatch):
 
     def library(model):
         l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)
-        return C.qk_circuit(l2.W_Q[0], l2.W_K[0]), C.ov_circuit(l1.W_V[0], l1.W_O[0])
+        return circuit_matching.qk_circuit(l2.W_Q[0], l2.W_K[0]), circuit_matching.ov_circuit(l1.W_V[0], l1.W_O[0])
 
     verify_check(
         checks.check_qk_ov_from_model,
@@ -173,7 +173,7 @@ def test_check_random_matching_baseline(capsys, tmp_path_factory, monkeypatch):
         return float(np.mean(scores))
 
     def library(d, rank, n_runs):
-        return C.random_baseline(d, rank, n_runs)[0]
+        return circuit_matching.random_baseline(d, rank, n_runs)[0]
 
     checks.check_random_matching_baseline(one_loop_with_left_vectors)
     verify_check(
@@ -224,7 +224,7 @@ def test_check_diagonal_zscore(capsys, tmp_path_factory, monkeypatch):
             lambda M: (np.diag(M).mean() - M.mean()) / M.std(ddof=1),  # sample std
             in_torch_with_its_default_std,  # the same mistake: torch.std is the sample std
             lambda M: (np.trace(M) - M.mean()) / M.std(),  # the trace, not the mean of the diagonal
-            lambda M: C.diagonal_zscore(M),
+            lambda M: circuit_matching.diagonal_zscore(M),
         ],
         capsys,
         messages=["diagonal only", "off-diagonal entries only", "without subtracting", "off-diagonal mean", "sample standard deviation",
@@ -243,7 +243,7 @@ def test_check_token_mismatch_ratio(capsys, tmp_path_factory, monkeypatch):
             lambda M: np.mean(M.argmax(axis=1) == np.arange(len(M))),  # the match ratio
             lambda M: float(np.sum(M.argmax(axis=1) != np.arange(len(M)))),  # a count, not a share
             lambda M: np.mean(M.argmin(axis=1) != np.arange(len(M))),  # argmin
-            lambda M: C.token_mismatch_ratio(M),
+            lambda M: circuit_matching.token_mismatch_ratio(M),
         ],
         capsys,
         messages=["*columns*", "that match", "a count", "argmin", CALLS + "token_mismatch_ratio`"],

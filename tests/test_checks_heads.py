@@ -11,7 +11,7 @@ from scipy.optimize import linear_sum_assignment
 
 from toyattn import checks
 from toyattn.checks import head_cases
-from toyattn.head_matching import greedy_match
+from toyattn.heads.matching import greedy_match
 
 # ---------------------------------------------------------------- solutions (as a student would write them)
 

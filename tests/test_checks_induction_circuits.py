@@ -103,7 +103,7 @@ def weights_zeroed(model, tokens, layer, head, mode):
 
 
 def test_check_ablate_head(capsys, tmp_path_factory, monkeypatch):
-    from toyattn.head_ablation import ablate_head
+    from toyattn.circuits.ablation import ablate_head
 
     verify_check(
         checks.check_ablate_head,
@@ -129,7 +129,7 @@ def good_kcomp(W_ov, W_qk):
 
 
 def test_check_k_composition(capsys, tmp_path_factory, monkeypatch):
-    from toyattn.composition import k_composition
+    from toyattn.circuits.composition import k_composition
 
     verify_check(
         checks.check_k_composition,
@@ -290,7 +290,7 @@ def good_keys(W_qk, r):
 
 
 def test_check_key_subspace(capsys, tmp_path_factory, monkeypatch):
-    from toyattn.induction_heads import key_directions
+    from toyattn.circuits.detection import key_directions
 
     verify_check(
         checks.check_key_subspace,
@@ -337,7 +337,7 @@ def leaky_remove(model, tokens, layer, directions):
 
 
 def test_check_remove_subspace(capsys, tmp_path_factory, monkeypatch):
-    from toyattn.head_ablation import orthonormal_basis
+    from toyattn.circuits.ablation import orthonormal_basis
 
     Q = lambda D: torch.linalg.qr(D.double())[0].float()  # noqa: E731
     verify_check(

@@ -10,12 +10,15 @@ import torch
 from check_helpers import verify_check
 
 from toyattn import checks
-from toyattn import symmetry as S
-from toyattn.symmetry import symmetry_score, symmetry_score_definition  # imported before the check runs
+from toyattn.symmetry import scores
+from toyattn.symmetry.scores import (  # imported before the check runs
+    symmetry_score,
+    symmetry_score_definition,
+)
 
 SKEW = "skew-symmetric part"
 SIGNED = "s = 2r - 1"
-CALLS = "calls `toyattn.symmetry."
+CALLS = "calls `toyattn.symmetry.scores."
 BUILDS_M = "as large as the d_model x d_model matrix M"
 LOOP = "loop over the heads"
 IN_TORCH = "compute in torch"
@@ -142,11 +145,11 @@ def test_check_symmetry_score_trace(capsys, tmp_path_factory, monkeypatch):
         norm2 = np.einsum("ai,aj,bi,bj->", Wq, Wk, Wq, Wk, optimize=False)
         return 0.5 * (1 + tr_mm / norm2)
 
-    def calls_the_library(W_q, W_k):  # imported with `from toyattn.symmetry import symmetry_score`
+    def calls_the_library(W_q, W_k):  # imported with `from toyattn.symmetry.scores import symmetry_score`
         return symmetry_score(W_q.T, W_k.T)
 
-    def calls_the_library_traces(W_q, W_k):  # the traces' own module, not toyattn.symmetry itself
-        from toyattn.symmetry_traces import traces
+    def calls_the_library_traces(W_q, W_k):  # the traces' own module, not toyattn.symmetry.scores itself
+        from toyattn.symmetry.traces import traces
 
         norm2, trace_cc = traces(W_q[None].double(), W_k[None].double(), 1)
         return float(0.5 * (1 + trace_cc[0] / norm2[0]))
@@ -159,7 +162,7 @@ def test_check_symmetry_score_trace(capsys, tmp_path_factory, monkeypatch):
          four_operand_einsum, numpy_einsum_unoptimised, calls_the_library, calls_the_library_traces],
         capsys,
         messages=["nn.Linear layout", "tr(C^T C)", "2r", BUILDS_M, IN_TORCH, "loop over the rows of W_q",
-                  "tensor entries in all", TOO_MUCH_WORK, IN_TORCH, CALLS + "symmetry_score`", "calls `toyattn.symmetry_traces.traces`"],
+                  "tensor entries in all", TOO_MUCH_WORK, IN_TORCH, CALLS + "symmetry_score`", "calls `toyattn.symmetry.traces.traces`"],
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
@@ -238,7 +241,7 @@ def test_check_key_with_score(capsys, tmp_path_factory, monkeypatch):
         return key_with_score(W_q, r, generator).T
 
     def library(W_q, r, generator):
-        return S.symmetric_key(W_q, generator=generator) * r**0.5 + S.skew_symmetric_key(W_q, generator=generator)
+        return scores.symmetric_key(W_q, generator=generator) * r**0.5 + scores.skew_symmetric_key(W_q, generator=generator)
 
     verify_check(
         checks.check_key_with_score,
@@ -438,7 +441,7 @@ def test_check_layer_symmetry_score(capsys, tmp_path_factory, monkeypatch):
         return ((M + M.T) / 2).pow(2).sum() / M.pow(2).sum()
 
     def library(W_Q, W_K):
-        return S.layer_symmetry_score(W_Q, W_K)
+        return scores.layer_symmetry_score(W_Q, W_K)
 
     verify_check(
         checks.check_layer_symmetry_score,

@@ -1,4 +1,4 @@
-"""Tests for toyattn.circuits on constructed matrices (no training here)."""
+"""Tests for toyattn.circuits.matching on constructed matrices (no training here)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn import circuits as C
-from toyattn.head_weights import HeadWeights
+from toyattn.circuits import matching
+from toyattn.heads.weights import HeadWeights
 from toyattn.models.transformer import Transformer, TransformerConfig, apply_rotary
 
 
@@ -24,14 +24,14 @@ def test_rotary_matrix_matches_the_model_rotation():
         rq = apply_rotary(q[None, None, None], torch.tensor([p]))[0, 0, 0]
         rk = apply_rotary(k[None, None, None], torch.tensor([s]))[0, 0, 0]
         expected = float(rq @ rk)
-        got = float(q.double().numpy() @ C.rotary_matrix(8, p - s) @ k.double().numpy())
+        got = float(q.double().numpy() @ matching.rotary_matrix(8, p - s) @ k.double().numpy())
         assert got == pytest.approx(expected, abs=1e-5)
-    np.testing.assert_allclose(C.rotary_matrix(6, 0), np.eye(6))
-    R = C.rotary_matrix(6, 7)
+    np.testing.assert_allclose(matching.rotary_matrix(6, 0), np.eye(6))
+    R = matching.rotary_matrix(6, 7)
     np.testing.assert_allclose(R @ R.T, np.eye(6), atol=1e-12)
     assert not np.allclose(R, np.eye(6))
     with pytest.raises(ValueError, match="even"):
-        C.rotary_matrix(5, 1)
+        matching.rotary_matrix(5, 1)
 
 
 def test_qk_and_ov_circuits_reproduce_scores_and_outputs():
@@ -39,15 +39,15 @@ def test_qk_and_ov_circuits_reproduce_scores_and_outputs():
     W_Q, W_K, W_V = (rng.standard_normal((6, 4)) for _ in range(3))
     W_O = rng.standard_normal((4, 6))
     x_q, x_k = rng.standard_normal(6), rng.standard_normal(6)
-    W_qk = C.qk_circuit(W_Q, W_K)
+    W_qk = matching.qk_circuit(W_Q, W_K)
     assert x_q @ W_qk @ x_k == pytest.approx((x_q @ W_Q) @ (x_k @ W_K) / 2.0)
-    W_ov = C.ov_circuit(W_V, W_O)
+    W_ov = matching.ov_circuit(W_V, W_O)
     np.testing.assert_allclose(x_k @ W_ov, (x_k @ W_V) @ W_O)
     # Composition: the score on a key that holds layer 1's output for x_src.
     x_src = rng.standard_normal(6)
-    assert x_q @ C.qkov_circuit(W_qk, W_ov) @ x_src == pytest.approx(x_q @ W_qk @ (x_src @ W_ov))
+    assert x_q @ matching.qkov_circuit(W_qk, W_ov) @ x_src == pytest.approx(x_q @ W_qk @ (x_src @ W_ov))
     with pytest.raises(ValueError, match="transposed"):
-        C.ov_circuit(W_V, W_O.T[:, :3])
+        matching.ov_circuit(W_V, W_O.T[:, :3])
 
 
 def test_qk_circuit_with_rotary_distance_matches_the_model_scores():
@@ -59,7 +59,7 @@ def test_qk_circuit_with_rotary_distance_matches_the_model_scores():
     x = cache["blocks.0.hook_resid_pre"][0].double().numpy()
     scores = cache["blocks.0.attn.hook_attn_scores"][0, 0].double().numpy()
     for p, s in [(5, 1), (3, 3), (4, 0)]:
-        W_qk = C.qk_circuit(w.W_Q[0], w.W_K[0], distance=p - s, base=model.cfg.rotary_base)
+        W_qk = matching.qk_circuit(w.W_Q[0], w.W_K[0], distance=p - s, base=model.cfg.rotary_base)
         assert x[p] @ W_qk @ x[s] == pytest.approx(scores[p, s], abs=1e-5)
 
 
@@ -67,41 +67,41 @@ def test_diagonal_zscore_and_mismatch_on_constructed_matrices():
     rng = np.random.default_rng(1)
     noise = rng.standard_normal((10, 10))
     induction = noise + 10 * np.eye(10)
-    assert C.diagonal_zscore(induction) > 2.5
-    assert abs(C.diagonal_zscore(np.ones((4, 4)))) == 0.0
+    assert matching.diagonal_zscore(induction) > 2.5
+    assert abs(matching.diagonal_zscore(np.ones((4, 4)))) == 0.0
     M = np.arange(16.0).reshape(4, 4)
     expected = (np.diag(M).mean() - M.mean()) / M.std()
-    assert C.diagonal_zscore(M) == pytest.approx(expected)
-    assert C.token_mismatch_ratio(induction) == 0.0
-    assert C.token_mismatch_ratio(-induction) == 1.0
+    assert matching.diagonal_zscore(M) == pytest.approx(expected)
+    assert matching.token_mismatch_ratio(induction) == 0.0
+    assert matching.token_mismatch_ratio(-induction) == 1.0
     shifted = np.roll(np.eye(4), 1, axis=1)
     shifted[0] = [1, 0, 0, 0]  # one row right, three wrong
-    assert C.token_mismatch_ratio(shifted) == 0.75
+    assert matching.token_mismatch_ratio(shifted) == 0.75
     with pytest.raises(ValueError, match="square"):
-        C.diagonal_zscore(np.ones((2, 3)))
+        matching.diagonal_zscore(np.ones((2, 3)))
 
 
 def test_token_matrix_reads_the_circuit_token_by_token():
     rng = np.random.default_rng(2)
     W_E = rng.standard_normal((5, 3))
     W = rng.standard_normal((3, 3))
-    T = C.token_matrix(W_E, W)
+    T = matching.token_matrix(W_E, W)
     assert T[1, 3] == pytest.approx(W_E[1] @ W @ W_E[3])
 
 
 def test_identical_subspaces_score_one_and_orthogonal_zero():
     A = orthonormal(12, 5, 0)
     for summary in ("largest", "rms"):
-        assert C.subspace_matching(A, A, 5, summary) == pytest.approx(1.0)
+        assert matching.subspace_matching(A, A, 5, summary) == pytest.approx(1.0)
         # Same span, rotated basis: still 1.
         Q = np.linalg.qr(np.random.default_rng(3).standard_normal((5, 5)))[0]
-        assert C.subspace_matching(A, A @ Q, 5, summary) == pytest.approx(1.0)
+        assert matching.subspace_matching(A, A @ Q, 5, summary) == pytest.approx(1.0)
     Q = orthonormal(12, 12, 1)
-    assert C.subspace_matching(Q[:, :4], Q[:, 4:8], 4, "largest") == pytest.approx(0.0, abs=1e-12)
+    assert matching.subspace_matching(Q[:, :4], Q[:, 4:8], 4, "largest") == pytest.approx(0.0, abs=1e-12)
     # Half shared: two common directions out of four.
     B = np.concatenate([Q[:, :2], Q[:, 8:10]], axis=1)
-    assert C.subspace_matching(Q[:, :4], B, 4, "largest") == pytest.approx(1.0)
-    assert C.subspace_matching(Q[:, :4], B, 4, "rms") == pytest.approx(math.sqrt(0.5))
+    assert matching.subspace_matching(Q[:, :4], B, 4, "largest") == pytest.approx(1.0)
+    assert matching.subspace_matching(Q[:, :4], B, 4, "rms") == pytest.approx(math.sqrt(0.5))
 
 
 def test_qk_ov_matching_finds_aligned_weights():
@@ -111,10 +111,10 @@ def test_qk_ov_matching_finds_aligned_weights():
     # W_ov writes into span(U[:, :3]); W_qk reads keys from the same span -> score 1.
     W_ov = rng.standard_normal((d, r)) @ np.diag([5.0, 4.0, 3.0]) @ U[:, :r].T
     W_qk = rng.standard_normal((d, r)) @ np.diag([6.0, 2.0, 1.0]) @ U[:, :r].T
-    assert C.qk_ov_matching(W_qk, W_ov, r, "rms") == pytest.approx(1.0, abs=1e-8)
+    assert matching.qk_ov_matching(W_qk, W_ov, r, "rms") == pytest.approx(1.0, abs=1e-8)
     # Reading from the orthogonal complement instead -> score 0.
     W_qk_off = rng.standard_normal((d, r)) @ np.diag([6.0, 2.0, 1.0]) @ U[:, r : 2 * r].T
-    assert C.qk_ov_matching(W_qk_off, W_ov, r, "largest") == pytest.approx(0.0, abs=1e-8)
+    assert matching.qk_ov_matching(W_qk_off, W_ov, r, "largest") == pytest.approx(0.0, abs=1e-8)
 
 
 def test_embedding_ov_matching_sides():
@@ -122,23 +122,23 @@ def test_embedding_ov_matching_sides():
     U = orthonormal(d, d, 6)
     W_E = np.random.default_rng(7).standard_normal((20, 2)) @ U[:, :2].T  # embeddings in span(U[:, :2])
     reads_embedding_writes_elsewhere = U[:, :2] @ U[:, 4:6].T  # x @ W_ov: reads U[:, :2], writes U[:, 4:6]
-    assert C.embedding_ov_matching(W_E, reads_embedding_writes_elsewhere, 2, "rms", side="output") == pytest.approx(0.0, abs=1e-8)
-    assert C.embedding_ov_matching(W_E, reads_embedding_writes_elsewhere, 2, "rms", side="input") == pytest.approx(1.0)
+    assert matching.embedding_ov_matching(W_E, reads_embedding_writes_elsewhere, 2, "rms", side="output") == pytest.approx(0.0, abs=1e-8)
+    assert matching.embedding_ov_matching(W_E, reads_embedding_writes_elsewhere, 2, "rms", side="input") == pytest.approx(1.0)
     with pytest.raises(ValueError, match="side"):
-        C.embedding_ov_matching(W_E, reads_embedding_writes_elsewhere, 2, side="both")
+        matching.embedding_ov_matching(W_E, reads_embedding_writes_elsewhere, 2, side="both")
 
 
 def test_random_baseline_matches_its_analytic_expectation():
     # RMS: E[mean cos^2] = r / d exactly; the mean of the RMS sits just below sqrt(r / d).
-    mean, std = C.random_baseline(40, 8, n_runs=200, summary="rms", seed=0)
-    assert mean == pytest.approx(C.expected_random_matching(40, 8, "rms"), abs=0.02)
+    mean, std = matching.random_baseline(40, 8, n_runs=200, summary="rms", seed=0)
+    assert mean == pytest.approx(matching.expected_random_matching(40, 8, "rms"), abs=0.02)
     assert 0 < std < 0.1
     # Largest: the Wachter edge is asymptotic; close for a large d.
-    mean, _ = C.random_baseline(240, 24, n_runs=10, summary="largest", seed=1)
-    assert mean == pytest.approx(C.expected_random_matching(240, 24, "largest"), abs=0.06)
+    mean, _ = matching.random_baseline(240, 24, n_runs=10, summary="largest", seed=1)
+    assert mean == pytest.approx(matching.expected_random_matching(240, 24, "largest"), abs=0.06)
     # The baseline grows with the rank: more directions, more chance overlap.
-    assert C.random_baseline(32, 4, 30)[0] < C.random_baseline(32, 12, 30)[0]
-    assert C.expected_random_matching(10, 6, "largest") == 1.0
+    assert matching.random_baseline(32, 4, 30)[0] < matching.random_baseline(32, 12, 30)[0]
+    assert matching.expected_random_matching(10, 6, "largest") == 1.0
 
 
 def test_rms_baseline_is_below_sqrt_r_over_d_and_mean_squared_cosine_is_r_over_d():
@@ -149,11 +149,11 @@ def test_rms_baseline_is_below_sqrt_r_over_d_and_mean_squared_cosine_is_r_over_d
     for _ in range(2000):
         A = np.linalg.qr(rng.standard_normal((d, r)))[0]
         B = np.linalg.qr(rng.standard_normal((d, r)))[0]
-        cos = C.principal_cosines(A, B)
+        cos = matching.principal_cosines(A, B)
         mean_sq.append(np.mean(cos**2))
-        rms.append(C.summarise(cos, "rms"))
+        rms.append(matching.summarise(cos, "rms"))
     assert np.mean(mean_sq) == pytest.approx(r / d, abs=0.003)  # standard error about 0.0012
-    assert np.mean(rms) < C.expected_random_matching(d, r, "rms") - 0.002  # 0.349 against 0.354
+    assert np.mean(rms) < matching.expected_random_matching(d, r, "rms") - 0.002  # 0.349 against 0.354
 
 
 def test_expected_projected_length_matches_a_simulation_and_sits_below_sqrt_r_over_d():
@@ -163,21 +163,21 @@ def test_expected_projected_length_matches_a_simulation_and_sits_below_sqrt_r_ov
         U = np.linalg.qr(rng.standard_normal((d, r)))[0]
         v = rng.standard_normal((20000, d))
         lengths = np.linalg.norm(v @ U, axis=1) / np.linalg.norm(v, axis=1)
-        assert C.expected_projected_length(d, r) == pytest.approx(lengths.mean(), abs=0.005)
-        assert C.expected_projected_length(d, r) < math.sqrt(r / d)
-    assert C.expected_projected_length(5, 5) == 1.0
+        assert matching.expected_projected_length(d, r) == pytest.approx(lengths.mean(), abs=0.005)
+        assert matching.expected_projected_length(d, r) < math.sqrt(r / d)
+    assert matching.expected_projected_length(5, 5) == 1.0
 
 
 def test_first_step_where_finds_the_first_crossing_in_either_direction():
     steps = [0, 25, 50, 75, 100]
     match = [0.5, 0.8, 0.6, 0.9, 0.95]  # crosses 0.74 at 25, dips, crosses again
     error = [0.96, 0.95, 0.7, 0.3, 0.1]
-    assert C.first_step_where(steps, match, 0.74) == 25  # not 75 (the last crossing), not 1 (the index)
-    assert C.first_step_where(steps, error, 0.5, below=True) == 75  # not 0 (a crossing upwards)
-    assert C.first_step_where(steps, error, 0.05, below=True) is None
-    assert C.first_step_where(steps, match, 0.5) == 25  # strictly above
+    assert matching.first_step_where(steps, match, 0.74) == 25  # not 75 (the last crossing), not 1 (the index)
+    assert matching.first_step_where(steps, error, 0.5, below=True) == 75  # not 0 (a crossing upwards)
+    assert matching.first_step_where(steps, error, 0.05, below=True) is None
+    assert matching.first_step_where(steps, match, 0.5) == 25  # strictly above
     with pytest.raises(ValueError, match="one length"):
-        C.first_step_where(steps, match[:3], 0.5)
+        matching.first_step_where(steps, match[:3], 0.5)
 
 
 def test_estimate_rank_recovers_a_planted_rank():
@@ -185,19 +185,19 @@ def test_estimate_rank_recovers_a_planted_rank():
     n = 60
     signal = orthonormal(n, 3, 9) @ np.diag([40.0, 30.0, 20.0]) @ orthonormal(n, 3, 10).T
     noisy = signal + rng.standard_normal((n, n)) / math.sqrt(n)
-    assert C.estimate_rank(noisy, k=10) == 3
+    assert matching.estimate_rank(noisy, k=10) == 3
     with pytest.raises(ValueError, match="k"):
-        C.estimate_rank(noisy, k=60)
+        matching.estimate_rank(noisy, k=60)
 
 
 @pytest.mark.parametrize(
     "call, err, match",
     [
-        (lambda: C.subspace_matching(np.eye(4), np.eye(4), 5), ValueError, "rank must be"),
-        (lambda: C.principal_cosines(2 * np.eye(3), np.eye(3)), ValueError, "orthonormal"),
-        (lambda: C.qk_circuit(np.ones((4, 2)), np.ones((4, 3))), ValueError, "same shape"),
-        (lambda: C.diagonal_zscore(np.full((2, 2), np.nan)), ValueError, "NaN"),
-        (lambda: C.summarise(np.ones(3), "mean"), ValueError, "largest"),
+        (lambda: matching.subspace_matching(np.eye(4), np.eye(4), 5), ValueError, "rank must be"),
+        (lambda: matching.principal_cosines(2 * np.eye(3), np.eye(3)), ValueError, "orthonormal"),
+        (lambda: matching.qk_circuit(np.ones((4, 2)), np.ones((4, 3))), ValueError, "same shape"),
+        (lambda: matching.diagonal_zscore(np.full((2, 2), np.nan)), ValueError, "NaN"),
+        (lambda: matching.summarise(np.ones(3), "mean"), ValueError, "largest"),
     ],
 )
 def test_bad_inputs_get_clear_errors(call, err, match):
@@ -208,13 +208,13 @@ def test_bad_inputs_get_clear_errors(call, err, match):
 def test_circuit_metrics_on_an_untrained_model_sit_near_chance():
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=24, max_len=32, d_model=32))
-    m = C.circuit_metrics(model, ranks=(4,))
-    base, std = C.random_baseline(32, 4, 50, "rms")
+    m = matching.circuit_metrics(model, ranks=(4,))
+    base, std = matching.random_baseline(32, 4, 50, "rms")
     assert abs(m["match_rms_4"] - base) < 3 * std
     assert m["mismatch"] > 0.5
     assert abs(m["diag_zscore"]) < 1.0
     with pytest.raises(ValueError, match="2 layers"):
-        C.circuit_metrics(Transformer(TransformerConfig(vocab_size=4, max_len=4, d_model=8, n_layers=1)))
+        matching.circuit_metrics(Transformer(TransformerConfig(vocab_size=4, max_len=4, d_model=8, n_layers=1)))
 
 
 def test_embedding_usage_separates_shared_and_individual_parts():
@@ -227,15 +227,15 @@ def test_embedding_usage_separates_shared_and_individual_parts():
     own -= own.mean(axis=0)  # so the mean embedding is exactly the shared part
     W_E = 3 * mean_dir[None, :] + own @ U[:, 1:4].T
     reads_mean = np.outer(U[:, 0], [1.0, 0.0])  # [d_model, d_head=2], reads only the shared direction
-    individual, mean = C.embedding_usage(W_E, reads_mean, 1)
+    individual, mean = matching.embedding_usage(W_E, reads_mean, 1)
     assert mean == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(individual, 0.0, atol=1e-8)
     reads_tokens = U[:, 1:4]  # [d_model, 3]
-    individual, mean = C.embedding_usage(W_E, reads_tokens, 3)
+    individual, mean = matching.embedding_usage(W_E, reads_tokens, 3)
     np.testing.assert_allclose(individual, 1.0, atol=1e-8)
     assert mean == pytest.approx(0.0, abs=1e-8)
     with pytest.raises(ValueError, match="share d_model"):
-        C.embedding_usage(W_E, np.ones((4, 2)), 1)
+        matching.embedding_usage(W_E, np.ones((4, 2)), 1)
 
 
 def test_ov_output_share_in_embedding_span_is_one_inside_zero_outside_and_dim_over_d_by_chance():
@@ -246,7 +246,7 @@ def test_ov_output_share_in_embedding_span_is_one_inside_zero_outside_and_dim_ov
     rest = np.linalg.svd(W_E)[2][vocab:]  # [8, 32]: its orthogonal complement
     inside = rng.standard_normal((d, rank)) @ basis[:rank]  # writes only inside the span
     outside = rng.standard_normal((d, rank)) @ rest[:rank]
-    assert C.ov_output_share_in_embedding_span(W_E, inside, rank) == pytest.approx((1.0, vocab / d))
-    assert C.ov_output_share_in_embedding_span(W_E, outside, rank)[0] == pytest.approx(0.0, abs=1e-12)
-    shares = [C.ov_output_share_in_embedding_span(W_E, rng.standard_normal((d, d)), rank)[0] for _ in range(400)]
+    assert matching.ov_output_share_in_embedding_span(W_E, inside, rank) == pytest.approx((1.0, vocab / d))
+    assert matching.ov_output_share_in_embedding_span(W_E, outside, rank)[0] == pytest.approx(0.0, abs=1e-12)
+    shares = [matching.ov_output_share_in_embedding_span(W_E, rng.standard_normal((d, d)), rank)[0] for _ in range(400)]
     assert np.mean(shares) == pytest.approx(vocab / d, abs=0.02)  # a random direction keeps dim/d on average

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from toyattn import collect as collect_module
 from toyattn.cli import main
-from toyattn.collect import CollectError, collect
+from toyattn.grading import collect as collect_module
+from toyattn.grading.collect import CollectError, collect
 
 
 def _home(homes, student, files: dict[str, str]):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toyattn.copy_task_sweeps import train_copy_models
-from toyattn.induction import TrainConfig, train_copy_model
+from toyattn.circuits.copy_task import TrainConfig, train_copy_model
+from toyattn.circuits.sweeps import train_copy_models
 
 RUNS = [(0, 10), (1, None), (2, 100)]  # a memorising pool, fresh patterns, a middle pool
 

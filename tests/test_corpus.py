@@ -1,11 +1,11 @@
-"""Tests for toyattn.corpus: vocabulary, encode/decode, next-token targets, labels, clear errors."""
+"""Tests for toyattn.sentences.corpus: vocabulary, encode/decode, next-token targets, labels, clear errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from toyattn.corpus import SENTENCES, VOCAB, ToyCorpus
+from toyattn.sentences.corpus import SENTENCES, VOCAB, ToyCorpus
 
 
 def test_vocab_and_sizes():

@@ -1,4 +1,4 @@
-"""toyattn.gguf_file reads what gguf.GGUFReader reads (for every field the course uses), and damaged files
+"""toyattn.weights.gguf reads what gguf.GGUFReader reads (for every field the course uses), and damaged files
 get errors that name the file."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 from pretrained_helpers import pretrained
 
-from toyattn.checkpoints import iter_qk_layers
-from toyattn.gguf_file import GGUFError, GGUFFile
-from toyattn.pretrained import smollm2_gguf_path
+from toyattn.weights.checkpoints import iter_qk_layers
+from toyattn.weights.gguf import GGUFError, GGUFFile
+from toyattn.weights.pretrained import smollm2_gguf_path
 
 gguf = pytest.importorskip("gguf")
 
@@ -177,8 +177,8 @@ def test_gemma3_file_is_read_without_unpermuting_and_with_norm_gains_folded(tmp_
 
 @pytest.mark.pretrained
 def test_packaged_gemma3_reads_and_scores():
-    from toyattn.pretrained import GEMMA_NOTICE, gemma3_gguf_path
-    from toyattn.symmetry_report import score_model
+    from toyattn.symmetry.report import score_model
+    from toyattn.weights.pretrained import GEMMA_NOTICE, gemma3_gguf_path
 
     path = pretrained(gemma3_gguf_path)
     assert "Gemma Terms of Use" in GEMMA_NOTICE

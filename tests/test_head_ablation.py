@@ -1,4 +1,4 @@
-"""toyattn.head_ablation: the interventions do what they say on small models, and on trained copying models
+"""toyattn.circuits.ablation: the interventions do what they say on small models, and on trained copying models
 the robust causal claims of lesson 5 hold on every seed that learned the induction circuit."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn.head_ablation import (
+from toyattn.circuits.ablation import (
     ablate_head,
     copy_accuracy,
     copy_loss,
@@ -18,10 +18,10 @@ from toyattn.head_ablation import (
     project_out,
     random_subspace,
 )
-from toyattn.induction import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
-from toyattn.induction_heads import head_factors, key_directions
-from toyattn.interventions import patch_activation, patch_positions
+from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
+from toyattn.circuits.detection import head_factors, key_directions
 from toyattn.models.transformer import Transformer, TransformerConfig
+from toyattn.sentences.interventions import patch_activation, patch_positions
 
 TASK = CopyTaskConfig()
 
@@ -185,31 +185,30 @@ def test_shared_subspace_projection_hurts_more_than_most_random_ones(trained):
 
 
 def test_the_standard_circuit_tools_see_the_circuit_on_every_learned_seed(trained):
-    from toyattn import circuits as C
-    from toyattn import composition as K
+    from toyattn.circuits import composition, matching
 
     models, _ = trained
-    k_base, k_std = K.random_composition_baseline(32, 32, n_runs=100)
-    m_base, m_std = C.random_baseline(32, 4, n_runs=50)
+    k_base, k_std = composition.random_composition_baseline(32, 32, n_runs=100)
+    m_base, m_std = matching.random_baseline(32, 4, n_runs=50)
     for model in models:
         w, r = head_factors(model, 0, 0), head_factors(model, 1, 0)
-        W_ov, W_qk = w["W_V"] @ w["W_O"], C.qk_circuit(r["W_Q"], r["W_K"])
-        assert K.k_composition(W_ov, W_qk) > k_base + 4 * k_std
-        assert C.qk_ov_matching(W_qk, W_ov, 4) > m_base + 2 * m_std
+        W_ov, W_qk = w["W_V"] @ w["W_O"], matching.qk_circuit(r["W_Q"], r["W_K"])
+        assert composition.k_composition(W_ov, W_qk) > k_base + 4 * k_std
+        assert matching.qk_ov_matching(W_qk, W_ov, 4) > m_base + 2 * m_std
         # The induction head copies: its full OV circuit (norm gains folded in) has mostly positive eigenvalues.
         W_E = model.embed.W_E.detach().double().numpy()
-        W_U = K.fold_norm(model.unembed.weight.detach().double().numpy().T, model.ln_final.weight.detach().double().numpy(), center=True)
-        assert K.copying_eigen_score(W_E, r["W_V"] @ r["W_O"], W_U) > 0.5
-        assert K.copying_top1(K.full_ov_circuit(W_E, r["W_V"] @ r["W_O"], W_U)) > 0.5
+        W_U = composition.fold_norm(model.unembed.weight.detach().double().numpy().T, model.ln_final.weight.detach().double().numpy(), center=True)
+        assert composition.copying_eigen_score(W_E, r["W_V"] @ r["W_O"], W_U) > 0.5
+        assert composition.copying_top1(composition.full_ov_circuit(W_E, r["W_V"] @ r["W_O"], W_U)) > 0.5
         # The previous-token head's direct path anti-copies (lesson 5, section 7 prints it): only the sign is asserted.
-        assert K.copying_eigen_score(W_E, w["W_V"] @ w["W_O"], W_U) < 0
+        assert composition.copying_eigen_score(W_E, w["W_V"] @ w["W_O"], W_U) < 0
         # The previous-token head's positional QK circuit prefers distance 1.
         attn = model.blocks[0].attn
         with torch.no_grad():
             normed = model.blocks[0].ln1(model.embed.W_E)
             q = (normed @ attn.W_Q[0] + attn.b_Q[0]).mean(0).double().numpy()
             k = (normed @ attn.W_K[0] + attn.b_K[0]).mean(0).double().numpy()
-        assert K.positional_qk_scores(q, k, None, None, range(32)).argmax() == 1
+        assert composition.positional_qk_scores(q, k, None, None, range(32)).argmax() == 1
 
 
 def test_copy_loss_is_the_mean_cross_entropy_of_the_scored_tokens():

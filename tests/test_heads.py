@@ -1,4 +1,4 @@
-"""Lesson 2's heads (toyattn.permutations, fused_qkv, head_weights, head_matching and the figures):
+"""Lesson 2's heads (toyattn.heads.permutations, fused_qkv, head_weights, head_matching and the figures):
 layouts, the permutation convention, matching, invariance, bad input."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn.fused_qkv import (
+from toyattn.heads.fused_qkv import (
     merge_out_proj,
     merge_qkv,
     permute_mha,
@@ -20,7 +20,7 @@ from toyattn.fused_qkv import (
     split_qkv,
     split_qkv_bias,
 )
-from toyattn.head_matching import (
+from toyattn.heads.matching import (
     cost_matrix,
     greedy_match,
     hungarian_match,
@@ -30,14 +30,14 @@ from toyattn.head_matching import (
     recover_permutation,
     singular_value_features,
 )
-from toyattn.head_weights import HeadWeights, random_orthogonal, rotate_within_heads
-from toyattn.permutations import (
+from toyattn.heads.permutations import (
     as_permutation,
     compose_permutations,
     invert_permutation,
     random_permutation,
     recovery_accuracy,
 )
+from toyattn.heads.weights import HeadWeights, random_orthogonal, rotate_within_heads
 from toyattn.plotting import (
     cost_heatmap,
     discrete_colorscale,
@@ -459,8 +459,8 @@ def test_plots_have_labels_and_discrete_colours():
 def test_minilm_layer_as_mha_matches_transformers_and_recovers_its_heads():
     from pretrained_helpers import pretrained
 
-    from toyattn.checkpoints import bert_attention_as_mha
-    from toyattn.pretrained import minilm_path
+    from toyattn.weights.checkpoints import bert_attention_as_mha
+    from toyattn.weights.pretrained import minilm_path
 
     path = pretrained(minilm_path)
     mha = bert_attention_as_mha(path, 2, n_heads=12)

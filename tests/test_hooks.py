@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import toyattn.models.one_head as one_head_module
-from toyattn.corpus import ToyCorpus
 from toyattn.models.one_head import OneHeadAttention
+from toyattn.sentences.corpus import ToyCorpus
 
 CORPUS = ToyCorpus()
 

@@ -1,4 +1,4 @@
-"""Tests for toyattn.induction: the copying task, training with checkpoints, and the lesson-4 story.
+"""Tests for toyattn.circuits.copy_task: the copying task, training with checkpoints, and the lesson-4 story.
 
 Training outcomes differ between seeds, CPUs, thread counts, dtypes and GPUs, so the story is checked on
 several short runs (seed 0 with 1 and 2 threads and in float32 and float64, and seed 1): every run that
@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn import circuits as C
-from toyattn.head_weights import HeadWeights
-from toyattn.induction import (
+from toyattn.circuits import matching
+from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     TrainConfig,
     copy_error,
@@ -25,6 +24,7 @@ from toyattn.induction import (
     train_copy_model,
     zipf_probs,
 )
+from toyattn.heads.weights import HeadWeights
 
 TASK = CopyTaskConfig()
 
@@ -163,13 +163,13 @@ def test_some_runs_learn_the_rule_within_450_steps(fresh_runs):
 
 
 def test_every_run_that_learned_the_rule_has_an_induction_circuit(fresh_runs):
-    base_mean, base_std = C.random_baseline(fresh_runs[next(iter(fresh_runs))].model_config.d_model, 4, n_runs=50)
+    base_mean, base_std = matching.random_baseline(fresh_runs[next(iter(fresh_runs))].model_config.d_model, 4, n_runs=50)
     batch = make_test_sets(TASK, 32, seed=7)["ood"]
     for label, run in fresh_runs.items():
         if not _learned(run):
             continue
         assert run.history["id_error"][-1] < 0.2, label
-        first, last = C.circuit_metrics(run.load(0), ranks=(4,)), C.circuit_metrics(run.load(-1), ranks=(4,))
+        first, last = matching.circuit_metrics(run.load(0), ranks=(4,)), matching.circuit_metrics(run.load(-1), ranks=(4,))
         assert last["match_largest_4"] > base_mean + 2 * base_std, label  # clearly above chance
         assert last["match_largest_4"] > first["match_largest_4"] + 0.15, label  # and it rose
         assert last["diag_zscore"] > 1.5 and last["mismatch"] < 0.3, (label, last)
@@ -201,8 +201,8 @@ def test_layer_2_score_is_the_qk_circuit_on_layer_normed_inputs_plus_bias_terms(
     scores = cache["blocks.1.attn.hook_attn_scores"][0, 0].double().numpy()
     raw_differs = 0
     for q, k in [(5, 5), (9, 8), (20, 3), (31, 0), (27, 14)]:
-        R = C.rotary_matrix(d_head, q - k, base)
-        W_qk = C.qk_circuit(W_Q, W_K, q - k, base)
+        R = matching.rotary_matrix(d_head, q - k, base)
+        W_qk = matching.qk_circuit(W_Q, W_K, q - k, base)
         bias = (x_hat[q] @ W_Q @ R @ b_K + b_Q @ R @ W_K.T @ x_hat[k] + b_Q @ R @ b_K) / np.sqrt(d_head)
         assert x_hat[q] @ W_qk @ x_hat[k] + bias == pytest.approx(scores[q, k], abs=1e-4)
         raw_differs += abs(resid[q] @ W_qk @ resid[k] - scores[q, k]) > 1e-2
@@ -222,7 +222,7 @@ def test_tiny_pool_memorises_but_does_not_generalise(tiny_pool_run):
     run = tiny_pool_run
     assert run.history["id_error"][-1] < 0.2  # learned its ten patterns
     assert run.history["ood_error"][-1] > 0.7  # fails on fresh ones
-    m = C.circuit_metrics(run.load(-1), ranks=(4,))
+    m = matching.circuit_metrics(run.load(-1), ranks=(4,))
     assert m["mismatch"] > 0.5
     summary = describe_run(run)
     assert summary["pool_size"] == 10 and summary["steps"] == 250
@@ -250,7 +250,7 @@ def test_training_is_seeded():
 
 
 def test_rejects_mismatched_model():
-    from toyattn.induction import default_model_config
+    from toyattn.circuits.copy_task import default_model_config
 
     with pytest.raises(ValueError, match="does not fit the task"):
         train_copy_model(TASK, model_config=default_model_config(CopyTaskConfig(vocab_size=30)), device="cpu")

@@ -1,4 +1,4 @@
-"""toyattn.induction_heads: the previous-token and induction scores on repeated random tokens, and top heads."""
+"""toyattn.circuits.detection: the previous-token and induction scores on repeated random tokens, and top heads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn.induction_heads import head_scores, repeated_random_tokens, top_heads
+from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 
@@ -60,14 +60,14 @@ def test_bad_inputs_are_named():
 
 
 def test_random_matching_baseline_has_the_distribution_of_the_svd_one():
-    from toyattn import circuits as C
-    from toyattn.induction_heads import random_matching_baseline
+    from toyattn.circuits import matching
+    from toyattn.circuits.detection import random_matching_baseline
 
     for summary in ("largest", "rms"):
         fast, fast_std = random_matching_baseline(24, 4, n_runs=400, summary=summary)
-        slow, slow_std = C.random_baseline(24, 4, n_runs=400, summary=summary)
+        slow, slow_std = matching.random_baseline(24, 4, n_runs=400, summary=summary)
         assert abs(fast - slow) < 0.03 and abs(fast_std - slow_std) < 0.03
-    assert random_matching_baseline(576, 10, n_runs=20)[0] == pytest.approx(C.expected_random_matching(576, 10), abs=0.06)
+    assert random_matching_baseline(576, 10, n_runs=20)[0] == pytest.approx(matching.expected_random_matching(576, 10), abs=0.06)
 
 
 def test_distinct_halves_have_no_repeated_token_and_are_repeated():
@@ -83,8 +83,8 @@ def test_distinct_halves_have_no_repeated_token_and_are_repeated():
 
 
 def test_token_matrices_fold_the_final_norm_and_the_circuits_are_the_products():
-    from toyattn.circuits import qk_circuit
-    from toyattn.induction_heads import head_factors, ov_matrix, qk_matrix, token_matrices
+    from toyattn.circuits.detection import head_factors, ov_matrix, qk_matrix, token_matrices
+    from toyattn.circuits.matching import qk_circuit
 
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=7, max_len=9, d_model=8, n_layers=2, n_heads=2))
@@ -111,7 +111,7 @@ def test_the_recorded_pool_sweeps_hold_the_counterexamples_lesson5_names():
     import json
     from pathlib import Path
 
-    from toyattn.circuits import random_baseline
+    from toyattn.circuits.matching import random_baseline
 
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     runs = [r for name in ("pool_size_sweep.json", "pool_size_sweep_1500.json")

@@ -1,4 +1,4 @@
-"""Tests for toyattn.interventions: on trained lesson-1 models (many seeds, 1 and 2 threads, float32 and
+"""Tests for toyattn.sentences.interventions: on trained lesson-1 models (many seeds, 1 and 2 threads, float32 and
 float64; see lesson1_helpers), what patching and cutting the edge "the" -> man/woman provably does in every
 run that solves the task, and what it does on most of them; on untrained models, the interventions do
 exactly what they say."""
@@ -9,8 +9,8 @@ import pytest
 import torch
 from lesson1_helpers import BEEF, CHICKEN, CORPUS, SUBJECT, THE, solved_runs
 
-from toyattn.interventions import ablate_edge, edge_contribution, patch_activation, patch_edge
 from toyattn.models.one_head import OneHeadAttention
+from toyattn.sentences.interventions import ablate_edge, edge_contribution, patch_activation, patch_edge
 
 
 def _sentences():
@@ -156,7 +156,7 @@ def test_bad_arguments(untrained):
 
 
 def test_patch_positions_copies_the_source_exactly_where_the_mask_says(untrained):
-    from toyattn.interventions import patch_positions
+    from toyattn.sentences.interventions import patch_positions
 
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 7, (3, 4), generator=g)

@@ -61,7 +61,7 @@ def test_bad_tokens_are_named():
 def smollm2():
     from pretrained_helpers import pretrained
 
-    from toyattn.pretrained import smollm2_gguf_path
+    from toyattn.weights.pretrained import smollm2_gguf_path
 
     return load_llama_gguf(pretrained(smollm2_gguf_path))
 
@@ -85,8 +85,7 @@ def test_smollm2_has_the_induction_circuit_the_lesson_shows(smollm2):
     pairs' QK-OV matching sits in the upper tail of random head pairs."""
     import numpy as np
 
-    from toyattn.device import cpu_threads
-    from toyattn.induction_heads import (
+    from toyattn.circuits.detection import (
         head_factors,
         head_scores,
         k_composition_factored,
@@ -94,6 +93,7 @@ def test_smollm2_has_the_induction_circuit_the_lesson_shows(smollm2):
         repeated_random_tokens,
         top_heads,
     )
+    from toyattn.device import cpu_threads
 
     with cpu_threads(1):
         tokens = repeated_random_tokens(4, 40, (1000, 20000), torch.Generator().manual_seed(0), prefix=1)
@@ -126,9 +126,9 @@ def test_mean_ablating_smollm2_circuit_heads_breaks_copying_and_random_heads_do_
     error bars (mean +- 2 standard errors over 32 sequences) apart. A batch other than the lesson's."""
     import numpy as np
 
+    from toyattn.circuits.ablation import ablate_head
+    from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads
     from toyattn.device import cpu_threads
-    from toyattn.head_ablation import ablate_head
-    from toyattn.induction_heads import head_scores, repeated_random_tokens, top_heads
 
     L, n_seq = 16, 32
     tokens = repeated_random_tokens(n_seq, L, (1000, 20000), torch.Generator().manual_seed(5), prefix=1)
@@ -169,7 +169,7 @@ def test_mean_ablating_smollm2_circuit_heads_breaks_copying_and_random_heads_do_
 def test_smollm2_in_bfloat16_still_copies_and_mostly_agrees_with_float32(smollm2):
     from pretrained_helpers import pretrained
 
-    from toyattn.pretrained import smollm2_gguf_path
+    from toyattn.weights.pretrained import smollm2_gguf_path
 
     low = load_llama_gguf(pretrained(smollm2_gguf_path), dtype=torch.bfloat16)
     assert low.W_E.dtype == torch.bfloat16

@@ -10,9 +10,9 @@ import pytest
 import torch
 from lesson1_helpers import SEEDS, SETTINGS, SUBJECT, all_runs, solved_runs, stuck_runs
 
-from toyattn.corpus import ToyCorpus
 from toyattn.models.one_head import OneHeadAttention, causal_mask
-from toyattn.one_head_training import DEFAULT_RECIPE, Recipe, full_batch_loss, train, train_one_head
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import DEFAULT_RECIPE, Recipe, full_batch_loss, train, train_one_head
 
 CORPUS = ToyCorpus()
 THE = CORPUS.position_of("the")  # 3

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from toyattn.corpus import ToyCorpus
 from toyattn.device import seed_everything
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import DEFAULT_RECIPE, Recipe, train, train_one_heads, train_together
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import DEFAULT_RECIPE, Recipe, train, train_one_heads, train_together
 from toyattn.stacked import StackedModels
 
 SEEDS = (0, 2, 5, 77)  # stuck and solved runs alike (which is which depends on the machine)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from toyattn.models.transformer import Transformer, TransformerConfig
-from toyattn.symmetry import (
+from toyattn.symmetry.report import SymmetryReport, score_model
+from toyattn.symmetry.scores import (
     directionality_score,
     from_signed,
     kv_head_for_query,
@@ -22,8 +23,7 @@ from toyattn.symmetry import (
     symmetry_score_definition,
     to_signed,
 )
-from toyattn.symmetry_report import SymmetryReport, score_model
-from toyattn.symmetry_training import train_symmetry_experiment
+from toyattn.symmetry.training import train_symmetry_experiment
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -314,7 +314,7 @@ def test_masked_training_makes_heads_more_symmetric_than_causal_training(seed):
 
 
 def test_course_text_is_the_zen_of_python_and_prints_nothing(capsys):
-    from toyattn.symmetry_training import course_text
+    from toyattn.symmetry.training import course_text
 
     text = course_text()
     assert text.startswith("The Zen of Python") and "Beautiful is better than ugly." in text
@@ -331,7 +331,7 @@ def test_course_text_is_the_zen_of_python_and_prints_nothing(capsys):
 def test_head_by_head_path_equals_the_batched_path(monkeypatch, q_shape, k_shape):
     # Large CPU heads take a head-by-head loop (cache reuse, half of A and B skipped by symmetry); it
     # must give the batched path's numbers.
-    import toyattn.symmetry_traces as sym
+    import toyattn.symmetry.traces as sym
 
     g = gen(11)
     W_Q = torch.randn(*q_shape, generator=g)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from pretrained_helpers import pretrained
 
-from toyattn.checkpoints import iter_qk_layers
-from toyattn.pretrained import gemma3_gguf_path, minilm_path, smollm2_gguf_path
-from toyattn.symmetry import directionality_score, layer_bilinear, median
-from toyattn.symmetry_report import score_model
+from toyattn.symmetry.report import score_model
+from toyattn.symmetry.scores import directionality_score, layer_bilinear, median
+from toyattn.weights.checkpoints import iter_qk_layers
+from toyattn.weights.pretrained import gemma3_gguf_path, minilm_path, smollm2_gguf_path
 
 pytestmark = pytest.mark.pretrained
 

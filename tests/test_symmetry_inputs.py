@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toyattn.symmetry import symmetry_score
+from toyattn.symmetry.scores import symmetry_score
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for toyattn.symmetry_training and toyattn.symmetry_experiments: batched runs, symmetric init, steps to a loss, dL/dM."""
+"""Tests for toyattn.symmetry.training and toyattn.symmetry.experiments: batched runs, symmetric init, steps to a loss, dL/dM."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import torch
 
 from toyattn.device import seed_everything
 from toyattn.models.transformer import Transformer, TransformerConfig
-from toyattn.symmetry import matrix_symmetry_score, symmetry_score
-from toyattn.symmetry_experiments import (
+from toyattn.symmetry.experiments import (
     bilinear_gradients,
     bilinear_update,
     symmetric_init_experiment,
 )
-from toyattn.symmetry_training import (
+from toyattn.symmetry.scores import matrix_symmetry_score, symmetry_score
+from toyattn.symmetry.training import (
     SMOOTHING,
     CharTask,
     char_batches,

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toyattn.corpus import ToyCorpus
 from toyattn.device import seed_everything
 from toyattn.models.one_head import OneHeadAttention
-from toyattn.one_head_training import Recipe, train
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import Recipe, train
 from toyattn.training import History, fit
 
 

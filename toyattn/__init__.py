@@ -7,10 +7,10 @@ the model                       ``toyattn/models/transformer.py`` (lessons 2-4; 
                                 head: ``models/one_head.py``, lesson 5's Llama: ``models/llama.py``)
 the hook mechanism              ``toyattn/hooks.py`` (``hook_q`` ... ``hook_pattern``, ``run_with_cache``)
 the training loop               ``toyattn/training.py`` (``fit``: lessons 1, 3 and 4 all train on it)
-the symmetry score              ``toyattn/symmetry.py`` (its fast traces: ``symmetry_traces.py``)
-the matching                    ``toyattn/head_matching.py`` (heads, lesson 2); QK-OV subspace
-                                matching: ``toyattn/circuits.py`` (lesson 4)
-a head's weights                ``toyattn/head_weights.py`` (``HeadWeights``, used by every lesson)
+the symmetry score              ``toyattn/symmetry/scores.py`` (its fast traces: ``symmetry_traces.py``)
+the matching                    ``toyattn/heads/matching.py`` (heads, lesson 2); QK-OV subspace
+                                matching: ``toyattn/circuits/matching.py`` (lesson 4)
+a head's weights                ``toyattn/heads/weights.py`` (``HeadWeights``, used by every lesson)
 turning inputs into arrays      ``toyattn/arrays.py`` (``to_numpy``, ``as_matrix``)
 the exercise checks             ``toyattn/checks/core.py`` (one module per lesson beside it)
 the grader                      ``toyattn/grading/grade.py`` (its sandbox: ``grading/sandbox.py``)
@@ -23,23 +23,23 @@ Modules by concept, with the lesson that teaches each:
   :mod:`~toyattn.progress` (progress bars), :mod:`~toyattn.hooks` (named hook points),
   :mod:`~toyattn.models` (one file per model), :mod:`~toyattn.training` (the one loop),
   :mod:`~toyattn.stacked` (many small runs trained as one batched model)
-* lesson 0: :mod:`~toyattn.timing` (timing a CPU against a GPU fairly: when a GPU helps)
-* lesson 1: :mod:`~toyattn.corpus` (the two sentences), :mod:`~toyattn.one_head_training` (its task
-  and recipes), :mod:`~toyattn.interventions` (cutting an edge, patching)
-* lesson 2: :mod:`~toyattn.permutations` (the one convention), :mod:`~toyattn.fused_qkv` (layouts,
-  split/merge/permute), :mod:`~toyattn.head_weights` (``HeadWeights``), :mod:`~toyattn.head_matching`
-  (features, costs, matching), :mod:`~toyattn.pretrained` (the packaged models)
-* lesson 3: :mod:`~toyattn.symmetry` (the scores), :mod:`~toyattn.symmetry_traces` (computed fast),
-  :mod:`~toyattn.checkpoints` (Q/K out of real checkpoints), :mod:`~toyattn.gguf_file` (a GGUF's
-  header), :mod:`~toyattn.symmetry_report` (a whole model), :mod:`~toyattn.symmetry_training` (masked
-  vs causal training), :mod:`~toyattn.symmetry_experiments` (symmetric init, the gradient)
-* lesson 4: :mod:`~toyattn.induction` (the copying task), :mod:`~toyattn.copy_task_sweeps` (its runs trained together),
-  :mod:`~toyattn.circuits` (QK/OV circuits
+* lesson 0: :mod:`~toyattn.device.timing` (timing a CPU against a GPU fairly: when a GPU helps)
+* lesson 1: :mod:`~toyattn.sentences.corpus` (the two sentences), :mod:`~toyattn.sentences.training` (its task
+  and recipes), :mod:`~toyattn.sentences.interventions` (cutting an edge, patching)
+* lesson 2: :mod:`~toyattn.heads.permutations` (the one convention), :mod:`~toyattn.heads.fused_qkv` (layouts,
+  split/merge/permute), :mod:`~toyattn.heads.weights` (``HeadWeights``), :mod:`~toyattn.heads.matching`
+  (features, costs, matching), :mod:`~toyattn.weights.pretrained` (the packaged models)
+* lesson 3: :mod:`~toyattn.symmetry.scores` (the scores), :mod:`~toyattn.symmetry.traces` (computed fast),
+  :mod:`~toyattn.weights.checkpoints` (Q/K out of real checkpoints), :mod:`~toyattn.weights.gguf` (a GGUF's
+  header), :mod:`~toyattn.symmetry.report` (a whole model), :mod:`~toyattn.symmetry.training` (masked
+  vs causal training), :mod:`~toyattn.symmetry.experiments` (symmetric init, the gradient)
+* lesson 4: :mod:`~toyattn.circuits.copy_task` (the copying task), :mod:`~toyattn.circuits.sweeps` (its runs trained together),
+  :mod:`~toyattn.circuits.matching` (QK/OV circuits
   and their matching)
-* lesson 5: :mod:`~toyattn.head_ablation`, :mod:`~toyattn.composition`, :mod:`~toyattn.induction_heads`
+* lesson 5: :mod:`~toyattn.circuits.ablation`, :mod:`~toyattn.circuits.composition`, :mod:`~toyattn.circuits.detection`
 * instructors: :mod:`~toyattn.checks` (exercise checks), :mod:`~toyattn.course` (paired notebooks,
   exercises from solutions), :mod:`~toyattn.grading` (``toyattn grade``, ``toyattn run``),
-  :mod:`~toyattn.collect` (``toyattn collect``: problem sets out of hub home folders),
+  :mod:`~toyattn.grading.collect` (``toyattn collect``: problem sets out of hub home folders),
   :mod:`~toyattn.cli` (the ``toyattn`` command)
 """
 
@@ -50,7 +50,6 @@ _TOP_LEVEL = {
     "describe": "device",
     "get_device": "device",
     "seed_everything": "device",
-    "try_gpu": "device",
     "to_numpy": "arrays",
 }
 
@@ -65,4 +64,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'toyattn' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "describe", "get_device", "seed_everything", "to_numpy", "try_gpu"]
+__all__ = ["__version__", "describe", "get_device", "seed_everything", "to_numpy"]

@@ -7,7 +7,7 @@
 * ``toyattn grade SUBMISSIONS/ [--out DIR] [--timeout S] [--jobs N]``: run every student's exercise
   notebook in its own sandbox and report which checks pass, judged outside it (:mod:`toyattn.grading`).
 * ``toyattn collect HOMES/ [--out DIR]``: copy each student's problem sets from their hub home folder
-  into one folder per student, for ``toyattn grade`` (:mod:`toyattn.collect`).
+  into one folder per student, for ``toyattn grade`` (:mod:`toyattn.grading.collect`).
 * ``toyattn run NOTEBOOK [--out COPY]``: execute a notebook headless (a batch job on a GPU node) to an
   executed copy.
 """
@@ -19,11 +19,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import collect, grading
+from toyattn import grading
+from toyattn.grading import collect
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .device import describe, format_description
+    from toyattn.device import describe, format_description
 
     info = describe(args.device)
     if args.json:
@@ -37,7 +38,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from . import course
+    from toyattn import course
 
     root = Path(args.root).resolve() if args.root else course.find_root()
     if args.check:

@@ -28,9 +28,9 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .arrays import as_matrix
-from .fused_qkv import QKV_NAMES, Layout, merge_qkv, split_qkv
-from .head_weights import HeadWeights
+from toyattn.arrays import as_matrix
+from toyattn.heads.fused_qkv import QKV_NAMES, Layout, merge_qkv, split_qkv
+from toyattn.heads.weights import HeadWeights
 
 #: ``annotate=None`` writes the numbers when the matrix has at most this many cells.
 ANNOTATE_MAX_CELLS = 400

@@ -1,6 +1,6 @@
 """Progress bars that show in notebooks and stay quiet in tests and batch jobs.
 
-Used by the course's one training loop (:func:`toyattn.training.fit`) and by :func:`toyattn.symmetry_report.score_model`.
+Used by the course's one training loop (:func:`toyattn.training.fit`) and by :func:`toyattn.symmetry.report.score_model`.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ checks it in float64: one step to 1e-12; whole runs to 1e-8 where the training d
 rounding, and elsewhere within 10 times how far the run alone moves when its initial weights are
 scaled by 1 + 1e-15.
 
-Lesson 1's seed sweep (:func:`toyattn.one_head_training.train_one_heads`), lesson 3's runs
-(:func:`toyattn.symmetry_training.train_runs`) and the copy task's seeds and pool sizes of lessons 4-5
-(:func:`toyattn.copy_task_sweeps.train_copy_models`) train this way.
+Lesson 1's seed sweep (:func:`toyattn.sentences.training.train_one_heads`), lesson 3's runs
+(:func:`toyattn.symmetry.training.train_runs`) and the copy task's seeds and pool sizes of lessons 4-5
+(:func:`toyattn.circuits.sweeps.train_copy_models`) train this way.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Every lesson that trains (1, 3 and 4) calls :func:`fit`; what differs between them is data: the task
 (a model, its batches and a loss function) and a few settings. As in nanoGPT, where ``model.py``
 holds the model and ``train.py`` the loop, the models live in :mod:`toyattn.models`, each lesson's
-task next to its lesson (lesson 1: :mod:`toyattn.one_head_training`, lesson 3:
-:mod:`toyattn.symmetry_training`, lesson 4: :mod:`toyattn.induction`) and the loop here.
+task next to its lesson (lesson 1: :mod:`toyattn.sentences.training`, lesson 3:
+:mod:`toyattn.symmetry.training`, lesson 4: :mod:`toyattn.circuits.copy_task`) and the loop here.
 Lesson 1 (``notebooks/01_attention_toy``) is where students first meet it.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .device import cpu_threads
-from .progress import progress as progress_bar
+from toyattn.device import cpu_threads
+from toyattn.progress import progress as progress_bar
 
 # ---------------------------------------------------------------------------------------------
 # The loop

@@ -11,9 +11,9 @@ live in their own module (star-imported below, so notebooks can write ``checks.c
 ``induction_circuits`` (5).
 """
 
-from .attention import *  # noqa: F403
-from .circuits import *  # noqa: F403
-from .core import (
+from toyattn.checks.attention import *  # noqa: F403
+from toyattn.checks.circuits import *  # noqa: F403
+from toyattn.checks.core import (
     REGISTRY,
     Case,
     Check,
@@ -23,10 +23,10 @@ from .core import (
     call_student,
     exercise_check,
 )
-from .heads import *  # noqa: F403
-from .induction_circuits import *  # noqa: F403
-from .symmetry import *  # noqa: F403
-from .warmup import check_one_hot, check_softmax
+from toyattn.checks.heads import *  # noqa: F403
+from toyattn.checks.induction_circuits import *  # noqa: F403
+from toyattn.checks.symmetry import *  # noqa: F403
+from toyattn.checks.warmup import check_one_hot, check_softmax
 
 __all__ = [
     "REGISTRY",

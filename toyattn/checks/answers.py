@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..arrays import to_numpy
+from toyattn.arrays import to_numpy
 
 #: Set by the grader in the student's kernel: where answers go, and the seed of this run's cases.
 ANSWERS_DIR_ENV = "TOYATTN_ANSWERS_DIR"

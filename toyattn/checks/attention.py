@@ -3,7 +3,7 @@
 Each check runs the student's function on cases made fresh from the check's seed (random scores,
 random queries and keys, small untrained models on random token batches and on the lesson's two
 sentences) and compares with the reference in :mod:`toyattn.models.one_head` and
-:mod:`toyattn.interventions`. A wrong answer that matches a known mistake is named in the message.
+:mod:`toyattn.sentences.interventions`. A wrong answer that matches a known mistake is named in the message.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ..corpus import ToyCorpus
-from ..interventions import edge_contribution, patch_activation
-from ..models.one_head import OneHeadAttention, causal_mask
-from .answers import Returned
-from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
-from .guards import no_hooks_left
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, torch_generator
+from toyattn.checks.guards import no_hooks_left
+from toyattn.models.one_head import OneHeadAttention, causal_mask
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.interventions import edge_contribution, patch_activation
 
 __all__ = [
     "check_mask_scores",

@@ -1,6 +1,6 @@
 """Checks for lesson 4 (``solutions/04_qk_ov_matching``): reading QK/OV circuits and matching subspaces.
 
-Every check draws fresh inputs from its seed, refuses answers that call :mod:`toyattn.circuits`
+Every check draws fresh inputs from its seed, refuses answers that call :mod:`toyattn.circuits.matching`
 (the course's own answer), and names the common mistakes (transposes, left vs right singular
 vectors, the RMS instead of the largest cosine, the sample instead of the population standard
 deviation, columns instead of rows).
@@ -14,12 +14,12 @@ import math
 import numpy as np
 import torch
 
-from .. import circuits as C
-from ..head_weights import HeadWeights
-from ..models.transformer import Transformer, TransformerConfig
-from .answers import Returned
-from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check
-from .guards import forbid_calls_into
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, CheckFailed, as_scalar, assert_close, exercise_check
+from toyattn.checks.guards import forbid_calls_into
+from toyattn.circuits import matching
+from toyattn.heads.weights import HeadWeights
+from toyattn.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "check_qk_ov_from_model",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _NO_LIBRARY = forbid_calls_into(
-    C, hint="toyattn.circuits holds the course's answer; the exercise is to compute it yourself."
+    matching, hint="toyattn.circuits.matching holds the course's answer; the exercise is to compute it yourself."
 )
 
 
@@ -110,7 +110,7 @@ def check_qk_ov_from_model(case: Case, got: Returned) -> None:
         raise CheckFailed(f"{case.name}: expected a pair (W_qk, W_ov), got "
                           f"{'a tuple of ' + str(len(got.arrays)) if got.is_tuple else 'one value'}.")
     l1, l2 = HeadWeights.from_model(model, 0), HeadWeights.from_model(model, 1)
-    expected = (C.qk_circuit(l2.W_Q[0], l2.W_K[0]), C.ov_circuit(l1.W_V[0], l1.W_O[0]))
+    expected = (matching.qk_circuit(l2.W_Q[0], l2.W_K[0]), matching.ov_circuit(l1.W_V[0], l1.W_O[0]))
     for name, value, right, mistakes in zip(("W_qk", "W_ov"), got.arrays, expected, _circuit_mistakes(model),
                                             strict=True):
         if value.shape == right.shape and not _same(value, right, 1e-4, 1e-5):
@@ -203,7 +203,7 @@ def _reference_cosines(d: int, rank: int) -> np.ndarray:
 
     The top singular vectors of a Gaussian matrix span a uniformly random subspace, and so does the QR
     basis of a Gaussian ``[d, rank]`` block: the same distribution as
-    :func:`toyattn.circuits.random_baseline`, batched and much cheaper.
+    :func:`toyattn.circuits.matching.random_baseline`, batched and much cheaper.
     """
     rng = np.random.default_rng(d * 100 + rank)
     A = np.linalg.qr(rng.standard_normal((_REFERENCE_RUNS, d, rank)))[0]
@@ -284,7 +284,7 @@ def _zscore_mistakes(M: np.ndarray) -> dict[str, float]:
 def check_diagonal_zscore(case: Case, got: Returned) -> None:
     """``fn(M) -> float``: ``(mean of the diagonal - mean of all entries) / std of all entries`` (population std)."""
     (M,) = case.args
-    _judge_number(got, C.diagonal_zscore(M), f"z-score of {case.name}", _zscore_mistakes(M), rtol=1e-4)
+    _judge_number(got, matching.diagonal_zscore(M), f"z-score of {case.name}", _zscore_mistakes(M), rtol=1e-4)
 
 
 def _mismatch_mistakes(M: np.ndarray) -> dict[str, float]:
@@ -302,4 +302,4 @@ def _mismatch_mistakes(M: np.ndarray) -> dict[str, float]:
 def check_token_mismatch_ratio(case: Case, got: Returned) -> None:
     """``fn(M) -> float``: share of rows (query tokens) whose largest entry is not on the diagonal."""
     (M,) = case.args
-    _judge_number(got, C.token_mismatch_ratio(M), f"mismatch ratio of {case.name}", _mismatch_mistakes(M))
+    _judge_number(got, matching.token_mismatch_ratio(M), f"mismatch ratio of {case.name}", _mismatch_mistakes(M))

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..arrays import try_numpy
-from .answers import Answers, NotPlainData, Returned, grading_seed, to_returned, write_answers
+from toyattn.arrays import try_numpy
+from toyattn.checks.answers import Answers, NotPlainData, Returned, grading_seed, to_returned, write_answers
 
 PASS_PREFIX = "✅ PASSED"
 RECORDED_PREFIX = "📝 RECORDED"

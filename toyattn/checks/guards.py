@@ -12,7 +12,7 @@ when the method is not the one asked for:
 * :func:`forbid_loops`: the student's own Python lines may run only so many times (a loop over the
   heads of a model runs its body once per head);
 * :func:`forbid_calls_into`: no call into a module's functions (found by code object, so
-  ``from toyattn.symmetry import symmetry_score`` done beforehand does not hide the call);
+  ``from toyattn.symmetry.scores import symmetry_score`` done beforehand does not hide the call);
 * :func:`limit_float_work`: the floating-point work of torch's matrix products, counted below einsum
   and matmul (so an intermediate built inside one ``einsum`` call counts), stays under a limit, and
   the code stays in torch where that count can follow it; optionally the entries of all the tensors
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .core import Case, CheckFailed, During
+from toyattn.checks.core import Case, CheckFailed, During
 
 Limit = Callable[[Case], "int | None"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..fused_qkv import merge_qkv, permute_qkv, split_qkv
-from ..head_matching import greedy_match, hungarian_match
-from ..head_weights import HeadWeights
-from .core import Case, torch_generator
+from toyattn.checks.core import Case, torch_generator
+from toyattn.heads.fused_qkv import merge_qkv, permute_qkv, split_qkv
+from toyattn.heads.matching import greedy_match, hungarian_match
+from toyattn.heads.weights import HeadWeights
 
 
 def random_perm(rng: np.random.Generator, n: int) -> torch.Tensor:

@@ -14,12 +14,9 @@ import itertools
 import numpy as np
 import torch
 
-from ..fused_qkv import permute_out_proj, permute_qkv, permute_qkv_bias
-from ..head_matching import hungarian_match
-from ..permutations import as_permutation, invert_permutation
-from .answers import Returned
-from .core import Case, CheckFailed, assert_close, exercise_check, looks_like
-from .head_cases import (
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, looks_like
+from toyattn.checks.head_cases import (
     cost_cases,
     feature_cases,
     features,
@@ -32,6 +29,9 @@ from .head_cases import (
     mha_cases,
     recover_cases,
 )
+from toyattn.heads.fused_qkv import permute_out_proj, permute_qkv, permute_qkv_bias
+from toyattn.heads.matching import hungarian_match
+from toyattn.heads.permutations import as_permutation, invert_permutation
 
 __all__ = [
     "check_head_features",

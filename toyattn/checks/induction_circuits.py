@@ -3,7 +3,7 @@
 subspace (3), K-composition (4), and scoring heads on repeated tokens (5).
 
 Every check draws fresh inputs from its seed, refuses answers that call the course's own answer
-(:mod:`toyattn.head_ablation`, :mod:`toyattn.composition`, :mod:`toyattn.induction_heads`) and names
+(:mod:`toyattn.circuits.ablation`, :mod:`toyattn.circuits.composition`, :mod:`toyattn.circuits.detection`) and names
 the common mistakes (the whole layer instead of one head, a mean over positions too, a patch in the wrong
 direction or layer, a share normalised from the wrong end, Vh's columns instead of its rows, a projection
 onto non-orthonormal directions or onto the subspace instead of off it, Q- instead of K-composition, a
@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import composition, head_ablation, induction_heads
-from ..models.transformer import Transformer, TransformerConfig
-from .answers import Returned
-from .core import Case, CheckFailed, assert_close, exercise_check, torch_generator
-from .guards import forbid_calls_into, no_hooks_left
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, torch_generator
+from toyattn.checks.guards import forbid_calls_into, no_hooks_left
+from toyattn.circuits import ablation, composition, detection
+from toyattn.models.transformer import Transformer, TransformerConfig
 
 __all__ = ["check_ablate_head", "check_k_composition", "check_head_scores", "check_patch_head", "check_share_recovered",
            "check_key_subspace", "check_remove_subspace"]
@@ -94,17 +94,17 @@ def _ablation_mistakes(model: Transformer, tokens, layer: int, head: int, mode: 
             run(z_name, lambda z, hook: torch.cat([z[:, :head], 0 * z[:, head:head + 1], z[:, head + 1:]], dim=1)),
     }
     if mode == "zero":
-        out["the mean ablation; this case asks for zero"] = head_ablation.ablate_head(model, tokens, layer, head, "mean").numpy()
+        out["the mean ablation; this case asks for zero"] = ablation.ablate_head(model, tokens, layer, head, "mean").numpy()
     else:
-        out["the zero ablation; this case asks for mean"] = head_ablation.ablate_head(model, tokens, layer, head, "zero").numpy()
+        out["the zero ablation; this case asks for mean"] = ablation.ablate_head(model, tokens, layer, head, "zero").numpy()
     return out
 
 
-@exercise_check(cases=_ablation_cases, during=[no_hooks_left(), _no_library(head_ablation, "ablate the head")])
+@exercise_check(cases=_ablation_cases, during=[no_hooks_left(), _no_library(ablation, "ablate the head")])
 def check_ablate_head(case: Case, got: Returned) -> None:
     """``fn(model, tokens, layer, head, mode) -> logits``: one head silenced, by zero or by its per-position batch mean."""
     model, tokens, layer, head, mode = case.args
-    expected = head_ablation.ablate_head(model, tokens, layer, head, mode)
+    expected = ablation.ablate_head(model, tokens, layer, head, mode)
     try:
         assert_close(got, expected, what=case.name, rtol=1e-4, atol=1e-5, check_type=False)
     except CheckFailed as err:
@@ -192,7 +192,7 @@ def _reference_scores(patterns: torch.Tensor, L: int, q: torch.Tensor, prev_off:
     return prev.numpy(), ind.numpy()
 
 
-@exercise_check(cases=_score_cases, during=[_no_library(induction_heads, "compute the scores")])
+@exercise_check(cases=_score_cases, during=[_no_library(detection, "compute the scores")])
 def check_head_scores(case: Case, got: Returned) -> None:
     """``fn(patterns, length) -> (previous_token [n_layers, n_heads], induction [n_layers, n_heads])`` on
     patterns ``[n_layers, batch, n_heads, T, T]`` of one prefix token followed by ``length`` tokens repeated twice."""
@@ -278,7 +278,7 @@ def _patch_mistakes(model, tokens, source, layer: int, head: int, where) -> dict
     return out
 
 
-@exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(head_ablation, "patch the head")])
+@exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(ablation, "patch the head")])
 def check_patch_head(case: Case, got: Returned) -> None:
     """``fn(model, tokens, source_tokens, layer, head, where) -> logits``: a run on ``tokens`` in which one
     head's output at the positions ``where [batch, pos]`` comes from the run on ``source_tokens``."""
@@ -342,7 +342,7 @@ def _key_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-@exercise_check(cases=_key_cases, during=[_no_library(induction_heads, "find the directions")])
+@exercise_check(cases=_key_cases, during=[_no_library(detection, "find the directions")])
 def check_key_subspace(case: Case, got: Returned) -> None:
     """``fn(W_qk, r) -> [d_model, r]``: orthonormal columns spanning the r key-side directions that change
     the score ``x_q W_qk x_k^T`` (normed residuals ``x``) most: the top right singular vectors of ``W_qk``."""
@@ -385,7 +385,7 @@ def _remove_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-@exercise_check(cases=_remove_cases, during=[no_hooks_left(), _no_library(head_ablation, "remove the subspace")])
+@exercise_check(cases=_remove_cases, during=[no_hooks_left(), _no_library(ablation, "remove the subspace")])
 def check_remove_subspace(case: Case, got: Returned) -> None:
     """``fn(model, tokens, layer, directions) -> logits``: the span of ``directions``' columns removed
     (orthogonal projection) from what layer ``layer``'s attention writes, at every position."""

@@ -1,7 +1,7 @@
 """Checks for lesson 3 (``solutions/03_symmetry_scores``): symmetry scores of attention heads and layers.
 
 Every check draws fresh heads from its seed, including heads built to score exactly 1 and exactly 0,
-and refuses answers that call :mod:`toyattn.symmetry` (the course's own answer). The trace-form and
+and refuses answers that call :mod:`toyattn.symmetry.scores` (the course's own answer). The trace-form and
 batched checks also watch the method: they stay in torch, make no intermediate as large as a
 ``d_model x d_model`` matrix, do no more floating-point work in matrix products than a few times the
 trace form's ``d_model * d_head^2`` per head (counted below einsum, so a four-operand einsum that
@@ -15,11 +15,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import symmetry as S
-from .. import symmetry_traces
-from .answers import Returned
-from .core import Case, CheckFailed, as_scalar, assert_close, exercise_check, torch_generator
-from .guards import forbid_calls_into, forbid_large_intermediates, forbid_loops, limit_float_work
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, CheckFailed, as_scalar, assert_close, exercise_check, torch_generator
+from toyattn.checks.guards import (
+    forbid_calls_into,
+    forbid_large_intermediates,
+    forbid_loops,
+    limit_float_work,
+)
+from toyattn.symmetry import scores
+from toyattn.symmetry import traces as symmetry_traces
 
 __all__ = [
     "check_batched_symmetry_scores",
@@ -30,7 +35,7 @@ __all__ = [
 ]
 
 _NO_LIBRARY = forbid_calls_into(
-    S, symmetry_traces, hint="toyattn.symmetry holds the course's answer; the exercise is to compute it yourself."
+    scores, symmetry_traces, hint="toyattn.symmetry.scores holds the course's answer; the exercise is to compute it yourself."
 )
 _NO_M = forbid_large_intermediates(
     lambda case: case.expect.get("max_entries") if isinstance(case.expect, dict) else None,
@@ -80,8 +85,8 @@ def _head_cases(rng: np.random.Generator) -> list[Case]:
     W4, W3, W8 = _randn(g, d4, 4), _randn(g, d3, 3), _randn(g, 8, 4)
     return [
         Case("a random head, d_model=6, d_head=2", (_randn(g, 6, 2), _randn(g, 6, 2))),
-        Case(f"a symmetric head (score 1), d_model={d4}, d_head=4", (W4, S.symmetric_key(W4, generator=g))),
-        Case(f"a skew-symmetric head (score 0), d_model={d3}, d_head=3", (W3, S.skew_symmetric_key(W3, generator=g))),
+        Case(f"a symmetric head (score 1), d_model={d4}, d_head=4", (W4, scores.symmetric_key(W4, generator=g))),
+        Case(f"a skew-symmetric head (score 0), d_model={d3}, d_head=3", (W3, scores.skew_symmetric_key(W3, generator=g))),
         Case("a random head, d_model=16, d_head=1", (_randn(g, 16, 1), _randn(g, 16, 1))),
         Case("W_k = 3 W_q + noise (mostly symmetric), d_model=8, d_head=4", (W8, 3 * W8 + _randn(g, 8, 4))),
     ]
@@ -111,7 +116,7 @@ def _score_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, r: float) -> dict[str,
         "what tr(C^T C) = ||C||_F^2 gives in place of tr(C C)":
             float(0.5 * (1 + (C * C).sum() / (A * B).sum())),
         "the score of W_q^T W_k (d_head x d_head), not of M = W_q W_k^T (d_model x d_model)":
-            float(S.matrix_symmetry_score(W_q.T @ W_k)) if W_q.shape[1] > 1 else float("nan"),
+            float(scores.matrix_symmetry_score(W_q.T @ W_k)) if W_q.shape[1] > 1 else float("nan"),
         "1, the score of a symmetric matrix: is the symmetric part built from M and M^T (not from M twice)?": 1.0,
     }
 
@@ -127,28 +132,28 @@ def _signed_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, s: float) -> dict[str
             float(np.sqrt(max(r, 0.0)) - np.sqrt(max(1 - r, 0.0))),
         "tr(M^T M)/||M||^2 = 1: the numerator of s is tr(M M), without a transpose": 1.0,
         "s of W_q^T W_k (d_head x d_head), not of M = W_q W_k^T (d_model x d_model)":
-            2 * float(S.matrix_symmetry_score(W_q.T @ W_k)) - 1 if W_q.shape[1] > 1 else float("nan"),
+            2 * float(scores.matrix_symmetry_score(W_q.T @ W_k)) - 1 if W_q.shape[1] > 1 else float("nan"),
     }
 
 
 def _judge_head_score(case: Case, got: Returned) -> None:
     W_q, W_k = case.args
-    r = float(S.symmetry_score(W_q, W_k))  # the trace form: cheap for wide heads
+    r = float(scores.symmetry_score(W_q, W_k))  # the trace form: cheap for wide heads
     _judge_number(as_scalar(got, f"score of {case.name}"), r, f"score of {case.name}", _score_mistakes(W_q, W_k, r))
 
 
 def _judge_signed_head_score(case: Case, got: Returned) -> None:
     W_q, W_k, gamma = case.args
     Wq_g, Wk_g = gamma[:, None] * W_q, gamma[:, None] * W_k  # the gain folded into both maps
-    s = 2 * float(S.symmetry_score(Wq_g, Wk_g)) - 1
+    s = 2 * float(scores.symmetry_score(Wq_g, Wk_g)) - 1
     what = f"signed score s of {case.name}"
     mistakes = {
         "s of W_q W_k^T without the gain: the head scores diag(gamma) W_q W_k^T diag(gamma)":
-            2 * float(S.symmetry_score(W_q, W_k)) - 1,
+            2 * float(scores.symmetry_score(W_q, W_k)) - 1,
         "s of diag(gamma) W_q W_k^T: the gain scales the key's input too, so it belongs on both sides":
-            2 * float(S.symmetry_score(Wq_g, W_k)) - 1,
+            2 * float(scores.symmetry_score(Wq_g, W_k)) - 1,
         "s of diag(gamma^2) W_q W_k^T: the gain belongs once on each side, diag(gamma) M diag(gamma)":
-            2 * float(S.symmetry_score(gamma[:, None] * Wq_g, W_k)) - 1,
+            2 * float(scores.symmetry_score(gamma[:, None] * Wq_g, W_k)) - 1,
     }
     mistakes |= _signed_mistakes(Wq_g, Wk_g, s)
     _judge_number(as_scalar(got, what), s, what, mistakes)
@@ -157,7 +162,7 @@ def _judge_signed_head_score(case: Case, got: Returned) -> None:
 def _judge_linear_layout_score(case: Case, got: Returned) -> None:
     Wq_lin, Wk_lin = case.args  # [d_head, d_model] each, as nn.Linear stores them
     W_q, W_k = Wq_lin.T, Wk_lin.T
-    r = float(S.symmetry_score(W_q, W_k))
+    r = float(scores.symmetry_score(W_q, W_k))
     mistakes = _score_mistakes(W_q, W_k, r)
     mistakes = {
         "the score of the d_head x d_head matrix W_q W_k^T; in nn.Linear layout ([d_head, d_model]) the head's "
@@ -268,8 +273,8 @@ def check_key_with_score(case: Case, got: Returned) -> None:
 def _batched_case(g: torch.Generator, name: str, shape: tuple[int, int, int, int], n_kv: int, **expect: int) -> Case:
     L, H, d, dh = shape
     W_Q, W_K = _randn(g, L, H, d, dh), _randn(g, L, n_kv, d, dh)
-    W_K[0, 0] = S.symmetric_key(W_Q[0, 0], generator=g)  # query head 0 scores 1 with key head 0 ...
-    W_K[-1, -1] = S.skew_symmetric_key(W_Q[-1, -1], generator=g)  # ... the last query head 0 with the last key head
+    W_K[0, 0] = scores.symmetric_key(W_Q[0, 0], generator=g)  # query head 0 scores 1 with key head 0 ...
+    W_K[-1, -1] = scores.skew_symmetric_key(W_Q[-1, -1], generator=g)  # ... the last query head 0 with the last key head
     return Case(f"{L} layers x {H} query heads sharing {n_kv} key heads, d_model={d}, d_head={dh} ({name})",
                 (W_Q, W_K), expect=expect)
 
@@ -301,7 +306,7 @@ _NO_HEAD_LOOP = forbid_loops(
 def check_batched_symmetry_scores(case: Case, got: Returned) -> None:
     """``scores_fn(W_Q, W_K)``: ``[layers, heads, d_model, d_head]`` to scores ``[layers, heads]``, batched."""
     W_Q, W_K = case.args
-    expected = S.symmetry_score(W_Q, W_K)  # grouped-query: query head h uses key head h // (H / H_kv)
+    expected = scores.symmetry_score(W_Q, W_K)  # grouped-query: query head h uses key head h // (H / H_kv)
     what = f"scores of {case.name}"
     if not got.is_tuple and got.value.shape != tuple(expected.shape) and got.value.shape == tuple(expected.shape)[::-1]:
         raise CheckFailed(f"{what}: expected shape {tuple(expected.shape)} [layers, heads], got "
@@ -313,7 +318,7 @@ def check_batched_symmetry_scores(case: Case, got: Returned) -> None:
             raise CheckFailed(f"{what}: every head of a layer got the layer's mean head score; the exercise asks "
                               "for one score per head.")
         H, n_kv = W_Q.shape[1], W_K.shape[1]
-        interleaved = S.symmetry_score(W_Q, W_K[:, torch.arange(H) % n_kv]) if n_kv < H else None
+        interleaved = scores.symmetry_score(W_Q, W_K[:, torch.arange(H) % n_kv]) if n_kv < H else None
         if interleaved is not None and np.allclose(got.value, interleaved.numpy()):
             raise CheckFailed(f"{what}: query head h got key head h % {n_kv} (interleaved); the groups are "
                               f"contiguous: query heads 0..{H // n_kv - 1} share key head 0, and so on.")
@@ -330,8 +335,8 @@ def _layer_cases(rng: np.random.Generator) -> list[Case]:
     d = int(rng.integers(10, 16))
     W_a, W_b = _randn(g, d, 3), _randn(g, d, 3)
     mixed_q = torch.stack([_randn(g, 9, 2) * s for s in (1.0, 3.0, 0.5)])
-    mixed_k = torch.stack([S.symmetric_key(mixed_q[0], generator=g), _randn(g, 9, 2),
-                           S.skew_symmetric_key(mixed_q[2], generator=g)])
+    mixed_k = torch.stack([scores.symmetric_key(mixed_q[0], generator=g), _randn(g, 9, 2),
+                           scores.skew_symmetric_key(mixed_q[2], generator=g)])
     d_wide = int(rng.integers(1000, 1400))
     return [
         Case("a random layer, 4 heads, d_model=10, d_head=3", (_randn(g, 4, 10, 3), _randn(g, 4, 10, 3))),
@@ -347,23 +352,23 @@ def _layer_cases(rng: np.random.Generator) -> list[Case]:
 
 
 def _layer_mistakes(W_Q: torch.Tensor, W_K: torch.Tensor, r: float) -> dict[str, float]:
-    heads = S.symmetry_score(W_Q, W_K)
+    heads = scores.symmetry_score(W_Q, W_K)
     weights = (W_Q @ W_K.transpose(-1, -2)).pow(2).sum((-1, -2))
     H, d, dh = W_Q.shape
     stacked = (W_Q.reshape(H * d, dh) @ W_K.reshape(H * d, dh).T if H * d <= 400  # heads stacked along d_model
                else None)
-    mixed_rows = float(S.symmetry_score(W_Q.reshape(d, H * dh), W_K.reshape(d, H * dh)))  # no transpose(0, 1)
+    mixed_rows = float(scores.symmetry_score(W_Q.reshape(d, H * dh), W_K.reshape(d, H * dh)))  # no transpose(0, 1)
     return {
         "the mean of the per-head scores; the layer's M = sum_h M_h has cross terms between heads": float(heads.mean()),
         "the ||M_h||^2-weighted mean of the head scores: right without cross terms between heads, but "
         "sum_h M_h has them": float((heads * weights).sum() / weights.sum()),
         "s = 2r - 1, the signed convention of published tables; this problem set uses r in [0, 1]": 2 * r - 1,
         "the score of the heads stacked along d_model ([heads * d_model] square), not of the d_model x d_model "
-        "sum over heads": float(S.matrix_symmetry_score(stacked)) if stacked is not None else float("nan"),
+        "sum over heads": float(scores.matrix_symmetry_score(stacked)) if stacked is not None else float("nan"),
         "reshaped [heads, d_model, d_head] to [d_model, heads * d_head] without moving the head axis: rows of "
         "different heads are mixed; transpose(0, 1) first": mixed_rows,
         "the score of sum_h W_Q[h]^T W_K[h] (d_head x d_head), not of M_layer = sum_h W_Q[h] W_K[h]^T":
-            float(S.matrix_symmetry_score((W_Q.transpose(-1, -2) @ W_K).sum(0))),
+            float(scores.matrix_symmetry_score((W_Q.transpose(-1, -2) @ W_K).sum(0))),
     }
 
 
@@ -372,6 +377,6 @@ def check_layer_symmetry_score(case: Case, got: Returned) -> None:
     """``layer_fn(W_Q, W_K)``: ``[heads, d_model, d_head]`` to the score of the layer's ``M = sum_h W_Q[h] W_K[h]^T``,
     without anything of size ``d_model x d_model``."""
     W_Q, W_K = case.args
-    r = float(S.layer_symmetry_score(W_Q, W_K))
+    r = float(scores.layer_symmetry_score(W_Q, W_K))
     what = f"layer score of {case.name}"
     _judge_number(as_scalar(got, what), r, what, _layer_mistakes(W_Q, W_K, r))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .answers import Returned
-from .core import Case, CheckFailed, assert_close, exercise_check, forbid_torch, torch_generator
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, forbid_torch, torch_generator
 
 
 def _softmax_cases(rng: np.random.Generator) -> list[Case]:

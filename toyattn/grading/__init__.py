@@ -18,8 +18,8 @@ One job per module:
 * :mod:`~toyattn.grading.cli`       - the ``grade`` and ``run`` sub-commands
 """
 
-from .cli import check_kernel, default_jobs, register_commands
-from .discovery import (
+from toyattn.grading.cli import check_kernel, default_jobs, register_commands
+from toyattn.grading.discovery import (
     Exercise,
     GradingError,
     ProblemSet,
@@ -29,12 +29,12 @@ from .discovery import (
     match_problem_set,
     problem_set_from_solution,
 )
-from .execute import CellError, Execution, execute_notebook
-from .grade import GradeOptions, grade_all, grade_submission
-from .judging import GRADER_ERROR
-from .reports import format_feedback, format_summary, unique_names, write_reports
-from .sandbox import Limits, sandbox_problem
-from .status import STATUSES, ExerciseResult, NotebookResult, notebook_problems
+from toyattn.grading.execute import CellError, Execution, execute_notebook
+from toyattn.grading.grade import GradeOptions, grade_all, grade_submission
+from toyattn.grading.judging import GRADER_ERROR
+from toyattn.grading.reports import format_feedback, format_summary, unique_names, write_reports
+from toyattn.grading.sandbox import Limits, sandbox_problem
+from toyattn.grading.status import STATUSES, ExerciseResult, NotebookResult, notebook_problems
 
 __all__ = [
     "GRADER_ERROR", "STATUSES", "CellError", "Execution", "Exercise", "ExerciseResult", "GradeOptions",

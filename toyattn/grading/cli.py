@@ -8,12 +8,18 @@ import sys
 import time
 from pathlib import Path
 
-from .discovery import FLAT_SEPARATOR, GradingError, find_submissions, load_problem_sets, read_notebook_file
-from .execute import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, execute_notebook
-from .grade import GradeOptions, grade_all
-from .reports import write_reports
-from .sandbox import Limits, confinement_notes, process_limit_note, sandbox_problem
-from .status import NotebookResult, notebook_problems
+from toyattn.grading.discovery import (
+    FLAT_SEPARATOR,
+    GradingError,
+    find_submissions,
+    load_problem_sets,
+    read_notebook_file,
+)
+from toyattn.grading.execute import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, execute_notebook
+from toyattn.grading.grade import GradeOptions, grade_all
+from toyattn.grading.reports import write_reports
+from toyattn.grading.sandbox import Limits, confinement_notes, process_limit_note, sandbox_problem
+from toyattn.grading.status import NotebookResult, notebook_problems
 
 
 def _course_root(arg: str | None) -> Path:

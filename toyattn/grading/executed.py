@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .discovery import MAX_SUBMISSION_BYTES, read_submission_bytes
+from toyattn.grading.discovery import MAX_SUBMISSION_BYTES, read_submission_bytes
 
 MAX_OUTPUT_CHARS = 20_000  # per text output kept in the executed copy
 MAX_DATA_CHARS = 2_000_000  # per rich output (an image) kept in the executed copy

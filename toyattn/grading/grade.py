@@ -24,14 +24,27 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .confine import Cgroup, fresh_uid, mount_tmpfs, unmount, userns_filter
-from .discovery import ProblemSet, Submission, read_submission_bytes
-from .execute import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, Execution, clear_outputs, execution_from_json
-from .executed import MAX_DATA_CHARS, MAX_OUTPUT_CHARS, _cap_outputs, _save_executed  # noqa: F401 - their old home
-from .judging import GRADER_ERROR, judge_exercise
-from .reports import unique_names
-from .sandbox import Limits, bwrap_command, find_bwrap, root_mode_available, sandbox_env, sandbox_python
-from .status import NotebookResult, exercise_statuses, notebook_problems, whole_notebook
+from toyattn.grading.confine import Cgroup, fresh_uid, mount_tmpfs, unmount, userns_filter
+from toyattn.grading.discovery import ProblemSet, Submission, read_submission_bytes
+from toyattn.grading.execute import (
+    DEFAULT_CELL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Execution,
+    clear_outputs,
+    execution_from_json,
+)
+from toyattn.grading.executed import MAX_DATA_CHARS, MAX_OUTPUT_CHARS, _cap_outputs, _save_executed  # noqa: F401 - their old home
+from toyattn.grading.judging import GRADER_ERROR, judge_exercise
+from toyattn.grading.reports import unique_names
+from toyattn.grading.sandbox import (
+    Limits,
+    bwrap_command,
+    find_bwrap,
+    root_mode_available,
+    sandbox_env,
+    sandbox_python,
+)
+from toyattn.grading.status import NotebookResult, exercise_statuses, notebook_problems, whole_notebook
 
 #: Seconds the sandbox may run beyond the notebook's own limit (start-up, saving) before it is killed.
 WALL_MARGIN = 60.0

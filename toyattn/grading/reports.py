@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .discovery import ProblemSet
-from .status import STATUSES, NotebookResult
+from toyattn.grading.discovery import ProblemSet
+from toyattn.grading.status import STATUSES, NotebookResult
 
 MAX_MESSAGE_CHARS = 500
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

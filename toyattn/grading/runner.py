@@ -16,8 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .execute import Execution, execute_notebook
-from .sandbox import Limits, apply_limits
+from toyattn.grading.execute import Execution, execute_notebook
+from toyattn.grading.sandbox import Limits, apply_limits
 
 # nbformat imports jsonschema, which builds an IRI grammar when rfc3987_syntax is installed (JupyterLab
 # brings it): seconds of CPU in every sandbox for a format check notebooks never use. Left out here only.
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.drop_to is not None:
-        from .confine import drop_to
+        from toyattn.grading.confine import drop_to
 
         drop_to(args.drop_to)  # raises (no record: "kernel error") if any capability were left
     apply_limits(_limits(args), processes=not args.no_process_limit)

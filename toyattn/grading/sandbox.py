@@ -24,8 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .confine import Cgroup, mount_tmpfs, unmount, userns_filter
-from .discovery import GradingError
+from toyattn.grading.confine import Cgroup, mount_tmpfs, unmount, userns_filter
+from toyattn.grading.discovery import GradingError
 
 #: Read-only system folders (symlinks such as /lib -> usr/lib are recreated as symlinks).
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")

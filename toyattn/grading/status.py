@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .discovery import ProblemSet, check_calls
-from .execute import CellError, Execution
-from .judging import GRADER_ERROR
+from toyattn.grading.discovery import ProblemSet, check_calls
+from toyattn.grading.execute import CellError, Execution
+from toyattn.grading.judging import GRADER_ERROR
 
 # Per exercise, best first. "not run": the notebook stopped (time limit, dead kernel) before its check.
 STATUSES = ("passed", "failed", "not implemented", "error", "timeout", "missing", "not run", "not submitted",

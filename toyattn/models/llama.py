@@ -210,12 +210,12 @@ def load_llama_gguf(path: str | Path | None = None, *, dtype: torch.dtype = torc
 
     The tensors are renamed to Hugging Face's names and loaded with :func:`llama_from_state_dict`.
     llama.cpp stores ``q``/``k`` rows with each head's rotary pairs interleaved; they are put back
-    into the "rotate half" layout (:func:`toyattn.checkpoints.unpermute_llama_cpp_rows`) that
+    into the "rotate half" layout (:func:`toyattn.weights.checkpoints.unpermute_llama_cpp_rows`) that
     :func:`~toyattn.models.transformer.apply_rotary` and ``transformers`` use.
     """
-    from toyattn.checkpoints import unpermute_llama_cpp_rows
-    from toyattn.gguf_file import GGUFFile
-    from toyattn.pretrained import smollm2_gguf_path
+    from toyattn.weights.checkpoints import unpermute_llama_cpp_rows
+    from toyattn.weights.gguf import GGUFFile
+    from toyattn.weights.pretrained import smollm2_gguf_path
 
     gg = GGUFFile(path if path is not None else smollm2_gguf_path())
     arch = gg.metadata.get("general.architecture")

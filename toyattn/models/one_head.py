@@ -38,7 +38,7 @@ import math
 import torch
 from torch import nn
 
-from ..hooks import HookedModule, HookPoint
+from toyattn.hooks import HookedModule, HookPoint
 
 
 def causal_mask(n_pos: int, device: str | torch.device | None = None) -> torch.Tensor:
@@ -53,7 +53,7 @@ def causal_mask(n_pos: int, device: str | torch.device | None = None) -> torch.T
 
 
 class OneHeadAttention(HookedModule):
-    """A single causal attention head with a skip connection, trained on :mod:`toyattn.corpus`.
+    """A single causal attention head with a skip connection, trained on :mod:`toyattn.sentences.corpus`.
 
     Args:
         vocab_size: tokens in the vocabulary; also ``d_model`` (the embedding size), as in the
@@ -108,7 +108,7 @@ class OneHeadAttention(HookedModule):
 
     @classmethod
     def from_corpus(cls, corpus, **kwargs) -> OneHeadAttention:
-        """A model sized for a :class:`toyattn.corpus.ToyCorpus` (vocabulary and sentence length)."""
+        """A model sized for a :class:`toyattn.sentences.corpus.ToyCorpus` (vocabulary and sentence length)."""
         return cls(vocab_size=corpus.vocab_size, max_len=corpus.seq_len, **kwargs)
 
     def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -124,7 +124,7 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0
 
     Returns the rotated tensor, same shape. For a query at position ``p`` and a key at ``s`` the
     score ``rot(q, p) . rot(k, s)`` equals ``q @ rotary_matrix(d_head, p - s) @ k`` (see
-    :func:`toyattn.circuits.rotary_matrix`): it depends on the distance only. Taught in lesson 4.
+    :func:`toyattn.circuits.matching.rotary_matrix`): it depends on the distance only. Taught in lesson 4.
     """
     d_head = x.shape[-1]
     freqs = rotary_frequencies(d_head, base, device=x.device)

@@ -15,7 +15,7 @@ initialisation, the symmetric one of Saponati et al. 2025 (:func:`symmetric_init
 so every head starts at ``r = 1`` with a positive semi-definite ``M``) or its control
 (:func:`indefinite_init_`: ``W_k = W_q D``, ``D`` a diagonal of signs, so ``M`` starts symmetric but
 indefinite). The experiments on these runs (steps to a loss, gradients of
-``W_q W_k^T``) are in :mod:`toyattn.symmetry_experiments`.
+``W_q W_k^T``) are in :mod:`toyattn.symmetry.experiments`.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .device import get_device, seed_everything
-from .models.transformer import Transformer, TransformerConfig
-from .stacked import StackedModels
-from .symmetry import (
+from toyattn.device import get_device, seed_everything
+from toyattn.models.transformer import Transformer, TransformerConfig
+from toyattn.stacked import StackedModels
+from toyattn.symmetry.scores import (
     directionality_score,
     layer_bilinear,
     matrix_symmetry_score,
     symmetry_score,
 )
-from .training import fit
+from toyattn.training import fit
 
 __all__ = [
     "INITS",
@@ -247,7 +247,7 @@ class TrainingTrace:
     def model(self) -> Transformer:
         """The trained model, rebuilt from the weights at the last step."""
         if self.config is None or self.final_state is None:
-            raise ValueError("This trace keeps no weights; train it with toyattn.symmetry_training.train_runs.")
+            raise ValueError("This trace keeps no weights; train it with toyattn.symmetry.training.train_runs.")
         model = Transformer(self.config)
         model.load_state_dict(self.final_state)
         return model
@@ -263,7 +263,7 @@ class TrainingTrace:
     def initial_model(self) -> Transformer:
         """The model as it was at step 0, rebuilt from the seed and the init."""
         if self.config is None:
-            raise ValueError("This trace keeps no config; train it with toyattn.symmetry_training.train_runs.")
+            raise ValueError("This trace keeps no config; train it with toyattn.symmetry.training.train_runs.")
         seed_everything(self.seed)
         model = Transformer(self.config)
         return _initialise(model, self.init, self.seed)

@@ -1,12 +1,12 @@
 """Causal tests of one attention head in a hooked transformer: ablate it, or remove a subspace from what it writes.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``), after lesson 1's edge ablation and
-patching (:mod:`toyattn.interventions`, whose :func:`~toyattn.interventions.patch_activation`
+patching (:mod:`toyattn.sentences.interventions`, whose :func:`~toyattn.sentences.interventions.patch_activation`
 patches a head's output here too). Every intervention is a temporary hook on the model's hook
 points (``blocks.{l}.attn.hook_z`` ``[batch, pos, n_heads, d_head]``, ``blocks.{l}.hook_attn_out``
 ``[batch, pos, d_model]``), removed afterwards even if something raises.
 
-The copying-task helpers score logits on a :class:`~toyattn.induction.CopyBatch` and build the
+The copying-task helpers score logits on a :class:`~toyattn.circuits.copy_task.CopyBatch` and build the
 corrupted inputs of the patching experiment.
 """
 
@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from toyattn.circuits.copy_task import CopyBatch
 from toyattn.hooks import HookedModule, HookPoint
-from toyattn.induction import CopyBatch
 
 __all__ = [
     "ablate_head",

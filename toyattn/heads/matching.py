@@ -4,8 +4,8 @@ Taught in ``notebooks/02_head_permutation`` (sections 3, 5, 6 and 7: features, a
 a matching; greedy against Hungarian; noise; features that survive rotations inside a head) and
 practised in ``solutions/02_head_permutation`` (exercises 3 to 6).
 
-:func:`recover_permutation` finds the permutation (:mod:`toyattn.permutations`) that lines up the
-heads of two :class:`~toyattn.head_weights.HeadWeights`: one feature vector per head (raw weights,
+:func:`recover_permutation` finds the permutation (:mod:`toyattn.heads.permutations`) that lines up the
+heads of two :class:`~toyattn.heads.weights.HeadWeights`: one feature vector per head (raw weights,
 the rotation-invariant ``W_QK`` and ``W_OV``, or singular values), a cost matrix of distances
 between the two layers' heads, and an assignment of minimal total cost.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .head_weights import HeadWeights, require_one_kv_head_per_head
+from toyattn.heads.weights import HeadWeights, require_one_kv_head_per_head
 
 Metric = Literal["l2", "cosine"]
 METRICS: tuple[str, ...] = ("l2", "cosine")

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .arrays import as_matrix
-from .head_weights import HeadWeights
+from toyattn.arrays import as_matrix
+from toyattn.heads.weights import HeadWeights
 
 Summary = Literal["largest", "rms"]
 

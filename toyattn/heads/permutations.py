@@ -1,8 +1,8 @@
 """The course's one permutation convention for attention heads, and its algebra (lesson 2).
 
 Taught in ``notebooks/02_head_permutation`` (section 2, "Permuting heads: one convention") and
-practised in ``solutions/02_head_permutation`` (exercises 1 and 2). :mod:`toyattn.fused_qkv` and
-:class:`toyattn.head_weights.HeadWeights` permute heads with it; :mod:`toyattn.head_matching` recovers it.
+practised in ``solutions/02_head_permutation`` (exercises 1 and 2). :mod:`toyattn.heads.fused_qkv` and
+:class:`toyattn.heads.weights.HeadWeights` permute heads with it; :mod:`toyattn.heads.matching` recovers it.
 
 **The permutation convention** (one, everywhere): a permutation is a 1-D integer tensor ``perm`` of
 length ``n_heads`` holding each of ``0 .. n_heads-1`` once, and applying it means

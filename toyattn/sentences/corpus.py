@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .device import get_device
+from toyattn.device import get_device
 
 #: The vocabulary, in the order of the research notebook the lesson grew from (not in this repository):
 #: token id = index.

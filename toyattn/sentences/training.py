@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .corpus import ToyCorpus
-from .device import get_device, seed_everything
-from .models.one_head import OneHeadAttention
-from .stacked import StackedModels
-from .training import fit
+from toyattn.device import get_device, seed_everything
+from toyattn.models.one_head import OneHeadAttention
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.stacked import StackedModels
+from toyattn.training import fit
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Literal
 
 import torch
 
-from .hooks import HookedModule, HookPoint
+from toyattn.hooks import HookedModule, HookPoint
 
 
 def _check_pos(name: str, value: int, n_pos: int) -> int:

@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .grading.discovery import MAX_SUBMISSION_BYTES
+from toyattn.grading.discovery import MAX_SUBMISSION_BYTES
 
 DEFAULT_COURSE = "toyattn"
 DEFAULT_FOLDER = "exercises"

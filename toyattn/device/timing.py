@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .corpus import ToyCorpus
-from .device import cpu_threads, get_device, seed_everything
-from .models.one_head import OneHeadAttention
-from .one_head_training import next_token_loss
+from toyattn.device import cpu_threads, get_device, seed_everything
+from toyattn.models.one_head import OneHeadAttention
+from toyattn.sentences.corpus import ToyCorpus
+from toyattn.sentences.training import next_token_loss
 
 
 def synchronize(device: torch.device) -> None:

@@ -3,7 +3,7 @@
 Taught in lesson 3 (``notebooks/03_symmetry_scores``); lesson 2 (``notebooks/02_head_permutation``,
 section 9) reads a pretrained encoder's attention layer with :func:`bert_attention_as_mha`.
 
-Every reader yields, layer by layer, a :class:`~toyattn.head_weights.HeadWeights` holding the query
+Every reader yields, layer by layer, a :class:`~toyattn.heads.weights.HeadWeights` holding the query
 and key maps in the course's layout (TransformerLens: ``q = x @ W_Q[h]``), ``W_V`` left ``None``::
 
     layer.W_Q  [n_heads,    d_model, d_head]
@@ -19,7 +19,7 @@ What it reads (:data:`SUPPORTED_ARCHITECTURES`):
 * **Llama family** (Llama, Mistral, SmolLM2, Qwen2, ...): ``...layers.{i}.self_attn.q_proj/k_proj.weight``,
   with fewer key heads under grouped-query attention;
 * **GGUF files of Llama-family models** (llama.cpp's format, quantized or not): the header is read by
-  :mod:`toyattn.gguf_file`, which skips the tokenizer; ``gguf`` dequantizes;
+  :mod:`toyattn.weights.gguf`, which skips the tokenizer; ``gguf`` dequantizes;
 * the course's own :class:`toyattn.models.transformer.Transformer`.
 
 Sources: a ``.safetensors`` file or a model directory (sharded ones too, via ``*.index.json``), a
@@ -28,7 +28,7 @@ model name (downloads only ``config.json`` and the ``*.safetensors`` files; need
 e.g. on a cluster login node). Files are opened memory-mapped and only the Q/K tensors of the current
 layer are read: a 7B checkpoint is never in memory as a whole.
 
-The course's packaged checkpoints (``make pretrained``) are found by :mod:`toyattn.pretrained`.
+The course's packaged checkpoints (``make pretrained``) are found by :mod:`toyattn.weights.pretrained`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .head_weights import HeadWeights
+from toyattn.heads.weights import HeadWeights
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -119,7 +119,7 @@ def unpermute_llama_cpp_rows(weight: np.ndarray | torch.Tensor, n_heads: int) ->
 
 class QKLayers:
     """A model's layers, read lazily one at a time (iterate it once per pass), each a
-    :class:`~toyattn.head_weights.HeadWeights` with queries and keys only. Lesson 3.
+    :class:`~toyattn.heads.weights.HeadWeights` with queries and keys only. Lesson 3.
 
     Attributes: ``name``, ``architecture``, ``n_layers``, ``n_heads``, ``n_kv_heads``.
     """
@@ -403,7 +403,7 @@ _GGUF_ARCHITECTURES = {"llama": True, "gemma": False, "gemma2": False, "gemma3":
 
 def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_norm: bool = True) -> QKLayers:
     _require("gguf")
-    from .gguf_file import GGUFFile
+    from toyattn.weights.gguf import GGUFFile
 
     gg = GGUFFile(path)  # header and tensor infos only: the tokenizer's arrays are stepped over
     arch = gg.metadata.get("general.architecture")

@@ -2,7 +2,7 @@
 
 Lesson 2 (``notebooks/02_head_permutation`` from section 3 on, ``solutions/02_head_permutation``
 exercises 3 to 6) builds it from fused weights and matches heads with it; lesson 3 reads each
-layer's queries and keys into it (:mod:`toyattn.checkpoints`, with grouped-query keys and no
+layer's queries and keys into it (:mod:`toyattn.weights.checkpoints`, with grouped-query keys and no
 values); lesson 4 (``notebooks/04_qk_ov_matching``) reads a trained model's circuits from
 :meth:`HeadWeights.from_model`.
 
@@ -10,7 +10,7 @@ Inside one head there is a second symmetry besides the order of heads: for any o
 size ``d_head``, replacing ``W_q, W_k`` by ``W_q R, W_k R`` leaves every attention score unchanged,
 and ``W_v, W_o`` by ``W_v S, S^T W_o`` leaves the output unchanged (:func:`rotate_within_heads`,
 taught in lesson 2's section 7). Raw weights change under it; the products ``W_QK = W_q W_k^T``
-and ``W_OV = W_v W_o`` do not (:func:`toyattn.head_matching.invariant_features`).
+and ``W_OV = W_v W_o`` do not (:func:`toyattn.heads.matching.invariant_features`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .fused_qkv import Layout, split_out_proj, split_qkv, split_qkv_bias
-from .permutations import as_permutation
+from toyattn.heads.fused_qkv import Layout, split_out_proj, split_qkv, split_qkv_bias
+from toyattn.heads.permutations import as_permutation
 
 __all__ = ["HeadWeights", "random_orthogonal", "rotate_within_heads"]
 

@@ -6,7 +6,7 @@ dependencies (only the weights are needed). Lesson 2 (``notebooks/02_head_permut
 matches the heads of a MiniLM layer; lesson 3 (``notebooks/03_symmetry_scores``,
 ``solutions/03_symmetry_scores``) scores MiniLM, SmolLM2 and Gemma 3; lesson 5
 (``notebooks/05_induction_circuits``, ``solutions/05_induction_circuits``) runs SmolLM2.
-:mod:`toyattn.checkpoints` reads the weights out of the files found here.
+:mod:`toyattn.weights.checkpoints` reads the weights out of the files found here.
 """
 
 from __future__ import annotations

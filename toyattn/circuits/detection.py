@@ -9,7 +9,7 @@ over positions and sequences, in ``[0, 1]``.
 
 Works on every model with the course's hook points (``blocks.{l}.attn.hook_pattern``): the toy
 :class:`~toyattn.models.transformer.Transformer` and :class:`~toyattn.models.llama.Llama`.
-The QK-OV matching of head pairs uses :func:`toyattn.circuits.qk_ov_matching`'s definition,
+The QK-OV matching of head pairs uses :func:`toyattn.circuits.matching.qk_ov_matching`'s definition,
 computed from each circuit's factors so that a ``576 x 576`` circuit costs a ``64 x 64`` SVD.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from toyattn.arrays import as_matrix
-from toyattn.circuits import summarise
+from toyattn.circuits.matching import summarise
 
 __all__ = [
     "repeated_random_tokens",
@@ -104,9 +104,9 @@ def head_factors(model: Any, layer: int, head: int, fold: bool = True) -> dict[s
     Grouped-query models: the key/value head the query head reads. ``fold=True`` multiplies the
     rows of ``W_Q``, ``W_K``, ``W_V`` by the gain of the norm before attention (RMSNorm, or
     LayerNorm, whose centring is also folded in), so the circuits read the residual stream itself,
-    up to one positive scale per token (see :func:`toyattn.composition.fold_norm`).
+    up to one positive scale per token (see :func:`toyattn.circuits.composition.fold_norm`).
     """
-    from toyattn.composition import fold_norm
+    from toyattn.circuits.composition import fold_norm
 
     attn = model.blocks[layer].attn
     kv = model.cfg.kv_head(head) if hasattr(model.cfg, "kv_head") else head
@@ -126,8 +126,8 @@ def ov_matrix(f: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def qk_matrix(f: dict[str, np.ndarray], distance: int = 0, base: float = 10000.0) -> np.ndarray:
-    """A head's QK circuit ``W_Q R(distance) W_K^T / sqrt(d_head)`` ``[d_model, d_model]`` (see :func:`toyattn.circuits.qk_circuit`)."""
-    from toyattn.circuits import qk_circuit
+    """A head's QK circuit ``W_Q R(distance) W_K^T / sqrt(d_head)`` ``[d_model, d_model]`` (see :func:`toyattn.circuits.matching.qk_circuit`)."""
+    from toyattn.circuits.matching import qk_circuit
 
     return qk_circuit(f["W_Q"], f["W_K"], distance, base)
 
@@ -139,7 +139,7 @@ def token_matrices(model: Any) -> tuple[np.ndarray, np.ndarray]:
     :func:`head_factors` folds ``ln1`` into a head, so ``x W_U`` is the logit up to one positive
     scale per token. Any unembedding bias is left out: it is the same for every source token.
     """
-    from toyattn.composition import fold_norm
+    from toyattn.circuits.composition import fold_norm
 
     W_E = model.embed.W_E if hasattr(model, "embed") else model.W_E
     W_U = model.unembed.weight.T if hasattr(model, "unembed") else model.W_U
@@ -178,7 +178,7 @@ def output_directions(f: dict[str, np.ndarray]) -> np.ndarray:
 def pair_matching(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray], rank: int, summary: str = "largest") -> float:
     """QK-OV matching of a writer head's OV output and a reader head's QK key side at ``rank``.
 
-    The same number as :func:`toyattn.circuits.qk_ov_matching` on the two ``[d_model, d_model]``
+    The same number as :func:`toyattn.circuits.matching.qk_ov_matching` on the two ``[d_model, d_model]``
     circuits: cosines of the principal angles between the two top-``rank`` subspaces, summarised.
     """
     out, keys = output_directions(writer), key_directions(reader)
@@ -191,7 +191,7 @@ def pair_matching(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray], 
 def k_composition_factored(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray]) -> float:
     """K-composition ``||W_ov^1 W_qk^2^T||_F / (||W_ov^1||_F ||W_qk^2||_F)`` from the heads' factors.
 
-    The same number as :func:`toyattn.composition.k_composition` on the ``[d_model, d_model]``
+    The same number as :func:`toyattn.circuits.composition.k_composition` on the ``[d_model, d_model]``
     circuits; here every product is ``d_head x d_head`` (``||A B^T||_F^2 = tr(A^T A B^T B)``).
     """
     V, O, Q, K = writer["W_V"], writer["W_O"], reader["W_Q"], reader["W_K"]
@@ -208,7 +208,7 @@ def k_composition_factored(writer: dict[str, np.ndarray], reader: dict[str, np.n
 def random_matching_baseline(d: int, rank: int, n_runs: int = 50, summary: str = "largest", seed: int = 0) -> tuple[float, float]:
     """``(mean, std)`` of the matching of two uniformly random ``rank``-dim subspaces of ``R^d``.
 
-    The same distribution as :func:`toyattn.circuits.random_baseline` (the top singular vectors of a
+    The same distribution as :func:`toyattn.circuits.matching.random_baseline` (the top singular vectors of a
     Gaussian matrix span a uniformly random subspace), drawn as the QR of a ``[d, rank]`` Gaussian, so
     ``d = 576`` costs no ``576 x 576`` SVD.
     """

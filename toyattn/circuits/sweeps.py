@@ -1,6 +1,6 @@
 """Lessons 4-5's copy task for many runs at once: seeds and pool sizes trained together as one stacked model.
 
-:func:`train_copy_models` is :func:`toyattn.induction.train_copy_model` for a list of (seed, pool size)
+:func:`train_copy_models` is :func:`toyattn.circuits.copy_task.train_copy_model` for a list of (seed, pool size)
 runs, all taking the same batched steps (:class:`toyattn.stacked.StackedModels`). Each run keeps its
 own initial weights, its own pool, its own batches and its own test sets, drawn from its seed exactly
 as the run alone draws them, so each run ends where it would end alone, up to floating-point rounding
@@ -17,8 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .device import get_device, seed_everything
-from .induction import (
+from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     TrainConfig,
     TrainingRun,
@@ -31,9 +30,10 @@ from .induction import (
     make_test_sets,
     sample_copy_batch,
 )
-from .models.transformer import Transformer, TransformerConfig
-from .stacked import StackedModels
-from .training import fit
+from toyattn.device import get_device, seed_everything
+from toyattn.models.transformer import Transformer, TransformerConfig
+from toyattn.stacked import StackedModels
+from toyattn.training import fit
 
 
 def train_copy_models(

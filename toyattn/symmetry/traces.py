@@ -1,6 +1,6 @@
 """The two traces behind the fast symmetry score, ``tr(A B) = ||W_q W_k^T||_F^2`` and ``tr(C C)``, per head (lesson 3).
 
-:func:`toyattn.symmetry.symmetry_score` turns them into ``r = (1 + tr(C C) / tr(A B)) / 2``; this module
+:func:`toyattn.symmetry.scores.symmetry_score` turns them into ``r = (1 + tr(C C) / tr(A B)) / 2``; this module
 only computes them fast, with ``A = W_q^T W_q``, ``B = W_k^T W_k``, ``C = W_k^T W_q`` (each
 ``[d_head, d_head]``, never the ``d_model x d_model`` matrix ``M``):
 
@@ -9,7 +9,7 @@ only computes them fast, with ``A = W_q^T W_q``, ``B = W_k^T W_k``, ``C = W_k^T 
 
 ``benchmarks/bench_symmetry.py`` times both paths side by side. Inputs are in row layout
 ``Q: [..., H, d_head, d_model]``, ``K: [..., H_kv, d_head, d_model]`` (``H`` a multiple of ``H_kv``
-under grouped-query attention, ``group = H // H_kv``), already validated by :mod:`toyattn.symmetry`.
+under grouped-query attention, ``group = H // H_kv``), already validated by :mod:`toyattn.symmetry.scores`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The standard circuit tools for two attention layers: composition scores, layer-norm folding, the full OV circuit, copying and positional QK.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``), next to lesson 4's principal-angle
-matching (:mod:`toyattn.circuits`). Conventions are the course's row vectors (TransformerLens,
+matching (:mod:`toyattn.circuits.matching`). Conventions are the course's row vectors (TransformerLens,
 ARENA): a head's QK circuit is ``W_qk = W_Q R W_K^T / sqrt(d_head)`` (score ``x_q W_qk x_k^T``) and
 its OV circuit ``W_ov = W_V W_O`` (a source residual ``x`` writes ``x W_ov``).
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from toyattn.arrays import as_matrix
-from toyattn.circuits import rotary_matrix
+from toyattn.circuits.matching import rotary_matrix
 
 __all__ = [
     "composition_score",

@@ -2,7 +2,7 @@
 
 Taught in ``notebooks/02_head_permutation`` (sections 1, 2 and 4: what a fused QKV weight looks
 like, permuting its heads, why the output projection must move too) and practised in
-``solutions/02_head_permutation`` (exercises 1 and 7). Permutations follow :mod:`toyattn.permutations`.
+``solutions/02_head_permutation`` (exercises 1 and 7). Permutations follow :mod:`toyattn.heads.permutations`.
 
 A multi-head attention layer stores its query, key and value projections for all heads in one
 fused matrix. Two layouts are common, and every function here takes the layout **explicitly**
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .permutations import as_permutation
+from toyattn.heads.permutations import as_permutation
 
 Layout = Literal["in_out", "out_in"]
 LAYOUTS: tuple[str, ...] = ("in_out", "out_in")

@@ -1,7 +1,7 @@
 """Lesson 3's experiments on trained toy models: symmetric against standard initialisation, and the gradient of ``W_q W_k^T``.
 
 Taught in lesson 3 (``notebooks/03_symmetry_scores``, sections 7-8); the runs come from
-:func:`toyattn.symmetry_training.train_runs`.
+:func:`toyattn.symmetry.training.train_runs`.
 
 * :func:`symmetric_init_experiment`: steps to reach a fixed loss from the standard initialisation, from
   the symmetric one (``W_k = W_q``) and from its control (``W_k = W_q D``, symmetric but indefinite), per
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import cpu_threads
-from .models.transformer import Transformer
-from .symmetry_training import (
+from toyattn.device import cpu_threads
+from toyattn.models.transformer import Transformer
+from toyattn.symmetry.training import (
     INITS,
     OBJECTIVES,
     TrainingTrace,

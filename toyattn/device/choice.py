@@ -14,35 +14,16 @@ An explicit request for a device that is not there is an error with a message th
 what is available; automatic choice never fails (it falls back to the CPU).
 """
 
+
 from __future__ import annotations
 
 import os
-import platform
-import random
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-import numpy as np
 import torch
 
 ENV_VAR = "TOYATTN_DEVICE"
 #: Device types :func:`get_device` accepts (an index may follow cuda, e.g. ``cuda:1``).
 VALID_DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-
-#: SLURM variables worth printing when a notebook runs inside a batch or JupyterHub job.
-SLURM_VARS = (
-    "SLURM_JOB_ID",
-    "SLURM_JOB_NAME",
-    "SLURM_JOB_PARTITION",
-    "SLURM_JOB_NODELIST",
-    "SLURM_GPUS",
-    "SLURM_GPUS_ON_NODE",
-    "SLURM_JOB_GPUS",
-    "SLURM_STEP_GPUS",
-    "SLURM_CPUS_PER_TASK",
-)
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -129,139 +110,6 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def try_gpu(i: int = 0) -> torch.device:
-    """GPU ``i`` if it exists, else the CPU. Never raises (d2l's helper of the same name)."""
-    if torch.cuda.is_available() and i < torch.cuda.device_count():
-        return torch.device("cuda", i)
-    return torch.device("cpu")
-
-
-@contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Use ``n`` CPU threads for PyTorch inside the block, then restore the previous setting.
-
-    A model with 5x5 attention matrices gains nothing from splitting each operation across cores:
-    waking and synchronising the threads costs more than the arithmetic, and on a busy shared
-    machine it can make training several times slower. ``n=None`` leaves the setting alone.
-    """
-    if n is None:
-        yield
-        return
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"cpu_threads must be a positive integer or None, got {n!r}.")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (CPU and every GPU) so a notebook tells the same story each run.
-
-    Args:
-        seed: the seed.
-        deterministic: also ask cuDNN for deterministic kernels (slower on GPU, identical on CPU).
-
-    Returns:
-        A CPU ``torch.Generator`` seeded with ``seed``, for code that wants its own stream.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    return torch.Generator().manual_seed(seed)
-
-
-def describe(device: str | torch.device | None = None) -> dict[str, Any]:
-    """Facts about this environment that matter when a notebook misbehaves.
-
-    The keys: ``python``, ``executable``, ``platform``, ``torch``, ``torch_cuda_build``,
-    ``device`` (or ``device_error``), ``cuda_available``, ``gpus`` (name and memory per visible GPU),
-    ``CUDA_VISIBLE_DEVICES`` (``"<unset>"`` when it is not set), ``TOYATTN_DEVICE`` and ``slurm``
-    (the SLURM job variables present).
-    """
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "executable": sys.executable,
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torch_cuda_build": torch.version.cuda or "none (CPU-only build)",
-        "cuda_available": torch.cuda.is_available(),
-        "mps_available": _mps_available(),
-        # The original research notebook read os.environ["CUDA_VISIBLE_DEVICES"] and crashed when unset.
-        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
-        ENV_VAR: os.environ.get(ENV_VAR, "<unset>"),
-    }
-    try:
-        info["device"] = str(get_device(device))
-    except (ValueError, DeviceUnavailableError) as err:
-        info["device"] = None
-        info["device_error"] = str(err)
-    gpus = []
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            free, total = torch.cuda.mem_get_info(i)
-            gpus.append(
-                {
-                    "index": i,
-                    "name": props.name,
-                    "memory_total_gib": round(total / 2**30, 2),
-                    "memory_free_gib": round(free / 2**30, 2),
-                }
-            )
-    info["gpus"] = gpus
-    info["slurm"] = {k: os.environ[k] for k in SLURM_VARS if k in os.environ}
-    return info
-
-
-def format_description(info: dict[str, Any]) -> str:
-    """:func:`describe`'s dictionary as aligned text, one fact a line."""
-    lines = []
-    for key, value in info.items():
-        if key == "gpus":
-            if not value:
-                lines.append(f"{'gpus':<22}none visible")
-            for gpu in value:
-                lines.append(
-                    f"{'gpu ' + str(gpu['index']):<22}{gpu['name']}, "
-                    f"{gpu['memory_free_gib']} GiB free of {gpu['memory_total_gib']} GiB"
-                )
-        elif key == "slurm":
-            if not value:
-                lines.append(f"{'slurm':<22}not in a SLURM job")
-            for k, v in value.items():
-                lines.append(f"{k:<22}{v}")
-        else:
-            lines.append(f"{key:<22}{value}")
-    return "\n".join(lines)
-
-
-def free_gpu_memory() -> dict[str, float]:
-    """Release PyTorch's cached GPU memory (useful on shared cluster nodes); a no-op on CPU.
-
-    Returns:
-        ``{"allocated_gib": ..., "reserved_gib": ...}`` after the release (zeros without CUDA).
-        Memory still referenced by live tensors stays allocated: ``del`` them first.
-    """
-    import gc
-
-    gc.collect()
-    if not torch.cuda.is_available():
-        return {"allocated_gib": 0.0, "reserved_gib": 0.0}
-    torch.cuda.empty_cache()
-    return {
-        "allocated_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
-        "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3),
-    }
 
 
 def check_dtype(dtype: torch.dtype, device: str | torch.device | None = None) -> torch.dtype:

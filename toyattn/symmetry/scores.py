@@ -40,9 +40,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .arrays import as_float_tensor
-from .device import check_dtype
-from .symmetry_traces import traces, wide_dtype
+from toyattn.arrays import as_float_tensor
+from toyattn.device import check_dtype
+from toyattn.symmetry.traces import traces, wide_dtype
 
 Convention = Literal["r", "s"]
 
@@ -117,7 +117,7 @@ def _check_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Te
         raise ValueError(
             f"W_q {tuple(W_q.shape)} and W_k {tuple(W_k.shape)} disagree in their last two axes "
             "[d_model, d_head]; both must map the same d_model to the same d_head. (Passing Linear "
-            "weights [out, in]? Transpose them, or use toyattn.checkpoints to read a model.)"
+            "weights [out, in]? Transpose them, or use toyattn.weights.checkpoints to read a model.)"
         )
     if W_q.dim() != W_k.dim():
         raise ValueError(
@@ -219,7 +219,7 @@ def symmetry_score(
 
     ``r = (1 + tr(C C) / tr(A B)) / 2`` with ``A = W_q^T W_q``, ``B = W_k^T W_k``, ``C = W_k^T W_q``,
     costing ``6 d_model d_head^2`` flops per head instead of ``2 d_model^2 d_head`` for ``M``. On the CPU,
-    large heads are done one at a time (cache reuse, see :mod:`toyattn.symmetry_traces`), small ones batched.
+    large heads are done one at a time (cache reuse, see :mod:`toyattn.symmetry.traces`), small ones batched.
 
     Args:
         W_q: ``[..., n_heads, d_model, d_head]`` (any leading axes, e.g. ``[layers, heads, d, d_h]``;

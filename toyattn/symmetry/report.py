@@ -1,8 +1,8 @@
 """The symmetry scores of a whole model, read one layer at a time: ``score_model`` and its report (lesson 3).
 
 Taught in lesson 3 (``notebooks/03_symmetry_scores``, section "real models"): the loaders of
-:mod:`toyattn.checkpoints` hand over one layer's ``W_Q, W_K`` at a time, and the scores of
-:mod:`toyattn.symmetry` are taken per head and per layer, so a large file is never in memory at once.
+:mod:`toyattn.weights.checkpoints` hand over one layer's ``W_Q, W_K`` at a time, and the scores of
+:mod:`toyattn.symmetry.scores` are taken per head and per layer, so a large file is never in memory at once.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from .device import get_device
-from .symmetry import (
+from toyattn.device import get_device
+from toyattn.symmetry.scores import (
     directionality_score,
     layer_bilinear,
     matrix_symmetry_score,
@@ -85,7 +85,7 @@ def score_model(
     """Symmetry (and directionality) scores of every layer and head of a model (lesson 3).
 
     Args:
-        source: anything :func:`toyattn.checkpoints.iter_qk_layers` reads: a ``.safetensors`` file
+        source: anything :func:`toyattn.weights.checkpoints.iter_qk_layers` reads: a ``.safetensors`` file
             or model directory, a ``.gguf`` file, a Hugging Face model object or state dict, a toyattn
             ``Transformer``, or a Hugging Face model name (needs network access to the hub).
         layer_scores: also compute the per-layer ``d_model x d_model`` form, its score and
@@ -94,8 +94,8 @@ def score_model(
             layer at a time and moved there, so a file is never in memory all at once.
         loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
     """
-    from .checkpoints import iter_qk_layers
-    from .progress import progress as progress_bar
+    from toyattn.progress import progress as progress_bar
+    from toyattn.weights.checkpoints import iter_qk_layers
 
     dev = get_device(device)
     layers = iter_qk_layers(source, **loader_kwargs)
