@@ -347,7 +347,7 @@ checks.check_head_scores(head_scores)
 # induction heads, and the previous-token heads that feed them?
 
 # %%
-from toyattn.models.llama import load_llama_gguf  # noqa: E402
+from toyattn.weights.llama import load_llama_gguf  # noqa: E402
 
 llm = load_llama_gguf()
 LENGTH = 30

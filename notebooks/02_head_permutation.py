@@ -60,7 +60,7 @@ from toyattn.heads.weights import HeadWeights, random_orthogonal, rotate_within_
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.plotting import cost_heatmap, head_blocks_figure, qkv_heatmap
 from toyattn.progress import progress
-from toyattn.weights.checkpoints import bert_attention_as_mha
+from toyattn.weights.bert import bert_attention_as_mha
 from toyattn.weights.pretrained import PretrainedNotInstalled, minilm_path
 
 NOTEBOOK_START = time.perf_counter()

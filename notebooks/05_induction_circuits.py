@@ -809,7 +809,7 @@ print(f"seeds not yet learned at 600 steps whose OOD error is lower by more than
 #
 # The model loaded here is SmolLM2-135M-**Instruct** (the chat-tuned checkpoint of SmolLM2-135M, the
 # same file lesson 3 uses; 30 layers, 9 query heads and 3 key/value heads per layer, `d_model` 576) ships with
-# the course as a quantized GGUF file. `toyattn.models.llama.load_llama_gguf` runs it with the same
+# the course as a quantized GGUF file. `toyattn.weights.llama.load_llama_gguf` runs it with the same
 # hook points as the toy model (its forward pass is tested against `transformers`' Llama).
 #
 # We feed it random tokens repeated twice and score every head (Olsson et al.; ARENA):
@@ -821,7 +821,7 @@ print(f"seeds not yet learned at 600 steps whose OOD error is lower by more than
 # previous-token heads relative to them?
 
 # %%
-from toyattn.models.llama import load_llama_gguf  # noqa: E402
+from toyattn.weights.llama import load_llama_gguf  # noqa: E402
 
 llm = load_llama_gguf()
 L_LLM = 40

@@ -15,7 +15,9 @@ from pretrained_helpers import pretrained
 from toyattn.symmetry.report import score_model
 from toyattn.symmetry.scores import median, symmetry_score
 from toyattn.weights import checkpoints
-from toyattn.weights.checkpoints import iter_qk_layers, load_qk, unpermute_llama_cpp_rows
+from toyattn.weights.bert import bert_attention_as_mha
+from toyattn.weights.checkpoints import iter_qk_layers, load_qk
+from toyattn.weights.gguf import unpermute_llama_cpp_rows
 from toyattn.weights.pretrained import (
     PRETRAINED_PACKAGES,
     PretrainedNotInstalled,
@@ -149,7 +151,7 @@ def test_safetensors_streaming_reads_only_qk_one_layer_at_a_time(tmp_path, monke
     model = tiny_llama()
     model.save_pretrained(tmp_path, safe_serialization=True)
     events = []
-    real_open = checkpoints._require("safetensors").safe_open
+    real_open = checkpoints.require_package("safetensors").safe_open
 
     class Spy:
         def __init__(self, handle):
@@ -166,7 +168,7 @@ def test_safetensors_streaming_reads_only_qk_one_layer_at_a_time(tmp_path, monke
             events.append(name)
             return self.handle.get_slice(name)
 
-    monkeypatch.setattr(checkpoints._require("safetensors"), "safe_open", lambda *a, **k: Spy(real_open(*a, **k)))
+    monkeypatch.setattr(checkpoints.require_package("safetensors"), "safe_open", lambda *a, **k: Spy(real_open(*a, **k)))
     layers = iter_qk_layers(tmp_path)
     assert events == []  # opening reads the header only
     for layer in layers:
@@ -434,4 +436,4 @@ def test_bert_attention_without_safetensors_says_how_to_install(monkeypatch, tmp
 
     monkeypatch.setattr(checkpoints.importlib, "import_module", no_safetensors)
     with pytest.raises(ImportError, match="optional package `safetensors`"):
-        checkpoints.bert_attention_as_mha(tmp_path / "model.safetensors", 0, n_heads=2)
+        bert_attention_as_mha(tmp_path / "model.safetensors", 0, n_heads=2)

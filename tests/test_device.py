@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from toyattn import device as dev
-from toyattn.device import choice as device_choice
 from toyattn.arrays import to_numpy
+from toyattn.device import choice as device_choice
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 

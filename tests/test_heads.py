@@ -459,7 +459,7 @@ def test_plots_have_labels_and_discrete_colours():
 def test_minilm_layer_as_mha_matches_transformers_and_recovers_its_heads():
     from pretrained_helpers import pretrained
 
-    from toyattn.weights.checkpoints import bert_attention_as_mha
+    from toyattn.weights.bert import bert_attention_as_mha
     from toyattn.weights.pretrained import minilm_path
 
     path = pretrained(minilm_path)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toyattn.models.llama import LlamaConfig, llama_from_state_dict, load_llama_gguf
+from toyattn.models.llama import LlamaConfig
+from toyattn.weights.llama import llama_from_state_dict, load_llama_gguf
 
 transformers = pytest.importorskip("transformers")
 

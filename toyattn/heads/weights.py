@@ -256,3 +256,16 @@ def rotate_within_heads(heads: HeadWeights, generator: torch.Generator | None = 
         right(heads.W_Q, R), right(heads.W_K, R), right(heads.W_V, S), W_O,
         right(heads.b_Q, R), right(heads.b_K, R), right(heads.b_V, S), layer=heads.layer,
     )
+
+
+def linear_to_heads(weight: torch.Tensor, n_heads: int, what: str = "the weight") -> torch.Tensor:
+    """``nn.Linear`` weight ``[n_heads * d_head, d_model]`` -> ``[n_heads, d_model, d_head]`` (a view).
+
+    The one conversion from a checkpoint's stacked rows to the course's per-head layout (lessons 3, 5).
+    """
+    rows, d_model = weight.shape
+    if rows % n_heads != 0:
+        raise ValueError(
+            f"{what} has {rows} output rows, not a multiple of n_heads={n_heads}; is n_heads (or n_kv_heads) right?"
+        )
+    return weight.reshape(n_heads, rows // n_heads, d_model).transpose(1, 2)

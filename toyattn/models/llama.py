@@ -1,4 +1,4 @@
-"""A Llama-family decoder (SmolLM2) run from its GGUF file, with the course's hook points.
+"""A Llama-family decoder (SmolLM2) with the course's hook points; :mod:`toyattn.weights.llama` loads its weights.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``): the real model whose attention
 patterns show previous-token and induction heads. The forward pass is the standard Llama one
@@ -21,22 +21,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from toyattn.device import check_dtype
 from toyattn.hooks import HookedModule, HookPoint
 from toyattn.models.transformer import apply_rotary
 
-__all__ = ["LlamaConfig", "Llama", "llama_from_state_dict", "load_llama_gguf"]
+__all__ = ["LlamaConfig", "Llama"]
 
 
 @dataclass(frozen=True)
 class LlamaConfig:
-    """Shape of a Llama-family model (lesson 5); :func:`load_llama_gguf` reads it from the file."""
+    """Shape of a Llama-family model (lesson 5); :func:`toyattn.weights.llama.load_llama_gguf` reads it from the file."""
 
     vocab_size: int
     d_model: int
@@ -161,85 +158,3 @@ class Llama(HookedModule):
         for block in self.blocks:
             x = block(x)
         return self.ln_final(x) @ self.W_U
-
-
-def _per_head(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """``nn.Linear`` weight ``[n_heads * d_head, d_model]`` -> ``[n_heads, d_model, d_head]``."""
-    rows, d_model = weight.shape
-    return weight.float().reshape(n_heads, rows // n_heads, d_model).transpose(1, 2)
-
-
-def llama_from_state_dict(state_dict: dict[str, torch.Tensor], cfg: LlamaConfig) -> Llama:
-    """A :class:`Llama` holding a Hugging Face ``LlamaForCausalLM`` state dict (``model.layers.{i}.self_attn.q_proj.weight``, ...). Lesson 5."""
-    model = Llama(cfg)
-    sd = {k.removeprefix("model."): v for k, v in state_dict.items()}
-    missing = [k for k in ("embed_tokens.weight", "norm.weight") if k not in sd]
-    if missing:
-        raise KeyError(f"The state dict lacks {missing}; is it a Llama-family model's?")
-    with torch.no_grad():
-        model.W_E.copy_(sd["embed_tokens.weight"])
-        model.W_U.copy_(sd.get("lm_head.weight", sd["embed_tokens.weight"]).T)  # tied embeddings
-        model.ln_final.weight.copy_(sd["norm.weight"])
-        for i, block in enumerate(model.blocks):
-            get = lambda name: sd[f"layers.{i}.{name}.weight"]  # noqa: E731, B023
-            block.ln1.weight.copy_(get("input_layernorm"))
-            block.ln2.weight.copy_(get("post_attention_layernorm"))
-            block.attn.W_Q.copy_(_per_head(get("self_attn.q_proj"), cfg.n_heads))
-            block.attn.W_K.copy_(_per_head(get("self_attn.k_proj"), cfg.n_kv_heads))
-            block.attn.W_V.copy_(_per_head(get("self_attn.v_proj"), cfg.n_kv_heads))
-            block.attn.W_O.copy_(get("self_attn.o_proj").T.reshape(cfg.n_heads, cfg.d_head, cfg.d_model))
-            block.mlp.gate.weight.copy_(get("mlp.gate_proj"))
-            block.mlp.up.weight.copy_(get("mlp.up_proj"))
-            block.mlp.down.weight.copy_(get("mlp.down_proj"))
-    return model.eval()
-
-
-_GGUF_NAMES = {
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
-}
-
-
-def load_llama_gguf(path: str | Path | None = None, *, dtype: torch.dtype = torch.float32) -> Llama:
-    """The Llama-family model in a GGUF file (default: the packaged SmolLM2-135M-Instruct), dequantized to float32. Lesson 5.
-
-    ``dtype=torch.bfloat16`` casts the weights afterwards (half the memory; every product then runs in
-    bfloat16), after :func:`toyattn.device.check_dtype` has made sure the CPU can compute in it; move
-    the model to a GPU with ``.to("cuda")`` and check there with ``check_dtype(dtype, "cuda")``.
-
-    The tensors are renamed to Hugging Face's names and loaded with :func:`llama_from_state_dict`.
-    llama.cpp stores ``q``/``k`` rows with each head's rotary pairs interleaved; they are put back
-    into the "rotate half" layout (:func:`toyattn.weights.checkpoints.unpermute_llama_cpp_rows`) that
-    :func:`~toyattn.models.transformer.apply_rotary` and ``transformers`` use.
-    """
-    from toyattn.weights.checkpoints import unpermute_llama_cpp_rows
-    from toyattn.weights.gguf import GGUFFile
-    from toyattn.weights.pretrained import smollm2_gguf_path
-
-    gg = GGUFFile(path if path is not None else smollm2_gguf_path())
-    arch = gg.metadata.get("general.architecture")
-    if arch != "llama":
-        raise ValueError(f"{gg.path} holds a {arch!r} model; load_llama_gguf reads Llama-family GGUF files only.")
-    meta = lambda key: gg.metadata[f"llama.{key}"]  # noqa: E731
-    tensor = lambda name: torch.from_numpy(np.ascontiguousarray(gg.dequantize(name))).float()  # noqa: E731
-    emb = tensor("token_embd.weight")
-    cfg = LlamaConfig(
-        vocab_size=emb.shape[0], d_model=int(meta("embedding_length")), n_layers=int(meta("block_count")),
-        n_heads=int(meta("attention.head_count")), n_kv_heads=int(meta("attention.head_count_kv")),
-        d_mlp=int(meta("feed_forward_length")), rope_base=float(gg.metadata.get("llama.rope.freq_base", 10000.0)),
-        eps=float(meta("attention.layer_norm_rms_epsilon")),
-    )
-    sd = {"embed_tokens.weight": emb, "norm.weight": tensor("output_norm.weight")}
-    if "output.weight" in gg.tensors:
-        sd["lm_head.weight"] = tensor("output.weight")
-    for i in range(cfg.n_layers):
-        for gguf_name, hf_name in _GGUF_NAMES.items():
-            w = tensor(f"blk.{i}.{gguf_name}.weight")
-            if gguf_name in ("attn_q", "attn_k"):
-                w = unpermute_llama_cpp_rows(w, cfg.n_heads if gguf_name == "attn_q" else cfg.n_kv_heads)
-            sd[f"layers.{i}.{hf_name}.weight"] = w
-    model = llama_from_state_dict(sd, cfg)
-    if dtype != torch.float32:
-        model = model.to(check_dtype(dtype, "cpu"))
-    return model

