@@ -24,7 +24,7 @@
 # circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
 # whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
 # the weights lets the circuits read $x$ itself, up to one positive scale per token and bias terms
-# (section 6); `toyattn.circuits.detection.head_factors(model, layer, head)` returns those folded weights.
+# (section 6); `toyattn.circuits.head_circuits.head_factors(model, layer, head)` returns those folded weights.
 # Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
 # 5 of layer 3.
 #
@@ -42,15 +42,9 @@ import numpy as np
 import torch
 
 from toyattn import checks, seed_everything
-from toyattn.circuits.ablation import corrupt_first_copy, offset_parity_mask
-from toyattn.circuits.copy_task import (
-    CopyTaskConfig,
-    TrainConfig,
-    copy_error,
-    make_test_sets,
-    train_copy_model,
-)
-from toyattn.circuits.detection import head_factors
+from toyattn.circuits.copy_scoring import copy_error, corrupt_first_copy, offset_parity_mask
+from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
+from toyattn.circuits.head_circuits import head_factors
 
 seed_everything(0)
 torch.set_num_threads(1)
@@ -381,7 +375,8 @@ raise NotImplementedError()
 #   bar (the spread over sequences). Then ablate the top three at once (one hook per head): how much
 #   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
-#   `toyattn.circuits.detection.k_composition_factored` (the circuits are 576 x 576), against
+#   `toyattn.circuits.composition.k_composition(ov_factors(writer), qk_factors(reader))` (factored:
+#   the circuits are 576 x 576), against
 #   `toyattn.circuits.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
 #   already sets K-composition against random head pairs of the model. Then do what the lesson does
 #   not: compute the **Q-composition** of the same pairs (`toyattn.circuits.composition.q_composition`)

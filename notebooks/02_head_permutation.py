@@ -45,6 +45,7 @@ import plotly.graph_objects as go
 import torch
 
 from toyattn import seed_everything
+from toyattn.heads.figures import cost_heatmap, head_blocks_figure, qkv_heatmap
 from toyattn.heads.fused_qkv import permute_mha, permute_qkv, split_qkv
 from toyattn.heads.matching import (
     cost_matrix,
@@ -58,7 +59,6 @@ from toyattn.heads.matching import (
 from toyattn.heads.permutations import invert_permutation, random_permutation, recovery_accuracy
 from toyattn.heads.weights import HeadWeights, random_orthogonal, rotate_within_heads
 from toyattn.models.transformer import Transformer, TransformerConfig
-from toyattn.plotting import cost_heatmap, head_blocks_figure, qkv_heatmap
 from toyattn.progress import progress
 from toyattn.weights.bert import bert_attention_as_mha
 from toyattn.weights.pretrained import PretrainedNotInstalled, minilm_path

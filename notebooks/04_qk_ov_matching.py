@@ -62,7 +62,7 @@ from toyattn.circuits.copy_task import (
     train_copy_model,
     zipf_probs,
 )
-from toyattn.circuits.detection import head_factors, ov_matrix, qk_matrix
+from toyattn.circuits.head_circuits import head_factors, ov_matrix, qk_matrix
 from toyattn.circuits.sweeps import train_copy_models
 from toyattn.heads.weights import HeadWeights
 from toyattn.plotting import heatmap_grid, heatmap_plotly
@@ -364,7 +364,7 @@ print(f"  the same bilinear form on the raw residual, x_i W_qk x_j = {resid[i] @
 # *layer-normed* $\hat x$, while $W_{ov}$ writes into the raw residual $x$; in between, layer 2's
 # layer norm centres $x$ and multiplies each coordinate by its own trained gain, which turns
 # directions. Folding each layer norm's gain and centring into the matrices that read it ($W_Q$,
-# $W_K$, $W_V$), as lesson 5 does (`toyattn.circuits.detection.head_factors`), puts both sides in the
+# $W_K$, $W_V$), as lesson 5 does (`toyattn.circuits.head_circuits.head_factors`), puts both sides in the
 # residual's coordinates, up to one positive scale per token. The seed comparison below prints the
 # folded match next to the unfolded one (the paper's code does not fold).
 #

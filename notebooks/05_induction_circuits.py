@@ -73,16 +73,13 @@ from toyattn.circuits import (
     composition,  # noqa: E402
     matching,  # noqa: E402
 )
-from toyattn.circuits.ablation import (  # noqa: E402
-    ablate_head,
+from toyattn.circuits.ablation import ablate_head, orthonormal_basis, project_out, random_subspace
+from toyattn.circuits.copy_scoring import (
     copy_accuracy,
     copy_loss,
     copy_positions,
     corrupt_first_copy,
     offset_parity_mask,
-    orthonormal_basis,
-    project_out,
-    random_subspace,
 )
 from toyattn.circuits.copy_task import (  # noqa: E402
     CopyTaskConfig,
@@ -92,19 +89,16 @@ from toyattn.circuits.copy_task import (  # noqa: E402
     train_copy_model,
     zipf_probs,
 )
-from toyattn.circuits.detection import (  # noqa: E402
+from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads  # noqa: E402
+from toyattn.circuits.head_circuits import (  # noqa: E402
     head_factors,
-    head_scores,
-    k_composition_factored,
     key_directions,
     output_directions,
+    ov_factors,
     ov_matrix,
-    pair_matching,
+    qk_factors,
     qk_matrix,
-    random_matching_baseline,
-    repeated_random_tokens,
     token_matrices,
-    top_heads,
 )
 from toyattn.plotting import heatmap_plotly  # noqa: E402
 from toyattn.sentences.interventions import patch_activation, patch_positions  # noqa: E402
@@ -422,7 +416,7 @@ print(f"In this run: K-composition first leaves its band at step {leave_k}, the 
 #
 # The second block does not read the residual stream $x$ itself but $\mathrm{LN}(x) = \gamma \odot (x -
 # \bar{x})/\sigma(x) + \beta$ ($\sigma$ includes the norm's small $\epsilon$). This identity is exact
-# (`toyattn.circuits.composition.fold_norm`, tested in `tests/test_composition.py`):
+# (`toyattn.heads.weights.fold_norm`, tested in `tests/test_composition.py`):
 #
 # $$\mathrm{LN}(x)\, W = \frac{x}{\sigma(x)}\, \tilde W + \beta W, \qquad \tilde W = C\, \mathrm{diag}(\gamma)\, W,
 # \qquad C = I - \tfrac{1}{d}\mathbf{1}\mathbf{1}^\top .$$
@@ -548,7 +542,7 @@ print(f"In this run, folding changes the final matching by {end['distance 0, LN 
 # What does L1H0 write into the logits when it attends to a token? Its **full OV circuit** maps a
 # token's embedding through the head to the unembedding, $W_E\, W_{ov}\, W_U$ (`[vocab, vocab]`,
 # entry $[a, b]$: how much attending to token $a$ raises the logit of token $b$; the norms' gains
-# folded in, `toyattn.circuits.detection.token_matrices`).
+# folded in, `toyattn.circuits.head_circuits.token_matrices`).
 #
 # **Predict first:** if L1H0 does what an induction head has to do, which entries of this matrix
 # stand out?
@@ -909,10 +903,10 @@ writers = {(layer, h): head_factors(llm, layer, h) for layer in range(li) for h 
 kcomp = np.full((li, llm.cfg.n_heads), np.nan)
 match = np.full((li, llm.cfg.n_heads), np.nan)
 for (layer, h), w in writers.items():
-    kcomp[layer, h] = k_composition_factored(w, reader_llm)
-    match[layer, h] = pair_matching(w, reader_llm, R_LLM)
+    kcomp[layer, h] = composition.k_composition(ov_factors(w), qk_factors(reader_llm))
+    match[layer, h] = matching.qk_ov_matching(qk_factors(reader_llm), ov_factors(w), R_LLM)
 kb, kb_std = composition.random_composition_baseline(llm.cfg.d_model, llm.cfg.d_head, n_runs=30)
-mb, mb_std = random_matching_baseline(llm.cfg.d_model, R_LLM, n_runs=50)
+mb, mb_std = matching.random_baseline(llm.cfg.d_model, R_LLM, n_runs=50)
 fig, axes = plt.subplots(1, 2, figsize=(11, 5))
 for ax, M, base, name in ((axes[0], kcomp, kb, "K-composition"), (axes[1], match, mb, f"QK-OV matching, rank {R_LLM}")):
     im = ax.imshow(M / base, aspect="auto", cmap="viridis")
@@ -971,8 +965,8 @@ while len(random_pairs) < 300:
     random_pairs.append(((int(la), int(rng.integers(llm.cfg.n_heads))), (int(lb), int(rng.integers(llm.cfg.n_heads)))))
 factors = {}
 get = lambda key: factors.setdefault(key, head_factors(llm, *key))  # noqa: E731
-MEASURES = {f"QK-OV matching (rank {R_LLM})": (lambda a, b: pair_matching(get(a), get(b), R_LLM), mb),
-            "K-composition": (lambda a, b: k_composition_factored(get(a), get(b)), kb)}
+MEASURES = {f"QK-OV matching (rank {R_LLM})": (lambda a, b: matching.qk_ov_matching(qk_factors(get(b)), ov_factors(get(a)), R_LLM), mb),
+            "K-composition": (lambda a, b: composition.k_composition(ov_factors(get(a)), qk_factors(get(b))), kb)}
 bridge = {name: (np.array([fn(a, b) for a, b in pairs]), np.array([fn(a, b) for a, b in random_pairs]))
           for name, (fn, _) in MEASURES.items()}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.4))
@@ -1116,6 +1110,6 @@ for name in list(rise)[:2]:
 #    `blocks.{l}.attn.hook_z`): how much copying is left?
 # 2. In section 4, remove the part of the key subspace orthogonal to L0H0's top-4 output directions:
 #    does what is left still cost more than random directions?
-# 3. Use RMS instead of largest (`pair_matching(..., summary="rms")`) in section 13.
+# 3. Use RMS instead of largest (`matching.qk_ov_matching(..., summary="rms")`) in section 13.
 # 4. Run `benchmarks/bench_pool_size.py --steps 3000 --out /tmp/sweep.json` (minutes): do all fresh seeds learn?
 # 5. Do the exercises in `exercises/05_induction_circuits.ipynb`.

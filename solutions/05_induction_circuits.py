@@ -24,7 +24,7 @@
 # circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
 # whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
 # the weights lets the circuits read $x$ itself, up to one positive scale per token and bias terms
-# (section 6); `toyattn.circuits.detection.head_factors(model, layer, head)` returns those folded weights.
+# (section 6); `toyattn.circuits.head_circuits.head_factors(model, layer, head)` returns those folded weights.
 # Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
 # 5 of layer 3.
 #
@@ -42,15 +42,9 @@ import numpy as np
 import torch
 
 from toyattn import checks, seed_everything
-from toyattn.circuits.ablation import corrupt_first_copy, offset_parity_mask
-from toyattn.circuits.copy_task import (
-    CopyTaskConfig,
-    TrainConfig,
-    copy_error,
-    make_test_sets,
-    train_copy_model,
-)
-from toyattn.circuits.detection import head_factors
+from toyattn.circuits.copy_scoring import copy_error, corrupt_first_copy, offset_parity_mask
+from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
+from toyattn.circuits.head_circuits import head_factors
 
 seed_everything(0)
 torch.set_num_threads(1)
@@ -419,9 +413,9 @@ checks.check_remove_subspace(remove_subspace)
 R = 4
 ### BEGIN SOLUTION
 reader, writer = head_factors(model, 1, 0), head_factors(model, 0, 0)
-shared_keys = key_subspace(reader["W_Q"] @ reader["W_K"].T, R)
+shared_keys = key_subspace(reader.qk().numpy(), R)
 # x W_ov lies in the row space of W_ov: its top right singular vectors, which key_subspace returns
-writer_own = key_subspace(writer["W_V"] @ writer["W_O"], R)
+writer_own = key_subspace(writer.ov().numpy(), R)
 logits_keys = remove_subspace(model, ood.tokens, 0, shared_keys)
 logits_own = remove_subspace(model, ood.tokens, 0, writer_own)
 acc_keys, acc_own = second_copy_accuracy(logits_keys, ood), second_copy_accuracy(logits_own, ood)
@@ -528,7 +522,7 @@ from toyattn.models.transformer import Transformer  # noqa: E402
 
 def circuits(m):
     w, r = head_factors(m, 0, 0), head_factors(m, 1, 0)  # folded: they read the residual itself
-    return w["W_V"] @ w["W_O"], r["W_Q"] @ r["W_K"].T / np.sqrt(m.cfg.d_head)
+    return w.ov().numpy(), r.qk().numpy() / np.sqrt(m.cfg.d_head)
 
 
 scores = np.array([k_composition(*circuits(run.load(i))) for i in range(len(run))])
@@ -681,7 +675,8 @@ for i in best:
 #   bar (the spread over sequences). Then ablate the top three at once (one hook per head): how much
 #   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
-#   `toyattn.circuits.detection.k_composition_factored` (the circuits are 576 x 576), against
+#   `toyattn.circuits.composition.k_composition(ov_factors(writer), qk_factors(reader))` (factored:
+#   the circuits are 576 x 576), against
 #   `toyattn.circuits.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
 #   already sets K-composition against random head pairs of the model. Then do what the lesson does
 #   not: compute the **Q-composition** of the same pairs (`toyattn.circuits.composition.q_composition`)

@@ -290,7 +290,8 @@ def good_keys(W_qk, r):
 
 
 def test_check_key_subspace(capsys, tmp_path_factory, monkeypatch):
-    from toyattn.circuits.detection import key_directions
+    from toyattn.circuits.head_circuits import key_directions
+    from toyattn.heads.weights import HeadWeights
 
     verify_check(
         checks.check_key_subspace,
@@ -300,7 +301,7 @@ def test_check_key_subspace(capsys, tmp_path_factory, monkeypatch):
             lambda W, r: np.linalg.svd(W)[2][:, :r],  # columns of Vh
             lambda W, r: np.linalg.svd(W)[2][-r:].T,  # weakest
             lambda W, r: np.linalg.svd(W)[2][:r].T * 2.0,  # right span, not orthonormal
-            lambda W, r: key_directions({"W_Q": W, "W_K": np.eye(len(W))})[:, :r],
+            lambda W, r: key_directions(HeadWeights(torch.as_tensor(W)[None], torch.eye(len(W), dtype=torch.float64)[None]))[:, :r],
         ],
         capsys,
         messages=["query side", "its rows", "weakest", "not orthonormal", "holds the course's answer"],

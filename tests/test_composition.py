@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from toyattn.circuits import composition, matching
-from toyattn.circuits.detection import (
+from toyattn.circuits.head_circuits import (
     head_factors,
-    k_composition_factored,
     key_directions,
     output_directions,
-    pair_matching,
+    ov_factors,
+    qk_factors,
 )
+from toyattn.heads.weights import fold_norm
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 rng = np.random.default_rng(0)
@@ -51,13 +52,13 @@ def test_layer_norm_folding_is_exact():
     W = rng.standard_normal((8, 3))
     lhs = ln.double()(x).detach().numpy() @ W
     std = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + ln.eps)  # what LayerNorm divides by
-    rhs = (x / std).numpy() @ composition.fold_norm(W, ln.weight.detach().numpy(), center=True) + ln.bias.detach().numpy() @ W
+    rhs = (x / std).numpy() @ fold_norm(W, ln.weight.detach().numpy(), center=True) + ln.bias.detach().numpy() @ W
     np.testing.assert_allclose(lhs, rhs, atol=1e-10)
     # Without the centring it is not the same map:
-    wrong = (x / std).numpy() @ composition.fold_norm(W, ln.weight.detach().numpy(), center=False) + ln.bias.detach().numpy() @ W
+    wrong = (x / std).numpy() @ fold_norm(W, ln.weight.detach().numpy(), center=False) + ln.bias.detach().numpy() @ W
     assert not np.allclose(lhs, wrong)
     with pytest.raises(ValueError, match="gain"):
-        composition.fold_norm(W, np.ones(3), center=True)
+        fold_norm(W, np.ones(3), center=True)
 
 
 def test_full_ov_and_copying_scores():
@@ -96,17 +97,17 @@ def test_factored_circuits_match_the_dense_ones():
     cfg = TransformerConfig(vocab_size=5, max_len=8, d_model=16, n_layers=2, n_heads=2)
     model = Transformer(cfg)
     w, r = head_factors(model, 0, 1, fold=False), head_factors(model, 1, 0, fold=False)
-    W_ov = matching.ov_circuit(w["W_V"], w["W_O"])
-    W_qk = matching.qk_circuit(r["W_Q"], r["W_K"])
-    assert k_composition_factored(w, r) == pytest.approx(composition.k_composition(W_ov, W_qk), rel=1e-9)
+    W_ov = matching.ov_circuit(w.W_V[0], w.W_O[0])
+    W_qk = matching.qk_circuit(r.W_Q[0], r.W_K[0])
+    assert composition.k_composition(ov_factors(w), qk_factors(r)) == pytest.approx(composition.k_composition(W_ov, W_qk), rel=1e-9)
     for rank in (1, 3):
         for summary in ("largest", "rms"):
-            assert pair_matching(w, r, rank, summary) == pytest.approx(matching.qk_ov_matching(W_qk, W_ov, rank, summary), abs=1e-8)
+            assert matching.qk_ov_matching(qk_factors(r), ov_factors(w), rank, summary) == pytest.approx(matching.qk_ov_matching(W_qk, W_ov, rank, summary), abs=1e-8)
     # Singular directions are orthonormal and ordered: they reproduce the circuit's top singular value.
     assert np.linalg.norm(W_qk @ key_directions(r)[:, 0]) == pytest.approx(np.linalg.svd(W_qk, compute_uv=False)[0])
     assert np.linalg.norm(W_ov @ output_directions(w)[:, 0]) == pytest.approx(np.linalg.svd(W_ov, compute_uv=False)[0])
     with pytest.raises(ValueError, match="rank"):
-        pair_matching(w, r, 9)
+        matching.qk_ov_matching(qk_factors(r), ov_factors(w), 9)
 
 
 def test_folded_factors_read_the_layer_norm_gain():
@@ -115,4 +116,4 @@ def test_folded_factors_read_the_layer_norm_gain():
     with torch.no_grad():
         model.blocks[0].ln1.weight.copy_(torch.arange(1.0, 9.0))
     raw, folded = head_factors(model, 0, 0, fold=False), head_factors(model, 0, 0)
-    np.testing.assert_allclose(folded["W_K"], composition.fold_norm(raw["W_K"], np.arange(1.0, 9.0), center=True))
+    np.testing.assert_allclose(folded.W_K[0], fold_norm(raw.W_K[0], np.arange(1.0, 9.0), center=True))

@@ -7,19 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from toyattn.circuits.ablation import (
-    ablate_head,
+from toyattn.circuits.ablation import ablate_head, orthonormal_basis, project_out, random_subspace
+from toyattn.circuits.copy_scoring import (
     copy_accuracy,
     copy_loss,
     copy_positions,
     corrupt_first_copy,
     offset_parity_mask,
-    orthonormal_basis,
-    project_out,
-    random_subspace,
 )
 from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
-from toyattn.circuits.detection import head_factors, key_directions
+from toyattn.circuits.head_circuits import head_factors, key_directions
+from toyattn.heads.weights import fold_norm
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.sentences.interventions import patch_activation, patch_positions
 
@@ -192,16 +190,16 @@ def test_the_standard_circuit_tools_see_the_circuit_on_every_learned_seed(traine
     m_base, m_std = matching.random_baseline(32, 4, n_runs=50)
     for model in models:
         w, r = head_factors(model, 0, 0), head_factors(model, 1, 0)
-        W_ov, W_qk = w["W_V"] @ w["W_O"], matching.qk_circuit(r["W_Q"], r["W_K"])
+        W_ov, W_qk = w.ov().numpy(), matching.qk_circuit(r.W_Q[0], r.W_K[0])
         assert composition.k_composition(W_ov, W_qk) > k_base + 4 * k_std
         assert matching.qk_ov_matching(W_qk, W_ov, 4) > m_base + 2 * m_std
         # The induction head copies: its full OV circuit (norm gains folded in) has mostly positive eigenvalues.
         W_E = model.embed.W_E.detach().double().numpy()
-        W_U = composition.fold_norm(model.unembed.weight.detach().double().numpy().T, model.ln_final.weight.detach().double().numpy(), center=True)
-        assert composition.copying_eigen_score(W_E, r["W_V"] @ r["W_O"], W_U) > 0.5
-        assert composition.copying_top1(composition.full_ov_circuit(W_E, r["W_V"] @ r["W_O"], W_U)) > 0.5
+        W_U = fold_norm(model.unembed.weight.detach().double().T, model.ln_final.weight.detach().double(), center=True).numpy()
+        assert composition.copying_eigen_score(W_E, r.ov().numpy(), W_U) > 0.5
+        assert composition.copying_top1(composition.full_ov_circuit(W_E, r.ov().numpy(), W_U)) > 0.5
         # The previous-token head's direct path anti-copies (lesson 5, section 7 prints it): only the sign is asserted.
-        assert composition.copying_eigen_score(W_E, w["W_V"] @ w["W_O"], W_U) < 0
+        assert composition.copying_eigen_score(W_E, w.ov().numpy(), W_U) < 0
         # The previous-token head's positional QK circuit prefers distance 1.
         attn = model.blocks[0].attn
         with torch.no_grad():

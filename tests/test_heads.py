@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from toyattn.heads.figures import cost_heatmap, head_blocks_figure, qkv_column_labels, qkv_heatmap
 from toyattn.heads.fused_qkv import (
     merge_out_proj,
     merge_qkv,
@@ -38,13 +39,7 @@ from toyattn.heads.permutations import (
     recovery_accuracy,
 )
 from toyattn.heads.weights import HeadWeights, random_orthogonal, rotate_within_heads
-from toyattn.plotting import (
-    cost_heatmap,
-    discrete_colorscale,
-    head_blocks_figure,
-    qkv_column_labels,
-    qkv_heatmap,
-)
+from toyattn.plotting import discrete_colorscale
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -13,11 +13,10 @@ import pytest
 import torch
 
 from toyattn.circuits import matching
+from toyattn.circuits.copy_scoring import copy_error
 from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     TrainConfig,
-    copy_error,
-    describe_run,
     make_pool,
     make_test_sets,
     sample_copy_batch,
@@ -224,9 +223,6 @@ def test_tiny_pool_memorises_but_does_not_generalise(tiny_pool_run):
     assert run.history["ood_error"][-1] > 0.7  # fails on fresh ones
     m = matching.circuit_metrics(run.load(-1), ranks=(4,))
     assert m["mismatch"] > 0.5
-    summary = describe_run(run)
-    assert summary["pool_size"] == 10 and summary["steps"] == 250
-    assert summary["final_ood_error"] == round(run.history["ood_error"][-1], 4)
 
 
 def test_checkpoints_on_disk_reload_with_the_same_weights(tiny_pool_run):

@@ -86,14 +86,13 @@ def test_smollm2_has_the_induction_circuit_the_lesson_shows(smollm2):
     pairs' QK-OV matching sits in the upper tail of random head pairs."""
     import numpy as np
 
-    from toyattn.circuits.detection import (
-        head_factors,
-        head_scores,
-        k_composition_factored,
-        pair_matching,
-        repeated_random_tokens,
-        top_heads,
-    )
+    from toyattn.circuits.composition import k_composition
+    from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads
+    from toyattn.circuits.head_circuits import head_factors, ov_factors, qk_factors
+    from toyattn.circuits.matching import qk_ov_matching
+
+    def pair_matching(writer, reader, rank):
+        return qk_ov_matching(qk_factors(reader), ov_factors(writer), rank)
     from toyattn.device import cpu_threads
 
     with cpu_threads(1):
@@ -106,7 +105,7 @@ def test_smollm2_has_the_induction_circuit_the_lesson_shows(smollm2):
         writers = [(layer, h) for layer in range(li) for h in range(smollm2.cfg.n_heads)]
         factors = {w: head_factors(smollm2, *w) for w in writers}
         prev_set = {(layer, h) for layer, h, _ in top_prev}
-        for measure in (lambda w: k_composition_factored(factors[w], reader), lambda w: pair_matching(factors[w], reader, 10)):
+        for measure in (lambda w: k_composition(ov_factors(factors[w]), qk_factors(reader)), lambda w: pair_matching(factors[w], reader, 10)):
             best = sorted(writers, key=measure, reverse=True)[:5]
             assert prev_set & set(best), f"no top previous-token head among the top writers {best}"
         rng = np.random.default_rng(0)

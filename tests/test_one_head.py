@@ -10,7 +10,8 @@ import pytest
 import torch
 from lesson1_helpers import SEEDS, SETTINGS, SUBJECT, all_runs, solved_runs, stuck_runs
 
-from toyattn.models.one_head import OneHeadAttention, causal_mask
+from toyattn.models.attention import causal_mask
+from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
 from toyattn.sentences.training import DEFAULT_RECIPE, Recipe, full_batch_loss, train, train_one_head
 

@@ -112,8 +112,8 @@ def test_plotly_heatmap_of_a_large_matrix_stays_inside_the_notebook_column():
 
 
 def test_head_blocks_figure_refuses_layers_without_their_own_qkv_per_head():
+    from toyattn.heads.figures import head_blocks_figure
     from toyattn.heads.weights import HeadWeights
-    from toyattn.plotting import head_blocks_figure
 
     g = torch.Generator().manual_seed(0)
     full = HeadWeights(*(torch.randn(2, 4, 3, generator=g) for _ in range(3)))

@@ -18,6 +18,7 @@ import torch
 
 from toyattn.device import cpu_threads
 from toyattn.progress import progress as progress_bar
+from toyattn.validate import positive_int
 
 # ---------------------------------------------------------------------------------------------
 # The loop
@@ -112,8 +113,7 @@ def fit(
 
 def _check_schedule(steps: int, record_every: int | None) -> None:
     for name, value in (("steps", steps), ("record_every", 1 if record_every is None else record_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        positive_int(value, name)
 
 
 def _is_multiple(taken: int, every: int | None) -> bool:

@@ -18,7 +18,8 @@ import torch
 from toyattn.checks.answers import Returned
 from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, torch_generator
 from toyattn.checks.guards import no_hooks_left
-from toyattn.models.one_head import OneHeadAttention, causal_mask
+from toyattn.models.attention import causal_mask
+from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
 from toyattn.sentences.interventions import edge_contribution, patch_activation
 

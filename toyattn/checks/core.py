@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.overrides import TorchFunctionMode
 
 from toyattn.arrays import try_numpy
 from toyattn.checks.answers import Answers, NotPlainData, Returned, grading_seed, to_returned, write_answers
@@ -200,23 +199,6 @@ def exercise_check(
         return check
 
     return register
-
-
-class _ForbidTorch(TorchFunctionMode):
-    def __init__(self, words: tuple[str, ...], case: Case, hint: str):
-        super().__init__()
-        self.words, self.case, self.hint = words, case, hint
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if any(w in name for w in self.words):
-            raise CheckFailed(f"{self.case.name}: your function calls torch's `{name}`. {self.hint}")
-        return func(*args, **(kwargs or {}))
-
-
-def forbid_torch(*words: str, hint: str = "The exercise asks you to write it yourself.") -> During:
-    """A ``during`` guard: the student's call fails if it uses a torch function whose name contains a word."""
-    return lambda case: _ForbidTorch(words, case, hint)
 
 
 def call_student(fn: Callable[..., Any], *args: Any, case: str = "", **kwargs: Any) -> Any:

@@ -341,3 +341,20 @@ def no_hooks_left(model_arg: int = 0, tokens_arg: int = 1) -> During:
             )
 
     return guard
+
+
+class _ForbidTorch(TorchFunctionMode):
+    def __init__(self, words: tuple[str, ...], case: Case, hint: str):
+        super().__init__()
+        self.words, self.case, self.hint = words, case, hint
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if any(w in name for w in self.words):
+            raise CheckFailed(f"{self.case.name}: your function calls torch's `{name}`. {self.hint}")
+        return func(*args, **(kwargs or {}))
+
+
+def forbid_torch(*words: str, hint: str = "The exercise asks you to write it yourself.") -> During:
+    """A ``during`` guard: the student's call fails if it uses a torch function whose name contains a word."""
+    return lambda case: _ForbidTorch(words, case, hint)

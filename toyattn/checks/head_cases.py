@@ -217,11 +217,6 @@ def head_cost(ref_qkv: torch.Tensor, client_qkv: torch.Tensor, n_heads: int, blo
     return torch.cdist(features(client_qkv, n_heads, blocks), features(ref_qkv, n_heads, blocks)).numpy()
 
 
-def recover_reference(ref_qkv: torch.Tensor, client_qkv: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """The reference answer: Hungarian matching on the distances of the heads' Q, K, V weights."""
-    return hungarian_match(head_cost(ref_qkv, client_qkv, n_heads))
-
-
 def _orthogonal(rng: np.random.Generator, n: int, count: int) -> torch.Tensor:
     """``count`` random orthogonal ``n x n`` matrices (NumPy's QR: much faster than torch's for tiny ones)."""
     q, r = np.linalg.qr(rng.standard_normal((count, n, n)))

@@ -19,15 +19,16 @@ import torch
 from toyattn.checks.answers import Returned
 from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, torch_generator
 from toyattn.checks.guards import forbid_calls_into, no_hooks_left
-from toyattn.circuits import ablation, composition, detection
+from toyattn.circuits import ablation, composition, detection, head_circuits, matching
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 __all__ = ["check_ablate_head", "check_k_composition", "check_head_scores", "check_patch_head", "check_share_recovered",
            "check_key_subspace", "check_remove_subspace"]
 
 
-def _no_library(module, what: str):
-    return forbid_calls_into(module, hint=f"{module.__name__} holds the course's answer; the exercise is to {what} yourself.")
+def _no_library(*modules, what: str):
+    where = " and ".join(m.__name__ for m in modules)
+    return forbid_calls_into(*modules, hint=f"{where} holds the course's answer; the exercise is to {what} yourself.")
 
 
 def _same(a, b, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
@@ -100,7 +101,7 @@ def _ablation_mistakes(model: Transformer, tokens, layer: int, head: int, mode: 
     return out
 
 
-@exercise_check(cases=_ablation_cases, during=[no_hooks_left(), _no_library(ablation, "ablate the head")])
+@exercise_check(cases=_ablation_cases, during=[no_hooks_left(), _no_library(ablation, what="ablate the head")])
 def check_ablate_head(case: Case, got: Returned) -> None:
     """``fn(model, tokens, layer, head, mode) -> logits``: one head silenced, by zero or by its per-position batch mean."""
     model, tokens, layer, head, mode = case.args
@@ -135,7 +136,7 @@ def _composition_cases(rng: np.random.Generator) -> list[Case]:
     ]
 
 
-@exercise_check(cases=_composition_cases, during=[_no_library(composition, "compute the score")])
+@exercise_check(cases=_composition_cases, during=[_no_library(composition, what="compute the score")])
 def check_k_composition(case: Case, got: Returned) -> None:
     """``fn(W_ov_writer, W_qk_reader) -> float``: the K-composition score in the course's row convention."""
     W_ov, W_qk = case.args
@@ -192,7 +193,7 @@ def _reference_scores(patterns: torch.Tensor, L: int, q: torch.Tensor, prev_off:
     return prev.numpy(), ind.numpy()
 
 
-@exercise_check(cases=_score_cases, during=[_no_library(detection, "compute the scores")])
+@exercise_check(cases=_score_cases, during=[_no_library(detection, what="compute the scores")])
 def check_head_scores(case: Case, got: Returned) -> None:
     """``fn(patterns, length) -> (previous_token [n_layers, n_heads], induction [n_layers, n_heads])`` on
     patterns ``[n_layers, batch, n_heads, T, T]`` of one prefix token followed by ``length`` tokens repeated twice."""
@@ -278,7 +279,7 @@ def _patch_mistakes(model, tokens, source, layer: int, head: int, where) -> dict
     return out
 
 
-@exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(ablation, "patch the head")])
+@exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(ablation, what="patch the head")])
 def check_patch_head(case: Case, got: Returned) -> None:
     """``fn(model, tokens, source_tokens, layer, head, where) -> logits``: a run on ``tokens`` in which one
     head's output at the positions ``where [batch, pos]`` comes from the run on ``source_tokens``."""
@@ -342,7 +343,7 @@ def _key_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-@exercise_check(cases=_key_cases, during=[_no_library(detection, "find the directions")])
+@exercise_check(cases=_key_cases, during=[_no_library(head_circuits, matching, what="find the directions")])
 def check_key_subspace(case: Case, got: Returned) -> None:
     """``fn(W_qk, r) -> [d_model, r]``: orthonormal columns spanning the r key-side directions that change
     the score ``x_q W_qk x_k^T`` (normed residuals ``x``) most: the top right singular vectors of ``W_qk``."""
@@ -385,7 +386,7 @@ def _remove_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-@exercise_check(cases=_remove_cases, during=[no_hooks_left(), _no_library(ablation, "remove the subspace")])
+@exercise_check(cases=_remove_cases, during=[no_hooks_left(), _no_library(ablation, what="remove the subspace")])
 def check_remove_subspace(case: Case, got: Returned) -> None:
     """``fn(model, tokens, layer, directions) -> logits``: the span of ``directions``' columns removed
     (orthogonal projection) from what layer ``layer``'s attention writes, at every position."""

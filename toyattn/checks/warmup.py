@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from toyattn.checks.answers import Returned
-from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, forbid_torch, torch_generator
+from toyattn.checks.core import Case, CheckFailed, assert_close, exercise_check, torch_generator
+from toyattn.checks.guards import forbid_torch
 
 
 def _softmax_cases(rng: np.random.Generator) -> list[Case]:

@@ -17,7 +17,6 @@ from typing import Literal
 import numpy as np
 import torch
 
-from toyattn.circuits.copy_task import CopyBatch
 from toyattn.hooks import HookedModule, HookPoint
 
 __all__ = [
@@ -25,11 +24,6 @@ __all__ = [
     "project_out",
     "orthonormal_basis",
     "random_subspace",
-    "copy_accuracy",
-    "copy_loss",
-    "copy_positions",
-    "corrupt_first_copy",
-    "offset_parity_mask",
 ]
 
 
@@ -116,67 +110,3 @@ def project_out(model: HookedModule, tokens: torch.Tensor, layer: int, basis: to
         return x - (x @ Bx) @ Bx.T
 
     return model.run_with_hooks(tokens, fwd_hooks=[(name, remove)])
-
-
-def copy_accuracy(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor | None = None) -> float:
-    """Share of the scored second-copy tokens predicted right (argmax) from ``logits [batch, pos, vocab]``.
-
-    ``logits`` come from a run on ``batch.tokens`` (all positions); position ``j`` is predicted at
-    ``j - 1``. ``targets [batch, pos]`` (bool) scores a subset of the scored tokens instead.
-    """
-    if logits.shape[:2] != batch.tokens.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} must be [batch, pos, vocab] for tokens {tuple(batch.tokens.shape)}.")
-    mask = batch.scored if targets is None else targets & batch.scored
-    right = logits[:, :-1].argmax(-1) == batch.tokens[:, 1:].to(logits.device)
-    scored = mask[:, 1:].to(logits.device)
-    return float((right & scored).sum() / scored.sum().clamp(min=1))
-
-
-def copy_loss(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor | None = None) -> float:
-    """Mean cross-entropy (nats) of the scored second-copy tokens under ``logits [batch, pos, vocab]``.
-
-    The continuous companion of :func:`copy_accuracy` (same positions, same ``targets`` option): it
-    also moves when the right token gains or loses probability without changing the argmax.
-    """
-    if logits.shape[:2] != batch.tokens.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} must be [batch, pos, vocab] for tokens {tuple(batch.tokens.shape)}.")
-    mask = (batch.scored if targets is None else targets & batch.scored)[:, 1:].to(logits.device)
-    logp = torch.log_softmax(logits.detach()[:, :-1].double(), -1).gather(-1, batch.tokens[:, 1:, None].to(logits.device))[..., 0]
-    return float(-(logp * mask).sum() / mask.sum().clamp(min=1))
-
-
-def copy_positions(batch: CopyBatch, which: Literal["first", "second"]) -> torch.Tensor:
-    """``[batch, pos]`` bool: the positions of the pattern's first or second copy in each sequence."""
-    if which not in ("first", "second"):
-        raise ValueError(f"which must be 'first' or 'second', got {which!r}.")
-    start = batch.first if which == "first" else batch.second
-    offset = torch.arange(batch.tokens.shape[1])[None, :] - start[:, None]
-    return (offset >= 0) & (offset < batch.length[:, None])
-
-
-def corrupt_first_copy(batch: CopyBatch, vocab_size: int, generator: torch.Generator, parity: int = 1) -> torch.Tensor:
-    """Tokens with the first copy's tokens at offsets of the given parity replaced by tokens outside the pattern.
-
-    With ``parity=1`` (offsets 1, 3, 5, ...) the second copy's target at an **even** offset ``j`` has a
-    first-copy twin whose *previous* token was replaced: the previous-token head can no longer tell
-    L1H0 where to look. A target at an **odd** offset has a twin whose *own* token was replaced:
-    L1H0 would look in the right place and copy the wrong token. Patching the previous-token
-    head's clean output back can mend the first kind and not the second: a built-in control.
-    """
-    tokens = batch.tokens.clone()
-    for i in range(len(batch)):
-        f, n = int(batch.first[i]), int(batch.length[i])
-        pattern = set(tokens[i, f : f + n].tolist())
-        others = torch.tensor([t for t in range(vocab_size) if t not in pattern])
-        for j in range(parity, n, 2):
-            tokens[i, f + j] = others[torch.randint(len(others), (1,), generator=generator)]
-    return tokens
-
-
-def offset_parity_mask(batch: CopyBatch, parity: int) -> torch.Tensor:
-    """``[batch, pos]`` bool: second-copy positions whose offset in the copy has the given parity."""
-    pos = torch.arange(batch.tokens.shape[1])[None, :]
-    offset = pos - batch.second[:, None]
-    inside = (offset >= 0) & (offset < batch.length[:, None])
-    return inside & (offset % 2 == parity)
-

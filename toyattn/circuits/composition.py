@@ -1,4 +1,4 @@
-"""The standard circuit tools for two attention layers: composition scores, layer-norm folding, the full OV circuit, copying and positional QK.
+"""The standard circuit tools for two attention layers: composition scores, the full OV circuit, copying and positional QK.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``), next to lesson 4's principal-angle
 matching (:mod:`toyattn.circuits.matching`). Conventions are the course's row vectors (TransformerLens,
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from toyattn.arrays import as_matrix
-from toyattn.circuits.matching import rotary_matrix
+from toyattn.circuits.matching import Factored, rotary_matrix
 
 __all__ = [
     "composition_score",
@@ -26,7 +26,6 @@ __all__ = [
     "q_composition",
     "v_composition",
     "random_composition_baseline",
-    "fold_norm",
     "full_ov_circuit",
     "copying_eigen_score",
     "copying_top1",
@@ -46,8 +45,32 @@ def composition_score(A: Any, B: Any) -> float:
 
 
 def k_composition(W_ov_writer: Any, W_qk_reader: Any) -> float:
-    """K-composition: the reader's *key* side reads what the writer's OV writes: ``comp(W_ov^1, W_qk^2^T)``."""
-    return composition_score(W_ov_writer, as_matrix(W_qk_reader, "W_qk_reader").T)
+    """K-composition: the reader's *key* side reads what the writer's OV writes: ``comp(W_ov^1, W_qk^2^T)``.
+
+    Both circuits may be :class:`~toyattn.circuits.matching.Factored` (lesson 5's real model): the same
+    number from ``d_head x d_head`` products (tested against the full matrices).
+    """
+    if isinstance(W_ov_writer, Factored) and isinstance(W_qk_reader, Factored):
+        return _k_composition_factored(W_ov_writer, W_qk_reader)
+    ov = W_ov_writer.matrix() if isinstance(W_ov_writer, Factored) else W_ov_writer
+    qk = W_qk_reader.matrix() if isinstance(W_qk_reader, Factored) else W_qk_reader
+    return composition_score(ov, as_matrix(qk, "W_qk_reader").T)
+
+
+def _k_composition_factored(ov: Factored, qk: Factored) -> float:
+    """``||W_ov W_qk^T||_F / (||W_ov||_F ||W_qk||_F)`` with ``W_ov = V O``, ``W_qk = Q K^T`` kept factored.
+
+    ``||A B^T||_F^2 = tr(A^T A B^T B)``: every product is ``d_head x d_head``.
+    """
+    V, Ot, Q, K = (as_matrix(X, "factor") for X in (ov.left, ov.right, qk.left, qk.right))
+    gram = lambda X: X.T @ X  # noqa: E731
+    M = Ot.T @ K  # W_ov W_qk^T = V (O K) Q^T
+    num = np.trace(gram(V) @ M @ gram(Q) @ M.T)
+    n_ov = np.trace(gram(V) @ gram(Ot))
+    n_qk = np.trace(gram(Q) @ gram(K))
+    if n_ov * n_qk == 0:
+        raise ValueError("a circuit is all zeros: a composition score needs two non-zero circuits.")
+    return float(math.sqrt(max(num, 0.0) / (n_ov * n_qk)))
 
 
 def q_composition(W_ov_writer: Any, W_qk_reader: Any) -> float:
@@ -75,25 +98,6 @@ def random_composition_baseline(
     draw = lambda: rng.standard_normal((d_model, d_head)) @ rng.standard_normal((d_head, d_model))  # noqa: E731
     scores = [composition_score(draw(), draw().T) for _ in range(n_runs)]
     return float(np.mean(scores)), float(np.std(scores))
-
-
-def fold_norm(W: Any, gain: Any, *, center: bool) -> np.ndarray:
-    """Fold a pre-norm's gain (and, for LayerNorm, its centring) into the matrix that reads it.
-
-    For LayerNorm, ``LN(x) @ W = (x / std(x)) @ (C diag(gain) W) + bias @ W`` exactly, with
-    ``C = I - 11^T / d`` the centring matrix (``x - mean(x) = x C``); ``center=True`` returns
-    ``C diag(gain) W``. For RMSNorm (no centring, no bias), ``RMSNorm(x) @ W = (x / rms(x)) @ (diag(gain) W)``;
-    ``center=False`` returns ``diag(gain) W``. Either way what is left between the residual stream
-    and the folded matrix is one positive number per token (``1 / std`` or ``1 / rms``): it rescales
-    a score but does not change which directions are read.
-    """
-    W, gain = as_matrix(W, "W"), np.asarray(gain, dtype=np.float64)
-    if gain.shape != (W.shape[0],):
-        raise ValueError(f"gain must be [d_model] = [{W.shape[0]}] to match W's rows, got shape {gain.shape}.")
-    folded = gain[:, None] * W
-    if center:
-        folded = folded - folded.mean(axis=0, keepdims=True)  # C @ M subtracts the column means
-    return folded
 
 
 def full_ov_circuit(W_E: Any, W_ov: Any, W_U: Any) -> np.ndarray:

@@ -29,15 +29,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from toyattn.circuits.copy_scoring import copy_error
 from toyattn.device import get_device, seed_everything
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.training import fit
+from toyattn.validate import positive_int
 
 __all__ = [
     "CopyTaskConfig",
@@ -47,12 +49,10 @@ __all__ = [
     "make_pool",
     "sample_copy_batch",
     "make_test_sets",
-    "copy_error",
     "TrainConfig",
     "TrainingRun",
     "train_copy_model",
     "default_model_config",
-    "describe_run",
 ]
 
 
@@ -136,8 +136,7 @@ class PatternPool:
 
 def zipf_probs(vocab_size: int, shift: float = 2.7) -> torch.Tensor:
     """Background token law ``P(i) proportional to 1 / (i + shift)``, ``[vocab_size]``. Lesson 4."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}.")
+    positive_int(vocab_size, "vocab_size")
     if not math.isfinite(shift) or shift <= 0:
         raise ValueError(f"shift must be a positive number (token 0 gets weight 1/shift), got {shift!r}.")
     weights = 1.0 / (torch.arange(vocab_size, dtype=torch.float64) + shift)
@@ -223,23 +222,6 @@ def make_test_sets(
     return {"id": sample_copy_batch(task, n, g, pool=pool), "ood": sample_copy_batch(task, n, g, ood=True)}
 
 
-@torch.no_grad()
-def copy_error(model: torch.nn.Module, batch: CopyBatch, *, batch_size: int = 1024) -> float:
-    """Share of scored second-copy tokens the model predicts wrongly (argmax of the logits). Lesson 4."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    wrong, total = 0, 0
-    for start in range(0, len(batch), batch_size):
-        tokens = batch.tokens[start : start + batch_size].to(device)
-        scored = batch.scored[start : start + batch_size, 1:].to(device)
-        pred = model(tokens[:, :-1]).argmax(-1)
-        wrong += int(((pred != tokens[:, 1:]) & scored).sum())
-        total += int(scored.sum())
-    model.train(was_training)
-    return wrong / max(total, 1)
-
-
 def default_model_config(task: CopyTaskConfig, **overrides) -> TransformerConfig:
     """The lesson's model: 2 layers, 1 head, rotary positions, no MLP, layer norm (the paper's shape,
     smaller). ``overrides`` change any :class:`TransformerConfig` field. Lesson 4."""
@@ -247,11 +229,6 @@ def default_model_config(task: CopyTaskConfig, **overrides) -> TransformerConfig
               positions="rotary", mlp=False, layer_norm=True)
     kw.update(overrides)
     return TransformerConfig(**kw)
-
-
-def _require_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 @dataclass
@@ -280,9 +257,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "n_test"):
-            _require_positive_int(f"TrainConfig.{name}", getattr(self, name))
+            positive_int(getattr(self, name), f"TrainConfig.{name}")
         if self.cpu_threads is not None:
-            _require_positive_int("TrainConfig.cpu_threads", self.cpu_threads)
+            positive_int(self.cpu_threads, "TrainConfig.cpu_threads")
         if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"TrainConfig.lr must be a positive finite number, got {self.lr!r}.")
         if not isinstance(self.weight_decay, int | float) or not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -430,15 +407,3 @@ def _save_checkpoint(run: TrainingRun, model: Transformer, step: int, ckpt_dir: 
     else:
         run.checkpoints.append(state)
     run.steps.append(step)
-
-
-def describe_run(run: TrainingRun) -> dict[str, object]:
-    """A small dict summary of a run (for printing): settings and final errors. Lesson 4."""
-    return {
-        "pool_size": run.pool_size if run.pool_size is not None else "fresh",
-        "steps": run.steps[-1],
-        "final_id_error": round(run.history["id_error"][-1], 4),
-        "final_ood_error": round(run.history["ood_error"][-1], 4),
-        "seconds": round(run.seconds, 1),
-        "task": asdict(run.task),
-    }

@@ -23,9 +23,10 @@ their *left* singular vectors of ``W_ov`` are our *right* ones. The numbers are 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import torch
 
 from toyattn.arrays import as_matrix
 from toyattn.heads.weights import HeadWeights
@@ -33,6 +34,7 @@ from toyattn.heads.weights import HeadWeights
 Summary = Literal["largest", "rms"]
 
 __all__ = [
+    "Factored",
     "rotary_matrix",
     "qk_circuit",
     "ov_circuit",
@@ -199,23 +201,63 @@ def subspace_matching(A_dirs: Any, B_dirs: Any, rank: int, summary: Summary = "l
     return summarise(principal_cosines(A[:, :rank], B[:, :rank]), summary)
 
 
+class Factored(NamedTuple):
+    """A ``[d_model, d_model]`` circuit kept as two factors ``[d_model, k]``: the matrix ``left @ right.T``.
+
+    A head's QK circuit is ``Factored(W_Q R / sqrt(d_head), W_K)`` and its OV circuit
+    ``Factored(W_V, W_O^T)`` (:mod:`toyattn.circuits.head_circuits`): rank ``d_head`` at most, so its
+    singular vectors cost a ``d_head x d_head`` SVD instead of a ``d_model x d_model`` one (lesson 5's
+    576-wide SmolLM2). :func:`qk_ov_matching` and :func:`toyattn.circuits.composition.k_composition`
+    accept it wherever they accept a matrix, and give the same number (tested).
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+
+    def matrix(self) -> np.ndarray:
+        return self.left @ self.right.T
+
+
+def _right_directions(M: np.ndarray | Factored) -> np.ndarray:
+    """Right singular vectors of a circuit, largest first, as columns ``[d_model, k]``."""
+    if not isinstance(M, Factored):
+        return np.linalg.svd(M)[2].T
+    # left @ right.T = Ql (Rl Rr^T) Qr^T with orthonormal Ql, Qr: its right singular vectors are Qr times
+    # those of the small k x k core. Computed with torch, so it follows torch.set_num_threads.
+    _, Rl = torch.linalg.qr(torch.from_numpy(np.asarray(M.left, dtype=np.float64)))
+    Qr, Rr = torch.linalg.qr(torch.from_numpy(np.asarray(M.right, dtype=np.float64)))
+    _, _, Vh = torch.linalg.svd(Rl @ Rr.T)
+    return (Qr @ Vh.T).numpy()
+
+
+def _as_circuit(M: Any, name: str) -> np.ndarray | Factored:
+    if isinstance(M, Factored):
+        return Factored(as_matrix(M.left, f"{name}.left"), as_matrix(M.right, f"{name}.right"))
+    return as_matrix(M, name)
+
+
 def qk_ov_matching(W_qk: Any, W_ov: Any, rank: int, summary: Summary = "largest") -> float:
     """Do L1H0's keys read what L0H0's OV writes? Lesson 4.
 
     Compares the top-``rank`` directions ``W_qk`` reads on the key side (right singular vectors)
     with the top-``rank`` directions ``W_ov`` writes (its right singular vectors, in our row-vector
-    convention; the paper's left singular vectors of its transposed ``W_ov``).
+    convention; the paper's left singular vectors of its transposed ``W_ov``). Either circuit may be
+    a :class:`Factored` pair (lesson 5's real model): same number, a ``d_head``-sized SVD.
     """
-    W_qk, W_ov = as_matrix(W_qk, "W_qk"), as_matrix(W_ov, "W_ov")
+    W_qk, W_ov = _as_circuit(W_qk, "W_qk"), _as_circuit(W_ov, "W_ov")
     _check_residual_maps(W_qk, W_ov)
-    _check_rank(rank, W_qk.shape[1])
-    V_qk = np.linalg.svd(W_qk)[2].T  # [d_model, d_model], columns = key-side directions
-    V_ov = np.linalg.svd(W_ov)[2].T  # columns = output directions
-    return subspace_matching(V_qk, V_ov, rank, summary)
+    keys, outputs = _right_directions(W_qk), _right_directions(W_ov)
+    _check_rank(rank, min(keys.shape[1], outputs.shape[1]))
+    return subspace_matching(keys, outputs, rank, summary)
 
 
-def _check_residual_maps(W_qk: np.ndarray, W_ov: np.ndarray) -> None:
+def _check_residual_maps(W_qk: np.ndarray | Factored, W_ov: np.ndarray | Factored) -> None:
     """Both circuits map the residual stream to itself: square, and of one size."""
+    if isinstance(W_qk, Factored) or isinstance(W_ov, Factored):
+        sizes = {X.shape[0] for M in (W_qk, W_ov) for X in (M if isinstance(M, Factored) else (M, M.T))}
+        if len(sizes) != 1:
+            raise ValueError(f"W_qk and W_ov must both act on one residual stream [d_model, ...]; got sizes {sorted(sizes)}.")
+        return
     if W_qk.shape[0] != W_qk.shape[1] or W_ov.shape[0] != W_ov.shape[1] or W_qk.shape != W_ov.shape:
         raise ValueError(
             f"W_qk {W_qk.shape} and W_ov {W_ov.shape} must both be [d_model, d_model] (the full circuits, e.g. "
@@ -242,8 +284,9 @@ def embedding_ov_matching(W_E: Any, W_ov: Any, rank: int, summary: Summary = "la
 def random_baseline(
     d: int, rank: int, n_runs: int = 50, summary: Summary = "largest", seed: int = 0
 ) -> tuple[float, float]:
-    """Matching score of two unrelated matrices: ``(mean, std)`` over ``n_runs`` pairs of ``d x d``
-    Gaussian matrices, comparing their top-``rank`` singular vectors. Lesson 4.
+    """Matching score of two unrelated circuits: ``(mean, std)`` over ``n_runs`` pairs of uniformly random
+    ``rank``-dimensional subspaces of ``R^d`` (what the top singular vectors of two independent Gaussian
+    matrices span). Lessons 4 and 5.
 
     A trained score well above this mean is evidence of real alignment, not chance overlap.
     """
@@ -253,9 +296,11 @@ def random_baseline(
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(n_runs):
-        U1 = np.linalg.svd(rng.standard_normal((d, d)))[0]
-        U2 = np.linalg.svd(rng.standard_normal((d, d)))[0]
-        scores.append(subspace_matching(U1, U2, rank, summary))
+        # The top-rank left singular vectors of a Gaussian d x d matrix span a uniformly random subspace;
+        # so does the QR of a Gaussian [d, rank] block, without a d x d SVD (d = 576 in lesson 5).
+        A = np.linalg.qr(rng.standard_normal((d, rank)))[0]
+        B = np.linalg.qr(rng.standard_normal((d, rank)))[0]
+        scores.append(summarise(principal_cosines(A, B), summary))
     return float(np.mean(scores)), float(np.std(scores))
 
 

@@ -1,4 +1,4 @@
-"""Where the course's tensors live, and making runs repeatable.
+"""Choosing the device a lesson's tensors live on (and a dtype it can compute in).
 
 Taught in ``notebooks/00_start_here`` and used by every lesson.
 

@@ -1,4 +1,4 @@
-"""One attention layer's weights held per head: :class:`HeadWeights`, the course's one container (lessons 2-4).
+"""One attention layer's weights held per head: :class:`HeadWeights`, the course's one container (lessons 2-5).
 
 Lesson 2 (``notebooks/02_head_permutation`` from section 3 on, ``solutions/02_head_permutation``
 exercises 3 to 6) builds it from fused weights and matches heads with it; lesson 3 reads each
@@ -24,8 +24,17 @@ from torch import nn
 
 from toyattn.heads.fused_qkv import Layout, split_out_proj, split_qkv, split_qkv_bias
 from toyattn.heads.permutations import as_permutation
+from toyattn.validate import positive_int
 
-__all__ = ["HeadWeights", "random_orthogonal", "rotate_within_heads"]
+__all__ = [
+    "HeadWeights",
+    "fold_norm",
+    "kv_head_for_query",
+    "linear_to_heads",
+    "random_orthogonal",
+    "repeat_kv_heads",
+    "rotate_within_heads",
+]
 
 #: The tensor fields of :class:`HeadWeights`, in the order :meth:`HeadWeights.tensors` gives them.
 TENSOR_NAMES: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
@@ -141,13 +150,48 @@ class HeadWeights:
         return cls(*(get(name) for name in TENSOR_NAMES), layer=layer)
 
     @classmethod
-    def from_model(cls, model: Any, layer: int) -> HeadWeights:
-        """Layer ``layer`` of the course's :class:`~toyattn.models.transformer.Transformer` (lessons 2 and 4):
+    def from_model(cls, model: Any, layer: int, *, fold_norm: bool = False) -> HeadWeights:
+        """Layer ``layer``'s attention of a hooked model (``model.blocks[layer].attn``; the toy
+        Transformer or the Llama). ``fold_norm=True`` returns float64 copies with the gain of the norm
+        before attention (``ln1``; LayerNorm's centring too) folded into ``W_Q``, ``W_K``, ``W_V``
+        (:func:`fold_norm`), so the circuits read the residual stream itself (lesson 5).
         ``HeadWeights.from_model(model, 1).W_Q[0]`` is layer 2's head 0 query map ``[d_model, d_head]``."""
         n_layers = len(model.blocks)
         if not 0 <= layer < n_layers:
             raise ValueError(f"layer must be in [0, {n_layers}), got {layer}.")
-        return cls.from_attention(model.blocks[layer].attn, layer=layer)
+        heads = cls.from_attention(model.blocks[layer].attn, layer=layer)
+        norm = model.blocks[layer].ln1
+        if not fold_norm:
+            return heads
+        heads = heads.map(lambda t: t.double())
+        if not hasattr(norm, "weight"):
+            return heads
+        gain, center = norm.weight.detach(), isinstance(norm, nn.LayerNorm)
+        return dataclasses.replace(heads, **{n: _fold(getattr(heads, n), gain, center) for n in ("W_Q", "W_K", "W_V")})
+
+    def kv_head(self, head: int) -> int:
+        """The key/value head that query head ``head`` reads (:func:`kv_head_for_query`)."""
+        return int(kv_head_for_query(self.n_heads, self.n_kv_heads)[head])
+
+    def head(self, head: int) -> HeadWeights:
+        """Query head ``head`` alone, with the key/value head it reads: a one-head layer (lesson 5's
+        circuits of one head). Biases are dropped: circuits are read from the weights."""
+        if not 0 <= head < self.n_heads:
+            raise IndexError(f"head {head} does not exist: this layer has {self.n_heads} heads.")
+        kv = self.kv_head(head)
+        one = lambda t, i: None if t is None else t[i : i + 1]  # noqa: E731
+        return HeadWeights(one(self.W_Q, head), one(self.W_K, kv), one(self.W_V, kv), one(self.W_O, head), layer=self.layer)
+
+    def qk(self, head: int = 0) -> torch.Tensor:
+        """``W_Q[h] W_K[kv(h)]^T`` ``[d_in, d_in]``: the head's bilinear form (no rotary matrix, no
+        ``1/sqrt(d_head)``; :mod:`toyattn.circuits.head_circuits` adds both)."""
+        return self.W_Q[head] @ self.W_K[self.kv_head(head)].transpose(-1, -2)
+
+    def ov(self, head: int = 0) -> torch.Tensor:
+        """``W_V[kv(h)] W_O[h]`` ``[d_in, d_out]``: what the head writes for a source it attends to."""
+        if self.W_V is None or self.W_O is None:
+            raise ValueError("this layer was read without values or an output map (W_V/W_O are None); no OV circuit.")
+        return self.W_V[self.kv_head(head)] @ self.W_O[head]
 
     def write_to(self, attn: nn.Module) -> nn.Module:
         """Copy these weights into a TransformerLens-style attention module, in place (the
@@ -269,3 +313,54 @@ def linear_to_heads(weight: torch.Tensor, n_heads: int, what: str = "the weight"
             f"{what} has {rows} output rows, not a multiple of n_heads={n_heads}; is n_heads (or n_kv_heads) right?"
         )
     return weight.reshape(n_heads, rows // n_heads, d_model).transpose(1, 2)
+
+
+def kv_head_for_query(n_heads: int, n_kv_heads: int) -> torch.Tensor:
+    """Which key head each query head reads under grouped-query attention, ``[n_heads]`` (lessons 3 and 5).
+
+    Query heads are split into ``n_kv_heads`` consecutive groups of ``n_heads // n_kv_heads``
+    (Hugging Face's ``repeat_kv``, Llama-3, Mistral, SmolLM2): query head ``h`` uses key head
+    ``h // (n_heads // n_kv_heads)``. ``n_kv_heads == n_heads`` is ordinary multi-head attention.
+    """
+    n_heads, n_kv_heads = positive_int(n_heads, "n_heads"), positive_int(n_kv_heads, "n_kv_heads")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(
+            f"{n_heads} query heads cannot share {n_kv_heads} key heads evenly: grouped-query attention "
+            "needs n_heads to be a multiple of n_kv_heads."
+        )
+    return torch.arange(n_heads) // (n_heads // n_kv_heads)
+
+
+def repeat_kv_heads(W_k: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Repeat key heads so each query head has its own copy: ``[..., H_kv, d, d_h] -> [..., n_heads, d, d_h]``.
+
+    The mapping is :func:`kv_head_for_query` (consecutive groups). Lessons 3 and 5.
+    """
+    if W_k.dim() < 3:
+        raise ValueError(f"W_k must have a heads axis [..., n_kv_heads, d_model, d_head], got {tuple(W_k.shape)}.")
+    index = kv_head_for_query(n_heads, W_k.shape[-3]).to(W_k.device)
+    return W_k.index_select(-3, index)
+
+
+def fold_norm(W: Any, gain: Any, *, center: bool) -> Any:
+    """Fold a pre-norm's gain (lesson 5) (and, for LayerNorm, its centring) into the matrix that reads it.
+
+    For LayerNorm, ``LN(x) @ W = (x / std(x)) @ (C diag(gain) W) + bias @ W`` exactly, with
+    ``C = I - 11^T / d`` the centring matrix (``x - mean(x) = x C``); ``center=True`` returns
+    ``C diag(gain) W``. For RMSNorm (no centring, no bias), ``RMSNorm(x) @ W = (x / rms(x)) @ (diag(gain) W)``;
+    ``center=False`` returns ``diag(gain) W``. Either way what is left between the residual stream
+    and the folded matrix is one positive number per token (``1 / std`` or ``1 / rms``): it rescales
+    a score but does not change which directions are read.
+    """
+    as_numpy = not isinstance(W, torch.Tensor)  # NumPy in, NumPy out (lesson 5's circuits); torch in, torch out
+    W, gain = torch.as_tensor(W, dtype=torch.float64), torch.as_tensor(gain, dtype=torch.float64)
+    if tuple(gain.shape) != (W.shape[-2],):
+        raise ValueError(f"gain must be [d_model] = [{W.shape[-2]}] to match W's rows, got shape {tuple(gain.shape)}.")
+    folded = gain[:, None] * W  # W may carry a heads axis in front: [..., d_model, d_head]
+    if center:
+        folded = folded - folded.mean(dim=-2, keepdim=True)  # C @ M subtracts the column means
+    return folded.numpy() if as_numpy else folded
+
+
+def _fold(W: torch.Tensor, gain: torch.Tensor, center: bool) -> torch.Tensor:
+    return fold_norm(W, gain, center=center).to(W.dtype)

@@ -19,13 +19,14 @@ Query head ``h`` reads key/value head ``h // (n_heads // n_kv_heads)`` (as ``tra
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from toyattn.heads.weights import kv_head_for_query
 from toyattn.hooks import HookedModule, HookPoint
+from toyattn.models.attention import attend
 from toyattn.models.transformer import apply_rotary
 
 __all__ = ["LlamaConfig", "Llama"]
@@ -49,8 +50,8 @@ class LlamaConfig:
         return self.d_model // self.n_heads
 
     def kv_head(self, head: int) -> int:
-        """The key/value head that query head ``head`` reads."""
-        return head // (self.n_heads // self.n_kv_heads)
+        """The key/value head that query head ``head`` reads (:func:`~toyattn.heads.weights.kv_head_for_query`)."""
+        return int(kv_head_for_query(self.n_heads, self.n_kv_heads)[head])
 
 
 class RMSNorm(nn.Module):
@@ -90,13 +91,7 @@ class LlamaAttention(nn.Module):
         k = apply_rotary(torch.einsum("bpd,hde->bphe", x, self.W_K), pos, self.cfg.rope_base)
         v = torch.einsum("bpd,hde->bphe", x, self.W_V)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        group = self.cfg.n_heads // self.cfg.n_kv_heads
-        k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.cfg.d_head)
-        future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device).triu(1)
-        scores = self.hook_attn_scores(scores.masked_fill(future, float("-inf")))
-        pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        z = attend(self, q, k, v, causal=True)
         return torch.einsum("bqhe,hed->bqd", z, self.W_O)
 
 

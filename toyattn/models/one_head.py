@@ -39,17 +39,8 @@ import torch
 from torch import nn
 
 from toyattn.hooks import HookedModule, HookPoint
-
-
-def causal_mask(n_pos: int, device: str | torch.device | None = None) -> torch.Tensor:
-    """``[n_pos, n_pos]`` bool mask, ``True`` where query ``i`` may attend to key ``j`` (``j <= i``).
-
-    Lesson 1 (problem set 01's exercise 1, ``mask_scores``, applies such a mask). The mask is applied
-    once, to the scores, before the softmax: masked scores become ``-inf`` and get weight exactly 0.
-    (The research notebook this lesson grew from, kept outside this repository, multiplied the mask in
-    a second time after the softmax, which changes nothing and hides where the masking happens.)
-    """
-    return torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).tril()
+from toyattn.models.attention import causal_mask
+from toyattn.validate import positive_int
 
 
 class OneHeadAttention(HookedModule):
@@ -75,8 +66,7 @@ class OneHeadAttention(HookedModule):
     ) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("max_len", max_len), ("d_head", d_head)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            positive_int(value, name)
         self.vocab_size = vocab_size
         self.d_model = vocab_size
         self.max_len = max_len

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from toyattn.hooks import HookedModule, HookPoint
+from toyattn.models.attention import attend
+from toyattn.validate import positive_int
 
 Positions = Literal["rotary", "learned", "none"]
 _POSITIONS = ("rotary", "learned", "none")
@@ -71,8 +73,7 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TransformerConfig.{name} must be a positive integer, got {value!r}.")
+            positive_int(value, f"TransformerConfig.{name}")
         if self.d_head is None:
             if self.d_model % self.n_heads != 0:
                 raise ValueError(
@@ -80,8 +81,7 @@ class TransformerConfig:
                     "choose d_model as a multiple of n_heads or pass d_head explicitly."
                 )
             self.d_head = self.d_model // self.n_heads
-        if isinstance(self.d_head, bool) or not isinstance(self.d_head, int) or self.d_head < 1:
-            raise ValueError(f"TransformerConfig.d_head must be a positive integer, got {self.d_head!r}.")
+        positive_int(self.d_head, "TransformerConfig.d_head")
         if self.positions not in _POSITIONS:
             raise ValueError(f"positions must be one of {_POSITIONS}, got {self.positions!r}.")
         if self.positions == "rotary" and self.d_head % 2 != 0:
@@ -205,13 +205,7 @@ class Attention(nn.Module):
             q = apply_rotary(q, pos, self.cfg.rotary_base)
             k = apply_rotary(k, pos, self.cfg.rotary_base)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.cfg.d_head)
-        if self.cfg.causal:
-            future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device).triu(1)
-            scores = scores.masked_fill(future, float("-inf"))
-        scores = self.hook_attn_scores(scores)
-        pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", self.dropout(pattern), v))
+        z = attend(self, q, k, v, causal=self.cfg.causal, dropout=self.dropout)
         return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self.b_O
 
 

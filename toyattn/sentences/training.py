@@ -26,6 +26,7 @@ from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
 from toyattn.stacked import StackedModels
 from toyattn.training import fit
+from toyattn.validate import positive_int
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,7 @@ class Recipe:
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ValueError(f"The learning rate must be positive, got {self.lr}.")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}.")
+        positive_int(self.epochs, "epochs")
 
 
 ORIGINAL_RECIPE = Recipe(lr=1e-4, epochs=5000, full_batch=False, name="original: per-sentence Adam, lr 1e-4, 5000 epochs")

@@ -7,7 +7,7 @@ Taught in lesson 3 (``notebooks/03_symmetry_scores``, section "real models"): th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,6 @@ class SymmetryReport:
     layer_scores: torch.Tensor | None = None
     directionality: torch.Tensor | None = None
     n_kv_heads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_layers(self) -> int:

@@ -42,6 +42,7 @@ import torch
 
 from toyattn.arrays import as_float_tensor
 from toyattn.device import check_dtype
+from toyattn.heads.weights import kv_head_for_query, repeat_kv_heads
 from toyattn.symmetry.traces import traces, wide_dtype
 
 Convention = Literal["r", "s"]
@@ -81,25 +82,6 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
             f"{name} contains non-finite values (NaN or inf), first at index {tuple(bad)}; "
             "a diverged training run or a failed dequantization? Scores need finite weights."
         )
-
-
-def kv_head_for_query(n_heads: int, n_kv_heads: int) -> torch.Tensor:
-    """Which key head each query head reads under grouped-query attention, ``[n_heads]`` (lesson 3).
-
-    Query heads are split into ``n_kv_heads`` consecutive groups of ``n_heads // n_kv_heads``
-    (Hugging Face's ``repeat_kv``, Llama-3, Mistral, SmolLM2): query head ``h`` uses key head
-    ``h // (n_heads // n_kv_heads)``. ``n_kv_heads == n_heads`` is ordinary multi-head attention.
-    """
-    for name, value in (("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    n_heads, n_kv_heads = int(n_heads), int(n_kv_heads)
-    if n_heads % n_kv_heads != 0:
-        raise ValueError(
-            f"{n_heads} query heads cannot share {n_kv_heads} key heads evenly: grouped-query attention "
-            "needs n_heads to be a multiple of n_kv_heads."
-        )
-    return torch.arange(n_heads) // (n_heads // n_kv_heads)
 
 
 def _check_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -144,18 +126,6 @@ def _check_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Te
         _check_finite(W_q, "W_q")
         _check_finite(W_k, "W_k")
     return W_q, W_k, group
-
-
-def repeat_kv_heads(W_k: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Repeat key heads so each query head has its own copy: ``[..., H_kv, d, d_h] -> [..., n_heads, d, d_h]``.
-
-    The mapping is :func:`kv_head_for_query` (consecutive groups). Lesson 3.
-    """
-    W_k = as_float_tensor(W_k, "W_k")
-    if W_k.dim() < 3:
-        raise ValueError(f"W_k must have a heads axis [..., n_kv_heads, d_model, d_head], got {tuple(W_k.shape)}.")
-    index = kv_head_for_query(n_heads, W_k.shape[-3]).to(W_k.device)
-    return W_k.index_select(-3, index)
 
 
 def _zero_error(where: torch.Tensor, what: str) -> ValueError:

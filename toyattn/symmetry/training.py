@@ -38,6 +38,7 @@ from toyattn.symmetry.scores import (
     symmetry_score,
 )
 from toyattn.training import fit
+from toyattn.validate import positive_int
 
 __all__ = [
     "INITS",
@@ -94,8 +95,7 @@ def _check_choice(values: Iterable[str], allowed: tuple[str, ...], what: str) ->
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        positive_int(value, name)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ __all__ = [
     "PretrainedNotInstalled",
     "gemma3_gguf_path",
     "minilm_path",
-    "pretrained_available",
     "smollm2_gguf_path",
 ]
 
@@ -116,15 +115,3 @@ def gemma3_gguf_path() -> Path:
         raise PretrainedNotInstalled(
             f"The parts of the Gemma 3 270M file are missing ({err}). " + _install_hint()
         ) from None
-
-
-def pretrained_available() -> dict[str, bool]:
-    """Which packaged checkpoints are installed: ``{"minilm": bool, "smollm2": bool, "gemma3": bool}``."""
-    found = {}
-    for key, fn in (("minilm", minilm_path), ("smollm2", smollm2_gguf_path), ("gemma3", gemma3_gguf_path)):
-        try:
-            fn()
-            found[key] = True
-        except PretrainedNotInstalled:
-            found[key] = False
-    return found
