@@ -66,7 +66,7 @@ from toyattn.symmetry import (
     to_signed,
 )
 from toyattn.symmetry.report import score_model
-from toyattn.symmetry.training import train_symmetry_experiment
+from toyattn.symmetry.training import train_runs
 
 g = seed_everything(0)
 device = get_device()
@@ -736,7 +736,13 @@ if reports:
 
 # %%
 SCALE, STEPS, TOY_DEVICE = 1, 600, "cpu"
-traces = train_symmetry_experiment(steps=STEPS, scale=SCALE, seed=0, device=TOY_DEVICE, keep_states=True)
+# One model per objective from the same seed: the same initial weights and the same batches, so the
+# objective is the only difference. Each trace records the loss at every step and, every 20 steps, the
+# symmetry and directionality scores of every head (and, with keep_states, the weights for section 7).
+traces = {}
+for objective in ("masked", "causal"):
+    (traces[objective],) = train_runs(objective, seeds=[0], inits=["standard"], steps=STEPS, scale=SCALE,
+                                      device=TOY_DEVICE, keep_states=True)
 
 fig, axes = plt.subplots(1, 3, figsize=(17, 4))
 colors = {"masked": "tab:blue", "causal": "tab:red"}
@@ -1010,12 +1016,23 @@ print("So in this run the gradient without self-pairs, the cleaner comparison, "
 # will the control behave like the symmetric start or like the standard one?
 
 # %%
-from toyattn.symmetry.experiments import symmetric_init_experiment
+from toyattn.symmetry.experiments import SymmetricInitResult
 from toyattn.symmetry.training import smoothed_losses
 
 THRESHOLDS = {"masked": 3.0, "causal": 2.0}
 INIT_NAMES = {"standard": "standard", "symmetric": "W_K = W_Q\n(symmetric, PSD)", "indefinite": "W_K = W_Q D\n(symmetric, indefinite)"}
-result = symmetric_init_experiment(THRESHOLDS, seeds=range(5), steps=STEPS, scale=SCALE, device=TOY_DEVICE)
+SEEDS = list(range(5))
+steps_taken, runs_by_start = {}, {}
+for objective, threshold in THRESHOLDS.items():
+    # 1. the fifteen runs of this objective (5 seeds x 3 starts), trained together until all reach the loss
+    runs = train_runs(objective, seeds=SEEDS, inits=list(INIT_NAMES), steps=STEPS, stop_below=threshold,
+                      scale=SCALE, device=TOY_DEVICE)
+    for init in INIT_NAMES:
+        # 2. this start's five runs, in seed order; 3. the steps each took (NaN: never reached the loss)
+        runs_by_start[(objective, init)] = [run for run in runs if run.init == init]
+        reached = [run.steps_to_loss(threshold) for run in runs_by_start[(objective, init)]]
+        steps_taken[(objective, init)] = np.array([np.nan if r is None else r for r in reached], dtype=float)
+result = SymmetricInitResult(THRESHOLDS, steps_taken, runs_by_start, SEEDS)  # ratios and summary for the next cell
 
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
 for ax, objective in zip(axes[:2], THRESHOLDS, strict=True):

@@ -53,26 +53,15 @@
 # The exercises for this lesson are in `exercises/05_induction_circuits.ipynb`.
 
 # %%
-import os
+import json
+from pathlib import Path
 
-# The matrices here are small: one BLAS thread keeps threads from spinning against each other on a busy
-# shared machine, where several BLAS threads made section 12 many times slower. Must precede numpy.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import toyattn  # noqa: E402
-from toyattn import seed_everything  # noqa: E402
-from toyattn.circuits import (
-    composition,  # noqa: E402
-    matching,  # noqa: E402
-)
+import toyattn
+from toyattn.circuits import composition, matching
 from toyattn.circuits.ablation import ablate_head, orthonormal_basis, project_out, random_subspace
 from toyattn.circuits.copy_scoring import (
     copy_accuracy,
@@ -81,7 +70,7 @@ from toyattn.circuits.copy_scoring import (
     corrupt_first_copy,
     offset_parity_mask,
 )
-from toyattn.circuits.copy_task import (  # noqa: E402
+from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     TrainConfig,
     default_model_config,
@@ -89,8 +78,8 @@ from toyattn.circuits.copy_task import (  # noqa: E402
     train_copy_model,
     zipf_probs,
 )
-from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads  # noqa: E402
-from toyattn.circuits.head_circuits import (  # noqa: E402
+from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads
+from toyattn.circuits.head_circuits import (
     head_factors,
     key_directions,
     output_directions,
@@ -100,11 +89,15 @@ from toyattn.circuits.head_circuits import (  # noqa: E402
     qk_matrix,
     token_matrices,
 )
-from toyattn.plotting import heatmap_plotly  # noqa: E402
-from toyattn.sentences.interventions import patch_activation, patch_positions  # noqa: E402
+from toyattn.device import limit_blas_threads, seed_everything
+from toyattn.plotting import heatmap_plotly
+from toyattn.sentences.interventions import patch_activation, patch_positions
 
 seed_everything(0)
-torch.set_num_threads(1)  # small models: one thread is the robust choice on a shared machine
+# The matrices here are small: one thread each for PyTorch and NumPy keeps threads from spinning against
+# each other on a busy shared machine, where several BLAS threads made section 12 many times slower.
+torch.set_num_threads(1)
+limit_blas_threads(1)
 
 # %% [markdown]
 # ## 1. The model: lesson 4's run

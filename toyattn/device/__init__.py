@@ -3,7 +3,7 @@
 Every lesson imports from here (``from toyattn.device import get_device, seed_everything``):
 
 * :mod:`~toyattn.device`: which device (argument, ``TOYATTN_DEVICE``, CUDA, MPS, CPU) and dtype;
-* :mod:`~toyattn.device.reproduce`: seeding every generator, CPU threads;
+* :mod:`~toyattn.device.reproduce`: seeding every generator, CPU threads (PyTorch's and NumPy's);
 * :mod:`~toyattn.device.report`: ``describe()``, the facts to print when a notebook misbehaves;
 * :mod:`~toyattn.device.timing`: timing a CPU against a GPU fairly (lesson 0: when a GPU helps).
 """
@@ -17,7 +17,7 @@ from toyattn.device.choice import (
     get_device,
 )
 from toyattn.device.report import SLURM_VARS, describe, format_description, free_gpu_memory
-from toyattn.device.reproduce import cpu_threads, seed_everything
+from toyattn.device.reproduce import cpu_threads, limit_blas_threads, seed_everything
 
 __all__ = [
     "ENV_VAR",
@@ -31,5 +31,6 @@ __all__ = [
     "format_description",
     "free_gpu_memory",
     "get_device",
+    "limit_blas_threads",
     "seed_everything",
 ]

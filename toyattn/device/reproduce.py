@@ -1,4 +1,4 @@
-"""Making runs repeatable: seeding every random generator, and how many CPU threads PyTorch uses.
+"""Making runs repeatable and steady: seeding every random generator, and how many CPU threads PyTorch and NumPy use.
 
 Taught in ``notebooks/00_start_here`` and used by every lesson.
 """
@@ -11,6 +11,9 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
+
+from toyattn.validate import positive_int
 
 
 @contextmanager
@@ -53,3 +56,14 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Gener
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+def limit_blas_threads(n: int = 1) -> None:
+    """Let NumPy's (and SciPy's) linear algebra use at most ``n`` threads from now on in this process.
+
+    For small matrices on a busy shared machine (a hub node, CI) several BLAS threads can spin against
+    each other and make a cell many times slower. Unlike the ``OPENBLAS_NUM_THREADS`` variable, this
+    works after NumPy has been imported (``threadpoolctl`` changes the loaded library's setting).
+    PyTorch's own threads are :func:`cpu_threads`'s business.
+    """
+    threadpool_limits(positive_int(n, "n"), user_api="blas")
