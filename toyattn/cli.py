@@ -24,7 +24,7 @@ from toyattn.grading import collect
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from toyattn.device import describe, format_description
+    from toyattn.device import describe, format_description  # torch loads only for the commands that need it
 
     info = describe(args.device)
     if args.json:
@@ -38,7 +38,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from toyattn import course
+    from toyattn import course  # jupytext loads only for `toyattn build`
 
     root = Path(args.root).resolve() if args.root else course.find_root()
     if args.check:

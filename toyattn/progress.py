@@ -12,7 +12,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 #: Set ``TOYATTN_PROGRESS=0`` to silence bars everywhere, ``=1`` to force them.
-ENV_VAR = "TOYATTN_PROGRESS"
+PROGRESS_ENV_VAR = "TOYATTN_PROGRESS"
 
 
 def in_notebook() -> bool:
@@ -30,7 +30,7 @@ def progress_enabled(enabled: bool | None = None) -> bool:
     'only inside a notebook'."""
     if enabled is not None:
         return bool(enabled)
-    env = os.environ.get(ENV_VAR, "").strip().lower()
+    env = os.environ.get(PROGRESS_ENV_VAR, "").strip().lower()
     if env in ("0", "false", "no", "off"):
         return False
     if env in ("1", "true", "yes", "on"):

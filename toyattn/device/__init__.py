@@ -9,7 +9,7 @@ Every lesson imports from here (``from toyattn.device import get_device, seed_ev
 """
 
 from toyattn.device.choice import (
-    ENV_VAR,
+    DEVICE_ENV_VAR,
     VALID_DEVICES,
     DeviceUnavailableError,
     available_devices,
@@ -20,7 +20,7 @@ from toyattn.device.report import SLURM_VARS, describe, format_description, free
 from toyattn.device.reproduce import cpu_threads, limit_blas_threads, seed_everything
 
 __all__ = [
-    "ENV_VAR",
+    "DEVICE_ENV_VAR",
     "SLURM_VARS",
     "VALID_DEVICES",
     "DeviceUnavailableError",

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-ENV_VAR = "TOYATTN_DEVICE"
+DEVICE_ENV_VAR = "TOYATTN_DEVICE"
 #: Device types :func:`get_device` accepts (an index may follow cuda, e.g. ``cuda:1``).
 VALID_DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
@@ -102,9 +102,9 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         return _check_available(device, "The device argument")
     if device is not None and str(device).strip().lower() != "auto":
         return _check_available(_parse(str(device), "The device argument"), "The device argument")
-    env = os.environ.get(ENV_VAR, "").strip()
+    env = os.environ.get(DEVICE_ENV_VAR, "").strip()
     if env and env.lower() != "auto":
-        return _check_available(_parse(env, f"{ENV_VAR}"), f"{ENV_VAR}={env}")
+        return _check_available(_parse(env, f"{DEVICE_ENV_VAR}"), f"{DEVICE_ENV_VAR}={env}")
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     if _mps_available():

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from toyattn.device.choice import ENV_VAR, DeviceUnavailableError, _mps_available, get_device
+from toyattn.device.choice import DEVICE_ENV_VAR, DeviceUnavailableError, _mps_available, get_device
 
 #: SLURM variables worth printing when a notebook runs inside a batch or JupyterHub job.
 SLURM_VARS = (
@@ -46,7 +46,7 @@ def describe(device: str | torch.device | None = None) -> dict[str, Any]:
         "mps_available": _mps_available(),
         # The original research notebook read os.environ["CUDA_VISIBLE_DEVICES"] and crashed when unset.
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
-        ENV_VAR: os.environ.get(ENV_VAR, "<unset>"),
+        DEVICE_ENV_VAR: os.environ.get(DEVICE_ENV_VAR, "<unset>"),
     }
     try:
         info["device"] = str(get_device(device))

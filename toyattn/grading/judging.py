@@ -29,6 +29,7 @@ def answers_folder_problem(folder: Path) -> str | None:
 
 def judge_exercise(folder: Path, check_name: str, seed: int) -> tuple[str, str] | None:
     """``(status, message)`` for one exercise from the answers in ``folder``; None when it left none."""
+    # Imported here: the sandbox's runner imports this package without torch; only the grader judges.
     from toyattn.checks.answers import AnswersInvalid, read_answers
     from toyattn.checks.core import REGISTRY, Check
 

@@ -98,7 +98,7 @@ def singular_value_features(heads: HeadWeights) -> torch.Tensor:
     return torch.cat([torch.linalg.svdvals(m.to(torch.promote_types(m.dtype, torch.float32))) for m in mats], dim=1)
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+def _check_feature_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(f"{what} must be 2-D [n_heads, n_features], got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
     if a.shape != b.shape:
@@ -129,7 +129,7 @@ def cost_matrix(a: torch.Tensor, b: torch.Tensor, metric: Metric = "l2") -> torc
     Returns:
         ``[n_heads, n_heads]``, in the features' precision (at least float32).
     """
-    _check_pair(a, b, "cost_matrix")
+    _check_feature_pair(a, b, "cost_matrix")
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not one of {METRICS}.")
     dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from toyattn.device import get_device
+from toyattn.progress import progress as progress_bar
 from toyattn.symmetry.scores import (
     directionality_score,
     layer_bilinear,
@@ -21,6 +22,7 @@ from toyattn.symmetry.scores import (
     symmetry_score,
     to_signed,
 )
+from toyattn.weights.checkpoints import iter_qk_layers
 
 __all__ = ["SymmetryReport", "score_model"]
 
@@ -79,6 +81,7 @@ def score_model(
     layer_scores: bool = True,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    fold_qk_norm: bool = True,
     **loader_kwargs: Any,
 ) -> SymmetryReport:
     """Symmetry (and directionality) scores of every layer and head of a model (lesson 3).
@@ -91,13 +94,12 @@ def score_model(
             directionality (``O(d_model^3)`` per layer: skip it for 7B-sized layers on a CPU).
         device: where to compute (default :func:`toyattn.device.get_device`). Weights are read one
             layer at a time and moved there, so a file is never in memory all at once.
+        fold_qk_norm: for models that normalise each head's queries and keys (Gemma 3), score the form
+            the attention uses, with the norms' gains folded in (``False``: the raw projections).
         loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
     """
-    from toyattn.progress import progress as progress_bar
-    from toyattn.weights.checkpoints import iter_qk_layers
-
     dev = get_device(device)
-    layers = iter_qk_layers(source, **loader_kwargs)
+    layers = iter_qk_layers(source, fold_qk_norm=fold_qk_norm, **loader_kwargs)
     head_rows, layer_rows, dir_rows = [], [], []
     for layer in progress_bar(layers, total=layers.n_layers, desc="layers", enabled=progress):
         W_q = layer.W_Q.to(dev)

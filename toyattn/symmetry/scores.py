@@ -71,7 +71,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_finite(x: torch.Tensor, name: str) -> None:
+def _check_all_finite(x: torch.Tensor, name: str) -> None:
     # Fast path: NaN and inf propagate into the sum, so a finite sum means finite entries (an overflowing
     # sum of huge but finite weights falls through to the exact test below).
     if bool(torch.isfinite(x.sum())):
@@ -84,7 +84,7 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
         )
 
 
-def _check_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _check_qk_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Validate ``W_q [..., H, d, d_h]`` and ``W_k [..., H_kv, d, d_h]``; return them and the group size.
 
     ``check_finite=False`` leaves the (full-size, so not free) finiteness test to the caller.
@@ -123,8 +123,8 @@ def _check_pair(W_q: Any, W_k: Any, check_finite: bool = True) -> tuple[torch.Te
             )
         group = n_heads // n_kv
     if check_finite:
-        _check_finite(W_q, "W_q")
-        _check_finite(W_k, "W_k")
+        _check_all_finite(W_q, "W_q")
+        _check_all_finite(W_k, "W_k")
     return W_q, W_k, group
 
 
@@ -150,7 +150,7 @@ def matrix_symmetry_score(M: Any, *, convention: Convention = "r") -> torch.Tens
     M = as_float_tensor(M, "M")
     if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
-    _check_finite(M, "M")
+    _check_all_finite(M, "M")
     M = M.to(wide_dtype(M.device))
     total = M.pow(2).sum(dim=(-2, -1))
     if bool((total == 0).any()):
@@ -170,7 +170,7 @@ def symmetry_score_definition(W_q: Any, W_k: Any, *, convention: Convention = "r
     Returns ``[...]`` scores in float64. Costs ``O(d_model^2 d_head)`` per head: the slow, obvious way,
     kept as the reference :func:`symmetry_score` is tested against.
     """
-    W_q, W_k, group = _check_pair(W_q, W_k)
+    W_q, W_k, group = _check_qk_pair(W_q, W_k)
     if group > 1:
         W_k = repeat_kv_heads(W_k, W_q.shape[-3])
     wide = wide_dtype(W_q.device)
@@ -210,7 +210,7 @@ def symmetry_score(
         ValueError: shapes disagree, weights are not finite, or a head has ``W_q W_k^T = 0`` (0/0).
         TypeError: not a tensor/array of floats, or ``dtype`` is not a floating-point ``torch.dtype``.
     """
-    W_q, W_k, group = _check_pair(W_q, W_k, check_finite=False)
+    W_q, W_k, group = _check_qk_pair(W_q, W_k, check_finite=False)
     dtype = _gram_dtype(dtype, W_q.dtype)
     if dtype not in (torch.float32, torch.float64):
         check_dtype(dtype, W_q.device)  # bfloat16 on a device without it: a clear error, not a crash inside BLAS
@@ -222,8 +222,8 @@ def symmetry_score(
     # than every weight (a full pass over the weights costs ~10% of the whole computation).
     finite = bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all())
     if not finite:
-        _check_finite(W_q, "W_q")
-        _check_finite(W_k, "W_k")
+        _check_all_finite(W_q, "W_q")
+        _check_all_finite(W_k, "W_k")
     if not finite or (dtype != torch.float64 and bool((norm2 < _TOO_SMALL).any())):
         # ||M||^2 is a fourth power of the weights: it overflows for weights near 1e10 and underflows for
         # weights near 1e-10 in float32. The score does not change when W_q or W_k is scaled, so bring
@@ -296,7 +296,7 @@ def layer_bilinear(W_Q: Any, W_K: Any) -> torch.Tensor:
     ``W_q^T W_k`` of the layer's ``nn.Linear`` weights (``[n_heads * d_head, d_model]``), the matrix
     Saponati et al. score: all heads of a layer at once, key heads repeated under grouped-query attention.
     """
-    W_Q, W_K, group = _check_pair(W_Q, W_K)
+    W_Q, W_K, group = _check_qk_pair(W_Q, W_K)
     if W_Q.dim() < 3:
         raise ValueError(f"W_Q needs a heads axis [..., n_heads, d_model, d_head], got shape {tuple(W_Q.shape)}.")
     if group > 1:
@@ -330,7 +330,7 @@ def directionality_score(M: Any, *, num_std: float = 2.0) -> torch.Tensor:
     M = as_float_tensor(M, "M")
     if M.dim() < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"M must be square [..., n, n], got shape {tuple(M.shape)}.")
-    _check_finite(M, "M")
+    _check_all_finite(M, "M")
     M = M.to(wide_dtype(M.device))
 
     def excess(norms: torch.Tensor) -> torch.Tensor:

@@ -252,13 +252,13 @@ def _heads_from_config(
     return int(n_heads), int(n_kv_heads)
 
 
-def _reader(arch: str, get: Callable[[str], torch.Tensor], q_names: dict[int, str], n_heads: int, n_kv: int, what: str):
+def _reader(arch: str, tensor: Callable[..., torch.Tensor], q_names: dict[int, str], n_heads: int, n_kv: int, what: str):
     """A function ``layer -> (W_Q, W_K)`` for one of the Hugging Face layouts."""
 
     def read(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         q_name = q_names[i]
         if arch == "gpt2":
-            fused = get(q_name, slice_cols=True)  # [d_model, 2 * d_model]: only the q and k columns
+            fused = tensor(q_name, slice_cols=True)  # [d_model, 2 * d_model]: only the q and k columns
             d_model = fused.shape[0]
             if fused.shape[1] < 2 * d_model:
                 raise ValueError(f"{what}: {q_name} has shape {tuple(fused.shape)}, expected [d, 3d] (GPT-2 Conv1D).")
@@ -268,8 +268,8 @@ def _reader(arch: str, get: Callable[[str], torch.Tensor], q_names: dict[int, st
             return W_Q, W_K
         _, q_suffix, k_suffix = _PATTERNS[arch]
         k_name = q_name[: -len(q_suffix)] + k_suffix
-        W_Q = linear_to_heads(get(q_name), n_heads, f"{what}: {q_name}")
-        W_K = linear_to_heads(get(k_name), n_kv, f"{what}: {k_name}")
+        W_Q = linear_to_heads(tensor(q_name), n_heads, f"{what}: {q_name}")
+        W_K = linear_to_heads(tensor(k_name), n_kv, f"{what}: {k_name}")
         return W_Q, W_K
 
     return read
@@ -286,12 +286,13 @@ def _from_state_dict(
     arch, q_names = _detect(list(state), what, architecture)
     n_heads, n_kv = _heads_from_config(cfg, arch, n_heads, n_kv_heads, what)
 
-    def get(name: str, slice_cols: bool = False) -> torch.Tensor:
+    def tensor_from_state(name: str, slice_cols: bool = False) -> torch.Tensor:
         if name not in state:
             raise ValueError(f"{what}: tensor {name} is missing; is the checkpoint complete?")
-        return state[name]
+        t = state[name]
+        return t[:, : 2 * t.shape[0]] if slice_cols else t  # GPT-2's fused [d, 3d]: only the q and k columns
 
-    read = _reader(arch, get, q_names, n_heads, n_kv, what)
+    read = _reader(arch, tensor_from_state, q_names, n_heads, n_kv, what)
     return QKLayers(what, arch, len(q_names), n_heads, n_kv, read)
 
 
@@ -336,7 +337,7 @@ def _from_safetensors(
     for f in files:
         where.update(dict.fromkeys(safetensors.safe_open(str(folder / f), framework="pt").keys(), f))
 
-    def get(name: str, slice_cols: bool = False) -> torch.Tensor:
+    def tensor_from_files(name: str, slice_cols: bool = False) -> torch.Tensor:
         if name not in where:
             raise ValueError(f"{path}: tensor {name} is missing; is the checkpoint complete?")
         # safe_open memory-maps the file, and the tensor it returns is a view of that map. Opening the
@@ -352,7 +353,7 @@ def _from_safetensors(
     what = str(path)
     arch, q_names = _detect(list(where), what, architecture)
     n_heads, n_kv = _heads_from_config(cfg, arch, n_heads, n_kv_heads, what)
-    read = _reader(arch, get, q_names, n_heads, n_kv, what)
+    read = _reader(arch, tensor_from_files, q_names, n_heads, n_kv, what)
     return QKLayers(what, arch, len(q_names), n_heads, n_kv, read)
 
 
@@ -373,7 +374,7 @@ def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_
         raise ValueError(f"{path}: GGUF metadata lacks {arch}.attention.head_count or {arch}.block_count.")
     what = str(path)
 
-    def get(name: str, heads: int) -> torch.Tensor:
+    def projection(name: str, heads: int) -> torch.Tensor:
         w = gg.dequantize(name)  # float32 [out, in], like nn.Linear, whatever the quantization
         if w.ndim != 2 or w.shape[0] % heads or (interleaved and (w.shape[0] // heads) % 2):
             raise ValueError(
@@ -395,8 +396,8 @@ def _from_gguf(path: Path, n_heads: int | None, n_kv_heads: int | None, fold_qk_
         return g
 
     def read(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        W_Q = get(f"blk.{i}.attn_q.weight", int(n_heads))
-        W_K = get(f"blk.{i}.attn_k.weight", int(n_kv))
+        W_Q = projection(f"blk.{i}.attn_q.weight", int(n_heads))
+        W_K = projection(f"blk.{i}.attn_k.weight", int(n_kv))
         g_q, g_k = gain(f"blk.{i}.attn_q_norm.weight", W_Q.shape[-1]), gain(f"blk.{i}.attn_k_norm.weight", W_K.shape[-1])
         return (W_Q if g_q is None else W_Q * g_q), (W_K if g_k is None else W_K * g_k)
 
