@@ -183,7 +183,10 @@ def _grade_in(scratch: Path, tmp: str, sub: Submission, ps: ProblemSet, nb, opti
     copy = work / f"{ps.name}.ipynb"
     nbformat.write(nb, copy)
     seed = secrets.randbits(62)  # fresh cases for every notebook: answers cannot be hard-coded or shared
-    from toyattn.checks.answers import ANSWERS_DIR_ENV, SEED_ENV  # imports torch: only once a notebook is graded
+    from toyattn.checks.answers import (  # imports torch: only once a notebook is graded
+        ANSWERS_DIR_ENV,
+        SEED_ENV,
+    )
 
     env = sandbox_env(home, {ANSWERS_DIR_ENV: str(answers), SEED_ENV: str(seed)})
     python = sandbox_python() if options.sandbox else sys.executable
