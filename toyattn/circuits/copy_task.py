@@ -50,7 +50,7 @@ __all__ = [
     "sample_copy_batch",
     "make_test_sets",
     "TrainConfig",
-    "TrainingRun",
+    "CopyTaskRun",
     "train_copy_model",
     "default_model_config",
 ]
@@ -267,7 +267,7 @@ class TrainConfig:
 
 
 @dataclass
-class TrainingRun:
+class CopyTaskRun:
     """What :func:`train_copy_model` returns (lesson 4).
 
     Attributes:
@@ -326,7 +326,7 @@ def train_copy_model(
     checkpoint_dir: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     progress: bool | None = None,
-) -> TrainingRun:
+) -> CopyTaskRun:
     """Train a transformer on the copying task, keeping checkpoints and ID/OOD errors. Lesson 4.
 
     Args:
@@ -357,7 +357,7 @@ def train_copy_model(
 
     model = Transformer(model_config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=train.betas)
-    run = TrainingRun(model, model_config, task, train, pool_size, pool)
+    run = CopyTaskRun(model, model_config, task, train, pool_size, pool)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -397,7 +397,7 @@ def _check_model_fits(model_config: TransformerConfig, task: CopyTaskConfig) -> 
         )
 
 
-def _save_checkpoint(run: TrainingRun, model: Transformer, step: int, ckpt_dir: Path | None) -> None:
+def _save_checkpoint(run: CopyTaskRun, model: Transformer, step: int, ckpt_dir: Path | None) -> None:
     """Keep the weights at ``step``: a CPU copy in memory, or a ``step_XXXXXX.pt`` file in ``ckpt_dir``."""
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     if ckpt_dir is not None:

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from toyattn.circuits.copy_scoring import copy_error
 from toyattn.circuits.copy_task import (
     CopyTaskConfig,
+    CopyTaskRun,
     TrainConfig,
-    TrainingRun,
     _check_model_fits,
     _check_settings,
     _save_checkpoint,
@@ -44,8 +44,8 @@ def train_copy_models(
     model_config: TransformerConfig | None = None,
     device: torch.device | str | None = None,
     progress: bool | None = None,
-) -> list[TrainingRun]:
-    """Train one copy-task model per ``(seed, pool_size)`` in ``runs``, all together; one :class:`TrainingRun` each.
+) -> list[CopyTaskRun]:
+    """Train one copy-task model per ``(seed, pool_size)`` in ``runs``, all together; one :class:`CopyTaskRun` each.
 
     ``train`` holds the shared schedule (its ``seed`` is replaced by each run's). Checkpoints are kept
     in memory. Every run's ``seconds`` is the wall time of the whole batch (training, checkpoints and
@@ -66,7 +66,7 @@ def train_copy_models(
         pool = make_pool(task, pool_size, torch.Generator().manual_seed(seed + 2)) if pool_size is not None else None
         tests.append(make_test_sets(task, train.n_test, pool=pool, seed=seed + 3))
         models.append(Transformer(model_config).to(dev))
-        results.append(TrainingRun(models[-1], model_config, task, dataclasses.replace(train, seed=seed), pool_size, pool))
+        results.append(CopyTaskRun(models[-1], model_config, task, dataclasses.replace(train, seed=seed), pool_size, pool))
     stacked = StackedModels(models)
     opt = torch.optim.AdamW(stacked.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=train.betas)
 

@@ -141,14 +141,16 @@ class ToyCorpus:
             out.append(self.vocab[i])
         return out
 
-    def tensors(self, device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(self, device: str | torch.device | None = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch: ``(inputs, targets)``, each ``[batch, pos]`` int64 on ``device``.
+
+        ``device`` defaults to the CPU, as :meth:`encode`'s does (``None`` means
+        :func:`toyattn.device.get_device`): the caller that picked the device passes it.
 
         ``targets[:, t]`` is the token after ``inputs[:, t]``; the last position's target is the
         start token (what comes next is a new sentence).
         """
-        dev = get_device(device)
-        inputs = torch.stack([self.encode(s) for s in self.sentences]).to(dev)
+        inputs = torch.stack([self.encode(s, device=device) for s in self.sentences])
         start = torch.full_like(inputs[:, :1], self.token_id(self.start_token))
         targets = torch.cat([inputs[:, 1:], start], dim=1)
         return inputs, targets

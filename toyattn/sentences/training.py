@@ -13,7 +13,6 @@ Taught in lesson 1 (``notebooks/01_attention_toy``); each epoch is one or two st
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +24,7 @@ from toyattn.device import get_device, seed_everything
 from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
 from toyattn.stacked import StackedModels
-from toyattn.training import fit
+from toyattn.training import History, fit
 from toyattn.validate import positive_int
 
 
@@ -104,8 +103,16 @@ def train(
     The result is deterministic for a given model initialisation: seed before building the model
     (:func:`toyattn.device.seed_everything`), or use :func:`train_one_head`.
     """
+    epoch_losses, _ = _train(model, inputs, targets, recipe, get_device(device), progress, stop_below, threads)
+    return epoch_losses
+
+
+def _train(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, recipe: Recipe, dev: torch.device,
+    progress: bool | None, stop_below: float | None, threads: int | None,
+) -> tuple[list[float], History]:
+    """:func:`train` on a device already chosen; also returns :func:`fit`'s history (its ``seconds``)."""
     _check_token_tensors(inputs, targets)
-    dev = get_device(device)
     model.to(dev)
     inputs, targets = inputs.to(dev), targets.to(dev)
     model.train()
@@ -125,7 +132,7 @@ def train(
         stop=None if stop_below is None else epoch_below,
     )
     model.eval()
-    return _epoch_means(history.losses, per_epoch).tolist()
+    return _epoch_means(history.losses, per_epoch).tolist(), history
 
 
 def train_together(
@@ -146,8 +153,16 @@ def train_together(
     pay off (lesson 0) and saves call overhead on a CPU too. Returns, per model, its loss per epoch
     as :func:`train` does. (No ``stop_below``: the runs would stop at different steps.)
     """
+    per_run, _ = _train_together(models, inputs, targets, recipe, get_device(device), progress, threads)
+    return per_run
+
+
+def _train_together(
+    models: Sequence[nn.Module], inputs: torch.Tensor, targets: torch.Tensor, recipe: Recipe, dev: torch.device,
+    progress: bool | None, threads: int | None,
+) -> tuple[list[list[float]], History]:
+    """:func:`train_together` on a device already chosen; also returns :func:`fit`'s history."""
     _check_token_tensors(inputs, targets)
-    dev = get_device(device)
     models = [model.to(dev) for model in models]
     inputs, targets = inputs.to(dev), targets.to(dev)
     stacked = StackedModels(models)
@@ -164,7 +179,7 @@ def train_together(
     stacked.write_back(models)
     for model in models:
         model.eval()
-    return [_epoch_means(history.losses[:, i], per_epoch).tolist() for i in range(len(models))]
+    return [_epoch_means(history.losses[:, i], per_epoch).tolist() for i in range(len(models))], history
 
 
 def _batches(recipe: Recipe, inputs: torch.Tensor) -> list[slice]:
@@ -192,7 +207,7 @@ def _check_token_tensors(inputs: torch.Tensor, targets: torch.Tensor) -> None:
 
 
 @dataclass
-class TrainedModel:
+class OneHeadRun:
     """What :func:`train_one_head` returns: the model, its data, its loss history and the time taken."""
 
     model: OneHeadAttention
@@ -215,7 +230,7 @@ def train_one_head(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     threads: int | None = 1,
-) -> TrainedModel:
+) -> OneHeadRun:
     """Seed, build lesson 1's :class:`OneHeadAttention` for ``corpus`` and train it (lesson 1).
 
     The same arguments give the same model every run on the same machine, PyTorch version and thread
@@ -226,10 +241,8 @@ def train_one_head(
     seed_everything(seed)
     model = OneHeadAttention.from_corpus(corpus, d_head=d_head, positions=positions, skip=skip).to(dev)
     inputs, targets = corpus.tensors(dev)
-    start = time.perf_counter()
-    losses = train(model, inputs, targets, recipe, device=dev, progress=progress, threads=threads)
-    seconds = time.perf_counter() - start
-    return TrainedModel(model, corpus, inputs, targets, losses, seconds, recipe)
+    losses, history = _train(model, inputs, targets, recipe, dev, progress, None, threads)
+    return OneHeadRun(model, corpus, inputs, targets, losses, history.seconds, recipe)
 
 
 def train_one_heads(
@@ -243,7 +256,7 @@ def train_one_heads(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     threads: int | None = 1,
-) -> list[TrainedModel]:
+) -> list[OneHeadRun]:
     """:func:`train_one_head` for every seed in ``seeds``, all trained together (:func:`train_together`); lesson 1's sweep.
 
     Each model starts from the weights ``train_one_head(seed=s)`` would build and takes the steps it
@@ -261,7 +274,5 @@ def train_one_heads(
         seed_everything(seed)
         models.append(OneHeadAttention.from_corpus(corpus, d_head=d_head, positions=positions, skip=skip).to(dev))
     inputs, targets = corpus.tensors(dev)
-    start = time.perf_counter()
-    losses = train_together(models, inputs, targets, recipe, device=dev, progress=progress, threads=threads)
-    seconds = time.perf_counter() - start
-    return [TrainedModel(m, corpus, inputs, targets, run_losses, seconds, recipe) for m, run_losses in zip(models, losses, strict=True)]
+    losses, history = _train_together(models, inputs, targets, recipe, dev, progress, threads)
+    return [OneHeadRun(m, corpus, inputs, targets, run_losses, history.seconds, recipe) for m, run_losses in zip(models, losses, strict=True)]

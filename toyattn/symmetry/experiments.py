@@ -26,7 +26,7 @@ from toyattn.models.transformer import Transformer
 from toyattn.symmetry.training import (
     INITS,
     OBJECTIVES,
-    TrainingTrace,
+    SymmetryRun,
     _check_choice,
     _objective_loss,
     train_runs,
@@ -47,13 +47,13 @@ class SymmetricInitResult:
     Attributes:
         thresholds: ``{objective: loss}`` the loss each objective's runs had to reach.
         steps: ``{(objective, init): [n_seeds]}`` steps taken to reach it (NaN: not within the budget).
-        traces: every run's :class:`TrainingTrace`, ``{(objective, init): [per seed]}``.
+        traces: every run's :class:`SymmetryRun`, ``{(objective, init): [per seed]}``.
         seeds: the seeds, in order.
     """
 
     thresholds: dict[str, float]
     steps: dict[tuple[str, str], np.ndarray]
-    traces: dict[tuple[str, str], list[TrainingTrace]]
+    traces: dict[tuple[str, str], list[SymmetryRun]]
     seeds: list[int]
 
     def inits(self) -> list[str]:
@@ -195,7 +195,7 @@ def _threads_for(model: Transformer) -> int | None:
     return 1 if model.device.type == "cpu" and model.cfg.d_model <= 128 else None
 
 
-def bilinear_update(trace: TrainingTrace) -> torch.Tensor:
+def bilinear_update(trace: SymmetryRun) -> torch.Tensor:
     """What training added to every head's ``M = W_Q[h] W_K[h]^T``: ``M_final - M_initial``, ``[n_layers, n_heads, d, d]``.
 
     The initial weights are rebuilt from the trace's seed and init (as :func:`train_runs` drew them).

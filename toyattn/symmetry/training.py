@@ -46,7 +46,7 @@ __all__ = [
     "indefinite_init_",
     "OBJECTIVES",
     "CharTask",
-    "TrainingTrace",
+    "SymmetryRun",
     "char_batches",
     "smoothed_losses",
     "steps_to_loss",
@@ -216,7 +216,7 @@ def _initialise(model: Transformer, init: str, seed: int) -> Transformer:
 
 
 @dataclass
-class TrainingTrace:
+class SymmetryRun:
     """What one training run records (lesson 3); every score in the ``r`` convention.
 
     Attributes:
@@ -322,7 +322,7 @@ def train_runs(
     keep_states: bool = False,
     device: str | torch.device | None = None,
     progress: bool | None = None,
-) -> list[TrainingTrace]:
+) -> list[SymmetryRun]:
     """Train one model per (seed, init) with one objective, all in the same batched steps (lesson 3).
 
     Each seed fixes the initial weights (the same for both objectives and every init, except that the
@@ -336,10 +336,10 @@ def train_runs(
         scale: ``d_model = 32 * scale``, ``n_heads = 2 * scale``, ``n_layers = min(1 + scale, 6)``.
         record_every: take the scores every this many steps (and at step 0 and the last step).
         stop_below: stop once every run's moving-average loss (:func:`steps_to_loss`) is at or below this.
-        keep_states: also keep every run's weights at each recorded step (``TrainingTrace.states``); off by
+        keep_states: also keep every run's weights at each recorded step (``SymmetryRun.states``); off by
             default because a large run would keep many copies.
 
-    Returns one :class:`TrainingTrace` per (seed, init), seeds outermost.
+    Returns one :class:`SymmetryRun` per (seed, init), seeds outermost.
     """
     (objective,) = _check_choice(objective, OBJECTIVES, "objective")
     inits = _check_choice(inits, INITS, "inits")
@@ -393,7 +393,7 @@ def train_runs(
     )
     loss_table = history.losses.T  # [n, steps taken]
     return [
-        TrainingTrace(
+        SymmetryRun(
             objective=objective,
             steps=torch.tensor([r[0] for r in records]),
             head_scores=torch.stack([r[1][i] for r in records]),
@@ -422,10 +422,10 @@ def train_symmetry_experiment(
     seed: int = 0,
     init: str = "standard",
     **kwargs: Any,
-) -> dict[str, TrainingTrace]:
+) -> dict[str, SymmetryRun]:
     """Lesson 3, section 6: one masked and one causal model from the same weights on the same batches.
 
-    Returns ``{objective: TrainingTrace}``; ``kwargs`` go to :func:`train_runs`.
+    Returns ``{objective: SymmetryRun}``; ``kwargs`` go to :func:`train_runs`.
     """
     objectives = _check_choice(objectives, OBJECTIVES, "objectives")
     return {obj: train_runs(obj, seeds=(seed,), inits=(init,), **kwargs)[0] for obj in objectives}
