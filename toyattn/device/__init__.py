@@ -15,6 +15,7 @@ from toyattn.device.choice import (
     available_devices,
     check_dtype,
     get_device,
+    wide_dtype,
 )
 from toyattn.device.report import SLURM_VARS, describe, format_description, free_gpu_memory
 from toyattn.device.reproduce import cpu_threads, limit_blas_threads, seed_everything
@@ -33,4 +34,5 @@ __all__ = [
     "get_device",
     "limit_blas_threads",
     "seed_everything",
+    "wide_dtype",
 ]

@@ -138,3 +138,8 @@ def check_dtype(dtype: torch.dtype, device: str | torch.device | None = None) ->
             "use dtype=torch.float32 here, or a GPU with bfloat16 (NVIDIA Ampere, e.g. A100, or newer)."
         )
     return dtype
+
+
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """The widest float a device computes in, for sums that must not lose digits: float64, but float32 on MPS (no float64). Lesson 3."""
+    return torch.float32 if device.type == "mps" else torch.float64

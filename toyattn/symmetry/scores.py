@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from toyattn.arrays import as_float_tensor
-from toyattn.device import check_dtype
+from toyattn.device import check_dtype, wide_dtype
 from toyattn.heads.weights import kv_head_for_query, repeat_kv_heads
-from toyattn.symmetry.traces import traces, wide_dtype
+from toyattn.symmetry.traces import traces
 
 Convention = Literal["r", "s"]
 

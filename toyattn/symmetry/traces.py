@@ -17,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["PER_HEAD_LOOP_MIN_SIZE", "traces", "wide_dtype"]
+from toyattn.device import wide_dtype
+
+__all__ = ["PER_HEAD_LOOP_MIN_SIZE", "traces"]
 
 
 def traces(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,8 +107,3 @@ def _traces_head_by_head(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[
     norm2 = (A_top * B_top).sum(dim=(-2, -1), dtype=f64) + (A_bottom * B_bottom).sum(dim=(-2, -1), dtype=f64)
     trace_cc = (C_t * C_t.transpose(-1, -2)).sum(dim=(-2, -1), dtype=f64)
     return norm2, trace_cc
-
-
-def wide_dtype(device: torch.device) -> torch.dtype:
-    """float64 where the device has it (MPS has no float64)."""
-    return torch.float32 if device.type == "mps" else torch.float64

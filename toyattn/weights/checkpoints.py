@@ -126,9 +126,7 @@ class QKLayers:
         W_Q, W_K = self._read_layer(i)
         W_Q = W_Q.detach().float()
         W_K = W_K.detach().float()
-        if W_Q.shape[-2:] != W_K.shape[-2:]:
-            raise ValueError(f"{self.name}, layer {i}: W_Q {tuple(W_Q.shape)} and W_K {tuple(W_K.shape)} disagree.")
-        try:
+        try:  # HeadWeights checks the shapes; the message gains the model and the layer
             return HeadWeights(W_Q, W_K, layer=i)
         except ValueError as err:  # e.g. key heads that do not divide the query heads
             raise ValueError(f"{self.name}, layer {i}: {err}") from None
