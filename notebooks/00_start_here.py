@@ -180,7 +180,7 @@ if not accelerators:
 # on each device: on the CPU on one thread, the course's default for this model.
 
 # %%
-from toyattn.device.timing import toy_step_flops, toy_step_seconds
+from toyattn.sentences.training import toy_step_flops, toy_step_seconds
 
 flops = toy_step_flops()
 step_s = {name: toy_step_seconds(name) for name in devices}  # medians of 30 steps

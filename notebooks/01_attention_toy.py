@@ -578,7 +578,7 @@ for name, sentence in (("man", man), ("woman", woman)):
 # all the threads PyTorch uses by default?
 
 # %%
-from toyattn.device.timing import toy_step_seconds
+from toyattn.sentences.training import toy_step_seconds
 
 n_threads = torch.get_num_threads()
 step_us = {"cpu, 1 thread": toy_step_seconds("cpu", threads=1) * 1e6,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toyattn.device.timing import first_win, matmul_seconds, median_seconds, toy_step_flops, toy_step_seconds
+from toyattn.device.timing import first_win, matmul_seconds, median_seconds
+from toyattn.sentences.training import toy_step_flops, toy_step_seconds
 
 
 def test_first_win_is_the_size_from_which_the_faster_device_stays_faster():

@@ -17,6 +17,6 @@ __all__ = ["positive_int"]
 def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """``value`` as an ``int`` if it is a whole number ``>= minimum`` (``True``/``False`` and floats are refused)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        need = "an integer >= 1, i.e. a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {need}, got {value!r}.")
     return int(value)

@@ -15,10 +15,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from toyattn.device import cpu_threads, get_device, seed_everything
-from toyattn.models.one_head import OneHeadAttention
-from toyattn.sentences.corpus import ToyCorpus
-from toyattn.sentences.training import next_token_loss
+from toyattn.device import get_device
+from toyattn.validate import positive_int
 
 
 def synchronize(device: torch.device) -> None:
@@ -31,8 +29,8 @@ def synchronize(device: torch.device) -> None:
 
 def median_seconds(work: Callable[[], object], device: torch.device, *, repeats: int = 5, warmup: int = 1) -> float:
     """The median wall time of ``work()`` on ``device`` over ``repeats`` runs, after ``warmup`` untimed runs."""
-    _check_count("repeats", repeats, minimum=1)
-    _check_count("warmup", warmup, minimum=0)
+    positive_int(repeats, "repeats")
+    positive_int(warmup, "warmup", minimum=0)
     for _ in range(warmup):
         work()
     synchronize(device)
@@ -47,7 +45,7 @@ def median_seconds(work: Callable[[], object], device: torch.device, *, repeats:
 
 def matmul_seconds(size: int, device: str | torch.device, *, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
     """Median time of one ``[size, size] @ [size, size]`` product on ``device`` (inputs already there)."""
-    _check_count("size", size, minimum=1)
+    positive_int(size, "size")
     dev = get_device(device)
     generator = torch.Generator().manual_seed(size)
     a = torch.randn(size, size, generator=generator, dtype=dtype).to(dev)
@@ -75,50 +73,3 @@ def first_win(sizes: Sequence[int], slower: Sequence[float], faster: Sequence[fl
             break
         crossover = n
     return crossover
-
-
-def toy_step_seconds(device: str | torch.device, *, steps: int = 30, seed: int = 0, threads: int = 1) -> float:
-    """Median time of one full-batch Adam step of lesson 1's one-head model on ``device`` (``threads`` CPU threads on a CPU).
-
-    One step is what lesson 1's training repeats 300 times: a forward pass on the two sentences, the
-    loss, a backward pass and Adam's update. On a GPU each timed step ends by waiting for the device
-    (:func:`median_seconds`), which the training loop itself does only once, at the end.
-    """
-    _check_count("steps", steps, minimum=1)
-    dev = get_device(device)
-    corpus = ToyCorpus()
-    seed_everything(seed)
-    model = OneHeadAttention.from_corpus(corpus, d_head=20).to(dev)
-    inputs, targets = corpus.tensors(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-
-    def step() -> None:
-        optimizer.zero_grad()
-        next_token_loss(model, inputs, targets).backward()
-        optimizer.step()
-
-    _check_count("threads", threads, minimum=1)
-    with cpu_threads(threads if dev.type == "cpu" else None):
-        return median_seconds(step, dev, repeats=steps, warmup=3)
-
-
-def toy_step_flops() -> int:
-    """Floating-point operations in the matrix products of one training step of lesson 1's toy, counted by torch.
-
-    ``torch.utils.flop_counter.FlopCounterMode`` counts matrix products (forward and backward) only; the
-    softmax, the loss and Adam's update are elementwise work it does not count.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    corpus = ToyCorpus()
-    seed_everything(0)
-    model = OneHeadAttention.from_corpus(corpus, d_head=20)
-    inputs, targets = corpus.tensors("cpu")
-    with FlopCounterMode(display=False) as counter:
-        next_token_loss(model, inputs, targets).backward()
-    return counter.get_total_flops()
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

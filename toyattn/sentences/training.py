@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from toyattn.device import get_device, seed_everything
+from toyattn.device import cpu_threads, get_device, seed_everything
+from toyattn.device.timing import median_seconds
 from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
 from toyattn.stacked import StackedModels
@@ -276,3 +278,48 @@ def train_one_heads(
     inputs, targets = corpus.tensors(dev)
     losses, history = _train_together(models, inputs, targets, recipe, dev, progress, threads)
     return [OneHeadRun(m, corpus, inputs, targets, run_losses, history.seconds, recipe) for m, run_losses in zip(models, losses, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# One step, timed and counted (lesson 0: when does a GPU help?)
+# ---------------------------------------------------------------------------------------------
+
+
+def toy_step_seconds(device: str | torch.device, *, steps: int = 30, seed: int = 0, threads: int = 1) -> float:
+    """Median time of one full-batch Adam step of lesson 1's one-head model on ``device`` (``threads`` CPU threads on a CPU).
+
+    One step is what lesson 1's training repeats 300 times: a forward pass on the two sentences, the
+    loss, a backward pass and Adam's update. On a GPU each timed step ends by waiting for the device
+    (:func:`median_seconds`), which the training loop itself does only once, at the end.
+    """
+    positive_int(steps, "steps")
+    dev = get_device(device)
+    corpus = ToyCorpus()
+    seed_everything(seed)
+    model = OneHeadAttention.from_corpus(corpus, d_head=20).to(dev)
+    inputs, targets = corpus.tensors(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        next_token_loss(model, inputs, targets).backward()
+        optimizer.step()
+
+    positive_int(threads, "threads")
+    with cpu_threads(threads if dev.type == "cpu" else None):
+        return median_seconds(step, dev, repeats=steps, warmup=3)
+
+
+def toy_step_flops() -> int:
+    """Floating-point operations in the matrix products of one training step of lesson 1's toy, counted by torch.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` counts matrix products (forward and backward) only; the
+    softmax, the loss and Adam's update are elementwise work it does not count.
+    """
+    corpus = ToyCorpus()
+    seed_everything(0)
+    model = OneHeadAttention.from_corpus(corpus, d_head=20)
+    inputs, targets = corpus.tensors("cpu")
+    with FlopCounterMode(display=False) as counter:
+        next_token_loss(model, inputs, targets).backward()
+    return counter.get_total_flops()
