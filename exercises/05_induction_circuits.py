@@ -42,8 +42,14 @@ import numpy as np
 import torch
 
 from toyattn import checks, seed_everything
-from toyattn.circuits.copy_scoring import copy_error, corrupt_first_copy, offset_parity_mask
-from toyattn.circuits.copy_task import CopyTaskConfig, TrainConfig, make_test_sets, train_copy_model
+from toyattn.circuits.copy_scoring import corrupt_first_copy, offset_parity_mask
+from toyattn.circuits.copy_task import (
+    CopyTaskConfig,
+    TrainConfig,
+    copy_error,
+    make_test_sets,
+    train_copy_model,
+)
 from toyattn.circuits.head_circuits import head_factors
 
 seed_everything(0)

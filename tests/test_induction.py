@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from toyattn.circuits import matching
-from toyattn.circuits.copy_scoring import copy_error
 from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     TrainConfig,
+    copy_error,
     make_pool,
     make_test_sets,
     sample_copy_batch,

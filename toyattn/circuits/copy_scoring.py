@@ -1,20 +1,20 @@
-"""Scoring a model on lesson 4's copy task: accuracy, loss and error on the second copy, and where each copy sits.
+"""Scoring a model on lesson 4's copy task: accuracy and loss on the second copy, and where each copy sits.
 
-Lesson 4 (``notebooks/04_qk_ov_matching``) trains on the task and reports :func:`copy_error`; lesson 5
+Lesson 4 (``notebooks/04_qk_ov_matching``) trains on the task and reports its error
+(:func:`toyattn.circuits.copy_task.copy_error`, one minus :func:`copy_accuracy`); lesson 5
 (``notebooks/05_induction_circuits``) ablates and patches heads and measures :func:`copy_accuracy` and
 :func:`copy_loss` on the same positions, with the corrupted inputs built here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
-if TYPE_CHECKING:  # the task imports this module to score its runs: a type-only import keeps the cycle out
-    from toyattn.circuits.copy_task import CopyBatch
+from toyattn.circuits.copy_task import CopyBatch, count_right
 
-__all__ = ["copy_accuracy", "copy_loss", "copy_error", "copy_positions", "corrupt_first_copy", "offset_parity_mask"]
+__all__ = ["copy_accuracy", "copy_loss", "copy_positions", "corrupt_first_copy", "offset_parity_mask"]
 
 
 def copy_accuracy(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor | None = None) -> float:
@@ -25,32 +25,8 @@ def copy_accuracy(logits: torch.Tensor, batch: CopyBatch, targets: torch.Tensor 
     """
     _check_logits(logits, batch)
     mask = batch.scored if targets is None else targets & batch.scored
-    right, scored = _right_and_scored(logits[:, :-1], batch.tokens, mask)
+    right, scored = count_right(logits[:, :-1], batch.tokens, mask)
     return right / max(scored, 1)
-
-
-def _right_and_scored(next_logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[int, int]:
-    """How many scored tokens ``next_logits [batch, pos - 1, vocab]`` predict right (argmax), and how many are scored."""
-    right = next_logits.argmax(-1) == tokens[:, 1:].to(next_logits.device)
-    scored = mask[:, 1:].to(next_logits.device)
-    return int((right & scored).sum()), int(scored.sum())
-
-
-@torch.no_grad()
-def copy_error(model: torch.nn.Module, batch: CopyBatch, *, batch_size: int = 1024) -> float:
-    """``1 -`` :func:`copy_accuracy` of ``model`` on ``batch``, run ``batch_size`` sequences at a time (lesson 4's test error)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    right, scored = 0, 0
-    try:
-        for start in range(0, len(batch), batch_size):
-            tokens = batch.tokens[start : start + batch_size].to(device)
-            r, s = _right_and_scored(model(tokens[:, :-1]), tokens, batch.scored[start : start + batch_size])
-            right, scored = right + r, scored + s
-    finally:
-        model.train(was_training)
-    return 1 - right / max(scored, 1)
 
 
 def _check_logits(logits: torch.Tensor, batch: CopyBatch) -> None:

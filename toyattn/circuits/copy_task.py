@@ -35,13 +35,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from toyattn.circuits.copy_scoring import copy_error
 from toyattn.device import get_device, seed_everything
 from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.training import fit
 from toyattn.validate import positive_int
 
 __all__ = [
+    "copy_error",
+    "count_right",
     "CopyTaskConfig",
     "CopyBatch",
     "PatternPool",
@@ -220,6 +221,30 @@ def make_test_sets(
     """``{"id": ..., "ood": ...}`` test batches of ``n`` sequences each, from their own seed. Lesson 4."""
     g = torch.Generator().manual_seed(seed)
     return {"id": sample_copy_batch(task, n, g, pool=pool), "ood": sample_copy_batch(task, n, g, ood=True)}
+
+
+def count_right(next_logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[int, int]:
+    """How many scored tokens ``next_logits [batch, pos - 1, vocab]`` predict right (argmax), and how many are scored."""
+    right = next_logits.argmax(-1) == tokens[:, 1:].to(next_logits.device)
+    scored = mask[:, 1:].to(next_logits.device)
+    return int((right & scored).sum()), int(scored.sum())
+
+
+@torch.no_grad()
+def copy_error(model: torch.nn.Module, batch: CopyBatch, *, batch_size: int = 1024) -> float:
+    """``1 -`` :func:`toyattn.circuits.copy_scoring.copy_accuracy` of ``model`` on ``batch``, run ``batch_size`` sequences at a time (lesson 4's test error)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    right, scored = 0, 0
+    try:
+        for start in range(0, len(batch), batch_size):
+            tokens = batch.tokens[start : start + batch_size].to(device)
+            r, s = count_right(model(tokens[:, :-1]), tokens, batch.scored[start : start + batch_size])
+            right, scored = right + r, scored + s
+    finally:
+        model.train(was_training)
+    return 1 - right / max(scored, 1)
 
 
 def default_model_config(task: CopyTaskConfig, **overrides) -> TransformerConfig:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from toyattn.circuits.copy_scoring import copy_error
 from toyattn.circuits.copy_task import (
     CopyTaskConfig,
     CopyTaskRun,
@@ -25,6 +24,7 @@ from toyattn.circuits.copy_task import (
     _check_model_fits,
     _check_settings,
     _save_checkpoint,
+    copy_error,
     default_model_config,
     make_pool,
     make_test_sets,
