@@ -50,7 +50,7 @@ Every module, by folder, with the lesson that teaches it:
   (masked vs causal training), :mod:`~toyattn.symmetry.experiments` (symmetric init, the gradient)
 * ``circuits/`` (lessons 4-5): :mod:`~toyattn.circuits.copy_task` (the copying task),
   :mod:`~toyattn.circuits.sweeps` (its runs trained together), :mod:`~toyattn.circuits.copy_scoring`
-  (accuracy, loss, error), :mod:`~toyattn.circuits.matching` (QK/OV circuits and their matching),
+  (accuracy and loss on the second copy), :mod:`~toyattn.circuits.matching` (QK/OV circuits and their matching),
   :mod:`~toyattn.circuits.head_circuits` (one head's circuits from a model),
   :mod:`~toyattn.circuits.composition` (composition and copying scores), :mod:`~toyattn.circuits.detection`
   (finding induction heads), :mod:`~toyattn.circuits.ablation` (silencing a head)
