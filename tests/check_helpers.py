@@ -16,19 +16,6 @@ from toyattn.checks.core import CLASS_SEED, PASS_PREFIX, Check, CheckFailed, Not
 GRADING_SEEDS = (12345, 987654321)
 
 
-@pytest.fixture
-def single_thread():
-    """Torch on one thread for the test (restored after): a check's tensors are tiny, and on a busy
-    machine torch's thread pool makes them many times slower. Use it with ``autouse`` in a test module:
-    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def stub(*args, **kwargs):
     # YOUR CODE HERE
     raise NotImplementedError()
