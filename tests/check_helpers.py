@@ -29,8 +29,8 @@ def graded(check: Check, answer: object, seed: int, folder: Path, monkeypatch: p
         m.setenv(SEED_ENV, str(seed))
         try:
             check(answer)
-        except (AssertionError, Exception):
-            pass
+        except (CheckFailed, NotImplementedYet):
+            pass  # a failing check: the grader judges the recorded answers below; anything else is a bug
     answers = read_answers(folder, check.name)
     assert answers is not None, f"{check.name} wrote no answers in grading mode"
     return check.judge_answers(answers, seed)
