@@ -109,12 +109,13 @@ def test_stuck_runs_lock_the_row_of_the_onto_one_shared_token(lesson1_stuck):
 @pytest.mark.gpu
 def test_trains_on_gpu():
     # A GPU may train a seed to another solution than the CPU, or get it stuck: the claims that hold for
-    # every solved run are checked, not the CPU's numbers.
+    # every solved run are checked, not the CPU's numbers, and no seed is required to get stuck (whether
+    # one does on a given GPU is a numerical accident).
     floor = math.log(2) / 5
     runs = [train_one_head(seed=seed, device="cuda", progress=False) for seed in SEEDS]
     assert all(next(r.model.parameters()).device.type == "cuda" for r in runs)
     solved = [r for r in runs if r.model(r.inputs)[:, THE].argmax(-1).tolist() == [CHICKEN, BEEF]]
-    assert 0 < len(solved) < len(runs)
+    assert solved, "no seed solved the task on the GPU"
     for r in solved:
         assert floor <= full_batch_loss(r.model, r.inputs, r.targets) < floor + 0.02
 
