@@ -97,7 +97,7 @@ lab: install pretrained
 test: install pretrained sandbox-deps
 	$(VENV)/bin/toyattn doctor
 	$(MAKE) site
-	$(VENV)/bin/python -m pytest tests solutions --ignore=tests/browser --ignore=tests/classroom $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests solutions $(PYTEST_ARGS)  # = testpaths in pyproject.toml (a bare `pytest`)
 	$(MAKE) browser-test
 	$(MAKE) classroom-test
 
@@ -193,7 +193,7 @@ classroom-test: classroom-deps
 	TOYATTN_CLASSROOM=1 $(VENV)/bin/python -m pytest tests/classroom -m classroom $(PYTEST_ARGS)
 
 test-fast: install sandbox-deps
-	$(VENV)/bin/python -m pytest tests --ignore=tests/browser --ignore=tests/classroom $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)  # the unit tests only (norecursedirs leaves out tests/browser and tests/classroom)
 
 build: install
 	$(VENV)/bin/toyattn build

@@ -16,19 +16,6 @@ from toyattn.checks.core import CLASS_SEED, PASS_PREFIX, Check, CheckFailed, Not
 GRADING_SEEDS = (12345, 987654321)
 
 
-@pytest.fixture
-def single_thread():
-    """Torch on one thread for the test (restored after): a check's tensors are tiny, and on a busy
-    machine torch's thread pool makes them many times slower. Use it with ``autouse`` in a test module:
-    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def stub(*args, **kwargs):
     # YOUR CODE HERE
     raise NotImplementedError()
@@ -42,8 +29,8 @@ def graded(check: Check, answer: object, seed: int, folder: Path, monkeypatch: p
         m.setenv(SEED_ENV, str(seed))
         try:
             check(answer)
-        except (AssertionError, Exception):
-            pass
+        except (CheckFailed, NotImplementedYet):
+            pass  # a failing check: the grader judges the recorded answers below; anything else is a bug
     answers = read_answers(folder, check.name)
     assert answers is not None, f"{check.name} wrote no answers in grading mode"
     return check.judge_answers(answers, seed)

@@ -1,4 +1,5 @@
-"""Lesson 1's trained models for the tests, trained once per session and shared by every lesson-1 test file.
+"""Lesson 1's trained models for the tests: ``tests/conftest.py`` trains them once per session (fixtures
+``lesson1_runs``, ``lesson1_solved``, ``lesson1_stuck``) for every lesson-1 test file.
 
 Training outcomes differ between CPUs, thread counts, dtypes and GPUs: the same seed can learn another
 solution, or get stuck, elsewhere. So the tests never ask what one run did. They train every seed in
@@ -9,7 +10,6 @@ only on most runs, the fraction of runs it holds on.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -65,17 +65,16 @@ def train_run(seed: int, dtype: torch.dtype = torch.float32, threads: int = 1, *
     return Run(seed, dtype, threads, model, losses)
 
 
-@functools.cache
-def all_runs() -> tuple[Run, ...]:
-    """Every run of :data:`SETTINGS` (cached: trains once per session)."""
+def train_all_runs() -> tuple[Run, ...]:
+    """Every run of :data:`SETTINGS` (the session fixture ``lesson1_runs`` calls it once)."""
     return tuple(train_run(seed, dtype, threads) for dtype, threads, seeds in SETTINGS for seed in seeds)
 
 
-def solved_runs() -> tuple[Run, ...]:
-    runs = tuple(r for r in all_runs() if r.solved)
+def solved_runs(all_runs: tuple[Run, ...]) -> tuple[Run, ...]:
+    runs = tuple(r for r in all_runs if r.solved)
     assert all(any(r.threads == t and r.dtype == d for r in runs) for d, t, _ in SETTINGS), "a setting solves no seed"
     return runs
 
 
-def stuck_runs() -> tuple[Run, ...]:
-    return tuple(r for r in all_runs() if not r.solved)
+def stuck_runs(all_runs: tuple[Run, ...]) -> tuple[Run, ...]:
+    return tuple(r for r in all_runs if not r.solved)

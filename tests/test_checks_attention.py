@@ -7,12 +7,13 @@ import math
 
 import pytest
 import torch
-from check_helpers import single_thread, verify_check
+from check_helpers import verify_check
 
 from toyattn import checks
 from toyattn.checks.core import CheckFailed
 
-pytestmark = pytest.mark.usefixtures(single_thread.__name__)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def good_mask(n_pos):
     return torch.ones(n_pos, n_pos, dtype=torch.bool).tril()

@@ -17,9 +17,6 @@ from toyattn.heads.weights import HeadWeights
 CALLS = "calls `toyattn.circuits.matching."
 
 
-# -- Exercise 1 ------------------------------------------------------------------------------------
-
-
 def qk_ov(model):
     l1, l2 = model.blocks[0].attn, model.blocks[1].attn
     W_qk = l2.W_Q[0] @ l2.W_K[0].T / math.sqrt(l2.W_Q.shape[-1])
@@ -69,9 +66,6 @@ def test_check_qk_ov_from_model(capsys, tmp_path_factory, monkeypatch):
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
-
-
-# -- Exercise 2 ------------------------------------------------------------------------------------
 
 
 def matching(W_qk, W_ov, rank):
@@ -129,9 +123,6 @@ def test_matching_check_accepts_torch_and_a_largest_first_svd(capsys):
 
     checks.check_matching_score(in_torch)
     assert "PASSED" in capsys.readouterr().out
-
-
-# -- Exercise 3 ------------------------------------------------------------------------------------
 
 
 def principal_cosines_of_random_pairs(d, rank, n_runs, seed=0):
@@ -199,9 +190,6 @@ def test_baseline_check_accepts_other_seeds_and_random_subspaces(capsys):
             lambda d, r, n, seed=seed: float(principal_cosines_of_random_pairs(d, r, n, seed)[:, 0].mean()))
     checks.check_random_matching_baseline(qr_subspaces)
     assert capsys.readouterr().out.count("PASSED") == 6
-
-
-# -- Exercises 4 and 5 -----------------------------------------------------------------------------
 
 
 def zscore(M):

@@ -6,17 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from check_helpers import single_thread, verify_check
+from check_helpers import verify_check
 from scipy.optimize import linear_sum_assignment
 
 from toyattn import checks
-from toyattn.checks import head_cases
 from toyattn.heads.matching import greedy_match
 
-# ---------------------------------------------------------------- solutions (as a student would write them)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
-
-pytestmark = pytest.mark.usefixtures(single_thread.__name__)
 
 def permute_heads(qkv, perm, n_heads):
     d_in = qkv.shape[0]
@@ -65,9 +62,6 @@ def permute_mha(in_proj_weight, in_proj_bias, out_proj_weight, perm, n_heads):
     b = permute_heads(in_proj_bias[None], perm, n_heads)[0]
     d_out = out_proj_weight.shape[0]
     return w, b, out_proj_weight.reshape(d_out, n_heads, -1)[:, perm].reshape(d_out, -1)
-
-
-# ---------------------------------------------------------------- Ex 1-4
 
 
 def test_check_permute_heads(capsys, tmp_path_factory, monkeypatch):
@@ -166,9 +160,6 @@ def test_check_optimal_match(capsys, tmp_path_factory, monkeypatch):
     )
 
 
-# ---------------------------------------------------------------- Ex 5: recover a permutation
-
-
 def seed_bug(ref_qkv, client_qkv, n_heads):  # rows = reference heads: returns the inverse
     cost = torch.cdist(head_features(ref_qkv, n_heads), head_features(client_qkv, n_heads))
     return optimal_match(cost)
@@ -239,28 +230,6 @@ def test_check_recover_permutation(capsys, tmp_path_factory, monkeypatch):
     )
 
 
-@pytest.mark.parametrize("seed", range(25))
-def test_recover_cases_are_solved_by_the_reference_and_trap_each_mistake(seed):
-    """For every seed: optimal matching on the full Q, K, V weights (L2, squared L2, L1 or cosine distances)
-    finds every case's truth, and each mistake misses at least one case."""
-    cases = checks.check_recover_permutation.cases(seed)
-    missed = {f.__name__: 0 for f in (greedy_recover, global_greedy_recover, greedy_over_reference_rows, q_only, qk_only)}
-    for case in cases:
-        r, c, n = case.args
-        truth = case.expect["perm"]
-        assert torch.equal(head_cases.hungarian_match(head_cases.head_cost(r, c, n)), truth), case.name  # optimal matching on Q, K, V
-        assert torch.equal(recover_permutation(r, c, n), truth), case.name
-        fc, fr = head_features(c, n), head_features(r, n)
-        cosine = 1 - torch.nn.functional.normalize(fc, dim=1) @ torch.nn.functional.normalize(fr, dim=1).T
-        for other_cost in (torch.cdist(fc, fr) ** 2, torch.cdist(fc, fr, p=1), cosine):  # other fair choices
-            assert torch.equal(optimal_match(other_cost), truth), case.name
-        for f in missed:
-            missed[f] += not torch.equal(globals()[f](r, c, n), truth)
-        if case.expect["noisy"]:
-            assert not torch.equal(exact_lookup(r, c, n), truth)
-    assert all(missed.values()), missed
-
-
 @pytest.mark.parametrize("seed", range(30))
 def test_optimal_match_cases_trap_greedy(seed):
     missed = 0
@@ -269,9 +238,6 @@ def test_optimal_match_cases_trap_greedy(seed):
         best = cost[torch.arange(len(cost)), optimal_match(cost)].sum()
         missed += bool(cost[torch.arange(len(cost)), greedy(cost)].sum() > best + 1e-9)
     assert missed >= 2
-
-
-# ---------------------------------------------------------------- Ex 6-7
 
 
 def test_check_invariant_features(capsys, tmp_path_factory, monkeypatch):

@@ -9,7 +9,6 @@ from check_helpers import verify_check
 
 from toyattn import checks
 
-# --- ablate_head -----------------------------------------------------------------------------------
 
 def good_ablate(model, tokens, layer, head, mode):
     name = f"blocks.{layer}.attn.hook_z"
@@ -121,8 +120,6 @@ def test_check_ablate_head(capsys, tmp_path_factory, monkeypatch):
     assert "PASSED" in capsys.readouterr().out
 
 
-# --- k_composition ---------------------------------------------------------------------------------
-
 def good_kcomp(W_ov, W_qk):
     W_ov, W_qk = np.asarray(W_ov), np.asarray(W_qk)
     return np.sqrt(np.sum((W_qk @ W_ov.T) ** 2)) / np.sqrt(np.sum(W_ov**2) * np.sum(W_qk**2))
@@ -150,8 +147,6 @@ def test_check_k_composition(capsys, tmp_path_factory, monkeypatch):
                                                   / torch.linalg.matrix_norm(torch.tensor(A))
                                                   / torch.linalg.matrix_norm(torch.tensor(B))))
 
-
-# --- head_scores -----------------------------------------------------------------------------------
 
 def good_scores(patterns, length):
     T = patterns.shape[-1]
@@ -191,8 +186,6 @@ def test_check_head_scores(capsys, tmp_path_factory, monkeypatch):
         monkeypatch=monkeypatch,
     )
 
-
-# --- patch_head ------------------------------------------------------------------------------------
 
 def good_patch(model, tokens, source_tokens, layer, head, where):
     """Written differently from the check: the head's output read from the source run, mixed in with torch.where."""
@@ -256,8 +249,6 @@ def test_check_patch_head(capsys, tmp_path_factory, monkeypatch):
     )
 
 
-# --- share_recovered -------------------------------------------------------------------------------
-
 def good_share(patched, corrupted, clean):
     return 1 - (np.asarray(clean) - patched) / (np.asarray(clean) - corrupted)
 
@@ -280,8 +271,6 @@ def test_check_share_recovered(capsys, tmp_path_factory, monkeypatch):
         monkeypatch=monkeypatch,
     )
 
-
-# --- key_subspace ----------------------------------------------------------------------------------
 
 def good_keys(W_qk, r):
     # eigenvectors of W_qk^T W_qk, largest first: the same subspace as the top right singular vectors
@@ -309,8 +298,6 @@ def test_check_key_subspace(capsys, tmp_path_factory, monkeypatch):
         monkeypatch=monkeypatch,
     )
 
-
-# --- remove_subspace -------------------------------------------------------------------------------
 
 def good_remove(model, tokens, layer, directions):
     U = torch.linalg.svd(directions.double(), full_matrices=False)[0].float()  # orthonormal, via SVD not QR

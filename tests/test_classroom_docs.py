@@ -13,6 +13,8 @@ import pytest
 from toyattn.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 DOCS = ROOT / "docs"
 
 

@@ -16,8 +16,6 @@ from toyattn import course
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# --- the repository itself -------------------------------------------------------------------
-
 def test_every_notebook_pair_is_in_sync_and_without_outputs():
     problems = course.check_pairs(ROOT)
     assert not problems, "\n".join(map(str, problems)) + "\nFix: edit the .py files, then run `toyattn build`."
@@ -51,8 +49,6 @@ def test_lessons_state_goals_and_next_steps(folder):
         assert "learning goals" in text, f"{folder}/{stem}.py: state the learning goals at the top"
         assert "next" in text.split("\n# %%")[-1], f"{folder}/{stem}.py: end with what to try next"
 
-
-# --- strip_solutions -------------------------------------------------------------------------
 
 def test_strip_keeps_indentation_and_everything_outside_markers():
     src = (
@@ -97,8 +93,6 @@ def test_malformed_markers_name_file_and_line(src, problem):
         course.strip_solutions(src, filename="solutions/99_x.py")
     assert str(info.value).startswith("solutions/99_x.py:")
 
-
-# --- each way of breaking a copy of the course is caught -------------------------------------
 
 @pytest.fixture
 def course_copy(tmp_path: Path) -> Path:

@@ -16,12 +16,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 LECTURES = {int(p.name[:2]): p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py")}
+
 
 # "section 4", "sections 4 and 9", "sections 4, 5, 7, 12 and 13", "sections 1-4", "Section 8".
 # A reference may wrap onto the next comment line of a notebook ("section\n# 8", "6 and\n# 7").
 _WRAP = r"(?:\s*\n#)?"
+
+
 SECTION_REF = re.compile(rf"\b[Ss]ections?{_WRAP}\s+(\d+[a-z]?(?:\s*(?:,|and|or|-|–|to){_WRAP}\s*\d+[a-z]?)*)\b")
+
+
 # The lesson a reference names, in the text just before it: "lesson 4, ", "lesson 2's ", "notebooks/02_head...".
 LESSON_NAMED = re.compile(r"(?:[Ll]esson (\d+)|notebooks/(\d\d)_\w+)")
 

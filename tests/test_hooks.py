@@ -1,6 +1,6 @@
 """Tests for the foundation's toyattn.hooks, on lesson 1's one-head model: caching with the documented
 shapes, temporary hooks that are always removed (also when a hook raises), replacement hooks, and
-clear errors for unknown hook names."""
+clear errors for unknown hook names and for hooks that return the wrong kind of tensor."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ import pytest
 import torch
 
 import toyattn.models.one_head as one_head_module
+from toyattn.hooks import HookPoint
 from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
+
+
+def test_hook_returning_an_integer_tensor_is_caught_at_the_hook():
+    point = HookPoint()
+    point.name = "blocks.0.hook_pattern"
+    point.add_hook(lambda act, hook: torch.zeros(act.shape, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"returned a torch.int64 tensor where the activation is torch.float32"):
+        point(torch.ones(2, 3))
+
 
 CORPUS = ToyCorpus()
 

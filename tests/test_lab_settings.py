@@ -19,8 +19,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 OVERRIDES = ROOT / "lab-settings" / "overrides.d" / "toyattn.json"
+
+
 PLUGIN = "@jupyterlab/apputils-extension:notification"
+
 
 pytest.importorskip("jupyterlab_server", reason="JupyterLab is not installed (the lab extra)")
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly  # noqa: E402
+
+matplotlib.use("Agg")
 
 
 @pytest.fixture(autouse=True)
@@ -109,18 +108,3 @@ def test_plotly_heatmap_of_a_large_matrix_stays_inside_the_notebook_column():
     big = heatmap_plotly(np.zeros((40, 40)), title="big")
     assert big.layout.width == MAX_PLOTLY_WIDTH and big.layout.height == MAX_PLOTLY_HEIGHT
     assert small.layout.width < MAX_PLOTLY_WIDTH and small.layout.height < MAX_PLOTLY_HEIGHT
-
-
-def test_head_blocks_figure_refuses_layers_without_their_own_qkv_per_head():
-    from toyattn.heads.figures import head_blocks_figure
-    from toyattn.heads.weights import HeadWeights
-
-    g = torch.Generator().manual_seed(0)
-    full = HeadWeights(*(torch.randn(2, 4, 3, generator=g) for _ in range(3)))
-    assert len(head_blocks_figure(full, title="t").data) == 6  # 2 heads x Q, K, V
-    qk_only = HeadWeights(full.W_Q, full.W_K, None)
-    with pytest.raises(ValueError, match="no W_V \\(queries and keys only\\)"):
-        head_blocks_figure(qk_only, title="t")
-    grouped = HeadWeights(full.W_Q, full.W_K[:1], full.W_V[:1])
-    with pytest.raises(ValueError, match="1 key/value heads shared by 2 query heads"):
-        head_blocks_figure(grouped, title="t")

@@ -8,7 +8,11 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 PROBLEMS = (ROOT / "solutions" / "05_induction_circuits.py").read_text()
+
+
 LECTURE = (ROOT / "notebooks" / "05_induction_circuits.py").read_text()
 
 

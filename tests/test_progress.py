@@ -1,3 +1,5 @@
+"""toyattn.progress: progress bars are off outside notebooks and can be switched."""
+
 from __future__ import annotations
 
 from toyattn import progress

@@ -14,6 +14,8 @@ from toyattn.sentences.training import DEFAULT_RECIPE, Recipe, train, train_one_
 from toyattn.stacked import StackedModels
 
 SEEDS = (0, 2, 5, 77)  # stuck and solved runs alike (which is which depends on the machine)
+
+
 STABLE_SEEDS = (0, 2)  # seeds whose 300 steps do not amplify rounding (differences stay near 1e-14)
 
 

@@ -1,6 +1,5 @@
 """Tests for the course's one training loop, :func:`toyattn.training.fit`: the order of a step, when
-``record`` and ``stop`` are called, the CPU threads, stacked runs, and lesson 1's per-sentence recipe
-on top of it (compared with the loop lesson 1 had before it ran on ``fit``)."""
+``record`` and ``stop`` are called, the CPU threads, stacked runs, bad schedules."""
 
 from __future__ import annotations
 
@@ -8,10 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toyattn.device import seed_everything
-from toyattn.models.one_head import OneHeadAttention
-from toyattn.sentences.corpus import ToyCorpus
-from toyattn.sentences.training import Recipe, train
 from toyattn.training import History, fit
 
 
@@ -140,45 +135,3 @@ def test_fit_rejects_a_bad_schedule(steps, every):
     with pytest.raises(ValueError, match="positive integer"):
         fit(lambda step: F.mse_loss(model(x), y), torch.optim.SGD(model.parameters(), lr=0.1), steps,
             device="cpu", record=lambda *a: None, record_every=every)
-
-
-# --- lesson 1 on the loop -------------------------------------------------------------------------
-
-
-def _lesson1_loop_before_fit(model, inputs, targets, recipe, stop_below=None) -> list[float]:
-    """Lesson 1's own loop as it was before it ran on ``fit``: the reference for the epoch losses."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    batches = [slice(None)] if recipe.full_batch else [slice(i, i + 1) for i in range(inputs.shape[0])]
-    losses = []
-    for _ in range(recipe.epochs):
-        epoch_loss = torch.zeros(())
-        for batch in batches:
-            logits = model(inputs[batch])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[batch].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            epoch_loss = epoch_loss + loss.detach()
-        losses.append(epoch_loss / len(batches))
-        if stop_below is not None and float(losses[-1]) < stop_below:
-            break
-    return torch.stack(losses).tolist()
-
-
-@pytest.mark.parametrize("full_batch", [True, False])
-@pytest.mark.parametrize("stop_below", [None, 2.5])
-def test_lesson1_epoch_losses_equal_its_loop_before_fit(full_batch, stop_below):
-    corpus = ToyCorpus()
-    inputs, targets = corpus.tensors("cpu")
-    recipe = Recipe(lr=3e-2, epochs=12, full_batch=full_batch)
-    runs = []
-    for trainer in (train, _lesson1_loop_before_fit):
-        seed_everything(5)
-        model = OneHeadAttention.from_corpus(corpus, d_head=8)
-        kwargs = dict(device="cpu", progress=False) if trainer is train else {}
-        runs.append((trainer(model, inputs, targets, recipe, stop_below=stop_below, **kwargs), model))
-    (losses, model), (expected, reference) = runs
-    assert losses == expected  # bit for bit: the per-sentence epoch is the running mean of its sentences
-    assert len(losses) == (12 if stop_below is None else len(expected)) and (stop_below is None or len(losses) < 12)
-    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
-        assert torch.equal(a, b)

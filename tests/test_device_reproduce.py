@@ -1,0 +1,42 @@
+"""toyattn.device.reproduce: seeding makes runs repeat; CPU thread settings are restored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toyattn import device as dev
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv("TOYATTN_DEVICE", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for k in dev.SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+
+
+def test_seed_everything_makes_runs_repeat():
+    dev.seed_everything(123)
+    a = (torch.randn(5), np.random.rand(3))
+    g = dev.seed_everything(123)
+    b = (torch.randn(5), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert torch.equal(torch.randn(2, generator=g), torch.randn(2, generator=torch.Generator().manual_seed(123)))
+    dev.seed_everything(124)
+    assert not torch.equal(torch.randn(5), a[0])
+
+
+def test_cpu_threads_is_restored():
+    from toyattn.device import cpu_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive integer"):
+        with cpu_threads(0):
+            pass
