@@ -215,7 +215,7 @@ for b in range(2):
     print(f"{corpus.sentences[b]!r}: after 'the' the model predicts {corpus.vocab[best]!r} (p = {probs[b, THE, best]:.3f})")
 
 # %% [markdown]
-# Read the tables row by row. A run that solves the task shows the following (`tests/test_one_head.py`
+# Read the tables row by row. A run that solves the task shows the following (`tests/test_sentences_training.py`
 # checks it for every solved run among seeds 0-11 and 77, each trained alone on the CPU with 1 and 2
 # threads in float32, with 1 thread in float64, and with 2 threads in float64 for seeds 0, 1, 2 and 77):
 #
@@ -445,7 +445,7 @@ print(f"\n{sum(solved)} of {len(solved)} seeds solve the task: {both} read posit
 # (Why together? Lesson 0 showed that a step of this model is almost all call overhead; stacked, the
 # 12 runs share each call. `benchmarks/bench_stacked_runs.py` times both ways side by side.)
 #
-# Only some seeds solve it, and which ones depends on the machine (`tests/test_one_head.py` trains
+# Only some seeds solve it, and which ones depends on the machine (`tests/test_sentences_training.py` trains
 # seeds 0-11 and 77, each alone, on the CPU with 1 and 2 threads in float32 and 1 thread in float64,
 # and seeds 0, 1, 2 and 77 with 2 threads in float64, and finds both kinds under every one of these settings). Read the stuck lines: row 3 has locked onto
 # a position holding the *same* token in both sentences (`<ST>`, *ordered* or "the" itself), with a
@@ -513,7 +513,7 @@ plt.show()
 # Read the table top to bottom, comparing each patched or cut row with the clean row of its sentence:
 #
 # * **patching the edge**: does the *woman* run now say *chicken*, and the *man* run *beef*? On most
-#   seeds that solve the task the patch swaps the answer both ways (`tests/test_interventions.py`
+#   seeds that solve the task the patch swaps the answer both ways (`tests/test_sentences_interventions.py`
 #   measures the share over many seeds, thread counts and precisions), so this one edge carries the
 #   decision. It need not swap: the patch replaces one term, $a_{3,1} v_1$, and keeps the run's own
 #   weights on the other keys, which differ from the source run's whenever the two sentences weigh

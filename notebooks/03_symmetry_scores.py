@@ -199,7 +199,7 @@ plt.show()
 
 # %% [markdown]
 # Left: the model width $d$ decides the spread. At $d = 4$ random heads land anywhere from about 0.2
-# to 1 (the legend prints mean and std; `tests/test_symmetry.py` checks the values below); at $d = 256$ the printed std is about 0.003 (most heads within a few thousandths of 0.5; the std
+# to 1 (the legend prints mean and std; `tests/test_symmetry_scores.py` checks the values below); at $d = 256$ the printed std is about 0.003 (most heads within a few thousandths of 0.5; the std
 # shrinks roughly like $0.7/d$). That answers the prediction: the numerator $\sum_{ij} M_{ij} M_{ji}$ is a
 # sum of $d^2$ terms of random sign, and the more of them there are, the smaller it is next to the sum
 # of squares. The mean is a little above 0.5, by about $1/(2d)$: the $d$ diagonal entries $M_{ii}$ (basis
@@ -560,8 +560,8 @@ print("published directionality medians: bert-base -0.08, roberta-base -0.12; gp
 # says, from the numbers above, which range each per-layer median falls in, whether each model's per-head
 # median is closer to 0.5 than its per-layer one (the layer form adds the heads' cross terms, section 4,
 # so it need not be), and how the median directionalities compare. These numbers come from fixed
-# checkpoints, so every machine prints them to the digits shown (`tests/test_checkpoints.py` and
-# `tests/test_symmetry_gemma.py` check the ranges and the per-head/per-layer order of all three models).
+# checkpoints, so every machine prints them to the digits shown (`tests/test_symmetry_report.py` and
+# `tests/test_weights_checkpoints.py` check the ranges and the per-head/per-layer order of all three models).
 # For directionality, look at whether the decoders' medians are more negative than the encoder's, the
 # direction the paper reports (decoders clearly negative, encoders near 0), and whether Gemma's sign
 # survives leaving out its Q/K norm gains; with three models that comparison is anecdotal either way.
@@ -727,7 +727,7 @@ if reports:
 # Every 20 steps we record the per-head and per-layer scores, the directionality of each layer and the
 # weights (`keep_states=True`, for section 7). Sections 6-8 train on the CPU (`TOY_DEVICE`): these models
 # are so small that one CPU thread is fastest, and the tests that back this lesson's general claims
-# (`tests/test_symmetry.py`, `tests/test_symmetry_training.py`) run there, so what the text says about
+# (`tests/test_symmetry_training.py`, `tests/test_symmetry_experiments.py`) run there, so what the text says about
 # every seed is tested on the device that runs it. `SCALE = 1` runs in seconds; on a GPU try
 # `TOY_DEVICE = device` with `SCALE = 4, STEPS = 4000` (section 8 then uses them too), and read the
 # printed sentences rather than the text. **Predict first:** both models start at $s \approx 0$. After 600
@@ -791,7 +791,7 @@ print(f"In this run the masked model ends more symmetric than the causal one in 
 #
 # On the left, compare the blue lines (masked) with the red ones (causal) as training goes on, and the
 # printed final values and sentence. The paper's finding is that bidirectional training makes $W_q W_k^\top$ more
-# symmetric; if it shows up here, the blue lines end above the red ones (`tests/test_symmetry.py`
+# symmetric; if it shows up here, the blue lines end above the red ones (`tests/test_symmetry_training.py`
 # checks that the masked model ends clearly more symmetric, on several seeds, on the CPU).
 # One way to see why: to fill in a hidden character, position $i$ wants to read $i-1$ and $i+1$ alike,
 # and "$i$ and $j$ are neighbours" is a symmetric relation; a causal model may only read backwards, a

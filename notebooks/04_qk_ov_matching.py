@@ -201,7 +201,7 @@ plt.show()
 # tokens) and then drop steeply? Olsson et al. (*In-context learning and induction heads*, arXiv
 # 2209.11895) saw induction heads form during such an **abrupt transition** in their models. When it
 # comes here depends on the seed and the machine (some seeds need more steps than `TRAIN.steps`:
-# in `tests/test_induction.py`'s 450 steps seed 0 learns and seed 1 does not, and section 6 trains two
+# in `tests/test_circuits_copy_task.py`'s 450 steps seed 0 learns and seed 1 does not, and section 6 trains two
 # more seeds). The loss can only
 # fall a little, because most positions are unpredictable noise and only the second copy can be
 # learned. If the ID and OOD errors fall together, the model learned the rule, which works on
@@ -254,7 +254,7 @@ print(f"layer 2: second-copy queries put {on_target:.2f} of their attention on a
 # position attending to the previous one. Right: the rows of the second copy form a bright stripe
 # parallel to the diagonal (rows outside it have no copy to find): each token of the second copy
 # attends to the token *after* its twin in the first copy, which is exactly the next token to
-# predict. The printed lines measure both for this run; `tests/test_induction.py` checks the same two
+# predict. The printed lines measure both for this run; `tests/test_circuits_matching.py` checks the same two
 # numbers (more than 70% previous-token positions, more than 0.5 on the target, averaged over the same
 # second-copy positions) on its runs that learn the rule, which are seed 0 trained three ways (1 and 2
 # threads, float32 and float64): one seed.
@@ -427,7 +427,7 @@ plot_dynamics(fresh, dyn[None], "Fresh patterns every step")
 # mismatch ratio drop in the same steps? Look at how far the match moves between neighbouring
 # checkpoints (the next cell prints the largest step-to-step change): it is a noisy proxy (one cosine,
 # at distance 0, between top-$r$ subspaces, $r$ = `R_MAIN` (4 on the CPU settings), and a top-$r$
-# subspace jumps whenever the $r$-th and the next singular values trade places). What `tests/test_induction.py` checks, on seed 0 (the seed among its runs that
+# subspace jumps whenever the $r$-th and the next singular values trade places). What `tests/test_circuits_matching.py` checks, on seed 0 (the seed among its runs that
 # learns in its 450 steps, trained three ways), is the end state: a match above the baseline's mean
 # + 2 standard deviations that rose by at least 0.15, a diagonal z-score above 1.5 and under 30%
 # mismatched rows.
@@ -639,7 +639,7 @@ for pool, run in runs.items():
 # ID error drop early, and does its OOD error stay high? If so, check its circuit: a QK–OV match near
 # or below the baseline, a weak diagonal and a high mismatch ratio would mean that no induction head
 # formed, consistent with memorisation having solved the training task first
-# (`tests/test_induction.py` checks that a pool of 10 memorises, with most rows mismatched). Can the
+# (`tests/test_circuits_copy_task.py` checks that a pool of 10 memorises, with most rows mismatched). Can the
 # largest pool be memorised in `TRAIN.steps` steps, or does it behave like the fresh patterns? One
 # seed may not be enough to tell: look back at the recorded pool of 1000 in section 6's table. Does it
 # end the same way on every seed?
@@ -816,7 +816,7 @@ for name, r in ranks_over_training.items():
 # * Induction = previous-token head (layer 1) + induction head (layer 2), connected through a
 #   shared subspace: layer 2's keys read what layer 1's OV writes.
 # * With fresh patterns, a run that learns the rule ends with a QK–OV match above the random
-#   baseline, a token-level diagonal and few mismatched rows (`tests/test_induction.py` checks this
+#   baseline, a token-level diagonal and few mismatched rows (`tests/test_circuits_matching.py` checks this
 #   on seed 0, trained three ways; it is one seed, not a law). The match and the OOD error are not in
 #   lockstep: section 6 printed, for its 3 seeds, on how many the match rose before, with or after the
 #   OOD error fell, and on how many it rose without the rule; the recorded runs (unfolded matches)

@@ -158,7 +158,7 @@ print(f"In this run, {n_half} of the {len(ablated)} ablations take away more tha
 # the clean accuracy. Without L0H0's "my previous token was ...", L1H0 has nothing to match its query
 # against; without L1H0, nothing reads the match. A drop under **mean** ablation cannot be blamed on
 # an unusual all-zero input: where zero and mean ablation agree, the drop comes from losing what the
-# head says about this sequence. The tests (`tests/test_head_ablation.py`) check the robust version
+# head says about this sequence. The tests (`tests/test_circuits_ablation.py`) check the robust version
 # on the runs listed there, two seeds (fresh patterns seed 0, also trained with 2 threads, and a pool
 # of 1000 patterns seed 2; on a machine where one of them does not learn in 600 steps, another seed
 # takes its place): on each that learned the circuit, both ablations of L0H0 take away more than half
@@ -246,7 +246,7 @@ print(f"The corruption changed L0H0's output at the second copy by {z_change:.0%
 # first copy is where the corrupted "previous tokens" sit. The second copy's tokens are untouched,
 # yet L0H0's output there does change (the last printed line: the head also attends to some earlier,
 # corrupted positions); if patching it back recovers almost nothing, L1H0's queries do not use that
-# part of L0H0's output. (Tested on the two seeds of `tests/test_head_ablation.py`: the full patch
+# part of L0H0's output. (Tested on the two seeds of `tests/test_circuits_ablation.py`: the full patch
 # brings back more than half of the even-offset accuracy and loss, and the first-copy patch more than
 # half of the even-offset accuracy; the odd-offset accuracy stays below 0.3 under the full patch and
 # under the first-copy patch.)
@@ -334,7 +334,7 @@ print(f"In this run, removing L0H0's own top directions costs {clean_acc - own_a
 # when their accuracies differ by more than 2 paired standard errors (per-sequence differences: both
 # removals are scored on the same targets, and the targets of one sequence are not independent). The test asserts the
 # robust part as a fraction (the shared removal worse than at least 80% of random draws, on the two
-# seeds of `tests/test_head_ablation.py`), not as one run's numbers.
+# seeds of `tests/test_circuits_ablation.py`), not as one run's numbers.
 #
 # ## 5. K-composition next to the principal-angle matching
 #
@@ -409,7 +409,7 @@ print(f"In this run: K-composition first leaves its band at step {leave_k}, the 
 #
 # The second block does not read the residual stream $x$ itself but $\mathrm{LN}(x) = \gamma \odot (x -
 # \bar{x})/\sigma(x) + \beta$ ($\sigma$ includes the norm's small $\epsilon$). This identity is exact
-# (`toyattn.heads.weights.fold_norm`, tested in `tests/test_composition.py`):
+# (`toyattn.heads.weights.fold_norm`, tested in `tests/test_heads_weights.py`):
 #
 # $$\mathrm{LN}(x)\, W = \frac{x}{\sigma(x)}\, \tilde W + \beta W, \qquad \tilde W = C\, \mathrm{diag}(\gamma)\, W,
 # \qquad C = I - \tfrac{1}{d}\mathbf{1}\mathbf{1}^\top .$$
@@ -578,12 +578,12 @@ print(f"a non-normal example {shift.tolist()}: eigenvalue score {composition.cop
 # %% [markdown]
 # Read the two printed lines for the heads together: a head that copies scores near 1 on **both**
 # (the tests check both above 0.5 for the induction head on the two seeds of
-# `tests/test_head_ablation.py`). The example in the last line scores +1 on eigenvalues and only 1/3
+# `tests/test_circuits_ablation.py`). The example in the last line scores +1 on eigenvalues and only 1/3
 # on the top-1 test. The line printed below says which way L0H0 points in this run. A strongly
 # negative score has a possible reason, which this lesson does not test: L0H0 attends to the
 # previous token, and in a pattern drawn without repeats the next token is never the previous one,
 # so lowering its logit costs nothing and helps a little. The tests check only the sign (negative on
-# both seeds of `tests/test_head_ablation.py`).
+# both seeds of `tests/test_circuits_ablation.py`).
 
 # %%
 prev_eig = composition.copying_eigen_score(W_E, ov["L0H0 (previous-token)"], W_U)
@@ -618,7 +618,7 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** Look for the peak at distance **1**, the previous token (the line below prints the peak
-# and its margin for this run; `tests/test_head_ablation.py` checks the peak on its two seeds): where
+# and its margin for this run; `tests/test_circuits_ablation.py` checks the peak on its two seeds): where
 # it is there, the head's preference, averaged over tokens, is written in its positional QK circuit
 # (lesson 4, section 9, measures whether its $W_Q$ and $W_K$ read the embedding part that
 # all tokens share, which is how a rotary head can prefer a distance whatever the tokens are).
@@ -928,7 +928,7 @@ for name, order in (("K-composition", order_k), ("matching", order_m)):
 # **Reveal.** Both maps are drawn as ratios to their Gaussian baselines (1 = chance for random
 # matrices), with the top previous-token heads marked. Look for the bright cells, whether the red
 # marks are on them, and whether the two measures rank the same heads first; the last two printed
-# lines count it. `tests/test_llama.py` checks that a top previous-token head is among the five
+# lines count it. `tests/test_weights_llama.py` checks that a top previous-token head is among the five
 # strongest writers by both measures. The two rankings need not agree: K-composition is weighted by
 # singular values, so a writer with a few very strong output directions in the reader's key space
 # scores high, while the matching counts one well-aligned direction among the top 10 regardless of
@@ -985,7 +985,7 @@ for name, (top_vals, rand_vals) in bridge.items():
 # **Reveal.** Compare the red lines with the gray histograms, and the printed percentiles: how far
 # into the upper tail of the random head pairs the top pairs sit under each measure, whether every
 # top pair does, and how far the random head pairs sit from the dashed Gaussian baseline.
-# `tests/test_llama.py` checks that the median percentile of the top pairs' matching is above 75%.
+# `tests/test_weights_llama.py` checks that the median percentile of the top pairs' matching is above 75%.
 # A strong previous-token head need not feed a given induction head, so some red lines can sit in the
 # bulk. Where the random head pairs sit above the Gaussian line, a ratio to the Gaussian baseline
 # (section 12's maps) overstates how special a pair is. The toy model's bridge (sections 4-5) had
@@ -1060,7 +1060,7 @@ for name in rise:
 # plausible reason for the misses, which this cell does not test. Then look at the two colored bars against the gray ones, and at whether the error bars
 # overlap. The cell below compares them for this batch. Because the ablation keeps each head's mean
 # output, a rise in loss cannot be blamed on feeding the model an all-zero head output it never sees.
-# The test (`tests/test_llama.py`) checks the
+# The test (`tests/test_weights_llama.py`) checks the
 # robust part on its own batch: under mean ablation, each of the two circuit heads raises the loss by
 # more than every random control head, beyond the error bars. If the top induction head's bar is
 # much shorter than the loss a model that cannot copy would have, other induction heads are doing
@@ -1080,7 +1080,7 @@ for name in list(rise)[:2]:
 # %% [markdown]
 # ## What you saw, and what to try next
 #
-# * **Causal** (each tested on the two seeds of `tests/test_head_ablation.py`): ablating the
+# * **Causal** (each tested on the two seeds of `tests/test_circuits_ablation.py`): ablating the
 #   previous-token head takes away more than half of the second-copy accuracy (how close to chance it
 #   comes is this run's printed answer); patching its clean output, at the first copy's positions,
 #   mends "where to look" and not "what to copy"; removing the shared subspace hurts more than most

@@ -8,7 +8,6 @@ import torch
 
 from toyattn.circuits.copy_scoring import (
     copy_accuracy,
-    copy_error,
     copy_loss,
     copy_positions,
     corrupt_first_copy,
@@ -16,6 +15,7 @@ from toyattn.circuits.copy_scoring import (
 )
 from toyattn.circuits.copy_task import (
     CopyTaskConfig,
+    copy_error,
     make_test_sets,
 )
 

@@ -127,3 +127,23 @@ def test_nothing_links_outside_the_repository(folder):
 def test_the_references_page_ships_and_is_on_the_site():
     assert (ROOT / "docs" / "references.md").is_file()
     assert "docs/references" in (ROOT / "site" / "_toc.yml").read_text(encoding="utf-8")
+
+
+_TEST_FILE = re.compile(r"tests/(?:[\w/]+/)?test_\w+\.py")
+
+
+def _texts_that_name_test_files() -> list[Path]:
+    folders = ("notebooks", "solutions", "docs", "toyattn", "benchmarks")
+    return [ROOT / "README.md", *(p for f in folders for p in (ROOT / f).rglob("*") if p.suffix in (".py", ".md"))]
+
+
+def test_every_test_file_the_course_names_exists():
+    """The lessons say which test backs a claim ("`tests/test_circuits_ablation.py` checks ..."): the file must exist."""
+    missing = [f"{path.relative_to(ROOT)}: {name}" for path in _texts_that_name_test_files()
+               for name in sorted(set(_TEST_FILE.findall(path.read_text(encoding="utf-8")))) if not (ROOT / name).is_file()]
+    assert not missing, "rename these references to the test files that now hold the tests:\n" + "\n".join(missing)
+
+
+def test_a_stale_test_file_name_is_caught():
+    assert _TEST_FILE.findall("as `tests/test_head_ablation.py` checks") == ["tests/test_head_ablation.py"]
+    assert not (ROOT / "tests/test_head_ablation.py").is_file()

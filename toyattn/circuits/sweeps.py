@@ -4,7 +4,7 @@
 runs, all taking the same batched steps (:class:`toyattn.stacked.StackedModels`). Each run keeps its
 own initial weights, its own pool, its own batches and its own test sets, drawn from its seed exactly
 as the run alone draws them, so each run ends where it would end alone, up to floating-point rounding
-(``tests/test_copy_task_sweeps.py`` compares them in float64). ``benchmarks/bench_pool_size.py`` trains
+(``tests/test_circuits_sweeps.py`` compares them in float64). ``benchmarks/bench_pool_size.py`` trains
 its sweep this way and ``benchmarks/bench_stacked_runs.py`` times both ways side by side.
 """
 

@@ -3,7 +3,7 @@
 Taught in lesson 5 (``notebooks/05_induction_circuits``): the real model whose attention
 patterns show previous-token and induction heads. The forward pass is the standard Llama one
 (RMSNorm, rotary positions in the "rotate half" layout, grouped-query attention, SwiGLU MLP, tied
-embeddings); ``tests/test_llama.py`` checks it against ``transformers``' ``LlamaForCausalLM`` on the
+embeddings); ``tests/test_models_llama.py`` checks it against ``transformers``' ``LlamaForCausalLM`` on the
 same weights. It is written out here, small, so that it carries the same hook names as the toy
 :class:`~toyattn.models.transformer.Transformer` (``blocks.{l}.attn.hook_pattern``, ``hook_z``,
 ``blocks.{l}.hook_attn_out``, ...) and so that loading it needs neither ``transformers`` nor

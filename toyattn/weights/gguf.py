@@ -6,7 +6,7 @@ hundred thousand strings in a small model), before a single weight can be read. 
 the same header with :mod:`struct`: it keeps scalar and string values, steps over arrays by their
 lengths (reading only each string's length), reads the tensor infos, and memory-maps the tensor
 data. The format's constants and the dequantisation come from the ``gguf`` package itself, and
-``tests/test_gguf_file.py`` compares every field the course uses with ``GGUFReader``'s.
+``tests/test_weights_gguf.py`` compares every field the course uses with ``GGUFReader``'s.
 
 Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md (little-endian files only).
 """
