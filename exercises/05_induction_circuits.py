@@ -24,14 +24,17 @@
 # circuit $W_{ov} = W_V W_O$ adds $\tilde x W_{ov}$ (weighted by the attention) for a source position
 # whose normed residual is $\tilde x$. Section 6 shows how folding the norm's gain and centring into
 # the weights lets the circuits read $x$ itself, up to one positive scale per token and bias terms
-# (section 6); `toyattn.circuits.head_circuits.head_factors(model, layer, head)` returns those folded weights.
+# (section 6); `toyattn.circuits.head_circuits.head_factors(model, layer, head)` returns those folded weights
+# as a one-head `HeadWeights` (`toyattn.heads.weights`): `.qk()` is $W_Q W_K^\top$, `.ov()` is $W_V W_O$,
+# and `.W_Q[0]` ... `.W_O[0]` are the matrices themselves (torch tensors; `.numpy()` for NumPy).
 # Layers and heads are numbered from 0, as in the hook names: layer 0 is `blocks.0`, and L3H5 is head
 # 5 of layer 3.
 #
 # Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them: skip it
 # unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer looks like.
-# Checks refuse answers that call `toyattn.circuits.ablation`, `toyattn.circuits.composition` or
-# `toyattn.circuits.detection`, which hold the course's own solutions; use them afterwards to compare.
+# Checks refuse answers that call `toyattn.circuits.ablation`, `toyattn.circuits.composition`,
+# `toyattn.circuits.detection`, `toyattn.circuits.head_circuits` or `toyattn.circuits.matching`, which hold
+# the course's own solutions; use them afterwards to compare.
 # Where a cell asks you to **decide**, write your answer in the cell below it (a comment, or a print
 # built from your numbers); in `solutions/` that cell holds a model answer that prints its reasoning
 # from the numbers of its own run.
@@ -381,8 +384,8 @@ raise NotImplementedError()
 #   bar (the spread over sequences). Then ablate the top three at once (one hook per head): how much
 #   does one head matter?
 # * Compute the K-composition of your previous-token heads into your induction heads with
-#   `toyattn.circuits.composition.k_composition(ov_factors(writer), qk_factors(reader))` (factored:
-#   the circuits are 576 x 576), against
+#   `toyattn.circuits.composition.k_composition(ov_factors(writer), qk_factors(reader))` (the circuits
+#   kept factored by `toyattn.circuits.head_circuits.ov_factors` and `qk_factors`: they are 576 x 576), against
 #   `toyattn.circuits.composition.random_composition_baseline(576, 64)`, and compare with section 13, which
 #   already sets K-composition against random head pairs of the model. Then do what the lesson does
 #   not: compute the **Q-composition** of the same pairs (`toyattn.circuits.composition.q_composition`)

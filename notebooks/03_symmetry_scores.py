@@ -801,7 +801,7 @@ print(f"In this run the masked model ends more symmetric than the causal one in 
 # The right panel follows each layer's directionality. With $d = 32$ each set holds only 32 norms, and
 # mean + 2 std is crossed by one or two of them or by none, so the score often sits at $-1$, 0 or $+1$
 # (only rows, neither, or only columns cross) and jumps as single norms cross the threshold. Read it as a noisy signal, and check a sign against other seeds
-# (`seed=1, 2`) before trusting it; the column-heavy $M$ of section 5b's decoders comes from models with
+# (`seeds=[1]` or `seeds=[2]` in section 6's `train_runs` call) before trusting it; the column-heavy $M$ of section 5b's decoders comes from models with
 # hundreds of dimensions and far more training.
 
 # %% [markdown]
@@ -828,7 +828,7 @@ print(f"In this run the masked model ends more symmetric than the causal one in 
 #
 # The $b_k$ term of $\partial L/\partial W_q$ vanishes because each query's $g_{ij}$ sum to 0 over $j$ (a
 # softmax ignores a constant added to all of a query's scores); the $b_q$ term of $\partial L/\partial W_k$
-# does not, and in a trained model it is not small (`tests/test_symmetry_training.py` checks both
+# does not, and in a trained model it is not small (`tests/test_symmetry_experiments.py` checks both
 # formulas with random biases). With $b_q = 0$ (as at initialisation) one gradient step of size $\eta$
 # changes $M$, to first order, by
 #
@@ -971,7 +971,7 @@ print("So in this run the gradient without self-pairs, the cleaner comparison, "
 
 # %% [markdown]
 # Read the update rows first, then the printed sentences. What is tested across seeds:
-# `tests/test_symmetry_training.py` trains five seeds of each objective (on the CPU, as here) and checks
+# `tests/test_symmetry_experiments.py` trains five seeds of each objective (on the CPU, as here) and checks
 # that the masked model's update is the more symmetric one on every seed, by at least 0.05 in the largest
 # per-layer $r$ (a small margin, two layers); `benchmarks/bench_symmetric_init.py` counts it over ten. That
 # is consistent with the pairing argument, and with the paper's finding, but it does not show that the
@@ -1024,7 +1024,8 @@ INIT_NAMES = {"standard": "standard", "symmetric": "W_K = W_Q\n(symmetric, PSD)"
 SEEDS = list(range(5))
 steps_taken, runs_by_start = {}, {}
 for objective, threshold in THRESHOLDS.items():
-    # 1. the fifteen runs of this objective (5 seeds x 3 starts), trained together until all reach the loss
+    # 1. the fifteen runs of this objective (5 seeds x 3 starts), trained together until all reach the
+    #    loss or for STEPS steps
     runs = train_runs(objective, seeds=SEEDS, inits=list(INIT_NAMES), steps=STEPS, stop_below=threshold,
                       scale=SCALE, device=TOY_DEVICE)
     for init in INIT_NAMES:
@@ -1088,7 +1089,7 @@ for objective in THRESHOLDS:
           f"the best seed's ratio is {best['symmetric']:.2f} from W_K = W_Q and {best['indefinite']:.2f} from W_K = W_Q D.")
 
 # %% [markdown]
-# What is tested, on five seeds on the CPU (`tests/test_symmetry_training.py`): at this scale neither
+# What is tested, on five seeds on the CPU (`tests/test_symmetry_experiments.py`): at this scale neither
 # symmetric start brings any masked seed to its loss 20% sooner, or any causal seed 10% sooner, and every
 # run of every start reaches its loss within the 600 steps. Read the
 # printed ratios for the rest: whether the $W_K = W_Q$ start is even slower than the standard one, and
@@ -1134,7 +1135,8 @@ for objective in THRESHOLDS:
 #   that is what separates the two.
 #
 # **Try next:**
-# 1. Re-run sections 6-8 with other seeds (`seed=1` in section 6, `seeds=range(5, 10)` in section 8).
+# 1. Re-run sections 6-8 with other seeds (`seeds=[1]` in section 6's `train_runs` call,
+#    `SEEDS = list(range(5, 10))` in section 8).
 #    Then try `positions="rotary"` in section 6 (section 7's gradients refuse rotary models: $M$ alone no
 #    longer gives the score): positions then live in a rotation applied to $q$ and $k$, not in
 #    $W_q W_k^\top$. Does the masked model still become symmetric? Why might it not?

@@ -17,7 +17,7 @@ def test_positive_int_gives_back_a_plain_int_for_python_and_numpy_integers():
 
 @pytest.mark.parametrize("bad", [0, -2, True, False, 2.0, "3", None])
 def test_positive_int_refuses_what_is_not_a_positive_whole_number_and_names_the_argument(bad):
-    with pytest.raises(ValueError, match=r"n_heads must be a positive integer, got"):
+    with pytest.raises(ValueError, match=r"n_heads must be an integer >= 1, i.e. a positive integer, got"):
         positive_int(bad, "n_heads")
 
 
