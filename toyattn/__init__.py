@@ -37,6 +37,8 @@ Modules by concept, with the lesson that teaches each:
   :mod:`~toyattn.circuits` (QK/OV circuits
   and their matching)
 * lesson 5: :mod:`~toyattn.head_ablation`, :mod:`~toyattn.composition`, :mod:`~toyattn.induction_heads`
+* lesson 6: :mod:`~toyattn.text` (offline text, the GGUF's tokenizer, ``transformers``' reference model),
+  :mod:`~toyattn.attribution` (direct logit attribution, per-head patching, the in-context learning score)
 * instructors: :mod:`~toyattn.checks` (exercise checks), :mod:`~toyattn.course` (paired notebooks,
   exercises from solutions), :mod:`~toyattn.grading` (``toyattn grade``, ``toyattn run``),
   :mod:`~toyattn.collect` (``toyattn collect``: problem sets out of hub home folders),
