@@ -61,7 +61,12 @@ def load_transformers_llama(path: str | Path | None = None):
     from transformers.utils import logging as hf_logging
 
     path = _gguf(path)
-    hf_logging.disable_progress_bar()  # its per-tensor progress bars would fill a notebook's output
+    # Its progress bars (one of them from a plain tqdm inside the GGUF reader) would fill a notebook's output.
+    hf_logging.disable_progress_bar()
+    reader = _gguf_reader_module()
+    bar = getattr(reader, "tqdm", None) if reader is not None else None
+    if bar is not None:
+        reader.tqdm = lambda items, *args, **kwargs: items
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
                                                      local_files_only=True)
@@ -72,7 +77,18 @@ def load_transformers_llama(path: str | Path | None = None):
         raise
     finally:
         hf_logging.enable_progress_bar()
+        if bar is not None:
+            reader.tqdm = bar
     return model.eval()
+
+
+def _gguf_reader_module():
+    """``transformers``' GGUF reading module, or None where a version keeps it elsewhere (then its bar shows)."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils
+    except ImportError:
+        return None
+    return modeling_gguf_pytorch_utils
 
 
 def _package_docstrings() -> list[str]:
