@@ -532,7 +532,7 @@ for kind in A.KINDS:
 # ## 12. The QK-OV bridge at SmolLM2's real induction distance
 #
 # Lesson 5 (section 6) showed that with rotary positions the QK circuit depends on the query-key
-# distance: $W_{qk}(\delta) = W_Q R(\delta) W_K^\top$. Its sections 12-13 matched a writer's OV output
+# distance: $W_{qk}(\delta) = W_Q R(\delta) W_K^\top$. Lesson 5's sections 12-13 matched a writer's OV output
 # against a reader's key directions at distance 0. On this lesson's repeated passage, an induction head
 # at a query in the second copy reads a key $L - 1 = 59$ positions back, so here the key directions
 # come from $W_{qk}(59)$ (`toyattn.attribution.bridge_matching`, rank 10), for each previous-token ->
