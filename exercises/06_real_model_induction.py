@@ -34,6 +34,7 @@ from toyattn.pretrained import smollm2_gguf_path
 from toyattn.text import load_tokenizer, passages, repeat_passage
 
 seed_everything(0)
+torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is the robust choice
 device = get_device()
 
 # %% [markdown]
@@ -222,7 +223,7 @@ checks.check_patch_head(patch_head)
 # Now the experiment is yours (section 8 did one version). Build a clean prompt in which SmolLM2 can
 # predict a token only by induction, and a corrupted one that changes what induction would predict and
 # nothing else. **Decide:** which heads to patch (at most 12, from any score you like:
-# `toyattn.induction_heads.head_scores`, your attribution above, ...), at which position, with which
+# `toyattn.attribution.prefix_matching_scores`, your attribution above, ...), at which position, with which
 # metric, and what control tells you that a head's effect is more than what any head would do. Print
 # the clean and corrupted metric, each head's share recovered, and the control.
 

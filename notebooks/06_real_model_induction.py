@@ -52,7 +52,14 @@
 # step (about 10 s on a CPU). The exercises are in `exercises/06_real_model_induction.ipynb`.
 
 # %%
-import time
+import os
+
+# One thread for NumPy's BLAS: the circuit matrices here are small, and on a busy shared machine several
+# BLAS threads spin against each other (lesson 5 found the same). Must precede numpy. Torch keeps its
+# threads: the model's forward passes are large enough to use them.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import time  # noqa: E402
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,7 +69,7 @@ from toyattn import attribution as A
 from toyattn import get_device, seed_everything
 from toyattn.checkpoints import unpermute_llama_cpp_rows
 from toyattn.gguf_file import GGUFFile
-from toyattn.induction_heads import head_scores, top_heads
+from toyattn.induction_heads import top_heads
 from toyattn.models.llama import load_llama_gguf
 from toyattn.models.transformer import apply_rotary
 from toyattn.plotting import heatmap
@@ -71,6 +78,7 @@ from toyattn.text import TEXT_SOURCE, load_tokenizer, load_transformers_llama, p
 
 seed_everything(0)
 device = get_device()
+torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is the robust choice
 started = time.perf_counter()
 print(f"running on {device}")
 
@@ -237,14 +245,14 @@ prompt = "Python is a programming language that"
 ids = torch.tensor([tokenizer(prompt)["input_ids"]], device=device)
 print("tokens:", [tokenizer.decode([t]) for t in ids[0].tolist()])
 ours = ids
-for _ in range(12):
+for _ in range(8):
     ours = torch.cat([ours, forward(ours)[:, -1].argmax(-1, keepdim=True)], dim=1)
 with torch.no_grad():
-    theirs = hf_model.generate(ids, max_new_tokens=12, do_sample=False, attention_mask=torch.ones_like(ids),
+    theirs = hf_model.generate(ids, max_new_tokens=8, do_sample=False, attention_mask=torch.ones_like(ids),
                                pad_token_id=tokenizer.eos_token_id)
 print("ours:        ", repr(tokenizer.decode(ours[0])))
 print("transformers:", repr(tokenizer.decode(theirs[0])))
-print(f"the 12 generated tokens are {'identical' if torch.equal(ours, theirs) else 'NOT identical'}")
+print(f"the 8 generated tokens are {'identical' if torch.equal(ours, theirs) else 'NOT identical'}")
 del hf_model  # from here on, the course's hooked model (it matches, section 3) does the reading
 
 # %% [markdown]
@@ -254,7 +262,7 @@ del hf_model  # from here on, the course's hooked model (it matches, section 3) 
 # reference manual, then the same 60 tokens again, after the BOS token. Two scores for every head:
 #
 # * **prefix matching** (Olsson et al.): the attention from each token of the second copy to the token
-#   right *after* its earlier occurrence, 59 positions back (`toyattn.induction_heads.head_scores`).
+#   right *after* its earlier occurrence, 59 positions back (`toyattn.attribution.prefix_matching_scores`, lesson 5's `head_scores` on any device).
 #   Real text repeats words within a passage too, so a perfect induction head can spread its attention
 #   over several earlier matches and score below 1;
 # * **copying** (Elhage et al.): read from the weights, not the text: the eigenvalues of the head's full
@@ -270,7 +278,8 @@ print(f"text: {TEXT_SOURCE}; {len(texts)} passages of 2,000 characters or more; 
       f"{texts[0][:160]!r}")
 L = 60
 rep = torch.stack([repeat_passage(tokenizer, t, L) for t in texts[:4]]).to(device)  # BOS, 60 tokens, the same 60 tokens
-scores = head_scores(llm, rep, L)
+per_passage = A.prefix_matching_scores(llm, rep, L, per_sequence=True)  # [passage, layer, head]
+scores = {key: value.mean(0) for key, value in per_passage.items()}
 copying = A.copying_scores(llm)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 for ax, M, name, lims in ((axes[0], scores["induction"], "prefix matching (induction) score", (0, 1)),
@@ -308,7 +317,8 @@ print("top previous-token heads:", [(f"L{a}H{b}", round(s, 2)) for a, b, s in to
 # %%
 _, cache = llm.run_with_cache(rep[:1], names_filter=lambda n: n.endswith("hook_pattern"))
 rng = np.random.default_rng(0)
-shown = [(a, b) for a, b, _ in top_ind[:3]] + [(top_ind[0][0], int(rng.integers(cfg["n_heads"])))]
+others = [h for h in range(cfg["n_heads"]) if (top_ind[0][0], h) not in {(a, b) for a, b, _ in top_ind}]
+shown = [(a, b) for a, b, _ in top_ind[:3]] + [(top_ind[0][0], int(rng.choice(others)))]
 fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
 for ax, (a, b) in zip(axes, shown, strict=True):
     ax.imshow(cache[f"blocks.{a}.attn.hook_pattern"][0, b].cpu(), cmap="viridis", vmin=0, vmax=1)
@@ -379,7 +389,8 @@ print(f"{len(overlap)} of the top 6 by direct effect are among the top 5 by pref
 # head (`toyattn.attribution.patch_each_head`), and report the share of the logit difference that
 # comes back: 0 = corrupted, 1 = clean.
 #
-# The control: random heads of the model. Most heads should give back almost nothing.
+# The control: 30 random heads of the model, drawn from all heads but section 5's top five by prefix
+# matching.
 #
 # **Predict first:** how much of the logit difference can *one* head give back? Will the heads that
 # give most back be section 5's prefix-matching heads?
@@ -405,7 +416,9 @@ clean, corrupted, answer, wrong = patching_prompts(texts[:4], J)
 patch = A.patch_each_head(llm, clean, corrupted, answer, wrong)
 recovered = ((patch["patched"] - patch["corrupted"]) / (patch["clean"] - patch["corrupted"])).cpu().numpy()  # [L, H, prompt]
 mean_rec = recovered.mean(-1)
-random_heads = [(int(rng.integers(cfg["n_layers"])), int(rng.integers(cfg["n_heads"]))) for _ in range(30)]
+top5 = {(a, b) for a, b, _ in top_ind}  # the control leaves out section 5's top prefix-matching heads
+pool = [(a, b) for a in range(cfg["n_layers"]) for b in range(cfg["n_heads"]) if (a, b) not in top5]
+random_heads = [pool[i] for i in rng.choice(len(pool), 30, replace=False)]
 random_rec = np.array([mean_rec[a, b] for a, b in random_heads])
 fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
 im = axes[0].imshow(mean_rec, aspect="auto", cmap="RdBu", vmin=-abs(mean_rec).max(), vmax=abs(mean_rec).max())
@@ -424,13 +437,15 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** The bright cells of the left map, the red lines against the gray histogram, and the
-# numbers below. One head rarely gives back everything: several induction heads carry the same
-# information, so restoring one leaves the others corrupted.
+# numbers below. If no single head gives back everything (the printed shares), one reason can be
+# that several heads carry the same information, so restoring one leaves the others corrupted;
+# patching several heads at once would test that.
 
 # %%
 print(f"logit difference: clean {patch['clean'].cpu().numpy().round(1)}, corrupted {patch['corrupted'].cpu().numpy().round(1)}")
 print("top heads by patching (share recovered):", [(f"L{a}H{b}", round(s, 3)) for a, b, s in top_patch])
-print(f"30 random heads: median {np.median(random_rec):.3f}, largest {random_rec.max():.3f}")
+print(f"30 random heads (not among the top 5 by prefix matching): median {np.median(random_rec):.3f}, largest "
+      f"{random_rec.max():.3f}; {sum(s > random_rec.max() for _, _, s in top_patch)} of the top 5 by patching exceed the largest")
 ind_set = {(a, b) for a, b, _ in top_ind}
 print(f"{len(ind_set & {(a, b) for a, b, _ in top_patch})} of the top 5 by patching are among the top 5 by prefix matching")
 
@@ -438,16 +453,16 @@ print(f"{len(ind_set & {(a, b) for a, b, _ in top_patch})} of the top 5 by patch
 # ## 9. Attention and patching, prompt by prompt
 #
 # Do the heads that *attend* like induction heads also *do the work*, on each prompt separately and
-# not only on average? For each of 8 prompts (4 passages, 2 positions $j$), the top 3 heads by
-# prefix-matching score on that passage, and whether they are among the top 10 heads by patching on
+# not only on average? For each of 8 prompts (4 passages, 2 positions: section 8's $j = 30$ and $j = 45$),
+# the top 3 heads by prefix-matching score on that passage, and whether they are among the top 10 heads by patching on
 # that prompt. (`tests/test_real_model.py` checks on other passages that the top heads by attention
 # are mostly top by patching.)
 
 # %%
-attn_tops = [top_heads(head_scores(llm, rep[p:p + 1], L)["induction"], 3) for p in range(len(rep))]
+attn_tops = [top_heads(per_passage["induction"][p], 3) for p in range(len(rep))]
 agree = []
-for j in (25, 45):
-    rec = A.patch_each_head(llm, *patching_prompts(texts[:4], j))
+for j in (J, 45):
+    rec = patch if j == J else A.patch_each_head(llm, *patching_prompts(texts[:4], j))
     share = ((rec["patched"] - rec["corrupted"]) / (rec["clean"] - rec["corrupted"])).cpu().numpy()
     for p, attn_top in enumerate(attn_tops):
         patch_top = {(a, b) for a, b, _ in top_heads(share[:, :, p], 10)}
@@ -497,7 +512,7 @@ print(f"in-context learning score (loss at token 500 - loss at token 50, {len(bo
 # every pair whose writer sits in an earlier layer than its reader gets three composition scores
 # (Elhage et al.; row convention, norm gains folded in, query-key distance 0): **Q** (the reader's
 # queries read the writer's output), **K** (its keys do), **V** (its values do). Each is set against
-# 300 random head pairs of the same model, as lesson 5 (section 13) did for K-composition alone.
+# 200 random head pairs of the same model, as lesson 5 (section 13) did for K-composition alone.
 #
 # **Predict first:** the induction circuit predicts strong K-composition from previous-token heads into
 # induction heads. Will those pairs stand out more under K than under Q or V?
@@ -506,7 +521,7 @@ print(f"in-context learning score (loss at token 500 - loss at token 50, {len(bo
 chosen = sorted({(a, b) for a, b, _ in top_prev[:4]} | {(a, b) for a, b, _ in top_ind[:4]})
 labels = [f"L{a}H{b}" for a, b in chosen]
 comp = {kind: A.composition_scores(llm, chosen, kind) for kind in A.KINDS}
-baseline = {kind: A.random_pair_composition(llm, kind, n_pairs=300, seed=1) for kind in A.KINDS}
+baseline = {kind: A.random_pair_composition(llm, kind, n_pairs=200, seed=1) for kind in A.KINDS}
 fig, axes = plt.subplots(1, 3, figsize=(17, 5))
 for ax, kind in zip(axes, A.KINDS, strict=True):
     pct = np.vectorize(lambda v, k=kind: np.nan if np.isnan(v) else np.mean(baseline[k] < v))(comp[kind])
@@ -526,7 +541,7 @@ for kind in A.KINDS:
              if w in prev_set and r in ind_set and not np.isnan(comp[kind][i, j])]
     pct = [np.mean(baseline[kind] < comp[kind][chosen.index(w), chosen.index(r)]) for w, r in cells]
     print(f"{kind}-composition, previous-token -> prefix-matching pairs ({len(cells)}): median percentile "
-          f"{np.median(pct):.0%} among 300 random pairs (random pairs: median {np.median(baseline[kind]):.3f})")
+          f"{np.median(pct):.0%} among 200 random pairs (random pairs: median {np.median(baseline[kind]):.3f})")
 
 # %% [markdown]
 # ## 12. The QK-OV bridge at SmolLM2's real induction distance
@@ -547,8 +562,8 @@ rand_pairs = []
 while len(rand_pairs) < 100:
     la, lb = sorted(int(x) for x in rng.choice(cfg["n_layers"], 2, replace=False))
     rand_pairs.append(((la, int(rng.integers(cfg["n_heads"]))), (lb, int(rng.integers(cfg["n_heads"])))))
-bridge = {dist: (np.array([A.bridge_matching(llm, w, r, R_BRIDGE, dist) for w, r in pairs]),
-                 np.array([A.bridge_matching(llm, w, r, R_BRIDGE, dist) for w, r in rand_pairs])) for dist in (0, DIST)}
+bridge = {dist: (A.bridge_matching(llm, pairs, R_BRIDGE, dist), A.bridge_matching(llm, rand_pairs, R_BRIDGE, dist))
+          for dist in (0, DIST)}
 fig, ax = plt.subplots(figsize=(8, 3.5))
 for dist, color in ((0, "C0"), (DIST, "C3")):
     top_vals, rand_vals = bridge[dist]

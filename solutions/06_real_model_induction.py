@@ -34,6 +34,7 @@ from toyattn.pretrained import smollm2_gguf_path
 from toyattn.text import load_tokenizer, passages, repeat_passage
 
 seed_everything(0)
+torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is the robust choice
 device = get_device()
 
 # %% [markdown]
@@ -294,13 +295,14 @@ checks.check_patch_head(patch_head)
 # Now the experiment is yours (section 8 did one version). Build a clean prompt in which SmolLM2 can
 # predict a token only by induction, and a corrupted one that changes what induction would predict and
 # nothing else. **Decide:** which heads to patch (at most 12, from any score you like:
-# `toyattn.induction_heads.head_scores`, your attribution above, ...), at which position, with which
+# `toyattn.attribution.prefix_matching_scores`, your attribution above, ...), at which position, with which
 # metric, and what control tells you that a head's effect is more than what any head would do. Print
 # the clean and corrupted metric, each head's share recovered, and the control.
 
 # %%
 ### BEGIN SOLUTION
-from toyattn.induction_heads import head_scores, top_heads  # noqa: E402
+from toyattn.attribution import prefix_matching_scores  # noqa: E402
+from toyattn.induction_heads import top_heads  # noqa: E402
 
 ids = tokenizer(text, add_special_tokens=False)["input_ids"][:40]
 j = 30
@@ -318,7 +320,7 @@ def logit_diff(logits):
 
 with torch.no_grad():
     clean_d, corrupt_d = logit_diff(llm(clean)), logit_diff(llm(corrupted))
-candidates = [(a, b) for a, b, _ in top_heads(head_scores(llm, rep, 60)["induction"], 5)]
+candidates = [(a, b) for a, b, _ in top_heads(prefix_matching_scores(llm, rep, 60)["induction"], 5)]
 rng = np.random.default_rng(0)
 controls = [(int(rng.integers(N_LAYERS)), int(rng.integers(N_HEADS))) for _ in range(5)]
 print(f"logit difference: clean {clean_d:.2f}, corrupted {corrupt_d:.2f}")

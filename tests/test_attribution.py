@@ -49,6 +49,20 @@ def test_patching_needs_prompts_of_one_shape():
                           torch.tensor([1]), torch.tensor([2]))
 
 
+def test_prefix_matching_scores_equal_lesson_5s_head_scores():
+    from toyattn.induction_heads import head_scores, repeated_random_tokens
+
+    model = tiny()
+    tokens = repeated_random_tokens(3, 6, (0, 40), torch.Generator().manual_seed(2), prefix=1)
+    ours, lesson5 = A.prefix_matching_scores(model, tokens, 6), head_scores(model, tokens, 6)
+    for key in ("previous_token", "induction"):
+        np.testing.assert_allclose(ours[key], lesson5[key], rtol=1e-6)
+    each = A.prefix_matching_scores(model, tokens, 6, per_sequence=True)["induction"]
+    np.testing.assert_allclose(each[1], head_scores(model, tokens[1:2], 6)["induction"], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="two copies"):
+        A.prefix_matching_scores(model, tokens, 20)
+
+
 def test_logit_attribution_adds_up_and_freezes_the_final_scale():
     model = tiny()
     tokens = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(3))
@@ -108,12 +122,15 @@ def test_copying_scores_and_the_bridge_equal_lesson_5s_dense_versions():
         dense = composition.copying_eigen_score(W_E, ov_matrix(head_factors(model, layer, head)), W_U)
         assert scores[layer, head] == pytest.approx(dense, abs=1e-9)
     w, r = head_factors(model, 0, 1), head_factors(model, 2, 2)
-    assert A.bridge_matching(model, (0, 1), (2, 2), 2, 0) == pytest.approx(pair_matching(w, r, 2), abs=1e-9)
+    assert A.bridge_matching(model, [((0, 1), (2, 2))], 2, 0)[0] == pytest.approx(pair_matching(w, r, 2), abs=1e-9)
     # at a distance, the key directions are those of the rotated QK circuit W_Q R W_K^T
     from toyattn.circuits import qk_ov_matching
 
     dense = qk_ov_matching(qk_matrix(r, 5, model.cfg.rope_base), ov_matrix(w), 2)
-    assert A.bridge_matching(model, (0, 1), (2, 2), 2, 5) == pytest.approx(dense, abs=1e-6)
+    both = A.bridge_matching(model, [((0, 1), (2, 2)), ((1, 0), (2, 2))], 2, 5)
+    assert both[0] == pytest.approx(dense, abs=1e-6)
+    assert both[1] == pytest.approx(qk_ov_matching(qk_matrix(r, 5, model.cfg.rope_base), ov_matrix(head_factors(model, 1, 0)), 2),
+                                    abs=1e-6)
 
 
 def test_passages_are_long_english_text_in_a_fixed_order():

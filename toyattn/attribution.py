@@ -40,6 +40,7 @@ __all__ = [
     "logit_difference",
     "patch_each_head",
     "patch_head",
+    "prefix_matching_scores",
     "random_pair_composition",
     "token_losses",
 ]
@@ -63,6 +64,34 @@ def _check_same_shape(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
 def _rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     """``1 / rms(x)`` per position, ``[..., 1]``: what RMSNorm multiplies by before its gain."""
     return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+# --------------------------------------------------------------------------------------------------
+# Prefix matching
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def prefix_matching_scores(model: Any, tokens: torch.Tensor, length: int, per_sequence: bool = False) -> dict[str, np.ndarray]:
+    """``{"previous_token", "induction"}``: ``[n_layers, n_heads]`` attention scores on tokens that end with two copies of ``length`` tokens.
+
+    Lesson 5's :func:`toyattn.induction_heads.head_scores` (the same numbers), for a model on any
+    device: the "induction" (prefix-matching) score is the attention from each second-copy token to the
+    token after its earlier occurrence, ``length - 1`` back; the previous-token score, to the token before.
+    ``per_sequence=True`` keeps the batch axis: ``[batch, n_layers, n_heads]``.
+    """
+    _check_tokens(tokens, model)
+    T = tokens.shape[1]
+    if T < 2 * length:
+        raise ValueError(f"tokens have {T} positions, fewer than two copies of length={length}.")
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    q = torch.arange(T - length, T, device=tokens.device)
+    prev = torch.stack([cache[n][:, :, q, q - 1].mean(dim=2) for n in names], dim=1)  # [batch, layer, head]
+    ind = torch.stack([cache[n][:, :, q, q - length + 1].mean(dim=2) for n in names], dim=1)
+    if not per_sequence:
+        prev, ind = prev.mean(0), ind.mean(0)
+    return {"previous_token": prev.cpu().numpy(), "induction": ind.cpu().numpy()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,7 +191,7 @@ def patch_each_head(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, an
     names += [f"blocks.{i}.attn.hook_k" for i in range(n)] + [f"blocks.{i}.attn.hook_v" for i in range(n)]
     corrupted_logits, cache = model.run_with_cache(corrupted, names_filter=names)
     batch = corrupted.shape[0]
-    patched = torch.empty(n, n_heads, batch)
+    patched = torch.empty(n, n_heads, batch, device=corrupted.device)
     for layer, block in enumerate(model.blocks):
         W_O = block.attn.W_O
         z_corr = cache[f"blocks.{layer}.attn.hook_z"][:, -1]  # [batch, heads, e]
@@ -283,15 +312,32 @@ def random_pair_composition(model: Any, kind: str, n_pairs: int = 200, seed: int
     return np.array(out)
 
 
-def bridge_matching(model: Any, writer: tuple[int, int], reader: tuple[int, int], rank: int, distance: int) -> float:
-    """Lesson 5's QK-OV matching at a query-key ``distance``: the writer's top-``rank`` output directions
-    against the reader's top-``rank`` key directions of ``W_Q R(distance) W_K^T`` (largest cosine of the principal angles)."""
-    w, r = head_factors(model, *writer), head_factors(model, *reader)
-    R = rotary_matrix(r["W_Q"].shape[1], distance, model.cfg.rope_base)
-    # key directions: right singular vectors of (W_Q R) W_K^T, from a d_head x d_head SVD
-    _, Rq = np.linalg.qr(r["W_Q"] @ R)
-    Qk, Rk = np.linalg.qr(r["W_K"])
-    keys = Qk @ np.linalg.svd(Rq @ Rk.T)[2].T
-    out = output_directions(w)
-    cos = np.clip(np.linalg.svd(keys[:, :rank].T @ out[:, :rank], compute_uv=False), 0.0, 1.0)
-    return summarise(cos, "largest")
+def bridge_matching(model: Any, pairs: list[tuple[tuple[int, int], tuple[int, int]]], rank: int, distance: int) -> np.ndarray:
+    """Lesson 5's QK-OV matching at a query-key ``distance``, for each ``(writer, reader)`` head pair: ``[len(pairs)]``.
+
+    The writer's top-``rank`` output directions against the reader's top-``rank`` key directions of
+    ``W_Q R(distance) W_K^T`` (largest cosine of the principal angles). Each head's directions are
+    computed once, with torch (which follows ``torch.set_num_threads``).
+    """
+    outputs: dict[tuple[int, int], torch.Tensor] = {}
+    keys: dict[tuple[int, int], torch.Tensor] = {}
+    R = torch.from_numpy(rotary_matrix(model.cfg.d_head, distance, model.cfg.rope_base))
+
+    def key_directions(head: tuple[int, int]) -> torch.Tensor:
+        if head not in keys:  # right singular vectors of (W_Q R) W_K^T, from a d_head x d_head SVD
+            f = head_factors(model, *head)
+            _, Rq = torch.linalg.qr(torch.from_numpy(f["W_Q"]) @ R)
+            Qk, Rk = torch.linalg.qr(torch.from_numpy(f["W_K"]))
+            keys[head] = Qk @ torch.linalg.svd(Rq @ Rk.T)[2].T
+        return keys[head]
+
+    def output_dirs(head: tuple[int, int]) -> torch.Tensor:
+        if head not in outputs:
+            outputs[head] = torch.from_numpy(output_directions(head_factors(model, *head)))
+        return outputs[head]
+
+    scores = []
+    for writer, reader in pairs:
+        cos = torch.linalg.svdvals(key_directions(reader)[:, :rank].T @ output_dirs(writer)[:, :rank]).clamp(0.0, 1.0)
+        scores.append(summarise(cos.numpy(), "largest"))
+    return np.array(scores)
