@@ -59,8 +59,10 @@ import os
 # threads: the model's forward passes are large enough to use them.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import collections  # noqa: E402
 import time  # noqa: E402
 
+import gguf  # noqa: E402
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -86,9 +88,9 @@ print(f"running on {device}")
 # ## 1. The weights, out of the GGUF file
 #
 # A GGUF file holds a header of metadata (the shape of the model, its tokenizer) and the tensors,
-# most of them **quantized**: stored in blocks of 32 numbers that share a scale and an offset, 4 or 5
-# bits per number. The `gguf` package turns each block back into float32 (`GGUFFile.dequantize`
-# calls it). One detail of the format: llama.cpp stores the rows of each query and key head with the
+# many of them **quantized**: in llama.cpp's `Q4_1` format, for example, blocks of 32 numbers share a
+# scale and a minimum, and each number keeps 4 bits (the printout counts the formats in this file).
+# The `gguf` package turns each block back into float32 (`GGUFFile.dequantize` calls it). One detail of the format: llama.cpp stores the rows of each query and key head with the
 # rotary pairs interleaved; `unpermute_llama_cpp_rows` (lesson 3) puts them back in the "rotate
 # half" order that `transformers` uses (section 2 says what the two orders mean).
 
@@ -111,6 +113,8 @@ for i in range(cfg["n_layers"]):
     W[f"{i}.k"] = unpermute_llama_cpp_rows(W[f"{i}.k"], cfg["n_kv_heads"])
 W = {k: v.to(device) for k, v in W.items()}
 n_params = sum(v.numel() for v in W.values())
+formats = collections.Counter(gguf.GGMLQuantizationType(info.ggml_type).name for info in gg.tensors.values())
+print(f"storage formats in the file: {dict(formats)}")
 print(f"{len(W)} tensors, {n_params / 1e6:.1f} M numbers, dequantized in {time.perf_counter() - t0:.1f} s; "
       f"no separate output matrix in the file: {'output.weight' not in gg.tensors} (the unembedding is the embedding, tied)")
 print("shapes (PyTorch's nn.Linear layout, [out, in]):", {k: tuple(W[k].shape) for k in ("embed", "0.q", "0.k", "0.o", "0.gate", "0.down")})
@@ -205,8 +209,8 @@ def forward(tokens):
 # the tokenizer stored in the GGUF file.
 #
 # **Predict first:** in float32, both sides summing the same products in a different order, how large
-# will the largest logit difference be, next to logits of size about 10-20: 0, about 1e-5, about 1e-3,
-# or about 0.1?
+# will the largest logit difference be, next to logits in the tens: 0, about 1e-5, about 1e-3, or
+# about 0.1?
 
 # %%
 TOLERANCE = 1e-3  # absolute, on logits; float32 sums of 576 to 1536 products, 30 layers deep
@@ -269,8 +273,8 @@ del hf_model  # from here on, the course's hooked model (it matches, section 3) 
 #   OV circuit $W_E W_{OV} W_U$, summed up as $\sum\lambda / \sum|\lambda|$ (near 1: attending to a
 #   token raises that token's logit; `toyattn.attribution.copying_scores`).
 #
-# **Predict first:** will the heads with high prefix matching on real text be the ones lesson 5 found
-# on random tokens (layers 17-20)? Will they all copy?
+# **Predict first:** will the heads with high prefix matching on real text be the ones lesson 5, section
+# 11 found on random tokens? Will they all copy?
 
 # %%
 texts = passages()

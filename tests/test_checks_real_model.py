@@ -212,3 +212,16 @@ def test_patch_head(capsys, tmp_path_factory, monkeypatch):
     verify_check(checks.check_patch_head, good_patch, [every_position, one_too_early, wrong_way, leaky_patch], capsys,
                  messages=["every position", "one position too early", "wrong way round", "no hook left"],
                  tmp_path_factory=tmp_path_factory, monkeypatch=monkeypatch, names_case=False)
+
+
+def test_the_rotary_check_holds_answers_to_transformers_own_function():
+    """check_rotary's second reference is transformers' convention written out; here it is held to the real thing."""
+    modeling = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from toyattn.checks.real_model import transformers_rotary
+
+    x, positions, base = torch.randn(2, 5, 3, 8), torch.arange(4, 9), 100000.0
+    inv_freq = 1.0 / base ** (torch.arange(0, 8, 2).float() / 8)
+    emb = torch.cat([positions.float()[:, None] * inv_freq] * 2, dim=-1)
+    q, _ = modeling.apply_rotary_pos_emb(x.transpose(1, 2), x.transpose(1, 2), emb.cos()[None], emb.sin()[None])
+    torch.testing.assert_close(transformers_rotary(x, positions, base), q.transpose(1, 2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(transformers_rotary(x, positions, base), good_rotary(x, positions, base), rtol=1e-4, atol=1e-5)
