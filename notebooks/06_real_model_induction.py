@@ -289,7 +289,7 @@ fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 for ax, M, name, lims in ((axes[0], scores["induction"], "prefix matching (induction) score", (0, 1)),
                           (axes[1], scores["previous_token"], "previous-token score", (0, 1)),
                           (axes[2], copying, "copying score (eigenvalues)", (-1, 1))):
-    im = ax.imshow(M, aspect="auto", cmap="magma" if lims[0] == 0 else "RdBu", vmin=lims[0], vmax=lims[1])
+    im = ax.imshow(M, aspect="auto", cmap="magma" if lims[0] == 0 else "RdBu_r", vmin=lims[0], vmax=lims[1])
     ax.set(title=name, xlabel="head", ylabel="layer")
     plt.colorbar(im, ax=ax)
 plt.tight_layout()
@@ -316,17 +316,19 @@ print("top previous-token heads:", [(f"L{a}H{b}", round(s, 2)) for a, b, s in to
 # induction head, from each token of the second copy, looks at the token after the same token's
 # earlier occurrence: the bright cells form a **stripe parallel to the diagonal, 59 positions below
 # it** (offset $L - 1$), in the lower-left block. A previous-token head draws the line just below the
-# diagonal. Next to the top three heads by prefix matching is one random head of the same layers.
+# diagonal. Next to the top three heads by prefix matching is, for contrast, a random head among those
+# whose prefix-matching score is below the median.
 
 # %%
 _, cache = llm.run_with_cache(rep[:1], names_filter=lambda n: n.endswith("hook_pattern"))
 rng = np.random.default_rng(0)
-others = [h for h in range(cfg["n_heads"]) if (top_ind[0][0], h) not in {(a, b) for a, b, _ in top_ind}]
-shown = [(a, b) for a, b, _ in top_ind[:3]] + [(top_ind[0][0], int(rng.choice(others)))]
+low = [(a, b) for a in range(cfg["n_layers"]) for b in range(cfg["n_heads"])
+       if scores["induction"][a, b] < np.median(scores["induction"])]  # the contrast: a head that scores low
+shown = [(a, b) for a, b, _ in top_ind[:3]] + [low[int(rng.integers(len(low)))]]
 fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
 for ax, (a, b) in zip(axes, shown, strict=True):
     ax.imshow(cache[f"blocks.{a}.attn.hook_pattern"][0, b].cpu(), cmap="viridis", vmin=0, vmax=1)
-    ax.set(title=f"L{a}H{b}" + (" (random head)" if (a, b) == shown[-1] else ""), xlabel="key", ylabel="query")
+    ax.set(title=f"L{a}H{b}" + (" (random low-scoring head)" if (a, b) == shown[-1] else ""), xlabel="key", ylabel="query")
 plt.tight_layout()
 plt.show()
 q = torch.arange(L + 1, 2 * L + 1)
@@ -357,12 +359,12 @@ second = slice(L + 1, 2 * L)  # second-copy positions whose next token is known
 head_dla = dla["heads"][:, :, :, second].mean((2, 3)).cpu().numpy()  # [layer, head]
 top_dla = top_heads(head_dla, 6)
 fig, axes = plt.subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 2]})
-im = axes[0].imshow(head_dla, aspect="auto", cmap="RdBu", vmin=-abs(head_dla).max(), vmax=abs(head_dla).max())
+im = axes[0].imshow(head_dla, aspect="auto", cmap="RdBu_r", vmin=-abs(head_dla).max(), vmax=abs(head_dla).max())
 axes[0].set(title="direct logit attribution to the correct next token\n(second copy, mean over 4 passages)",
             xlabel="head", ylabel="layer")
 plt.colorbar(im, ax=axes[0])
 rows = np.stack([dla["heads"][a, b, 0, second].cpu().numpy() for a, b, _ in top_dla])
-heatmap(rows, [f"L{a}H{b}" for a, b, _ in top_dla], None, ax=axes[1], cmap="RdBu", center=0, annotate=False,
+heatmap(rows, [f"L{a}H{b}" for a, b, _ in top_dla], None, ax=axes[1], cmap="RdBu_r", center=0, annotate=False,
         title="position by position, first passage (second copy)", xlabel="position in the second copy", colorbar=True)
 plt.tight_layout()
 plt.show()
@@ -425,7 +427,7 @@ pool = [(a, b) for a in range(cfg["n_layers"]) for b in range(cfg["n_heads"]) if
 random_heads = [pool[i] for i in rng.choice(len(pool), 30, replace=False)]
 random_rec = np.array([mean_rec[a, b] for a, b in random_heads])
 fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
-im = axes[0].imshow(mean_rec, aspect="auto", cmap="RdBu", vmin=-abs(mean_rec).max(), vmax=abs(mean_rec).max())
+im = axes[0].imshow(mean_rec, aspect="auto", cmap="RdBu_r", vmin=-abs(mean_rec).max(), vmax=abs(mean_rec).max())
 axes[0].set(title=f"share of the logit difference recovered\n(one head patched at the last position, mean of {len(clean)} prompts)",
             xlabel="head", ylabel="layer")
 plt.colorbar(im, ax=axes[0])
@@ -440,7 +442,8 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reveal.** The bright cells of the left map, the red lines against the gray histogram, and the
+# **Reveal.** The red cells of the left map (heads whose patch gives back part of the logit difference;
+# blue: heads whose patch moves it further away), the red lines against the gray histogram, and the
 # numbers below. If no single head gives back everything (the printed shares), one reason can be
 # that several heads carry the same information, so restoring one leaves the others corrupted;
 # patching several heads at once would test that.
