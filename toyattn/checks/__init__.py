@@ -8,7 +8,7 @@ Use in a notebook, right below the exercise cell::
 See :mod:`toyattn.checks.core` for how checks behave and how to write one. Each lesson's checks
 live in their own module (star-imported below, so notebooks can write ``checks.check_...``):
 ``warmup`` (lesson 0), ``attention`` (1), ``heads`` (2), ``symmetry`` (3), ``circuits`` (4),
-``induction_circuits`` (5).
+``induction_circuits`` (5), ``real_model`` (6).
 """
 
 from toyattn.checks.attention import *  # noqa: F403
@@ -25,6 +25,7 @@ from toyattn.checks.core import (
 )
 from toyattn.checks.heads import *  # noqa: F403
 from toyattn.checks.induction_circuits import *  # noqa: F403
+from toyattn.checks.real_model import *  # noqa: F403
 from toyattn.checks.symmetry import *  # noqa: F403
 from toyattn.checks.warmup import check_one_hot, check_softmax
 
