@@ -19,7 +19,7 @@
 # layer computes `x @ W.T`. The exercises' functions take row-vector matrices (`[in, out]`) where they
 # say so. Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them:
 # skip it unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer
-# looks like; checks refuse answers that call `toyattn.models.llama` or `toyattn.attribution`, which
+# looks like; checks refuse answers that call `toyattn.models.llama` or `toyattn.circuits.attribution`, which
 # hold the course's own solutions. Where a cell asks you to **decide**, write your answer in the cell
 # below it; in `solutions/` that cell holds a model answer that prints its reasoning from its own run.
 
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from toyattn import checks, get_device, seed_everything
-from toyattn.checkpoints import unpermute_llama_cpp_rows
-from toyattn.gguf_file import GGUFFile
-from toyattn.pretrained import smollm2_gguf_path
-from toyattn.text import load_tokenizer, passages, repeat_passage
+from toyattn.circuits.real_text import passages, repeat_passage
+from toyattn.weights.gguf import GGUFFile, unpermute_llama_cpp_rows
+from toyattn.weights.llama import load_tokenizer
+from toyattn.weights.pretrained import smollm2_gguf_path
 
 seed_everything(0)
 torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is the robust choice
@@ -148,8 +148,10 @@ checks.check_swiglu(swiglu)
 raise NotImplementedError()
 
 # %%
-from toyattn.models.llama import load_llama_gguf  # noqa: E402
-from toyattn.text import load_transformers_llama  # noqa: E402
+from toyattn.weights.llama import (
+    load_llama_gguf,  # noqa: E402
+    load_transformers_llama,  # noqa: E402
+)
 
 llm = load_llama_gguf().to(device)
 hf_model = load_transformers_llama().to(device)
@@ -223,7 +225,7 @@ checks.check_patch_head(patch_head)
 # Now the experiment is yours (section 8 did one version). Build a clean prompt in which SmolLM2 can
 # predict a token only by induction, and a corrupted one that changes what induction would predict and
 # nothing else. **Decide:** which heads to patch (at most 12, from any score you like:
-# `toyattn.attribution.prefix_matching_scores`, your attribution above, ...), at which position, with which
+# `toyattn.circuits.detection.head_scores`, your attribution above, ...), at which position, with which
 # metric, and what control tells you that a head's effect is more than what any head would do. Print
 # the clean and corrupted metric, each head's share recovered, and the control.
 

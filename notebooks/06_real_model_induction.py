@@ -67,16 +67,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from toyattn import attribution as A
 from toyattn import get_device, seed_everything
-from toyattn.checkpoints import unpermute_llama_cpp_rows
-from toyattn.gguf_file import GGUFFile
-from toyattn.induction_heads import top_heads
-from toyattn.models.llama import load_llama_gguf
+from toyattn.circuits import attribution, composition, detection, head_circuits
+from toyattn.circuits.detection import top_heads
+from toyattn.circuits.real_text import TEXT_SOURCE, passages, repeat_passage
 from toyattn.models.transformer import apply_rotary
 from toyattn.plotting import heatmap
-from toyattn.pretrained import smollm2_gguf_path
-from toyattn.text import TEXT_SOURCE, load_tokenizer, load_transformers_llama, passages, repeat_passage
+from toyattn.weights.gguf import GGUFFile, unpermute_llama_cpp_rows
+from toyattn.weights.llama import load_llama_gguf, load_tokenizer, load_transformers_llama
+from toyattn.weights.pretrained import smollm2_gguf_path
 
 seed_everything(0)
 device = get_device()
@@ -204,7 +203,7 @@ def forward(tokens):
 # ## 3. Does it match? `transformers`, and the course's model
 #
 # The reference is `transformers`' `LlamaForCausalLM`, built by `transformers` itself from the same GGUF
-# file (it dequantizes and reorders the rows on its own; `toyattn.text.load_transformers_llama`). The
+# file (it dequantizes and reorders the rows on its own; `toyattn.circuits.real_text.load_transformers_llama`). The
 # course's hooked model `toyattn.models.llama` (lesson 5) is a second implementation. The tokens come from
 # the tokenizer stored in the GGUF file.
 #
@@ -266,12 +265,12 @@ del hf_model  # from here on, the course's hooked model (it matches, section 3) 
 # reference manual, then the same 60 tokens again, after the BOS token. Two scores for every head:
 #
 # * **prefix matching** (Olsson et al.): the attention from each token of the second copy to the token
-#   right *after* its earlier occurrence, 59 positions back (`toyattn.attribution.prefix_matching_scores`, lesson 5's `head_scores` on any device).
+#   right *after* its earlier occurrence, 59 positions back (lesson 5's `toyattn.circuits.detection.head_scores`).
 #   Real text repeats words within a passage too, so a perfect induction head can spread its attention
 #   over several earlier matches and score below 1;
 # * **copying** (Elhage et al.): read from the weights, not the text: the eigenvalues of the head's full
 #   OV circuit $W_E W_{OV} W_U$, summed up as $\sum\lambda / \sum|\lambda|$ (near 1: attending to a
-#   token raises that token's logit; `toyattn.attribution.copying_scores`).
+#   token raises that token's logit; `toyattn.circuits.attribution.copying_scores`).
 #
 # **Predict first:** will the heads with high prefix matching on real text be the ones lesson 5, section
 # 11 found on random tokens? Will they all copy?
@@ -282,9 +281,9 @@ print(f"text: {TEXT_SOURCE}; {len(texts)} passages of 2,000 characters or more; 
       f"{texts[0][:160]!r}")
 L = 60
 rep = torch.stack([repeat_passage(tokenizer, t, L) for t in texts[:4]]).to(device)  # BOS, 60 tokens, the same 60 tokens
-per_passage = A.prefix_matching_scores(llm, rep, L, per_sequence=True)  # [passage, layer, head]
+per_passage = detection.head_scores(llm, rep, L, per_sequence=True)  # [passage, layer, head]
 scores = {key: value.mean(0) for key, value in per_passage.items()}
-copying = A.copying_scores(llm)
+copying = detection.copying_scores(llm)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 for ax, M, name, lims in ((axes[0], scores["induction"], "prefix matching (induction) score", (0, 1)),
                           (axes[1], scores["previous_token"], "previous-token score", (0, 1)),
@@ -353,7 +352,7 @@ for a, b in shown:
 
 # %%
 targets = torch.cat([rep[:, 1:], rep[:, :1]], dim=1)  # the next token at every position (the last one unused)
-dla = A.logit_attribution(llm, rep, targets)
+dla = attribution.logit_attribution(llm, rep, targets)
 parts_sum = dla["heads"].sum((0, 1)) + dla["mlps"].sum(0) + dla["embed"]
 second = slice(L + 1, 2 * L)  # second-copy positions whose next token is known
 head_dla = dla["heads"][:, :, :, second].mean((2, 3)).cpu().numpy()  # [layer, head]
@@ -392,7 +391,7 @@ print(f"{len(overlap)} of the top 6 by direct effect are among the top 5 by pref
 # another token of the passage, $x$; an induction head would now predict $x$. The metric is the
 # **logit difference** $\mathrm{logit}(\text{token } j) - \mathrm{logit}(x)$ at the last position.
 # We patch one head's output at the last position from the clean run into the corrupted one, for every
-# head (`toyattn.attribution.patch_each_head`), and report the share of the logit difference that
+# head (`toyattn.circuits.attribution.patch_each_head`), and report the share of the logit difference that
 # comes back: 0 = corrupted, 1 = clean.
 #
 # The control: 30 random heads of the model, drawn from all heads but section 5's top five by prefix
@@ -419,7 +418,7 @@ def patching_prompts(text_list, j, length=L):
 
 J = 30
 clean, corrupted, answer, wrong = patching_prompts(texts[:4], J)
-patch = A.patch_each_head(llm, clean, corrupted, answer, wrong)
+patch = attribution.patch_each_head(llm, clean, corrupted, answer, wrong)
 recovered = ((patch["patched"] - patch["corrupted"]) / (patch["clean"] - patch["corrupted"])).cpu().numpy()  # [L, H, prompt]
 mean_rec = recovered.mean(-1)
 top5 = {(a, b) for a, b, _ in top_ind}  # the control leaves out section 5's top prefix-matching heads
@@ -469,7 +468,7 @@ print(f"{len(ind_set & {(a, b) for a, b, _ in top_patch})} of the top 5 by patch
 attn_tops = [top_heads(per_passage["induction"][p], 3) for p in range(len(rep))]
 agree = []
 for j in (J, 45):
-    rec = patch if j == J else A.patch_each_head(llm, *patching_prompts(texts[:4], j))
+    rec = patch if j == J else attribution.patch_each_head(llm, *patching_prompts(texts[:4], j))
     share = ((rec["patched"] - rec["corrupted"]) / (rec["clean"] - rec["corrupted"])).cpu().numpy()
     for p, attn_top in enumerate(attn_tops):
         patch_top = {(a, b) for a, b, _ in top_heads(share[:, :, p], 10)}
@@ -491,8 +490,8 @@ print(f"of the top 3 heads by attention, how many are in the top 10 by patching,
 long = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 long = [ids[:511] for ids in long if len(ids) >= 511][:4]
 book = torch.tensor([[tokenizer.bos_token_id, *ids] for ids in long], device=device)
-losses = A.token_losses(llm, book).cpu()
-icl = A.icl_score(losses, 50, 500)
+losses = attribution.token_losses(llm, book).cpu()
+icl = attribution.icl_score(losses, 50, 500)
 curve = losses[:, 1:].mean(0).numpy()
 smooth = np.convolve(curve, np.ones(9) / 9, mode="valid")
 fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -527,10 +526,10 @@ print(f"in-context learning score (loss at token 500 - loss at token 50, {len(bo
 # %%
 chosen = sorted({(a, b) for a, b, _ in top_prev[:4]} | {(a, b) for a, b, _ in top_ind[:4]})
 labels = [f"L{a}H{b}" for a, b in chosen]
-comp = {kind: A.composition_scores(llm, chosen, kind) for kind in A.KINDS}
-baseline = {kind: A.random_pair_composition(llm, kind, n_pairs=200, seed=1) for kind in A.KINDS}
+comp = {kind: composition.composition_scores(llm, chosen, kind) for kind in composition.KINDS}
+baseline = {kind: composition.random_pair_composition(llm, kind, n_pairs=200, seed=1) for kind in composition.KINDS}
 fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-for ax, kind in zip(axes, A.KINDS, strict=True):
+for ax, kind in zip(axes, composition.KINDS, strict=True):
     pct = np.vectorize(lambda v, k=kind: np.nan if np.isnan(v) else np.mean(baseline[k] < v))(comp[kind])
     heatmap(pct, labels, labels, ax=ax, vmin=0, vmax=1, fmt="{:.0%}", cmap="viridis", annotate=True,
             title=f"{kind}-composition: percentile among random pairs", xlabel="reader", ylabel="writer")
@@ -543,7 +542,7 @@ plt.show()
 
 # %%
 prev_set = {(a, b) for a, b, _ in top_prev[:4]}
-for kind in A.KINDS:
+for kind in composition.KINDS:
     cells = [(w, r) for i, w in enumerate(chosen) for j, r in enumerate(chosen)
              if w in prev_set and r in ind_set and not np.isnan(comp[kind][i, j])]
     pct = [np.mean(baseline[kind] < comp[kind][chosen.index(w), chosen.index(r)]) for w, r in cells]
@@ -557,7 +556,7 @@ for kind in A.KINDS:
 # distance: $W_{qk}(\delta) = W_Q R(\delta) W_K^\top$. Lesson 5's sections 12-13 matched a writer's OV output
 # against a reader's key directions at distance 0. On this lesson's repeated passage, an induction head
 # at a query in the second copy reads a key $L - 1 = 59$ positions back, so here the key directions
-# come from $W_{qk}(59)$ (`toyattn.attribution.bridge_matching`, rank 10), for each previous-token ->
+# come from $W_{qk}(59)$ (`toyattn.circuits.attribution.bridge_matching`, rank 10), for each previous-token ->
 # prefix-matching pair, against 100 random head pairs at the same distance.
 #
 # **Predict first:** does the real distance make the top pairs stand out more, or less, than distance 0?
@@ -569,7 +568,7 @@ rand_pairs = []
 while len(rand_pairs) < 100:
     la, lb = sorted(int(x) for x in rng.choice(cfg["n_layers"], 2, replace=False))
     rand_pairs.append(((la, int(rng.integers(cfg["n_heads"]))), (lb, int(rng.integers(cfg["n_heads"])))))
-bridge = {dist: (A.bridge_matching(llm, pairs, R_BRIDGE, dist), A.bridge_matching(llm, rand_pairs, R_BRIDGE, dist))
+bridge = {dist: (head_circuits.bridge_matching(llm, pairs, R_BRIDGE, dist), head_circuits.bridge_matching(llm, rand_pairs, R_BRIDGE, dist))
           for dist in (0, DIST)}
 fig, ax = plt.subplots(figsize=(8, 3.5))
 for dist, color in ((0, "C0"), (DIST, "C3")):

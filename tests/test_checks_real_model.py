@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from check_helpers import single_thread, verify_check  # noqa: F401 (a fixture)
+from check_helpers import verify_check
 
 from toyattn import checks
 

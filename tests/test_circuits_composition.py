@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_helpers import tiny_llama
 
 from toyattn.circuits import composition
+from toyattn.circuits.head_circuits import head_factors, ov_matrix, qk_matrix
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 rng = np.random.default_rng(0)
@@ -65,3 +67,22 @@ def test_positional_qk_scores_match_the_model():
     k = (x @ attn.W_K[0] + attn.b_K[0]).detach().numpy()
     expect = composition.positional_qk_scores(q, k, None, None, range(12))
     np.testing.assert_allclose(scores[11, [11 - d for d in range(12)]].numpy(), expect, rtol=1e-4, atol=1e-5)
+
+
+def test_factored_composition_equals_the_dense_formulas():
+    model = tiny_llama(n_layers=3)
+    heads = [(0, 1), (1, 2), (2, 0)]
+    dense = {"Q": composition.q_composition, "K": composition.k_composition,
+             "V": lambda ov, qk_or_ov: composition.v_composition(ov, qk_or_ov)}
+    for kind in composition.KINDS:
+        M = composition.composition_scores(model, heads, kind)
+        assert np.isnan(M[1, 0]) and np.isnan(M[0, 0]), "a writer must sit in an earlier layer"
+        for i, w in enumerate(heads):
+            for j, r in enumerate(heads):
+                if w[0] < r[0]:
+                    fw, fr = head_factors(model, *w), head_factors(model, *r)
+                    reader = ov_matrix(fr) if kind == "V" else qk_matrix(fr)
+                    assert M[i, j] == pytest.approx(dense[kind](ov_matrix(fw), reader), rel=1e-9)
+    assert composition.random_pair_composition(model, "K", n_pairs=5).shape == (5,)
+    with pytest.raises(ValueError, match="Q-, K- or V-composition"):
+        composition.composition_scores(model, heads, "O")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_helpers import tiny_llama
 
+from toyattn.circuits import composition, detection
 from toyattn.circuits.detection import head_scores, repeated_random_tokens, top_heads
+from toyattn.circuits.head_circuits import head_factors, ov_matrix, token_matrices
 from toyattn.models.transformer import Transformer, TransformerConfig
 
 
@@ -69,3 +72,24 @@ def test_distinct_halves_have_no_repeated_token_and_are_repeated():
     assert set(tokens.flatten().tolist()) == set(range(24))
     with pytest.raises(ValueError, match="distinct"):
         repeated_random_tokens(1, 10, (0, 5), torch.Generator(), distinct=True)
+
+
+def test_head_scores_per_sequence_keep_the_batch_and_work_on_a_llama():
+    model = tiny_llama()
+    tokens = repeated_random_tokens(3, 6, (0, 40), torch.Generator().manual_seed(2), prefix=1)
+    each_seq = detection.head_scores(model, tokens, 6, per_sequence=True)
+    for key in ("previous_token", "induction"):
+        np.testing.assert_allclose(each_seq[key].mean(0), head_scores(model, tokens, 6)[key], rtol=1e-6)
+    each = detection.head_scores(model, tokens, 6, per_sequence=True)["induction"]
+    np.testing.assert_allclose(each[1], head_scores(model, tokens[1:2], 6)["induction"], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="two copies"):
+        detection.head_scores(model, tokens, 20)
+
+
+def test_copying_scores_of_every_head_equal_lesson_5s_dense_score():
+    model = tiny_llama()
+    W_E, W_U = token_matrices(model)
+    scores = detection.copying_scores(model)
+    for layer, head in ((0, 0), (2, 3)):
+        dense = composition.copying_eigen_score(W_E, ov_matrix(head_factors(model, layer, head)), W_U)
+        assert scores[layer, head] == pytest.approx(dense, abs=1e-9)

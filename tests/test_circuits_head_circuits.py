@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_helpers import tiny_llama
 
-from toyattn.circuits import composition, matching
+from toyattn.circuits import composition, head_circuits, matching
 from toyattn.circuits.head_circuits import (
     head_factors,
     key_directions,
     output_directions,
     ov_factors,
+    ov_matrix,
     qk_factors,
+    qk_matrix,
 )
+from toyattn.circuits.matching import qk_ov_matching
 from toyattn.heads.weights import fold_norm
 from toyattn.models.transformer import Transformer, TransformerConfig
 
@@ -64,3 +68,15 @@ def test_token_matrices_fold_the_final_norm_and_the_circuits_are_the_products():
     f = head_factors(model, 1, 1)
     np.testing.assert_allclose(ov_matrix(f), (f.W_V[0] @ f.W_O[0]).numpy())
     np.testing.assert_allclose(qk_matrix(f, 3, 100.0), qk_circuit(f.W_Q[0], f.W_K[0], 3, 100.0))
+
+
+def test_bridge_matching_equals_qk_ov_matching_of_the_pairs_circuits_at_each_distance():
+    model = tiny_llama()
+    w, r = head_factors(model, 0, 1), head_factors(model, 2, 2)
+    assert head_circuits.bridge_matching(model, [((0, 1), (2, 2))], 2, 0)[0] == pytest.approx(qk_ov_matching(qk_matrix(r), ov_matrix(w), 2), abs=1e-9)
+    # at a distance, the key directions are those of the rotated QK circuit W_Q R W_K^T
+    dense = qk_ov_matching(qk_matrix(r, 5, model.cfg.rope_base), ov_matrix(w), 2)
+    both = head_circuits.bridge_matching(model, [((0, 1), (2, 2)), ((1, 0), (2, 2))], 2, 5)
+    assert both[0] == pytest.approx(dense, abs=1e-6)
+    assert both[1] == pytest.approx(qk_ov_matching(qk_matrix(r, 5, model.cfg.rope_base), ov_matrix(head_factors(model, 1, 0)), 2),
+                                    abs=1e-6)

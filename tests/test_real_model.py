@@ -13,10 +13,10 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from toyattn import attribution as A  # noqa: E402
+from toyattn.circuits import attribution  # noqa: E402
+from toyattn.circuits.detection import head_scores, top_heads  # noqa: E402
+from toyattn.circuits.real_text import passages, repeat_passage  # noqa: E402
 from toyattn.device import cpu_threads  # noqa: E402
-from toyattn.induction_heads import head_scores, top_heads  # noqa: E402
-from toyattn.text import passages, repeat_passage  # noqa: E402
 
 pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ L = 60
 def files():
     from pretrained_helpers import pretrained
 
-    from toyattn.pretrained import smollm2_gguf_path
+    from toyattn.weights.pretrained import smollm2_gguf_path
 
     return pretrained(smollm2_gguf_path)
 
@@ -44,20 +44,20 @@ def offline():
 
 @pytest.fixture(scope="module")
 def smollm2(files):
-    from toyattn.models.llama import load_llama_gguf
+    from toyattn.weights.llama import load_llama_gguf
 
     return load_llama_gguf(files)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(files, offline):
-    from toyattn.text import load_tokenizer
+    from toyattn.weights.llama import load_tokenizer
 
     return load_tokenizer(files)
 
 
 def test_logits_match_transformers_built_from_the_same_gguf_offline(files, offline, smollm2, tokenizer):
-    from toyattn.text import load_transformers_llama
+    from toyattn.weights.llama import load_transformers_llama
 
     hf = load_transformers_llama(files)
     prompts = ["Dictionaries map hashable keys to arbitrary values.", "import numpy as np\nx = np.zeros(3)",
@@ -110,7 +110,7 @@ def test_top_heads_by_attention_are_mostly_top_by_patching(smollm2, tokenizer):
     with cpu_threads(1):
         attn_top = [top_heads(head_scores(smollm2, rep[p:p + 1], L)["induction"], 3) for p in range(len(texts))]
         for j in (20, 40):
-            out = A.patch_each_head(smollm2, *_prompts(tokenizer, texts, j))
+            out = attribution.patch_each_head(smollm2, *_prompts(tokenizer, texts, j))
             assert (out["clean"] > out["corrupted"]).all(), "the corruption must move the prediction toward x"
             share = ((out["patched"] - out["corrupted"]) / (out["clean"] - out["corrupted"])).numpy()
             for p in range(len(texts)):
@@ -125,7 +125,7 @@ def test_direct_logit_attribution_adds_up_on_smollm2(smollm2, tokenizer):
     rep = repeat_passage(tokenizer, passages()[7], 30)[None]
     targets = torch.cat([rep[:, 1:], rep[:, :1]], dim=1)
     with cpu_threads(1):
-        parts = A.logit_attribution(smollm2, rep, targets)
+        parts = attribution.logit_attribution(smollm2, rep, targets)
     total = parts["heads"].sum((0, 1)) + parts["mlps"].sum(0) + parts["embed"]
     assert float((total - parts["logit"]).abs().max()) < 1e-3
 
@@ -138,5 +138,5 @@ def test_the_in_context_learning_score_is_negative(smollm2, tokenizer, first):
     assert len(long) == 3
     book = torch.tensor([[tokenizer.bos_token_id, *ids] for ids in long])
     with cpu_threads(2):
-        score = A.icl_score(A.token_losses(smollm2, book), 50, 500)
+        score = attribution.icl_score(attribution.token_losses(smollm2, book), 50, 500)
     assert score < 0, score

@@ -34,10 +34,10 @@ Every module, by folder, with the lesson that teaches it:
   :mod:`~toyattn.device.timing` (when a GPU helps)
 * ``models/``: :mod:`~toyattn.models.attention` (scores, causal mask, softmax, values),
   :mod:`~toyattn.models.one_head` (lesson 1), :mod:`~toyattn.models.transformer` (lessons 2-5),
-  :mod:`~toyattn.models.llama` (lesson 5)
+  :mod:`~toyattn.models.llama` (lessons 5-6)
 * ``weights/``: :mod:`~toyattn.weights.gguf` (GGUF files, llama.cpp's conventions),
   :mod:`~toyattn.weights.checkpoints` (Q/K of real checkpoints, lesson 3), :mod:`~toyattn.weights.llama`
-  (SmolLM2, lesson 5), :mod:`~toyattn.weights.bert` (a BERT layer, lesson 2),
+  (SmolLM2 into the Llama and into ``transformers``, lessons 5-6), :mod:`~toyattn.weights.bert` (a BERT layer, lesson 2),
   :mod:`~toyattn.weights.pretrained` (the packaged models)
 * ``sentences/`` (lesson 1): :mod:`~toyattn.sentences.corpus` (the two sentences),
   :mod:`~toyattn.sentences.training` (its task and recipes), :mod:`~toyattn.sentences.interventions`
@@ -48,16 +48,20 @@ Every module, by folder, with the lesson that teaches it:
 * ``symmetry/`` (lesson 3): :mod:`~toyattn.symmetry.scores` (the scores), :mod:`~toyattn.symmetry.traces`
   (computed fast), :mod:`~toyattn.symmetry.report` (a whole model), :mod:`~toyattn.symmetry.training`
   (masked vs causal training), :mod:`~toyattn.symmetry.experiments` (symmetric init, the gradient)
-* ``circuits/`` (lessons 4-5): :mod:`~toyattn.circuits.copy_task` (the copying task),
+* ``circuits/`` (lessons 4-6): :mod:`~toyattn.circuits.copy_task` (the copying task),
   :mod:`~toyattn.circuits.sweeps` (its runs trained together), :mod:`~toyattn.circuits.copy_scoring`
   (accuracy and loss on the second copy), :mod:`~toyattn.circuits.matching` (QK/OV circuits and their matching),
+  :mod:`~toyattn.circuits.factored` (a wide circuit kept as two thin factors),
   :mod:`~toyattn.circuits.head_circuits` (one head's circuits from a model),
   :mod:`~toyattn.circuits.composition` (composition and copying scores), :mod:`~toyattn.circuits.detection`
-  (finding induction heads), :mod:`~toyattn.circuits.ablation` (silencing a head)
+  (finding induction heads, copying scores), :mod:`~toyattn.circuits.ablation` (silencing a head),
+  :mod:`~toyattn.circuits.attribution` (lesson 6: direct logit attribution, per-head patching, the
+  in-context learning score), :mod:`~toyattn.circuits.real_text` (lesson 6's offline text)
 * ``checks/`` (exercise checks, one module per lesson): :mod:`~toyattn.checks.core`,
   :mod:`~toyattn.checks.guards`, :mod:`~toyattn.checks.answers`, :mod:`~toyattn.checks.warmup`,
   :mod:`~toyattn.checks.attention`, :mod:`~toyattn.checks.heads`, :mod:`~toyattn.checks.head_cases`,
-  :mod:`~toyattn.checks.symmetry`, :mod:`~toyattn.checks.circuits`, :mod:`~toyattn.checks.induction_circuits`
+  :mod:`~toyattn.checks.symmetry`, :mod:`~toyattn.checks.circuits`, :mod:`~toyattn.checks.induction_circuits`,
+  :mod:`~toyattn.checks.real_model`
 * ``grading/`` (instructors: ``toyattn grade``, ``toyattn run``, ``toyattn collect``):
   :mod:`~toyattn.grading.cli`, :mod:`~toyattn.grading.collect`, :mod:`~toyattn.grading.discovery`,
   :mod:`~toyattn.grading.grade`, :mod:`~toyattn.grading.sandbox`, :mod:`~toyattn.grading.confine`,

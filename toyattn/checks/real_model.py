@@ -3,7 +3,7 @@ positions (2), grouped-query causal attention (3), the SwiGLU MLP (4), direct lo
 one head (6).
 
 Every check draws fresh inputs from its seed, refuses answers that call the course's own answer
-(:mod:`toyattn.models.llama`, :mod:`toyattn.attribution`, or torch's fused versions) and names the common
+(:mod:`toyattn.models.llama`, :mod:`toyattn.circuits.attribution`, or torch's fused versions) and names the common
 mistakes: epsilon outside the square root, a centred norm, the rotary pairs interleaved or turned the wrong
 way, key/value heads shared the wrong way, no causal mask or no scaling, the gate on the wrong branch, the
 final norm's scale left out of an attribution, a patch at the wrong position or in the wrong direction.
@@ -16,12 +16,12 @@ import math
 import numpy as np
 import torch
 
-from .. import attribution
-from ..models import llama
-from ..models.transformer import apply_rotary
-from .answers import Returned
-from .core import Case, assert_close, exercise_check, forbid_torch, torch_generator
-from .guards import forbid_calls_into, no_hooks_left
+from toyattn.checks.answers import Returned
+from toyattn.checks.core import Case, assert_close, exercise_check, torch_generator
+from toyattn.checks.guards import forbid_calls_into, forbid_torch, no_hooks_left
+from toyattn.circuits import attribution
+from toyattn.models import llama
+from toyattn.models.transformer import apply_rotary
 
 __all__ = ["check_rms_norm", "check_rotary", "check_gqa_attention", "check_swiglu", "check_logit_attribution",
            "check_patch_head"]

@@ -1,7 +1,8 @@
 """The standard circuit tools for two attention layers: composition scores, the full OV circuit, copying and positional QK.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``), next to lesson 4's principal-angle
-matching (:mod:`toyattn.circuits.matching`). Conventions are the course's row vectors (TransformerLens,
+matching (:mod:`toyattn.circuits.matching`); lesson 6 (``notebooks/06_real_model_induction``) scores
+every pair of a real model's heads with them (:func:`composition_scores`). Conventions are the course's row vectors (TransformerLens,
 ARENA): a head's QK circuit is ``W_qk = W_Q R W_K^T / sqrt(d_head)`` (score ``x_q W_qk x_k^T``) and
 its OV circuit ``W_ov = W_V W_O`` (a source residual ``x`` writes ``x W_ov``).
 
@@ -18,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from toyattn.arrays import as_matrix
-from toyattn.circuits.matching import Factored, rotary_matrix
+from toyattn.circuits.factored import Factored
+from toyattn.circuits.head_circuits import head_factors, ov_factors, qk_factors
+from toyattn.circuits.matching import rotary_matrix
+from toyattn.heads.weights import HeadWeights
 
 __all__ = [
     "composition_score",
@@ -30,11 +34,22 @@ __all__ = [
     "copying_eigen_score",
     "copying_top1",
     "positional_qk_scores",
+    "KINDS",
+    "composition_scores",
+    "random_pair_composition",
 ]
 
 
 def composition_score(A: Any, B: Any) -> float:
-    """``||A B||_F / (||A||_F ||B||_F)``, in ``[0, 1]``: how much of what ``A`` writes ``B`` reads (Elhage et al.)."""
+    """``||A B||_F / (||A||_F ||B||_F)``, in ``[0, 1]``: how much of what ``A`` writes ``B`` reads (Elhage et al.).
+
+    ``A`` and ``B`` are matrices, or both :class:`~toyattn.circuits.factored.Factored` circuits (lesson 6's
+    real model): the same number from ``d_head x d_head`` products (tested against the full matrices).
+    """
+    if isinstance(A, Factored) and isinstance(B, Factored):
+        return _factored_score(A, B)
+    A = A.matrix() if isinstance(A, Factored) else A
+    B = B.matrix() if isinstance(B, Factored) else B
     A, B = as_matrix(A, "A"), as_matrix(B, "B")
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"A {A.shape} and B {B.shape} do not chain (A's columns must match B's rows).")
@@ -44,33 +59,28 @@ def composition_score(A: Any, B: Any) -> float:
     return float(np.linalg.norm(A @ B) / denom)
 
 
-def k_composition(W_ov_writer: Any, W_qk_reader: Any) -> float:
-    """K-composition: the reader's *key* side reads what the writer's OV writes: ``comp(W_ov^1, W_qk^2^T)``.
+def _factored_score(A: Factored, B: Factored) -> float:
+    """:func:`composition_score` of ``A = a_l a_r^T`` and ``B = b_l b_r^T`` without forming either.
 
-    Both circuits may be :class:`~toyattn.circuits.matching.Factored` (lesson 5's real model): the same
-    number from ``d_head x d_head`` products (tested against the full matrices).
+    ``A B = a_l (a_r^T b_l) b_r^T``, and ``||X Y^T||_F^2 = tr(X^T X Y^T Y)``: every product is ``d_head x d_head``.
     """
-    if isinstance(W_ov_writer, Factored) and isinstance(W_qk_reader, Factored):
-        return _k_composition_factored(W_ov_writer, W_qk_reader)
-    ov = W_ov_writer.matrix() if isinstance(W_ov_writer, Factored) else W_ov_writer
-    qk = W_qk_reader.matrix() if isinstance(W_qk_reader, Factored) else W_qk_reader
-    return composition_score(ov, as_matrix(qk, "W_qk_reader").T)
-
-
-def _k_composition_factored(ov: Factored, qk: Factored) -> float:
-    """``||W_ov W_qk^T||_F / (||W_ov||_F ||W_qk||_F)`` with ``W_ov = V O``, ``W_qk = Q K^T`` kept factored.
-
-    ``||A B^T||_F^2 = tr(A^T A B^T B)``: every product is ``d_head x d_head``.
-    """
-    V, Ot, Q, K = (as_matrix(X, "factor") for X in (ov.left, ov.right, qk.left, qk.right))
+    a_l, a_r, b_l, b_r = (as_matrix(X, "factor") for X in (A.left, A.right, B.left, B.right))
     gram = lambda X: X.T @ X  # noqa: E731
-    M = Ot.T @ K  # W_ov W_qk^T = V (O K) Q^T
-    num = np.trace(gram(V) @ M @ gram(Q) @ M.T)
-    n_ov = np.trace(gram(V) @ gram(Ot))
-    n_qk = np.trace(gram(Q) @ gram(K))
-    if n_ov * n_qk == 0:
+    M = a_r.T @ b_l
+    num = np.trace(gram(a_l) @ M @ gram(b_r) @ M.T)
+    n_a, n_b = np.trace(gram(a_l) @ gram(a_r)), np.trace(gram(b_l) @ gram(b_r))
+    if n_a * n_b == 0:
         raise ValueError("a circuit is all zeros: a composition score needs two non-zero circuits.")
-    return float(math.sqrt(max(num, 0.0) / (n_ov * n_qk)))
+    return float(math.sqrt(max(num, 0.0) / (n_a * n_b)))
+
+
+def _transposed(W: Any) -> Any:
+    return W.T if isinstance(W, Factored) else as_matrix(W, "W").T
+
+
+def k_composition(W_ov_writer: Any, W_qk_reader: Any) -> float:
+    """K-composition: the reader's *key* side reads what the writer's OV writes: ``comp(W_ov^1, W_qk^2^T)``."""
+    return composition_score(W_ov_writer, _transposed(W_qk_reader))
 
 
 def q_composition(W_ov_writer: Any, W_qk_reader: Any) -> float:
@@ -147,3 +157,52 @@ def positional_qk_scores(
         raise ValueError(f"query and key must give two [d_head] vectors, got {q.shape} and {k.shape}.")
     d_head = q.shape[0]
     return np.array([q @ rotary_matrix(d_head, int(d), base) @ k / math.sqrt(d_head) for d in distances])
+
+
+# ---------------------------------------------------------------------------------------------
+# Every pair of a model's heads (lesson 6)
+# ---------------------------------------------------------------------------------------------
+
+#: The three ways a later head can read an earlier one's output (Elhage et al.).
+KINDS = ("Q", "K", "V")
+_SCORES = {"Q": q_composition, "K": k_composition, "V": v_composition}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS} (Q-, K- or V-composition), got {kind!r}.")
+
+
+def _pair_score(writer: HeadWeights, reader: HeadWeights, kind: str) -> float:
+    read = ov_factors(reader) if kind == "V" else qk_factors(reader)
+    return _SCORES[kind](ov_factors(writer), read)
+
+
+def composition_scores(model: Any, heads: list[tuple[int, int]], kind: str) -> np.ndarray:
+    """``[len(heads), len(heads)]``: entry ``[i, j]`` is the ``kind``-composition of writer ``heads[i]`` into reader ``heads[j]``.
+
+    NaN where the writer is not in an earlier layer than the reader (it cannot compose). Norm gains folded
+    in (:func:`~toyattn.circuits.head_circuits.head_factors`), query-key distance 0 (Elhage et al.; ARENA 1.2).
+    """
+    _check_kind(kind)
+    factors = {h: head_factors(model, *h) for h in heads}
+    out = np.full((len(heads), len(heads)), np.nan)
+    for i, w in enumerate(heads):
+        for j, r in enumerate(heads):
+            if w[0] < r[0]:
+                out[i, j] = _pair_score(factors[w], factors[r], kind)
+    return out
+
+
+def random_pair_composition(model: Any, kind: str, n_pairs: int = 200, seed: int = 0) -> np.ndarray:
+    """``[n_pairs]`` ``kind``-composition of random head pairs of the model (writer in an earlier layer): the baseline."""
+    _check_kind(kind)
+    rng = np.random.default_rng(seed)
+    n, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    out = []
+    for _ in range(n_pairs):
+        lw, lr = sorted(int(x) for x in rng.choice(n, 2, replace=False))
+        writer = head_factors(model, lw, int(rng.integers(n_heads)))
+        reader = head_factors(model, lr, int(rng.integers(n_heads)))
+        out.append(_pair_score(writer, reader, kind))
+    return np.array(out)

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from toyattn.circuits.head_circuits import token_matrices
+from toyattn.heads.weights import HeadWeights
+
 __all__ = [
+    "copying_scores",
     "repeated_random_tokens",
     "head_scores",
     "top_heads",
@@ -57,25 +61,47 @@ def repeated_random_tokens(
 
 
 @torch.no_grad()
-def head_scores(model: Any, tokens: torch.Tensor, length: int) -> dict[str, np.ndarray]:
+@torch.no_grad()
+def head_scores(model: Any, tokens: torch.Tensor, length: int, per_sequence: bool = False) -> dict[str, np.ndarray]:
     """``{"previous_token": [n_layers, n_heads], "induction": [n_layers, n_heads]}`` on repeated tokens.
 
     ``tokens`` end with two copies of ``length`` tokens (as :func:`repeated_random_tokens` makes
     them, optionally after a prefix). Both scores average over the queries of the second copy (each
-    has an earlier occurrence of its token, ``length`` positions back).
+    has an earlier occurrence of its token, ``length`` positions back). The induction score is also
+    called the prefix-matching score (lesson 6). ``per_sequence=True`` keeps the batch axis:
+    ``[batch, n_layers, n_heads]``. The model may be on any device; the scores come back as NumPy arrays.
     """
     T = tokens.shape[1]
     if T < 2 * length:
         raise ValueError(f"tokens have {T} positions, fewer than two copies of length={length}.")
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]
     _, cache = model.run_with_cache(tokens, names_filter=names)
-    q = torch.arange(T - length, T)
-    prev, ind = [], []
-    for name in names:
-        p = cache[name]  # [batch, heads, q, k]
-        prev.append(p[:, :, q, q - 1].mean(dim=(0, 2)))
-        ind.append(p[:, :, q, q - length + 1].mean(dim=(0, 2)))
-    return {"previous_token": torch.stack(prev).numpy(), "induction": torch.stack(ind).numpy()}
+    q = torch.arange(T - length, T, device=tokens.device)
+    prev = torch.stack([cache[n][:, :, q, q - 1].mean(dim=2) for n in names], dim=1)  # [batch, layer, head]
+    ind = torch.stack([cache[n][:, :, q, q - length + 1].mean(dim=2) for n in names], dim=1)
+    if not per_sequence:
+        prev, ind = prev.mean(0), ind.mean(0)
+    return {"previous_token": prev.cpu().numpy(), "induction": ind.cpu().numpy()}
+
+
+def copying_scores(model: Any) -> np.ndarray:
+    """``[n_layers, n_heads]`` Elhage et al.'s copying score of every head: sum(eigenvalues) / sum(|eigenvalues|) of ``W_E W_ov W_U``.
+
+    The norms' gains are folded in (``ln1`` into the head, ``ln_final`` into ``W_U``). The nonzero
+    eigenvalues of ``W_E W_V W_O W_U`` are those of the ``d_head x d_head`` matrix ``W_O (W_U W_E) W_V``,
+    so a 49,152-token vocabulary costs no more than a toy's (lesson 6; lesson 5's
+    :func:`toyattn.circuits.composition.copying_eigen_score` is the same score of one head, tested equal).
+    """
+    W_E, W_U = token_matrices(model)
+    UE = torch.from_numpy(W_U) @ torch.from_numpy(W_E)  # [d, d], once for every head
+    out = np.zeros((model.cfg.n_layers, model.cfg.n_heads))
+    for layer in range(model.cfg.n_layers):
+        heads = HeadWeights.from_model(model, layer, fold_norm=True)
+        for head in range(model.cfg.n_heads):
+            one = heads.head(head)
+            eig = torch.linalg.eigvals(one.W_O[0] @ UE @ one.W_V[0])
+            out[layer, head] = float(eig.sum().real / eig.abs().sum())
+    return out
 
 
 def top_heads(scores: np.ndarray, k: int) -> list[tuple[int, int, float]]:

@@ -5,7 +5,7 @@ Taught in lesson 4 (``notebooks/04_qk_ov_matching``, reading a trained toy's cir
 SmolLM2's). A head is a one-head :class:`~toyattn.heads.weights.HeadWeights` (the course's one
 container of head weights): :func:`head_factors` takes it out of any hooked model, with the key/value
 head it reads under grouped-query attention. Its circuits come dense (:func:`qk_matrix`,
-:func:`ov_matrix`, ``[d_model, d_model]``) or as :class:`~toyattn.circuits.matching.Factored` pairs
+:func:`ov_matrix`, ``[d_model, d_model]``) or as :class:`~toyattn.circuits.factored.Factored` pairs
 (:func:`qk_factors`, :func:`ov_factors`), which the matching and composition scores accept as they are.
 """
 
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from toyattn.arrays import as_matrix
-from toyattn.circuits.matching import Factored, _right_directions, rotary_matrix
+from toyattn.circuits.factored import Factored, right_directions
+from toyattn.circuits.matching import qk_ov_matching, rotary_matrix
 from toyattn.heads.weights import HeadWeights, fold_norm
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "token_matrices",
     "key_directions",
     "output_directions",
+    "bridge_matching",
 ]
 
 
@@ -83,12 +85,12 @@ def key_directions(head: HeadWeights) -> np.ndarray:
 
     Distance 0 (no rotary matrix), as in Song et al.'s analysis of real models.
     """
-    return _right_directions(qk_factors(head))
+    return right_directions(qk_factors(head))
 
 
 def output_directions(head: HeadWeights) -> np.ndarray:
     """Output directions of the head's OV circuit (right singular vectors, largest first), ``[d_model, d_head]``."""
-    return _right_directions(ov_factors(head))
+    return right_directions(ov_factors(head))
 
 
 def token_matrices(model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -106,3 +108,20 @@ def token_matrices(model: Any) -> tuple[np.ndarray, np.ndarray]:
         gain = norm.weight.detach()
         W_U = fold_norm(W_U, gain, center=isinstance(norm, torch.nn.LayerNorm))
     return W_E, W_U
+
+
+def bridge_matching(model: Any, pairs: list[tuple[tuple[int, int], tuple[int, int]]], rank: int, distance: int) -> np.ndarray:
+    """Lesson 5's QK-OV matching at a query-key ``distance``, for each ``(writer, reader)`` head pair: ``[len(pairs)]``.
+
+    :func:`~toyattn.circuits.matching.qk_ov_matching` of the reader's ``W_Q R(distance) W_K^T`` (rotary
+    base from the model) and the writer's ``W_V W_O``, largest cosine; each head is read once (lesson 6).
+    """
+    heads: dict[tuple[int, int], HeadWeights] = {}
+
+    def head(key: tuple[int, int]) -> HeadWeights:
+        if key not in heads:
+            heads[key] = head_factors(model, *key)
+        return heads[key]
+
+    base = getattr(model.cfg, "rope_base", getattr(model.cfg, "rotary_base", 10000.0))
+    return np.array([qk_ov_matching(qk_factors(head(r), distance, base), ov_factors(head(w)), rank) for w, r in pairs])

@@ -23,18 +23,17 @@ their *left* singular vectors of ``W_ov`` are our *right* ones. The numbers are 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from toyattn.arrays import as_matrix
+from toyattn.circuits.factored import Factored, right_directions
 from toyattn.heads.weights import HeadWeights
 
 Summary = Literal["largest", "rms"]
 
 __all__ = [
-    "Factored",
     "rotary_matrix",
     "qk_circuit",
     "ov_circuit",
@@ -201,35 +200,6 @@ def subspace_matching(A_dirs: Any, B_dirs: Any, rank: int, summary: Summary = "l
     return summarise(principal_cosines(A[:, :rank], B[:, :rank]), summary)
 
 
-class Factored(NamedTuple):
-    """A ``[d_model, d_model]`` circuit kept as two factors ``[d_model, k]``: the matrix ``left @ right.T``.
-
-    A head's QK circuit is ``Factored(W_Q R / sqrt(d_head), W_K)`` and its OV circuit
-    ``Factored(W_V, W_O^T)`` (:mod:`toyattn.circuits.head_circuits`): rank ``d_head`` at most, so its
-    singular vectors cost a ``d_head x d_head`` SVD instead of a ``d_model x d_model`` one (lesson 5's
-    576-wide SmolLM2). :func:`qk_ov_matching` and :func:`toyattn.circuits.composition.k_composition`
-    accept it wherever they accept a matrix, and give the same number (tested).
-    """
-
-    left: np.ndarray
-    right: np.ndarray
-
-    def matrix(self) -> np.ndarray:
-        return self.left @ self.right.T
-
-
-def _right_directions(M: np.ndarray | Factored) -> np.ndarray:
-    """Right singular vectors of a circuit, largest first, as columns ``[d_model, k]``."""
-    if not isinstance(M, Factored):
-        return np.linalg.svd(M)[2].T
-    # left @ right.T = Ql (Rl Rr^T) Qr^T with orthonormal Ql, Qr: its right singular vectors are Qr times
-    # those of the small k x k core. Computed with torch, so it follows torch.set_num_threads.
-    _, Rl = torch.linalg.qr(torch.from_numpy(np.asarray(M.left, dtype=np.float64)))
-    Qr, Rr = torch.linalg.qr(torch.from_numpy(np.asarray(M.right, dtype=np.float64)))
-    _, _, Vh = torch.linalg.svd(Rl @ Rr.T)
-    return (Qr @ Vh.T).numpy()
-
-
 def _as_circuit(M: Any, name: str) -> np.ndarray | Factored:
     if isinstance(M, Factored):
         return Factored(as_matrix(M.left, f"{name}.left"), as_matrix(M.right, f"{name}.right"))
@@ -246,7 +216,7 @@ def qk_ov_matching(W_qk: Any, W_ov: Any, rank: int, summary: Summary = "largest"
     """
     W_qk, W_ov = _as_circuit(W_qk, "W_qk"), _as_circuit(W_ov, "W_ov")
     _check_residual_maps(W_qk, W_ov)
-    keys, outputs = _right_directions(W_qk), _right_directions(W_ov)
+    keys, outputs = right_directions(W_qk), right_directions(W_ov)
     _check_rank(rank, min(keys.shape[1], outputs.shape[1]))
     return subspace_matching(keys, outputs, rank, summary)
 

@@ -34,7 +34,9 @@ def attend(
 ) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d_head), masked) v`` per head: ``z [batch, pos, n_heads, d_head]``.
 
-    ``q [batch, pos, n_heads, d_head]``; ``k``, ``v`` ``[batch, pos, n_kv_heads, d_head]`` (grouped-query
+    ``q [batch, q_pos, n_heads, d_head]``; ``k``, ``v`` ``[batch, k_pos, n_kv_heads, d_head]``, the queries
+    being the last ``q_pos`` of the ``k_pos`` positions (usually all of them; lesson 6 runs only the last
+    position against cached keys and values). Grouped-query
     attention when ``n_kv_heads < n_heads``: query head ``h`` reads key/value head
     :func:`~toyattn.heads.weights.kv_head_for_query`). ``attn`` carries the hook points
     ``hook_attn_scores`` (scaled, masked), ``hook_pattern`` (rows sum to 1) and ``hook_z``.
@@ -45,8 +47,9 @@ def attend(
         index = kv_head_for_query(n_heads, n_kv).to(q.device)
         k, v = k.index_select(2, index), v.index_select(2, index)
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(q.shape[-1])
-    if causal:
-        scores = scores.masked_fill(~causal_mask(q.shape[1], q.device), float("-inf"))
+    if causal:  # the queries are the last q positions of the k keys (all of them, but in a cached step)
+        n_q, n_k = q.shape[1], k.shape[1]
+        scores = scores.masked_fill(~causal_mask(n_k, q.device)[n_k - n_q :], float("-inf"))
     pattern = attn.hook_pattern(torch.softmax(attn.hook_attn_scores(scores), dim=-1))
     if dropout is not None:
         pattern = dropout(pattern)

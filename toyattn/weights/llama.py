@@ -1,12 +1,16 @@
-"""Loading a Llama-family model's weights (a GGUF file, or a Hugging Face state dict) into the course's Llama.
+"""Loading a Llama-family model's weights (a GGUF file, or a Hugging Face state dict) into the course's Llama, and transformers' reference.
 
 Taught in lesson 5 (``notebooks/05_induction_circuits``, section 11), which reads SmolLM2-135M-Instruct
 from the GGUF file the course ships. The model itself is :mod:`toyattn.models.llama`; what llama.cpp
-does to the tensors is undone by :mod:`toyattn.weights.gguf`.
+does to the tensors is undone by :mod:`toyattn.weights.gguf`. Lesson 6 (``notebooks/06_real_model_induction``)
+holds its own build of the model to ``transformers``' ``LlamaForCausalLM`` read from the same file
+(:func:`load_transformers_llama`), and tokenizes with the tokenizer stored in it (:func:`load_tokenizer`),
+both offline.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +78,71 @@ def load_llama_gguf(path: str | Path | None = None, *, dtype: torch.dtype = torc
     if dtype != torch.float32:
         model = model.to(check_dtype(dtype, "cpu"))
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers' reading of the same file (lesson 6): the tokenizer and the reference model
+# ---------------------------------------------------------------------------------------------
+
+
+def _gguf(path: str | Path | None) -> Path:
+    path = Path(path) if path is not None else smollm2_gguf_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"No GGUF file at {path}; run `make pretrained` for the course's SmolLM2.")
+    return path
+
+
+def _offline() -> None:
+    # The course runs without a network: never let transformers try the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def load_tokenizer(path: str | Path | None = None):
+    """The tokenizer stored in the GGUF file (default: the course's SmolLM2), built by ``transformers`` offline."""
+    _offline()
+    from transformers import AutoTokenizer  # optional (the models extra): imported only when asked for
+
+    path = _gguf(path)
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+
+
+def load_transformers_llama(path: str | Path | None = None):
+    """``transformers``' ``LlamaForCausalLM`` built from the GGUF file, float32, in eval mode (about 10 s on a CPU).
+
+    ``transformers`` dequantizes the file itself and undoes llama.cpp's q/k row order, independently of
+    the course's loader: the reference that lesson 6 holds its logits to. Needs ``accelerate``.
+    """
+    _offline()
+    from transformers import AutoModelForCausalLM  # optional (the models extra): imported only when asked for
+    from transformers.utils import logging as hf_logging
+
+    path = _gguf(path)
+    # Its progress bars (one of them from a plain tqdm inside the GGUF reader) would fill a notebook's output.
+    hf_logging.disable_progress_bar()
+    reader = _gguf_reader_module()
+    bar = getattr(reader, "tqdm", None) if reader is not None else None
+    if bar is not None:
+        reader.tqdm = lambda items, *args, **kwargs: items
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
+                                                     local_files_only=True)
+    except ValueError as err:
+        if "accelerate" in str(err):
+            raise ImportError("transformers needs `accelerate` to read a GGUF file: "
+                              "pip install -e '.[models]' (or `make install`).") from None
+        raise
+    finally:
+        hf_logging.enable_progress_bar()
+        if bar is not None:
+            reader.tqdm = bar
+    return model.eval()
+
+
+def _gguf_reader_module():
+    """``transformers``' GGUF reading module, or None where a version keeps it elsewhere (then its bar shows)."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils
+    except ImportError:
+        return None
+    return modeling_gguf_pytorch_utils

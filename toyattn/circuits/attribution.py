@@ -14,38 +14,22 @@ counted from 0, a head's output at a position is ``z[h] @ W_O[h]``.
   the corrupted run's keys and values there). :func:`patch_head` is the plain hooked version.
 * :func:`token_losses` and :func:`icl_score`: Olsson et al. (2022)'s in-context learning score,
   the loss at a late token minus the loss at an early token (negative when context helps).
-* :func:`copying_scores`, :func:`composition_scores`, :func:`bridge_matching`: circuit reading for
-  every head (Elhage et al.'s eigenvalue copying score; Q-, K- and V-composition; lesson 5's QK-OV
-  matching at a real query-key distance, with the rotary matrix).
+
+Reading the same heads from their weights (copying scores, Q/K/V composition of every pair, the QK-OV
+bridge at a distance) uses the circuit tools of lessons 4-5: :func:`toyattn.circuits.detection.copying_scores`,
+:func:`toyattn.circuits.composition.composition_scores`, :func:`toyattn.circuits.head_circuits.bridge_matching`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import torch
 
-from toyattn.circuits import rotary_matrix, summarise
-from toyattn.induction_heads import head_factors, output_directions, token_matrices
+from toyattn.models.attention import attend
 from toyattn.models.transformer import apply_rotary
 
-__all__ = [
-    "bridge_matching",
-    "composition_scores",
-    "copying_scores",
-    "icl_score",
-    "logit_attribution",
-    "logit_difference",
-    "patch_each_head",
-    "patch_head",
-    "prefix_matching_scores",
-    "random_pair_composition",
-    "token_losses",
-]
-
-KINDS = ("Q", "K", "V")
+__all__ = ["icl_score", "logit_attribution", "logit_difference", "patch_each_head", "patch_head", "token_losses"]
 
 
 def _check_tokens(tokens: torch.Tensor, model: Any) -> None:
@@ -64,34 +48,6 @@ def _check_same_shape(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
 def _rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     """``1 / rms(x)`` per position, ``[..., 1]``: what RMSNorm multiplies by before its gain."""
     return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-
-
-# --------------------------------------------------------------------------------------------------
-# Prefix matching
-# --------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def prefix_matching_scores(model: Any, tokens: torch.Tensor, length: int, per_sequence: bool = False) -> dict[str, np.ndarray]:
-    """``{"previous_token", "induction"}``: ``[n_layers, n_heads]`` attention scores on tokens that end with two copies of ``length`` tokens.
-
-    Lesson 5's :func:`toyattn.induction_heads.head_scores` (the same numbers), for a model on any
-    device: the "induction" (prefix-matching) score is the attention from each second-copy token to the
-    token after its earlier occurrence, ``length - 1`` back; the previous-token score, to the token before.
-    ``per_sequence=True`` keeps the batch axis: ``[batch, n_layers, n_heads]``.
-    """
-    _check_tokens(tokens, model)
-    T = tokens.shape[1]
-    if T < 2 * length:
-        raise ValueError(f"tokens have {T} positions, fewer than two copies of length={length}.")
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(len(model.blocks))]
-    _, cache = model.run_with_cache(tokens, names_filter=names)
-    q = torch.arange(T - length, T, device=tokens.device)
-    prev = torch.stack([cache[n][:, :, q, q - 1].mean(dim=2) for n in names], dim=1)  # [batch, layer, head]
-    ind = torch.stack([cache[n][:, :, q, q - length + 1].mean(dim=2) for n in names], dim=1)
-    if not per_sequence:
-        prev, ind = prev.mean(0), ind.mean(0)
-    return {"previous_token": prev.cpu().numpy(), "induction": ind.cpu().numpy()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,15 +117,12 @@ def _last_position_block(block: Any, x: torch.Tensor, k_past: torch.Tensor, v_pa
     attn, cfg = block.attn, block.attn.cfg
     h = block.ln1(x)[:, None]  # [N, 1, d]
     where = torch.tensor([pos], device=x.device)
-    q = apply_rotary(torch.einsum("npd,hde->nphe", h, attn.W_Q), where, cfg.rope_base)[:, 0]  # [N, heads, e]
+    q = apply_rotary(torch.einsum("npd,hde->nphe", h, attn.W_Q), where, cfg.rope_base)  # [N, 1, heads, e]
     k = apply_rotary(torch.einsum("npd,hde->nphe", h, attn.W_K), where, cfg.rope_base)
     v = torch.einsum("npd,hde->nphe", h, attn.W_V)
     keys = torch.cat([k_past.expand(x.shape[0], -1, -1, -1), k], dim=1)  # [N, pos+1, kv, e]
     values = torch.cat([v_past.expand(x.shape[0], -1, -1, -1), v], dim=1)
-    group = cfg.n_heads // cfg.n_kv_heads
-    keys, values = keys.repeat_interleave(group, dim=2), values.repeat_interleave(group, dim=2)
-    pattern = torch.softmax(torch.einsum("nhe,nkhe->nhk", q, keys) / math.sqrt(cfg.d_head), dim=-1)
-    z = torch.einsum("nhk,nkhe->nhe", pattern, values)
+    z = attend(attn, q, keys, values, causal=True)[:, 0]  # the models' own attention: [N, heads, e]
     x = x + torch.einsum("nhe,hed->nd", z, attn.W_O)
     return x + block.mlp(block.ln2(x))
 
@@ -180,7 +133,7 @@ def patch_each_head(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, an
     """Logit difference (:func:`logit_difference`) with each head patched from ``clean`` into ``corrupted`` at the last position.
 
     Returns ``{"patched": [n_layers, n_heads, batch], "clean": [batch], "corrupted": [batch]}``; the
-    same numbers as :func:`patch_head` with ``position=-1`` for every head (``tests/test_attribution.py``).
+    same numbers as :func:`patch_head` with ``position=-1`` for every head (``tests/test_circuits_attribution.py``).
     """
     _check_same_shape(clean, corrupted)
     _check_tokens(corrupted, model)
@@ -236,110 +189,3 @@ def icl_score(losses: torch.Tensor, early: int = 50, late: int = 500) -> float:
     if not 1 <= early < late < losses.shape[1]:
         raise ValueError(f"Need 1 <= early < late < {losses.shape[1]} (the number of positions), got {early} and {late}.")
     return float((losses[:, late] - losses[:, early]).mean())
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading the weights: copying, composition, the QK-OV bridge at a distance
-# --------------------------------------------------------------------------------------------------
-
-
-def copying_scores(model: Any) -> np.ndarray:
-    """``[n_layers, n_heads]`` Elhage et al.'s copying score: sum(eigenvalues) / sum(|eigenvalues|) of ``W_E W_ov W_U``.
-
-    The norms' gains are folded in (``ln1`` into the head, ``ln_final`` into ``W_U``). The nonzero
-    eigenvalues of ``W_E W_V W_O W_U`` are those of the ``d_head x d_head`` matrix ``W_O (W_U W_E) W_V``.
-    """
-    W_E, W_U = token_matrices(model)
-    UE = torch.from_numpy(W_U) @ torch.from_numpy(W_E)  # [d, d], once for every head
-    out = np.zeros((model.cfg.n_layers, model.cfg.n_heads))
-    for layer in range(model.cfg.n_layers):
-        for head in range(model.cfg.n_heads):
-            f = head_factors(model, layer, head)
-            eig = torch.linalg.eigvals(torch.from_numpy(f["W_O"]) @ UE @ torch.from_numpy(f["W_V"]))
-            out[layer, head] = float(eig.sum().real / eig.abs().sum())
-    return out
-
-
-def _circuit(f: dict[str, np.ndarray], side: str) -> tuple[np.ndarray, np.ndarray]:
-    """A head's circuit as two factors ``[d, d_head] @ [d_head, d]``: "ov" = ``W_V W_O``, "qk" = ``W_Q W_K^T``, "kq" its transpose."""
-    return {"ov": (f["W_V"], f["W_O"]), "qk": (f["W_Q"], f["W_K"].T), "kq": (f["W_K"], f["W_Q"].T)}[side]
-
-
-def _factored_composition(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    """``||A B||_F / (||A||_F ||B||_F)`` for ``A = a0 a1``, ``B = b0 b1``; every product is ``d_head x d_head``."""
-    (a0, a1), (b0, b1) = a, b
-    M = a1 @ b0
-    num = np.trace((a0.T @ a0) @ M @ (b1 @ b1.T) @ M.T)
-    norm = lambda x0, x1: np.trace((x0.T @ x0) @ (x1 @ x1.T))  # noqa: E731
-    return float(math.sqrt(max(num, 0.0) / (norm(a0, a1) * norm(b0, b1))))
-
-
-def _composition(writer: dict[str, np.ndarray], reader: dict[str, np.ndarray], kind: str) -> float:
-    # Row vectors: the reader's query reads x_q W_qk, its key x_k W_qk^T, its value x W_ov.
-    side = {"Q": "qk", "K": "kq", "V": "ov"}[kind]
-    return _factored_composition(_circuit(writer, "ov"), _circuit(reader, side))
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} (Q-, K- or V-composition), got {kind!r}.")
-
-
-def composition_scores(model: Any, heads: list[tuple[int, int]], kind: str) -> np.ndarray:
-    """``[len(heads), len(heads)]``: entry ``[i, j]`` is the ``kind``-composition of writer ``heads[i]`` into reader ``heads[j]``.
-
-    NaN where the writer is not in an earlier layer than the reader (it cannot compose). Norm gains folded in,
-    query-key distance 0 (Elhage et al.; ARENA 1.2).
-    """
-    _check_kind(kind)
-    f = {h: head_factors(model, *h) for h in heads}
-    out = np.full((len(heads), len(heads)), np.nan)
-    for i, w in enumerate(heads):
-        for j, r in enumerate(heads):
-            if w[0] < r[0]:
-                out[i, j] = _composition(f[w], f[r], kind)
-    return out
-
-
-def random_pair_composition(model: Any, kind: str, n_pairs: int = 200, seed: int = 0) -> np.ndarray:
-    """``[n_pairs]`` ``kind``-composition of random head pairs of the model (writer in an earlier layer): the baseline."""
-    _check_kind(kind)
-    rng = np.random.default_rng(seed)
-    n, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    out = []
-    for _ in range(n_pairs):
-        lw, lr = sorted(int(x) for x in rng.choice(n, 2, replace=False))
-        w, r = head_factors(model, lw, int(rng.integers(n_heads))), head_factors(model, lr, int(rng.integers(n_heads)))
-        out.append(_composition(w, r, kind))
-    return np.array(out)
-
-
-def bridge_matching(model: Any, pairs: list[tuple[tuple[int, int], tuple[int, int]]], rank: int, distance: int) -> np.ndarray:
-    """Lesson 5's QK-OV matching at a query-key ``distance``, for each ``(writer, reader)`` head pair: ``[len(pairs)]``.
-
-    The writer's top-``rank`` output directions against the reader's top-``rank`` key directions of
-    ``W_Q R(distance) W_K^T`` (largest cosine of the principal angles). Each head's directions are
-    computed once, with torch (which follows ``torch.set_num_threads``).
-    """
-    outputs: dict[tuple[int, int], torch.Tensor] = {}
-    keys: dict[tuple[int, int], torch.Tensor] = {}
-    R = torch.from_numpy(rotary_matrix(model.cfg.d_head, distance, model.cfg.rope_base))
-
-    def key_directions(head: tuple[int, int]) -> torch.Tensor:
-        if head not in keys:  # right singular vectors of (W_Q R) W_K^T, from a d_head x d_head SVD
-            f = head_factors(model, *head)
-            _, Rq = torch.linalg.qr(torch.from_numpy(f["W_Q"]) @ R)
-            Qk, Rk = torch.linalg.qr(torch.from_numpy(f["W_K"]))
-            keys[head] = Qk @ torch.linalg.svd(Rq @ Rk.T)[2].T
-        return keys[head]
-
-    def output_dirs(head: tuple[int, int]) -> torch.Tensor:
-        if head not in outputs:
-            outputs[head] = torch.from_numpy(output_directions(head_factors(model, *head)))
-        return outputs[head]
-
-    scores = []
-    for writer, reader in pairs:
-        cos = torch.linalg.svdvals(key_directions(reader)[:, :rank].T @ output_dirs(writer)[:, :rank]).clamp(0.0, 1.0)
-        scores.append(summarise(cos.numpy(), "largest"))
-    return np.array(scores)
