@@ -291,7 +291,7 @@ def patch_head(model, corrupted, clean, layer, head, position):
     ### END SOLUTION
 
 
-checks.check_patch_head(patch_head)
+checks.check_patch_head_at(patch_head)
 
 # %% [markdown]
 # Now the experiment is yours (section 8 did one version). Build a clean prompt in which SmolLM2 can

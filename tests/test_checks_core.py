@@ -23,3 +23,16 @@ def test_assert_close_messages_say_what_differs():
     with pytest.raises(CheckFailed, match="contains NaN"):
         assert_close(torch.tensor([1.0, float("nan")]), torch.ones(2))
     assert_close(torch.ones(3) + 1e-8, torch.ones(3))  # within tolerance: no error
+
+
+def test_two_lessons_cannot_register_checks_of_one_name():
+    """A lesson's check that took another lesson's name would replace it in ``checks.`` and in grading."""
+    from toyattn.checks.core import REGISTRY, exercise_check
+
+    def check_softmax(case, got):  # noqa: ARG001 - the name of lesson 0's check, from another module
+        pass
+
+    check_softmax.__module__ = "toyattn.checks.some_new_lesson"
+    with pytest.raises(ValueError, match="two checks are named check_softmax"):
+        exercise_check(cases=lambda rng: [])(check_softmax)
+    assert REGISTRY["check_softmax"]._judge.__module__ == "toyattn.checks.warmup"

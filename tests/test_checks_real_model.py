@@ -209,7 +209,7 @@ def leaky_patch(model, corrupted, clean, layer, head, position):
 
 
 def test_patch_head(capsys, tmp_path_factory, monkeypatch):
-    verify_check(checks.check_patch_head, good_patch, [every_position, one_too_early, wrong_way, leaky_patch], capsys,
+    verify_check(checks.check_patch_head_at, good_patch, [every_position, one_too_early, wrong_way, leaky_patch], capsys,
                  messages=["every position", "one position too early", "wrong way round", "no hook left"],
                  tmp_path_factory=tmp_path_factory, monkeypatch=monkeypatch, names_case=False)
 

@@ -186,6 +186,13 @@ class Check:
         return msg if msg.startswith(self.name) else f"{self.name}: {msg}"
 
 
+def _check_unique(name: str, judge: Judge) -> None:
+    """Two lessons' checks of one name would shadow each other in ``checks.`` and in grading: refuse it."""
+    other = REGISTRY.get(name)
+    if other is not None and other._judge.__module__ != judge.__module__:
+        raise ValueError(f"two checks are named {name} ({other._judge.__module__} and {judge.__module__}); rename one.")
+
+
 def exercise_check(
     *, cases: Callable[[np.random.Generator], Sequence[Case]], during: Iterable[During] = ()
 ) -> Callable[[Judge], Check]:
@@ -195,6 +202,7 @@ def exercise_check(
 
     def register(judge: Judge) -> Check:
         check = Check(judge, cases, during)
+        _check_unique(check.name, judge)
         REGISTRY[check.name] = check
         return check
 

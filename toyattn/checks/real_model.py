@@ -24,7 +24,7 @@ from toyattn.models import llama
 from toyattn.models.transformer import apply_rotary
 
 __all__ = ["check_rms_norm", "check_rotary", "check_gqa_attention", "check_swiglu", "check_logit_attribution",
-           "check_patch_head"]
+           "check_patch_head_at"]
 
 
 def _no_library(*modules, what: str):
@@ -274,7 +274,7 @@ def _patched_positions(model, corrupted, clean, layer, head, positions):
 
 
 @exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(attribution, what="patch the head")])
-def check_patch_head(case: Case, got: Returned) -> None:
+def check_patch_head_at(case: Case, got: Returned) -> None:
     """``fn(model, corrupted, clean, layer, head, position) -> logits``: a run on ``corrupted`` in which one head's
     output (``hook_z``) at one position is what it was on ``clean``."""
     model, corrupted, clean, layer, head, position = case.args
