@@ -260,19 +260,6 @@ def _patch_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-def _patched_positions(model, corrupted, clean, layer, head, positions):
-    name = f"blocks.{layer}.attn.hook_z"
-    _, cache = model.run_with_cache(clean, names_filter=name)
-
-    def hook(z, hook):
-        z = z.clone()
-        z[:, positions, head] = cache[name][:, positions, head]
-        return z
-
-    with torch.no_grad():
-        return model.run_with_hooks(corrupted, fwd_hooks=[(name, hook)])
-
-
 @exercise_check(cases=_patch_cases, during=[no_hooks_left(), _no_library(attribution, what="patch the head")])
 def check_patch_head_at(case: Case, got: Returned) -> None:
     """``fn(model, corrupted, clean, layer, head, position) -> logits``: a run on ``corrupted`` in which one head's
@@ -283,9 +270,9 @@ def check_patch_head_at(case: Case, got: Returned) -> None:
     T = corrupted.shape[1]
     pos = position % T
     _judge(case, got, expected, {
-        "the head patched at every position, not only the one asked for": _patched_positions(model, corrupted, clean, layer, head, slice(None)),
-        "the head patched one position too early": _patched_positions(model, corrupted, clean, layer, head, pos - 1),
+        "the head patched at every position, not only the one asked for": attribution.patch_head(model, clean, corrupted, layer, head, slice(None)),
+        "the head patched one position too early": attribution.patch_head(model, clean, corrupted, layer, head, pos - 1),
         "the patch the wrong way round: a clean run with the corrupted output patched in":
             attribution.patch_head(model, corrupted, clean, layer, head, position),
-        "the whole layer patched at that position, not one head": _patched_positions(model, corrupted, clean, layer, slice(None), pos),
+        "the whole layer patched at that position, not one head": attribution.patch_head(model, clean, corrupted, layer, slice(None), pos),
     })

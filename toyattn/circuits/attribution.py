@@ -97,9 +97,13 @@ def logit_difference(logits: torch.Tensor, answer: torch.Tensor, wrong: torch.Te
 
 
 @torch.no_grad()
-def patch_head(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, layer: int, head: int,
-               position: int = -1) -> torch.Tensor:
-    """Logits of a run on ``corrupted`` in which head ``head`` of ``layer`` outputs what it did on ``clean`` at ``position``."""
+def patch_head(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, layer: int, head: int | slice,
+               position: int | slice = -1) -> torch.Tensor:
+    """Logits of a run on ``corrupted`` in which head ``head`` of ``layer`` outputs what it did on ``clean`` at ``position``.
+
+    ``head`` or ``position`` may be a slice (``slice(None)``: every head, or every position), which
+    lesson 6's check uses to build the wrong answers it recognises.
+    """
     _check_same_shape(clean, corrupted)
     name = f"blocks.{layer}.attn.hook_z"
     _, cache = model.run_with_cache(clean, names_filter=name)
