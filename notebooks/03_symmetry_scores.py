@@ -390,7 +390,7 @@ print(f"In this run layer 2 sits above the other layers by {lift_layer:+.3f} per
 #   on masked-token prediction;
 # * **SmolLM2-135M-Instruct**: a Llama-family *decoder* (30 layers x 9 query heads sharing 3 key heads,
 #   $d = 576$, $d_h = 64$), trained causally, each token sees only earlier ones. It ships as a GGUF file
-#   quantized to 4 bits (Q4_K_M), so its weights are not exactly the published full-precision ones; the reader dequantizes it (and undoes llama.cpp's reordering of rows inside
+#   quantized to 4 bits (Q4_1), so its weights are not exactly the published full-precision ones; the reader dequantizes it (and undoes llama.cpp's reordering of rows inside
 #   each head, which would not change the scores anyway);
 # * **Gemma 3 270M**: a second *decoder*, from another family (18 layers x 4 query heads sharing a single
 #   key head, $d = 640$, and wide heads, $d_h = 256$), also a 4-bit (Q4_K_M) GGUF. Its attention normalises every

@@ -418,7 +418,7 @@ def patching_prompts(text_list, j, length=L):
 
 J = 30
 clean, corrupted, answer, wrong = patching_prompts(texts[:4], J)
-patch = attribution.patch_each_head(llm, clean, corrupted, answer, wrong)
+patch = attribution.patch_each_head(llm, corrupted, clean, answer, wrong)
 recovered = ((patch["patched"] - patch["corrupted"]) / (patch["clean"] - patch["corrupted"])).cpu().numpy()  # [L, H, prompt]
 mean_rec = recovered.mean(-1)
 top5 = {(a, b) for a, b, _ in top_ind}  # the control leaves out section 5's top prefix-matching heads
@@ -468,7 +468,11 @@ print(f"{len(ind_set & {(a, b) for a, b, _ in top_patch})} of the top 5 by patch
 attn_tops = [top_heads(per_passage["induction"][p], 3) for p in range(len(rep))]
 agree = []
 for j in (J, 45):
-    rec = patch if j == J else attribution.patch_each_head(llm, *patching_prompts(texts[:4], j))
+    if j == J:
+        rec = patch
+    else:
+        c, k, a, w = patching_prompts(texts[:4], j)  # clean, corrupted, answer, wrong
+        rec = attribution.patch_each_head(llm, k, c, a, w)
     share = ((rec["patched"] - rec["corrupted"]) / (rec["clean"] - rec["corrupted"])).cpu().numpy()
     for p, attn_top in enumerate(attn_tops):
         patch_top = {(a, b) for a, b, _ in top_heads(share[:, :, p], 10)}

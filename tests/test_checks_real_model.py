@@ -67,6 +67,12 @@ def fixed_base(x, positions, base):
     return good_rotary(x, positions, 10000.0)
 
 
+def courses_rotary(x, positions, base):  # right numbers, but the course's own function
+    from toyattn.models.transformer import apply_rotary
+
+    return apply_rotary(x, positions, base)
+
+
 def test_rotary(capsys, tmp_path_factory, monkeypatch):
     verify_check(checks.check_rotary, good_rotary, [interleaved, wrong_sign, fixed_base], capsys,
                  messages=["interleaved layout", "wrong sign", "default base"],
@@ -107,6 +113,15 @@ def no_mask(q, k, v):
 
 def no_scale(q, k, v):
     return good_gqa(q * math.sqrt(q.shape[-1]), k, v)
+
+
+def courses_attention(q, k, v):  # right numbers, but the models' own attention
+    from types import SimpleNamespace
+
+    from toyattn.models.attention import attend
+
+    same = lambda t: t  # noqa: E731 - hook points that change nothing
+    return attend(SimpleNamespace(hook_attn_scores=same, hook_pattern=same, hook_z=same), q, k, v)
 
 
 def test_gqa_attention(capsys, tmp_path_factory, monkeypatch):
@@ -156,9 +171,14 @@ def dla_norm_each(head_out, final_resid, gain, eps, W_U, targets):
     return (normed * (W_U.T[targets] * gain)[:, None]).sum(-1)
 
 
+def dla_eps_outside(head_out, final_resid, gain, eps, W_U, targets):
+    rms = final_resid.pow(2).mean(-1, keepdim=True).sqrt() + eps
+    return ((head_out / rms[:, None]) * (W_U.T[targets] * gain)[:, None]).sum(-1)
+
+
 def test_logit_attribution(capsys, tmp_path_factory, monkeypatch):
-    verify_check(checks.check_logit_attribution, good_dla, [dla_no_scale, dla_no_gain, dla_norm_each], capsys,
-                 messages=["scale 1/rms", "gain left out", "normed on its own"],
+    verify_check(checks.check_logit_attribution, good_dla, [dla_no_scale, dla_no_gain, dla_norm_each, dla_eps_outside],
+                 capsys, messages=["scale 1/rms", "gain left out", "normed on its own", "outside the square root"],
                  tmp_path_factory=tmp_path_factory, monkeypatch=monkeypatch, names_case=True)
 
 
@@ -225,3 +245,10 @@ def test_the_rotary_check_holds_answers_to_transformers_own_function():
     q, _ = modeling.apply_rotary_pos_emb(x.transpose(1, 2), x.transpose(1, 2), emb.cos()[None], emb.sin()[None])
     torch.testing.assert_close(transformers_rotary(x, positions, base), q.transpose(1, 2), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(transformers_rotary(x, positions, base), good_rotary(x, positions, base), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("check, answer", [("check_rotary", courses_rotary), ("check_gqa_attention", courses_attention)])
+def test_the_course_s_own_rotary_and_attention_are_refused(check, answer):
+    """Right numbers from the course's own functions, which the exercise asks the student to write."""
+    with pytest.raises(checks.CheckFailed, match="holds the course's answer"):
+        getattr(checks, check)(answer)

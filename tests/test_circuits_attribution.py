@@ -18,10 +18,10 @@ def test_patch_each_head_equals_the_hooked_patch_for_every_head(n_kv_heads, seed
     corrupted = clean.clone()
     corrupted[:, 2:5] = (clean[:, 2:5] + 11) % 40
     answer, wrong = torch.randint(0, 40, (3,), generator=g), torch.randint(0, 40, (3,), generator=g)
-    fast = attribution.patch_each_head(model, clean, corrupted, answer, wrong)
+    fast = attribution.patch_each_head(model, corrupted, clean, answer, wrong)
     for layer in range(3):
         for head in range(4):
-            slow = attribution.logit_difference(attribution.patch_head(model, clean, corrupted, layer, head), answer, wrong)
+            slow = attribution.logit_difference(attribution.patch_head(model, corrupted, clean, layer, head), answer, wrong)
             torch.testing.assert_close(fast["patched"][layer, head], slow, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         torch.testing.assert_close(fast["clean"], attribution.logit_difference(model(clean), answer, wrong))

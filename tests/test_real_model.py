@@ -110,7 +110,8 @@ def test_top_heads_by_attention_are_mostly_top_by_patching(smollm2, tokenizer):
     with cpu_threads(1):
         attn_top = [top_heads(head_scores(smollm2, rep[p:p + 1], L)["induction"], 3) for p in range(len(texts))]
         for j in (20, 40):
-            out = attribution.patch_each_head(smollm2, *_prompts(tokenizer, texts, j))
+            clean, corrupted, answer, wrong = _prompts(tokenizer, texts, j)
+            out = attribution.patch_each_head(smollm2, corrupted, clean, answer, wrong)
             assert (out["clean"] > out["corrupted"]).all(), "the corruption must move the prediction toward x"
             share = ((out["patched"] - out["corrupted"]) / (out["clean"] - out["corrupted"])).numpy()
             for p in range(len(texts)):

@@ -20,7 +20,7 @@ from toyattn.checks.answers import Returned
 from toyattn.checks.core import Case, assert_close, exercise_check, torch_generator
 from toyattn.checks.guards import forbid_calls_into, forbid_torch, no_hooks_left
 from toyattn.circuits import attribution
-from toyattn.models import llama
+from toyattn.models import attention, llama, transformer
 from toyattn.models.transformer import apply_rotary
 
 __all__ = ["check_rms_norm", "check_rotary", "check_gqa_attention", "check_swiglu", "check_logit_attribution",
@@ -107,7 +107,7 @@ def _interleaved(x, positions, base):
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
 
 
-@exercise_check(cases=_rotary_cases, during=[_no_library(llama, what="write the rotation")])
+@exercise_check(cases=_rotary_cases, during=[_no_library(llama, transformer, what="write the rotation")])
 def check_rotary(case: Case, got: Returned) -> None:
     """``fn(x [batch, pos, heads, d_head], positions [pos], base) -> same shape``: the "rotate half" layout of
     Llama, ``transformers`` and :func:`toyattn.models.transformer.apply_rotary` (which agree: both are the reference)."""
@@ -151,7 +151,7 @@ def _attend(q, k, v, *, interleave=True, causal=True, scale=True, strict=False):
     return torch.einsum("bhqk,bkhe->bqhe", torch.nan_to_num(torch.softmax(scores, -1)), v)
 
 
-@exercise_check(cases=_gqa_cases, during=[_no_library(llama, what="write the attention"),
+@exercise_check(cases=_gqa_cases, during=[_no_library(llama, attention, what="write the attention"),
                                           forbid_torch("scaled_dot_product", hint="Write the scores, mask and softmax yourself.")])
 def check_gqa_attention(case: Case, got: Returned) -> None:
     """``fn(q [batch, pos, n_heads, d_head], k, v [batch, pos, n_kv_heads, d_head]) -> z [batch, pos, n_heads, d_head]``:
@@ -202,7 +202,8 @@ def check_swiglu(case: Case, got: Returned) -> None:
 def _dla_cases(rng: np.random.Generator) -> list[Case]:
     g = torch_generator(rng)
     cases = []
-    for p, h, d, vocab, eps in ((4, 3, 8, 11, 1e-5), (6, 2, 12, 7, 1e-5)):
+    # eps 1e-5 as in SmolLM2, and a large one: where eps goes (inside the square root) must show
+    for p, h, d, vocab, eps in ((4, 3, 8, 11, 1e-5), (6, 2, 12, 7, 1e-5), (5, 2, 6, 9, 4.0)):
         heads = torch.randn(p, h, d, generator=g)
         final = heads.sum(1) + 3 * torch.randn(p, d, generator=g)  # the heads plus everything else
         gain, W_U = 0.5 + torch.rand(d, generator=g), torch.randn(d, vocab, generator=g)
@@ -211,12 +212,14 @@ def _dla_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-def _dla(heads, final, gain, eps, W_U, targets, *, scale=True, use_gain=True, norm_each=False):
+def _dla(heads, final, gain, eps, W_U, targets, *, scale=True, use_gain=True, norm_each=False, eps_at="inside"):
     direction = ((gain if use_gain else torch.ones_like(gain))[:, None] * W_U)[:, targets].T  # [pos, d]
     if norm_each:
         heads = heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + eps)
     elif scale:
-        heads = heads * torch.rsqrt(final.pow(2).mean(-1, keepdim=True) + eps)[:, None]
+        ms = final.pow(2).mean(-1, keepdim=True)
+        rms = {"inside": (ms + eps).sqrt(), "outside": ms.sqrt() + eps, "none": ms.sqrt()}[eps_at]
+        heads = heads / rms[:, None]
     return torch.einsum("phd,pd->ph", heads, direction)
 
 
@@ -230,6 +233,8 @@ def check_logit_attribution(case: Case, got: Returned) -> None:
         "the final norm's gain left out": _dla(*args, use_gain=False),
         "each head's output normed on its own; the norm divides the whole residual stream by one rms per position":
             _dla(*args, norm_each=True),
+        "eps added outside the square root of the final norm: rms = sqrt(mean(x^2) + eps)": _dla(*args, eps_at="outside"),
+        "the final norm's eps left out": _dla(*args, eps_at="none"),
     })
 
 
@@ -266,13 +271,13 @@ def check_patch_head_at(case: Case, got: Returned) -> None:
     output (``hook_z``) at one position is what it was on ``clean``."""
     model, corrupted, clean, layer, head, position = case.args
     with torch.no_grad():
-        expected = attribution.patch_head(model, clean, corrupted, layer, head, position)
+        expected = attribution.patch_head(model, corrupted, clean, layer, head, position)
     T = corrupted.shape[1]
     pos = position % T
     _judge(case, got, expected, {
-        "the head patched at every position, not only the one asked for": attribution.patch_head(model, clean, corrupted, layer, head, slice(None)),
-        "the head patched one position too early": attribution.patch_head(model, clean, corrupted, layer, head, pos - 1),
+        "the head patched at every position, not only the one asked for": attribution.patch_head(model, corrupted, clean, layer, head, slice(None)),
+        "the head patched one position too early": attribution.patch_head(model, corrupted, clean, layer, head, pos - 1),
         "the patch the wrong way round: a clean run with the corrupted output patched in":
-            attribution.patch_head(model, corrupted, clean, layer, head, position),
-        "the whole layer patched at that position, not one head": attribution.patch_head(model, clean, corrupted, layer, slice(None), pos),
+            attribution.patch_head(model, clean, corrupted, layer, head, position),
+        "the whole layer patched at that position, not one head": attribution.patch_head(model, corrupted, clean, layer, slice(None), pos),
     })

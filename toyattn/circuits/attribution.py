@@ -6,8 +6,8 @@ counted from 0, a head's output at a position is ``z[h] @ W_O[h]``.
 
 * :func:`logit_attribution`: each head's (and MLP's, and the embedding's) direct contribution to a
   token's logit. The final RMSNorm divides the whole residual stream by one number per position,
-  ``rms(x)``; as in the literature (Elhage et al. 2021; ARENA 1.2's ``apply_ln_to_stack``) that number
-  is taken from the run and frozen, so the logit is exactly the sum of the parts.
+  ``rms(x)``; as TransformerLens's ``apply_ln_to_stack`` does (used so in ARENA 3.0's chapter 1.4.1),
+  that number is taken from the run and frozen, so the logit is exactly the sum of the parts.
 * :func:`patch_each_head`: the logit difference after patching each head's output, one head at a
   time, from a clean run into a corrupted one at the last position (exact, and ~100x cheaper than one
   full forward per head: positions before the last are untouched by such a patch, so later layers reuse
@@ -97,12 +97,13 @@ def logit_difference(logits: torch.Tensor, answer: torch.Tensor, wrong: torch.Te
 
 
 @torch.no_grad()
-def patch_head(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, layer: int, head: int | slice,
+def patch_head(model: Any, corrupted: torch.Tensor, clean: torch.Tensor, layer: int, head: int | slice,
                position: int | slice = -1) -> torch.Tensor:
     """Logits of a run on ``corrupted`` in which head ``head`` of ``layer`` outputs what it did on ``clean`` at ``position``.
 
     ``head`` or ``position`` may be a slice (``slice(None)``: every head, or every position), which
-    lesson 6's check uses to build the wrong answers it recognises.
+    lesson 6's check uses to build the wrong answers it recognises. The run's own tokens come first and
+    the source second, as in :func:`toyattn.sentences.interventions.patch_activation` and the exercises.
     """
     _check_same_shape(clean, corrupted)
     name = f"blocks.{layer}.attn.hook_z"
@@ -132,7 +133,7 @@ def _last_position_block(block: Any, x: torch.Tensor, k_past: torch.Tensor, v_pa
 
 
 @torch.no_grad()
-def patch_each_head(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, answer: torch.Tensor,
+def patch_each_head(model: Any, corrupted: torch.Tensor, clean: torch.Tensor, answer: torch.Tensor,
                     wrong: torch.Tensor) -> dict[str, torch.Tensor]:
     """Logit difference (:func:`logit_difference`) with each head patched from ``clean`` into ``corrupted`` at the last position.
 

@@ -61,7 +61,6 @@ def repeated_random_tokens(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def head_scores(model: Any, tokens: torch.Tensor, length: int, per_sequence: bool = False) -> dict[str, np.ndarray]:
     """``{"previous_token": [n_layers, n_heads], "induction": [n_layers, n_heads]}`` on repeated tokens.
 
