@@ -40,3 +40,21 @@ def test_cpu_threads_is_restored():
     with pytest.raises(ValueError, match="positive integer"):
         with cpu_threads(0):
             pass
+
+
+def test_limit_blas_threads_sets_numpy_s_blas_threads_after_numpy_is_imported():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from toyattn.device import limit_blas_threads
+
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("this NumPy reports no BLAS thread pool to threadpoolctl")
+    before = max(p["num_threads"] for p in blas)
+    try:
+        limit_blas_threads(1)
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        with pytest.raises(ValueError, match="positive integer"):
+            limit_blas_threads(0)
+    finally:
+        threadpool_limits(before, user_api="blas")
