@@ -19,8 +19,9 @@
 # layer computes `x @ W.T`. The exercises' functions take row-vector matrices (`[in, out]`) where they
 # say so. Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them:
 # skip it unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer
-# looks like; checks refuse answers that call `toyattn.models.llama` or `toyattn.circuits.attribution`, which
-# hold the course's own solutions. Where a cell asks you to **decide**, write your answer in the cell
+# looks like; checks refuse answers that call the modules holding the course's own solutions:
+# `toyattn.models.llama` (Exercises 1-4), `toyattn.models.transformer` (Exercise 2, its `apply_rotary`),
+# `toyattn.models.attention` (Exercise 3, its `attend`) and `toyattn.circuits.attribution` (Exercises 5-6). Where a cell asks you to **decide**, write your answer in the cell
 # below it; in `solutions/` that cell holds a model answer that prints its reasoning from its own run.
 
 # %%
@@ -38,9 +39,9 @@ torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is t
 device = get_device()
 
 # %% [markdown]
-# The weights of SmolLM2-135M-Instruct, dequantized from the course's GGUF file by the `gguf` package (about
-# a second), with the query and key rows put back in the "rotate half" order (section 1), and the
-# tokenizer stored in the same file. `W["3.q"]` is layer 3's query matrix `[n_heads * d_head, d_model]`.
+# The weights of SmolLM2-135M-Instruct, dequantized from the course's GGUF file by the `gguf` package,
+# with the query and key rows put back in the "rotate half" order (section 1), and the tokenizer
+# stored in the same file. `W["3.q"]` is layer 3's query matrix `[n_heads * d_head, d_model]`.
 
 # %%
 gg = GGUFFile(smollm2_gguf_path())
@@ -176,8 +177,9 @@ del hf_model
 # `head_out [pos, heads, d_model]` is what each head of one layer adds to the residual stream,
 # `final_resid [pos, d_model]` the residual stream before the final RMSNorm (`gain [d_model]`, `eps`),
 # `W_U [d_model, vocab]`; return `[pos, heads]`, each head's direct contribution to the logit of
-# `targets[p]` at position `p`. Freeze the norm's scale as the literature does (section 7): decide what
-# one number per position the norm divides by, and take it from `final_resid`.
+# `targets[p]` at position `p`. Freeze the norm's scale as section 7 does (TransformerLens's
+# `apply_ln_to_stack`): decide what one number per position the norm divides by, and take it from
+# `final_resid`.
 
 # %%
 def logit_attribution(head_out, final_resid, gain, eps, W_U, targets):

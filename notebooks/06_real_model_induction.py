@@ -28,9 +28,10 @@
 # **Naming.** As in lesson 5: layers and heads count from 0, `L18H6` is head 6 of `blocks.18`.
 #
 # **Learning goals.** After this lesson you can
-# 1. read a Llama-family model's weights out of a GGUF file and write its forward pass: RMSNorm,
+# 1. read a Llama-family model's weights out of a GGUF file and state its forward pass: RMSNorm,
 #    rotary positions, grouped-query causal attention, the SwiGLU MLP, the residual stream and the
-#    tied unembedding, and hold its logits to a reference implementation within a stated tolerance;
+#    tied unembedding (the problem set has you write each piece), load the weights into the course's
+#    blocks, and hold the logits to a reference implementation within a stated tolerance;
 # 2. tokenize text with the tokenizer stored in the same file and generate greedily;
 # 3. score every head of a real model for prefix matching and copying, and see induction stripes in
 #    its attention on a repeated passage of real text;
@@ -43,20 +44,21 @@
 # Normalization* (2019); Su et al., *RoFormer* (2021); Shazeer, *GLU Variants Improve Transformer*
 # (2020); Ainslie et al., *GQA* (2023); Elhage et al., *A Mathematical Framework for Transformer
 # Circuits* (2021); Olsson et al., *In-context Learning and Induction Heads* (2022); ARENA 3.0,
-# chapters 1.1 and 1.2.
+# chapters 1.1, 1.2 and 1.4.1; TransformerLens (`apply_ln_to_stack`).
 #
 # **What runs here.** Everything is offline: the model is the course's GGUF file, the tokenizer is
 # the one stored inside it, and the text is Python's own reference manual as the standard library
-# ships it (`pydoc_data.topics`, what `help("for")` prints). Dequantizing the file takes about a second
-# (printed below), so nothing is cached; building `transformers`' model from the same file is the slow
-# step (about 10 s on a CPU). The exercises are in `exercises/06_real_model_induction.ipynb`.
+# ships it (`pydoc_data.topics`, what `help("for")` prints). Dequantizing the file is quick (the time is
+# printed in section 1), so nothing is cached; building `transformers`' model from the same file is the
+# slow step (its time is printed in section 3). The exercises are in `exercises/06_real_model_induction.ipynb`.
 
 # %%
 import os
 
-# One thread for NumPy's BLAS: the circuit matrices here are small, and on a busy shared machine several
-# BLAS threads spin against each other (lesson 5 found the same). Must precede numpy. Torch keeps its
-# threads: the model's forward passes are large enough to use them.
+# One thread each for NumPy's BLAS and for PyTorch: the circuit matrices here are small, and on a busy
+# shared machine several threads spin against each other (lesson 5 found the same, and does the same).
+# The variable must precede numpy's import; `limit_blas_threads(1)` and `torch.set_num_threads(1)` after
+# the imports hold the same limit for BLAS and for PyTorch.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import collections  # noqa: E402
@@ -69,8 +71,11 @@ import torch
 
 from toyattn import get_device, seed_everything
 from toyattn.circuits import attribution, composition, detection, head_circuits
-from toyattn.circuits.detection import top_heads
+from toyattn.circuits.detection import repeated_random_tokens, top_heads
 from toyattn.circuits.real_text import TEXT_SOURCE, passages, repeat_passage
+from toyattn.device import limit_blas_threads
+from toyattn.heads.weights import linear_to_heads
+from toyattn.models.llama import Llama, LlamaConfig
 from toyattn.models.transformer import apply_rotary
 from toyattn.plotting import heatmap
 from toyattn.weights.gguf import GGUFFile, unpermute_llama_cpp_rows
@@ -80,6 +85,7 @@ from toyattn.weights.pretrained import smollm2_gguf_path
 seed_everything(0)
 device = get_device()
 torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is the robust choice
+limit_blas_threads(1)
 started = time.perf_counter()
 print(f"running on {device}")
 
@@ -89,9 +95,11 @@ print(f"running on {device}")
 # A GGUF file holds a header of metadata (the shape of the model, its tokenizer) and the tensors,
 # many of them **quantized**: in llama.cpp's `Q4_1` format, for example, blocks of 32 numbers share a
 # scale and a minimum, and each number keeps 4 bits (the printout counts the formats in this file).
-# The `gguf` package turns each block back into float32 (`GGUFFile.dequantize` calls it). One detail of the format: llama.cpp stores the rows of each query and key head with the
-# rotary pairs interleaved; `unpermute_llama_cpp_rows` (lesson 3) puts them back in the "rotate
-# half" order that `transformers` uses (section 2 says what the two orders mean).
+# The `gguf` package turns each block back into float32 (`GGUFFile.dequantize` calls it). One detail
+# of the format: llama.cpp's converter reorders the rows of each query and key head so that rotary
+# pairs are interleaved, coordinates $(2i, 2i+1)$; `toyattn.weights.gguf.unpermute_llama_cpp_rows`
+# undoes that reordering, putting the rows back in the "rotate half" order, pairs $(i, i + d_{head}/2)$,
+# that `transformers` uses (section 2 says what the two orders mean).
 
 # %%
 gg = GGUFFile(smollm2_gguf_path())
@@ -121,91 +129,93 @@ print("shapes (PyTorch's nn.Linear layout, [out, in]):", {k: tuple(W[k].shape) f
 # %% [markdown]
 # ## 2. The forward pass, piece by piece
 #
-# Each piece is a few lines; the problem set has you write each one against a check.
+# The pieces as formulas. The problem set has you write each one against a check, so the lecture runs
+# the course's own tested implementation of them (`toyattn.models.llama`, lesson 5) with section 1's
+# weights. Row vectors, as in the course: a layer computes $x W$.
 #
-# * **RMSNorm** (Zhang & Sennrich): $x / \sqrt{\mathrm{mean}(x^2) + \epsilon} \odot g$: no centring and
-#   no bias, unlike LayerNorm; $\epsilon$ sits *inside* the square root.
+# * **RMSNorm** (Zhang & Sennrich): $\mathrm{RMSNorm}(x) = \dfrac{x}{\sqrt{\frac{1}{d}\sum_i x_i^2 + \epsilon}} \odot g$:
+#   no centring and no bias, unlike LayerNorm; $\epsilon$ sits *inside* the square root.
 # * **Rotary positions** (Su et al.): each query and key is rotated, pair of coordinates by pair, by an
-#   angle proportional to its position, so the score of a query at $p$ and a key at $s$ depends on
-#   $p - s$ only (lesson 4). Llama in `transformers` pairs coordinate $i$ with $i + d_{head}/2$ ("rotate
-#   half"); the original paper and llama.cpp pair $2i$ with $2i+1$. Both are rotary embeddings; they
-#   differ by a fixed permutation of the coordinates, which is why the file's rows were reordered above.
-# * **Grouped-query attention** (Ainslie et al.): 9 query heads share 3 key/value heads; query head $h$
-#   reads key/value head $h \,/\!/\, 3$ (consecutive query heads share one), with a causal mask and
-#   scores divided by $\sqrt{d_{head}}$.
-# * **SwiGLU MLP** (Shazeer): $(\mathrm{silu}(x W_{gate}) \odot x W_{up}) W_{down}$.
+#   angle proportional to its position: pair $i$ at position $p$ turns by $p\,\theta_i$, with
+#   $\theta_i = \text{base}^{-2i/d_{head}}$, $(a, b) \mapsto (a\cos p\theta_i - b\sin p\theta_i,\; a\sin p\theta_i + b\cos p\theta_i)$.
+#   So the score of a query at $p$ and a key at $s$ depends on $p - s$ only (lesson 4). Llama in
+#   `transformers` pairs coordinate $i$ with $i + d_{head}/2$ ("rotate half"); the original paper and
+#   llama.cpp pair $2i$ with $2i+1$. Both are rotary embeddings; they differ by a fixed permutation of
+#   the coordinates, which is why the file's rows were reordered in section 1.
+# * **Grouped-query attention** (Ainslie et al.): $z_h = \mathrm{softmax}\big(\mathrm{mask}(q_h k_{g(h)}^\top / \sqrt{d_{head}})\big)\, v_{g(h)}$,
+#   with a causal mask (a position sees itself and earlier ones). SmolLM2 has 9 query heads and 3
+#   key/value heads, so each key/value head $g(h)$ serves three query heads; *which* three is a decision
+#   the problem set asks you to make (Exercise 3).
+# * **SwiGLU MLP** (Shazeer): $(\mathrm{silu}(x W_{gate}) \odot x W_{up})\, W_{down}$, with $\mathrm{silu}(u) = u\,\sigma(u)$.
 # * **Residual stream and tied unembedding**: each block adds its attention's and its MLP's output to
 #   the stream ($x + \mathrm{attn}(\mathrm{norm}(x))$, then $x + \mathrm{mlp}(\mathrm{norm}(x))$); a final
 #   RMSNorm, then the logits are dot products with the **embedding** matrix itself.
 #
-# First the rotation: ours below, the course's `apply_rotary` (lesson 4) and `transformers`' own
-# `apply_rotary_pos_emb` should agree on the same input.
+# First the rotation: the course's `apply_rotary` (lesson 4) and `transformers`' own
+# `apply_rotary_pos_emb` should agree on the same input, and a query-key score should not change when
+# both positions move by the same amount.
 
 # %%
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # noqa: E402
-
-
-def rms_norm(x, g, eps=cfg["eps"]):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * g
-
-
-def rotary(x, positions, base=cfg["rope_base"]):
-    """x [batch, pos, heads, d_head]: rotate pair (i, i + d_head/2) by positions * base^(-2i/d_head)."""
-    half = x.shape[-1] // 2
-    angle = positions.float()[:, None] * base ** (-torch.arange(half, device=x.device).float() * 2 / x.shape[-1])
-    cos, sin = angle.cos()[None, :, None], angle.sin()[None, :, None]
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
 
 x_test, pos_test = torch.randn(2, 7, 3, cfg["d_head"], device=device), torch.arange(7, device=device)
 angle = pos_test.float()[:, None] * cfg["rope_base"] ** (-torch.arange(0, cfg["d_head"], 2, device=device).float() / cfg["d_head"])
 emb = torch.cat([angle, angle], dim=-1)  # transformers repeats the angles over both halves
 hf_rot, _ = apply_rotary_pos_emb(x_test.transpose(1, 2), x_test.transpose(1, 2), emb.cos()[None], emb.sin()[None])
-print(f"our rotary vs toyattn's apply_rotary: max |difference| "
-      f"{float((rotary(x_test, pos_test) - apply_rotary(x_test, pos_test, cfg['rope_base'])).abs().max()):.1e}; "
-      f"vs transformers' apply_rotary_pos_emb: {float((rotary(x_test, pos_test) - hf_rot.transpose(1, 2)).abs().max()):.1e}")
+rot = apply_rotary(x_test, pos_test, cfg["rope_base"])
+print(f"toyattn's apply_rotary vs transformers' apply_rotary_pos_emb: max |difference| "
+      f"{float((rot - hf_rot.transpose(1, 2)).abs().max()):.1e}")
+
+
+def score(p, s, q=x_test[0, 0, 0], k=x_test[0, 1, 0]):
+    """One query vector rotated to position p, dotted with one key vector rotated to position s."""
+    r = apply_rotary(torch.stack([q, k])[None, :, None], torch.tensor([p, s]), cfg["rope_base"])  # [1, 2, 1, d_head]
+    return float(r[0, 0, 0] @ r[0, 1, 0])
+
+
+print(f"score of the same query and key at positions (5, 2): {score(5, 2):.4f}; at (105, 102): {score(105, 102):.4f}; "
+      f"at (5, 4): {score(5, 4):.4f}")
 
 # %% [markdown]
-# Now the whole model, one function: blocks of attention and MLP around the residual stream.
+# Now the whole model: section 1's weights go into the course's blocks, per head in the course's
+# row-vector layout (`W_Q [heads, d_model, d_head]`: `linear_to_heads` turns an `nn.Linear` weight
+# `[heads * d_head, d_model]` into it). The printout lists one block's pieces, and checks the course's
+# RMSNorm against PyTorch's own `rms_norm` on a few embeddings.
 
 # %%
-def attention(x, i):
-    """One layer's grouped-query causal attention on the normed residual x [batch, pos, d_model]."""
-    b, n, _ = x.shape
-    nh, nkv, dh = cfg["n_heads"], cfg["n_kv_heads"], cfg["d_head"]
-    positions = torch.arange(n, device=x.device)
-    q = rotary((x @ W[f"{i}.q"].T).view(b, n, nh, dh), positions)
-    k = rotary((x @ W[f"{i}.k"].T).view(b, n, nkv, dh), positions)
-    v = (x @ W[f"{i}.v"].T).view(b, n, nkv, dh)
-    k, v = k.repeat_interleave(nh // nkv, dim=2), v.repeat_interleave(nh // nkv, dim=2)  # query head h reads h // 3
-    scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / dh**0.5
-    scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
-    z = torch.einsum("bhqk,bkhe->bqhe", scores.softmax(-1), v)
-    return z.reshape(b, n, nh * dh) @ W[f"{i}.o"].T
-
-
-def mlp(x, i):
-    return (torch.nn.functional.silu(x @ W[f"{i}.gate"].T) * (x @ W[f"{i}.up"].T)) @ W[f"{i}.down"].T
-
-
-@torch.no_grad()
-def forward(tokens):
-    """tokens [batch, pos] -> logits [batch, pos, vocab]."""
-    x = W["embed"][tokens]
-    for i in range(cfg["n_layers"]):
-        x = x + attention(rms_norm(x, W[f"{i}.ln1"]), i)
-        x = x + mlp(rms_norm(x, W[f"{i}.ln2"]), i)
-    return rms_norm(x, W["final_norm"]) @ W["embed"].T  # tied unembedding
+ours = Llama(LlamaConfig(vocab_size=W["embed"].shape[0], **{k: cfg[k] for k in (
+    "d_model", "n_layers", "n_heads", "n_kv_heads", "d_mlp", "rope_base", "eps")}))
+with torch.no_grad():
+    ours.W_E.copy_(W["embed"])
+    ours.W_U.copy_(W["embed"].T)  # tied unembedding: the embedding matrix, transposed
+    ours.ln_final.weight.copy_(W["final_norm"])
+    for i, block in enumerate(ours.blocks):
+        block.ln1.weight.copy_(W[f"{i}.ln1"])
+        block.ln2.weight.copy_(W[f"{i}.ln2"])
+        block.attn.W_Q.copy_(linear_to_heads(W[f"{i}.q"], cfg["n_heads"]))
+        block.attn.W_K.copy_(linear_to_heads(W[f"{i}.k"], cfg["n_kv_heads"]))
+        block.attn.W_V.copy_(linear_to_heads(W[f"{i}.v"], cfg["n_kv_heads"]))
+        block.attn.W_O.copy_(W[f"{i}.o"].T.reshape(cfg["n_heads"], cfg["d_head"], cfg["d_model"]))
+        for name in ("gate", "up", "down"):
+            getattr(block.mlp, name).weight.copy_(W[f"{i}.{name}"])
+ours = ours.to(device).eval()
+del W  # the model holds its own copy
+print(ours.blocks[0])
+x_emb = ours.W_E[:5].detach()
+with torch.no_grad():
+    diff = (ours.blocks[0].ln1(x_emb) - torch.nn.functional.rms_norm(x_emb, (cfg["d_model"],), ours.blocks[0].ln1.weight, cfg["eps"])).abs().max()
+print(f"the course's RMSNorm vs torch.nn.functional.rms_norm on 5 embeddings: max |difference| {float(diff):.1e}")
 
 
 # %% [markdown]
 # ## 3. Does it match? `transformers`, and the course's model
 #
 # The reference is `transformers`' `LlamaForCausalLM`, built by `transformers` itself from the same GGUF
-# file (it dequantizes and reorders the rows on its own; `toyattn.circuits.real_text.load_transformers_llama`). The
-# course's hooked model `toyattn.models.llama` (lesson 5) is a second implementation. The tokens come from
-# the tokenizer stored in the GGUF file.
+# file (it dequantizes and reorders the rows on its own; `toyattn.weights.llama.load_transformers_llama`):
+# an implementation independent of the course's. The course's loader
+# `toyattn.weights.llama.load_llama_gguf` (lesson 5) reads the same file into the same blocks by its own
+# route (Hugging Face's tensor names): a check on section 1's bookkeeping, not a second implementation.
+# The tokens come from the tokenizer stored in the GGUF file.
 #
 # **Predict first:** in float32, both sides summing the same products in a different order, how large
 # will the largest logit difference be, next to logits in the tens: 0, about 1e-5, about 1e-3, or
@@ -214,7 +224,9 @@ def forward(tokens):
 # %%
 TOLERANCE = 1e-3  # absolute, on logits; float32 sums of 576 to 1536 products, 30 layers deep
 tokenizer = load_tokenizer()
+t0 = time.perf_counter()
 hf_model = load_transformers_llama().to(device)
+print(f"transformers built its model from the GGUF file in {time.perf_counter() - t0:.1f} s")
 llm = load_llama_gguf().to(device)
 prompts = ["The for statement is used to iterate over the elements of a sequence",
            "Attention heads that copy what came after an earlier copy of the current token are called"]
@@ -222,16 +234,17 @@ match = {}
 for text in prompts:
     ids = torch.tensor([tokenizer(text)["input_ids"]], device=device)
     with torch.no_grad():
-        ours, theirs, course = forward(ids), hf_model(ids).logits, llm(ids)
-    match[text] = (float((ours - theirs).abs().max()), float((ours - course).abs().max()), float(theirs.abs().max()))
+        mine, theirs, course = ours(ids), hf_model(ids).logits, llm(ids)
+    match[text] = (float((mine - theirs).abs().max()), float((mine - course).abs().max()), float(theirs.abs().max()))
 
 # %% [markdown]
 # **Reveal.** The printed differences, against the tolerance that the test holds them to
-# (`tests/test_real_model.py` checks the same on other prompts).
+# (`tests/test_real_model.py` checks the course's model against `transformers` on these two prompts
+# and on others).
 
 # %%
 for text, (vs_hf, vs_course, size) in match.items():
-    print(f"{text[:40]!r}...: max |our logits - transformers'| = {vs_hf:.2e}, - toyattn.models.llama's = {vs_course:.2e} "
+    print(f"{text[:40]!r}...: max |our logits - transformers'| = {vs_hf:.2e}, - load_llama_gguf's = {vs_course:.2e} "
           f"(largest |logit| {size:.1f}; tolerance {TOLERANCE:g}) -> {'MATCH' if max(vs_hf, vs_course) < TOLERANCE else 'NO MATCH'}")
 assert all(max(a, b) < TOLERANCE for a, b, _ in match.values()), "the logits do not match: find the piece that differs"
 
@@ -239,7 +252,7 @@ assert all(max(a, b) < TOLERANCE for a, b, _ in match.values()), "the logits do 
 # ## 4. Reading and writing text
 #
 # The tokenizer splits text into pieces of the model's 49,152-token vocabulary. Below, a prompt is
-# tokenized and our `forward` continues it greedily: at each step it appends the most likely next
+# tokenized and our model continues it greedily: at each step it appends the most likely next
 # token. `transformers`' `generate` does the same with its model (`do_sample=False`); the two should
 # produce the same tokens if the logits match as closely as section 3 printed.
 
@@ -247,16 +260,16 @@ assert all(max(a, b) < TOLERANCE for a, b, _ in match.values()), "the logits do 
 prompt = "Python is a programming language that"
 ids = torch.tensor([tokenizer(prompt)["input_ids"]], device=device)
 print("tokens:", [tokenizer.decode([t]) for t in ids[0].tolist()])
-ours = ids
-for _ in range(8):
-    ours = torch.cat([ours, forward(ours)[:, -1].argmax(-1, keepdim=True)], dim=1)
+generated = ids
 with torch.no_grad():
+    for _ in range(8):
+        generated = torch.cat([generated, ours(generated)[:, -1].argmax(-1, keepdim=True)], dim=1)
     theirs = hf_model.generate(ids, max_new_tokens=8, do_sample=False, attention_mask=torch.ones_like(ids),
                                pad_token_id=tokenizer.eos_token_id)
-print("ours:        ", repr(tokenizer.decode(ours[0])))
+print("ours:        ", repr(tokenizer.decode(generated[0])))
 print("transformers:", repr(tokenizer.decode(theirs[0])))
-print(f"the 8 generated tokens are {'identical' if torch.equal(ours, theirs) else 'NOT identical'}")
-del hf_model  # from here on, the course's hooked model (it matches, section 3) does the reading
+print(f"the 8 generated tokens are {'identical' if torch.equal(generated, theirs) else 'NOT identical'}")
+del hf_model, ours  # from here on, the course's loaded model (it matches, section 3) does the reading
 
 # %% [markdown]
 # ## 5. Prefix matching and copying for every head, on real text
@@ -270,7 +283,7 @@ del hf_model  # from here on, the course's hooked model (it matches, section 3) 
 #   over several earlier matches and score below 1;
 # * **copying** (Elhage et al.): read from the weights, not the text: the eigenvalues of the head's full
 #   OV circuit $W_E W_{OV} W_U$, summed up as $\sum\lambda / \sum|\lambda|$ (near 1: attending to a
-#   token raises that token's logit; `toyattn.circuits.attribution.copying_scores`).
+#   token raises that token's logit; `toyattn.circuits.detection.copying_scores`).
 #
 # **Predict first:** will the heads with high prefix matching on real text be the ones lesson 5, section
 # 11 found on random tokens? Will they all copy?
@@ -298,6 +311,15 @@ plt.show()
 # Each map is layer (rows, 0 at the top) by head (columns). Look for the few bright cells of the left
 # map, whether the middle map's bright cells sit in earlier layers, and what colour the same cells have
 # in the right map (red is positive).
+#
+# **Reveal.** Below, the top heads by each score, their copying scores, and lesson 5's top induction
+# heads recomputed here exactly as lesson 5, section 11 found them (4 sequences of 40 random tokens
+# repeated, after one random prefix token), with the overlap. Elhage et al. read a copying score near 1
+# (positive eigenvalues) as a head that raises the logit of the token it attends to; a negative score
+# is the opposite summary: over the whole OV circuit, negative eigenvalues outweigh positive ones. It
+# is a summary of the weights over every token of the vocabulary, not a measurement on these passages:
+# it does not say what the head writes for the particular tokens here, which section 7 measures
+# directly (there, look at the rank of the heads with a negative copying score).
 
 # %%
 top_ind, top_prev = top_heads(scores["induction"], 5), top_heads(scores["previous_token"], 5)
@@ -307,6 +329,14 @@ print("their copying scores:    ", [round(float(copying[a, b]), 2) for a, b, _ i
       f"(median over all heads {np.median(copying):.2f}; {np.mean(copying > 0):.0%} of all heads above 0)")
 print("top previous-token heads:", [(f"L{a}H{b}", round(s, 2)) for a, b, s in top_prev],
       f"; {sum(a < top_ind[0][0] for a, _, _ in top_prev)} of them sit below L{top_ind[0][0]}")
+negative_copy = [(a, b) for a, b, _ in top_ind if copying[a, b] < 0]
+print(f"{len(top_ind) - len(negative_copy)} of the top {len(top_ind)} prefix-matching heads have a positive copying score; "
+      f"negative: {[f'L{a}H{b} ({copying[a, b]:+.2f})' for a, b in negative_copy]}")
+random_rep = repeated_random_tokens(4, 40, (1000, 20000), torch.Generator().manual_seed(0), prefix=1).to(device)
+top_ind_random = top_heads(detection.head_scores(llm, random_rep, 40)["induction"], 5)  # lesson 5, section 11
+shared = {(a, b) for a, b, _ in top_ind_random} & {(a, b) for a, b, _ in top_ind}
+print("lesson 5's top induction heads on random tokens:", [(f"L{a}H{b}", round(s, 2)) for a, b, s in top_ind_random],
+      f"; {len(shared)} of them are among this section's top 5 on real text: {[f'L{a}H{b}' for a, b in sorted(shared)]}")
 
 # %% [markdown]
 # ## 6. Induction stripes in the attention
@@ -342,8 +372,8 @@ for a, b in shown:
 # The logit of token $t$ is a dot product with the final residual stream after the last RMSNorm. That
 # residual is a **sum**: the embedding, plus every head's output $z_h W_O^h$, plus every MLP's output.
 # RMSNorm divides the whole sum by one number per position, $\mathrm{rms}(x)$, before its gain $g$.
-# As in the literature (Elhage et al.; ARENA 1.2's `apply_ln_to_stack`), we **freeze that number**
-# at its value in this run; then the logit is exactly the sum of one term per component,
+# As TransformerLens's `ActivationCache.apply_ln_to_stack` does (used in ARENA 3.0, chapter 1.4.1), we
+# **freeze that number** at its value in this run; then the logit is exactly the sum of one term per component,
 # $\text{head's output} \cdot (g \odot W_U[:, t]) / \mathrm{rms}(x)$. That term is the head's
 # **direct** effect; what the head does through later layers is not in it.
 #
@@ -380,6 +410,10 @@ overlap = {(a, b) for a, b, _ in top_dla} & {(a, b) for a, b, _ in top_ind}
 print(f"{len(overlap)} of the top 6 by direct effect are among the top 5 by prefix matching: {sorted(overlap)}; "
       f"their share of the positions with a positive attribution: "
       + ", ".join(f"L{a}H{b} {float((dla['heads'][a, b, :, second] > 0).double().mean()):.0%}" for a, b in sorted(overlap)))
+dla_rank = {divmod(int(k), cfg["n_heads"]): r + 1 for r, k in enumerate(np.argsort(head_dla, axis=None)[::-1])}
+print("top prefix-matching heads with a negative copying score (section 5), rank by direct logit attribution: "
+      + (", ".join(f"L{a}H{b} (copying {copying[a, b]:+.2f}): {dla_rank[(a, b)]} of {head_dla.size}, {head_dla[a, b]:+.2f} nats"
+                   for a, b in negative_copy) or "none"))
 
 # %% [markdown]
 # ## 8. Per-head activation patching
@@ -394,11 +428,13 @@ print(f"{len(overlap)} of the top 6 by direct effect are among the top 5 by pref
 # head (`toyattn.circuits.attribution.patch_each_head`), and report the share of the logit difference that
 # comes back: 0 = corrupted, 1 = clean.
 #
-# The control: 30 random heads of the model, drawn from all heads but section 5's top five by prefix
-# matching.
+# The control: section 5's top five heads by prefix matching, chosen from their attention before any
+# patching, set against 30 random heads of the model (drawn without replacement from all heads but
+# those five). The top heads *by patching* are no test against the random heads: picked as the largest
+# of 270, they beat 30 random ones by construction.
 #
-# **Predict first:** how much of the logit difference can *one* head give back? Will the heads that
-# give most back be section 5's prefix-matching heads?
+# **Predict first:** how much of the logit difference can *one* head give back? Will the prefix-matching
+# heads give back more than every random head? Will the heads that give most back be among them?
 
 # %%
 def patching_prompts(text_list, j, length=L):
@@ -431,10 +467,11 @@ axes[0].set(title=f"share of the logit difference recovered\n(one head patched a
             xlabel="head", ylabel="layer")
 plt.colorbar(im, ax=axes[0])
 top_patch = top_heads(mean_rec, 5)
+ind_rec = np.array([mean_rec[a, b] for a, b, _ in top_ind])  # chosen by prefix matching, not by patching
 axes[1].hist(random_rec, bins=20, color="gray", label="30 random heads")
-for _, _, s in top_patch:
-    axes[1].axvline(s, color="C3")
-axes[1].plot([], [], color="C3", label="top 5 heads by patching")
+for v in ind_rec:
+    axes[1].axvline(v, color="C3")
+axes[1].plot([], [], color="C3", label="top 5 heads by prefix matching")
 axes[1].set(xlabel="share recovered", ylabel="heads", title="against random heads")
 axes[1].legend()
 plt.tight_layout()
@@ -442,18 +479,20 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** The red cells of the left map (heads whose patch gives back part of the logit difference;
-# blue: heads whose patch moves it further away), the red lines against the gray histogram, and the
-# numbers below. If no single head gives back everything (the printed shares), one reason can be
+# blue: heads whose patch moves it further away), the red lines (section 5's prefix-matching heads)
+# against the gray histogram of random heads, and the numbers below. If no single head gives back everything (the printed shares), one reason can be
 # that several heads carry the same information, so restoring one leaves the others corrupted;
 # patching several heads at once would test that.
 
 # %%
 print(f"logit difference: clean {patch['clean'].cpu().numpy().round(1)}, corrupted {patch['corrupted'].cpu().numpy().round(1)}")
-print("top heads by patching (share recovered):", [(f"L{a}H{b}", round(s, 3)) for a, b, s in top_patch])
-print(f"30 random heads (not among the top 5 by prefix matching): median {np.median(random_rec):.3f}, largest "
-      f"{random_rec.max():.3f}; {sum(s > random_rec.max() for _, _, s in top_patch)} of the top 5 by patching exceed the largest")
+print("top 5 heads by prefix matching (section 5), share recovered:",
+      [(f"L{a}H{b}", round(float(v), 3)) for (a, b, _), v in zip(top_ind, ind_rec, strict=True)])
+print(f"30 random heads (not among those 5): median {np.median(random_rec):.3f}, largest {random_rec.max():.3f}; "
+      f"{int((ind_rec > random_rec.max()).sum())} of the 5 prefix-matching heads exceed the largest")
 ind_set = {(a, b) for a, b, _ in top_ind}
-print(f"{len(ind_set & {(a, b) for a, b, _ in top_patch})} of the top 5 by patching are among the top 5 by prefix matching")
+print("top heads by patching (share recovered):", [(f"L{a}H{b}", round(s, 3)) for a, b, s in top_patch],
+      f"; {len(ind_set & {(a, b) for a, b, _ in top_patch})} of them are among the top 5 by prefix matching")
 
 # %% [markdown]
 # ## 9. Attention and patching, prompt by prompt
@@ -485,7 +524,10 @@ print(f"of the top 3 heads by attention, how many are in the top 10 by patching,
 #
 # Olsson et al. define an **in-context learning score**: the loss of the 500th token of a text minus the
 # loss of the 50th, averaged over many texts. A model that uses its context predicts late tokens better:
-# the score is negative. Here: 4 passages of the manual, 512 tokens each.
+# the score is negative. Here: 4 passages of the manual, 512 tokens each. With 4 passages, the score
+# rests on 4 single-token losses at each end, so the printout also gives each passage's value and a
+# windowed version (mean loss over tokens 450-510 minus mean loss over tokens 40-60), which averages
+# over more tokens but is not Olsson et al.'s definition.
 #
 # **Predict first:** is SmolLM2's score negative, and by how many nats? Where does the loss curve fall
 # fastest: the first 50 tokens, or later?
@@ -509,11 +551,17 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** The curve falls from left to right if the context helps; the dashed lines mark tokens 50 and 500.
+# Below, Olsson et al.'s score first, then the numbers that show how much it rests on.
 
 # %%
-print(f"in-context learning score (loss at token 500 - loss at token 50, {len(book)} passages): {icl:+.2f} nats "
-      f"({'negative: later tokens are predicted better' if icl < 0 else 'not negative'}); mean loss over tokens 1-10 "
-      f"{curve[:10].mean():.2f}, 40-60 {curve[39:60].mean():.2f}, 450-510 {curve[449:].mean():.2f} nats")
+per_book = (losses[:, 500] - losses[:, 50]).numpy()  # column t is the loss of passage token t
+windowed = losses[:, 450:511].mean(1) - losses[:, 40:61].mean(1)  # tokens 450-510 minus tokens 40-60
+print(f"in-context learning score (Olsson et al.: loss at token 500 - loss at token 50, mean of {len(book)} passages): "
+      f"{icl:+.2f} nats ({'negative: later tokens are predicted better' if icl < 0 else 'not negative'})")
+print(f"per passage: {np.round(per_book, 2).tolist()}; windowed (mean loss over tokens 450-510 minus over 40-60), "
+      f"per passage: {np.round(windowed.numpy(), 2).tolist()}, mean {float(windowed.mean()):+.2f} nats")
+print(f"mean loss over tokens 1-10 {curve[:10].mean():.2f}, 40-60 {curve[39:60].mean():.2f}, "
+      f"450-510 {curve[449:510].mean():.2f} nats")
 
 # %% [markdown]
 # ## 11. Q-, K- and V-composition of the top heads
@@ -560,7 +608,7 @@ for kind in composition.KINDS:
 # distance: $W_{qk}(\delta) = W_Q R(\delta) W_K^\top$. Lesson 5's sections 12-13 matched a writer's OV output
 # against a reader's key directions at distance 0. On this lesson's repeated passage, an induction head
 # at a query in the second copy reads a key $L - 1 = 59$ positions back, so here the key directions
-# come from $W_{qk}(59)$ (`toyattn.circuits.attribution.bridge_matching`, rank 10), for each previous-token ->
+# come from $W_{qk}(59)$ (`toyattn.circuits.head_circuits.bridge_matching`, rank 10), for each previous-token ->
 # prefix-matching pair, against 100 random head pairs at the same distance.
 #
 # **Predict first:** does the real distance make the top pairs stand out more, or less, than distance 0?
@@ -586,10 +634,15 @@ plt.show()
 
 # %% [markdown]
 # **Reveal.** Lines are the top pairs, histograms the random pairs, blue at distance 0 and red at 59.
-# Whether the two colours differ depends on where a head's weight sits among the rotary pairs: a pair
-# that turns by only a few hundredths of a radian over 59 positions is almost unchanged by $R(59)$, so
-# a head whose query and key weight sits mostly in such slow pairs reads almost the same subspace at
-# distance 59 as at 0. The last two lines measure both for this model.
+# Look at whether the two colours differ. If they barely do, one reason can be where a head's weight
+# sits among the rotary pairs: a pair that turns by only a few hundredths of a radian over 59 positions
+# is almost unchanged by $R(59)$, so the part of a head's query and key weight in such slow pairs reads
+# almost the same subspace at distance 59 as at 0. It is not the whole story: the key directions come
+# from $W_Q R(\delta) W_K^\top$, so how $W_Q$ spreads its weight over its directions (its Gram matrix
+# $W_Q^\top W_Q$) also decides how much the rotation of the fast pairs moves them; this lesson does not
+# test that. The printout below gives the change for all the top pairs, and the slow pairs' share of
+# the weight for **one** head only, the top prefix-matching head (named in the printout), not for every
+# pair in the plot.
 
 # %%
 for dist in (0, DIST):
@@ -605,18 +658,20 @@ slow = np.concatenate([turn < 0.05] * 2)  # pair i is coordinates i and i + d_he
 a, b, _ = top_ind[0]
 Wq, Wk = llm.blocks[a].attn.W_Q[b].detach().cpu(), llm.blocks[a].attn.W_K[llm.cfg.kv_head(b)].detach().cpu()
 share_slow = float((Wq[:, slow].pow(2).sum() * Wk[:, slow].pow(2).sum()).sqrt() / (Wq.pow(2).sum() * Wk.pow(2).sum()).sqrt())
-print(f"{int((turn < 0.05).sum())} of the {half} rotary pairs turn by less than 0.05 rad over {DIST} positions; they hold "
-      f"{share_slow:.0%} of L{a}H{b}'s query and key weight (geometric mean of the two squared-norm shares)")
+print(f"{int((turn < 0.05).sum())} of the {half} rotary pairs turn by less than 0.05 rad over {DIST} positions; for one head, "
+      f"the top prefix-matching head L{a}H{b}, they hold {share_slow:.0%} of its query and key weight (geometric mean of "
+      f"the two squared-norm shares; not measured for the other heads of the {len(pairs)} pairs)")
 print(f"the lesson ran in {time.perf_counter() - started:.0f} s on {device}")
 
 # %% [markdown]
 # ## What you saw, and what to try next
 #
-# You built SmolLM2 from its file and held it to two other implementations; on real text, the heads
-# that attend like induction heads were also, on most prompts printed above, among those whose output
-# restores a corrupted prediction, and the loss fell with position in the text. Each of these is
-# evidence *consistent with* an induction circuit doing in-context copying in this model, measured on
-# a handful of passages.
+# You loaded SmolLM2 from its file into the course's blocks and held its logits to `transformers`'
+# independent implementation; on real text you compared, prompt by prompt, the heads that attend like
+# induction heads with those whose output restores a corrupted prediction, and measured how the loss
+# changes with position in the text. Where the printouts show the two sets of heads agreeing and a
+# negative score, that is evidence *consistent with* an induction circuit doing in-context copying in
+# this model, measured on a handful of passages.
 #
 # Next:
 # * Patch a head's output at **every** position of the second copy, not only the last, and compare:

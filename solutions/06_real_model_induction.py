@@ -19,8 +19,9 @@
 # layer computes `x @ W.T`. The exercises' functions take row-vector matrices (`[in, out]`) where they
 # say so. Each exercise says what to compute; how is up to you. A **Hint** cell follows some of them:
 # skip it unless you are stuck. Every check draws fresh inputs and names the mistake a wrong answer
-# looks like; checks refuse answers that call `toyattn.models.llama` or `toyattn.circuits.attribution`, which
-# hold the course's own solutions. Where a cell asks you to **decide**, write your answer in the cell
+# looks like; checks refuse answers that call the modules holding the course's own solutions:
+# `toyattn.models.llama` (Exercises 1-4), `toyattn.models.transformer` (Exercise 2, its `apply_rotary`),
+# `toyattn.models.attention` (Exercise 3, its `attend`) and `toyattn.circuits.attribution` (Exercises 5-6). Where a cell asks you to **decide**, write your answer in the cell
 # below it; in `solutions/` that cell holds a model answer that prints its reasoning from its own run.
 
 # %%
@@ -38,9 +39,9 @@ torch.set_num_threads(1)  # as in lesson 5: on a shared machine, one thread is t
 device = get_device()
 
 # %% [markdown]
-# The weights of SmolLM2-135M-Instruct, dequantized from the course's GGUF file by the `gguf` package (about
-# a second), with the query and key rows put back in the "rotate half" order (section 1), and the
-# tokenizer stored in the same file. `W["3.q"]` is layer 3's query matrix `[n_heads * d_head, d_model]`.
+# The weights of SmolLM2-135M-Instruct, dequantized from the course's GGUF file by the `gguf` package,
+# with the query and key rows put back in the "rotate half" order (section 1), and the tokenizer
+# stored in the same file. `W["3.q"]` is layer 3's query matrix `[n_heads * d_head, d_model]`.
 
 # %%
 gg = GGUFFile(smollm2_gguf_path())
@@ -185,7 +186,7 @@ hf_model = load_transformers_llama().to(device)
 
 # %%
 ### BEGIN SOLUTION
-TOL = 1e-3  # float32: different summation orders over 30 layers; logits are of size 10-30
+TOL = 1e-3  # float32: different summation orders over 30 layers; compare it with the largest |logit| printed
 for text in ("Lists are mutable sequences, typically used to store collections of homogeneous items.",
              "def fibonacci(n):\n    if n < 2:\n        return n"):
     ids = torch.tensor([tokenizer(text)["input_ids"]], device=device)
@@ -222,8 +223,9 @@ del hf_model
 # `head_out [pos, heads, d_model]` is what each head of one layer adds to the residual stream,
 # `final_resid [pos, d_model]` the residual stream before the final RMSNorm (`gain [d_model]`, `eps`),
 # `W_U [d_model, vocab]`; return `[pos, heads]`, each head's direct contribution to the logit of
-# `targets[p]` at position `p`. Freeze the norm's scale as the literature does (section 7): decide what
-# one number per position the norm divides by, and take it from `final_resid`.
+# `targets[p]` at position `p`. Freeze the norm's scale as section 7 does (TransformerLens's
+# `apply_ln_to_stack`): decide what one number per position the norm divides by, and take it from
+# `final_resid`.
 
 # %%
 def logit_attribution(head_out, final_resid, gain, eps, W_U, targets):
@@ -326,15 +328,17 @@ with torch.no_grad():
     clean_d, corrupt_d = logit_diff(llm(clean)), logit_diff(llm(corrupted))
 candidates = [(a, b) for a, b, _ in top_heads(head_scores(llm, rep, 60)["induction"], 5)]
 rng = np.random.default_rng(0)
-controls = [(int(rng.integers(N_LAYERS)), int(rng.integers(N_HEADS))) for _ in range(5)]
+pool = [(a, b) for a in range(N_LAYERS) for b in range(N_HEADS) if (a, b) not in candidates]
+controls = [pool[i] for i in rng.choice(len(pool), 30, replace=False)]  # 30 other heads, none drawn twice
 print(f"logit difference: clean {clean_d:.2f}, corrupted {corrupt_d:.2f}")
 share = {}
 for a, b in candidates + controls:
     share[(a, b)] = (logit_diff(patch_head(llm, corrupted, clean, a, b, -1)) - corrupt_d) / (clean_d - corrupt_d)
 print("top prefix-matching heads, share recovered:", {f"L{a}H{b}": round(share[(a, b)], 3) for a, b in candidates})
-print("random heads (control), share recovered:  ", {f"L{a}H{b}": round(share[(a, b)], 3) for a, b in controls})
-control_max = max((share[c] for c in controls if c not in candidates), default=0.0)
-above = [h for h in candidates if share[h] > control_max]
+control = np.array([share[c] for c in controls])
+print(f"{len(controls)} random heads (control, none of the candidates), share recovered: median {np.median(control):.3f}, "
+      f"largest {control.max():.3f}")
+above = [f"L{a}H{b}" for a, b in candidates if share[(a, b)] > control.max()]
 print(f"{len(above)} of the {len(candidates)} candidate heads recover more than every random head: {above}")
 ### END SOLUTION
 

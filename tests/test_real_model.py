@@ -61,14 +61,17 @@ def test_logits_match_transformers_built_from_the_same_gguf_offline(files, offli
 
     hf = load_transformers_llama(files)
     prompts = ["Dictionaries map hashable keys to arbitrary values.", "import numpy as np\nx = np.zeros(3)",
-               "Once upon a time, in a small village by the sea, there lived"]
-    worst = 0.0
+               "Once upon a time, in a small village by the sea, there lived",
+               # lesson 6's own two prompts (section 3), whose assert this test stands behind
+               "The for statement is used to iterate over the elements of a sequence",
+               "Attention heads that copy what came after an earlier copy of the current token are called"]
+    diffs = {}
     with cpu_threads(1):
         for text in prompts:
             ids = torch.tensor([tokenizer(text)["input_ids"]])
             with torch.no_grad():
-                worst = max(worst, float((smollm2(ids) - hf(ids).logits).abs().max()))
-    assert worst < TOLERANCE, f"max |logit difference| {worst:.2e} over the tolerance {TOLERANCE}"
+                diffs[text[:30]] = float((smollm2(ids) - hf(ids).logits).abs().max())
+    assert max(diffs.values()) < TOLERANCE, f"max |logit difference| per prompt {diffs}, tolerance {TOLERANCE}"
     ids = torch.tensor([tokenizer("The while statement is used for")["input_ids"]])
     ours = ids
     with torch.no_grad():
@@ -102,8 +105,9 @@ def _prompts(tokenizer, texts, j):
 
 
 def test_top_heads_by_attention_are_mostly_top_by_patching(smollm2, tokenizer):
-    """Lesson 6, sections 8-9, on passages 6-11 (the lesson uses 0-3): on at least 3 of 4 prompts, at least 2 of the
-    top 3 heads by prefix-matching score are among the top 10 by patching; most heads recover almost nothing."""
+    """Lesson 6, sections 8-9, on passages 6-11 (the lesson uses 0-3), 12 prompts (6 passages, 2 positions): on at
+    least 75% of them, at least 2 of the top 3 heads by prefix-matching score are among the top 10 by patching; and on
+    every prompt the median |share recovered| over all heads is below 0.02."""
     texts = passages()[6:12]
     rep = torch.stack([repeat_passage(tokenizer, t, L) for t in texts])
     agree, medians = [], []
