@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from toyattn import course
+from toyattn.cli import main
 from toyattn.grading import sandbox_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +60,8 @@ def drop_cell_calling(py_text: str, check: str) -> str:
     kept = [c for c in cells if f"checks.{check}(" not in c]
     assert len(kept) == len(cells) - 1
     return "\n# %%".join(kept)
+
+
+def _grade_unsandboxed(subs: Path, out: Path, *extra: str) -> int:
+    return main(["grade", str(subs), "--out", str(out), "--root", str(ROOT), "--jobs", "1", "--no-sandbox",
+                 "--no-executed", *extra])

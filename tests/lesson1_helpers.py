@@ -78,3 +78,8 @@ def solved_runs(all_runs: tuple[Run, ...]) -> tuple[Run, ...]:
 
 def stuck_runs(all_runs: tuple[Run, ...]) -> tuple[Run, ...]:
     return tuple(r for r in all_runs if not r.solved)
+
+
+def _untrained(**kwargs) -> OneHeadAttention:
+    torch.manual_seed(0)
+    return OneHeadAttention.from_corpus(CORPUS, **kwargs)

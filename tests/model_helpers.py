@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from toyattn.models.llama import Llama, LlamaConfig
@@ -14,3 +15,9 @@ def tiny_llama(n_kv_heads: int = 2, seed: int = 0, n_layers: int = 3) -> Llama:
     for p in model.parameters():  # gains away from 1, so a gain left out shows
         p.data.normal_(0.0, 0.5)
     return model.eval()
+
+
+def llama_cpp_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """What llama.cpp's converter does to q_proj/k_proj rows (rotate-half pairs -> interleaved pairs)."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from check_helpers import verify_check
+from symmetry_helpers import batched_scores, score_by_trace_linear
 
 from toyattn import checks
 from toyattn.symmetry import scores
@@ -91,11 +92,6 @@ def test_check_symmetry_score_definition(capsys, tmp_path_factory, monkeypatch):
 
 def score_by_trace(W_q, W_k):
     A, B, C = W_q.T @ W_q, W_k.T @ W_k, W_k.T @ W_q
-    return 0.5 * (1 + torch.einsum("ij,ji->", C, C) / torch.einsum("ij,ji->", A, B))
-
-
-def score_by_trace_linear(W_q, W_k):  # nn.Linear layout [d_head, d_model]: M = W_q^T W_k
-    A, B, C = W_q @ W_q.T, W_k @ W_k.T, W_k @ W_q.T
     return 0.5 * (1 + torch.einsum("ij,ji->", C, C) / torch.einsum("ij,ji->", A, B))
 
 
@@ -252,14 +248,6 @@ def test_check_key_with_score(capsys, tmp_path_factory, monkeypatch):
         tmp_path_factory=tmp_path_factory,
         monkeypatch=monkeypatch,
     )
-
-
-def batched_scores(W_Q, W_K):
-    W_K = W_K.repeat_interleave(W_Q.shape[1] // W_K.shape[1], dim=1)  # key head of each query head
-    A = torch.einsum("lhdi,lhdj->lhij", W_Q, W_Q)
-    B = torch.einsum("lhdi,lhdj->lhij", W_K, W_K)
-    C = torch.einsum("lhdi,lhdj->lhij", W_K, W_Q)
-    return 0.5 * (1 + torch.einsum("lhij,lhji->lh", C, C) / torch.einsum("lhij,lhji->lh", A, B))
 
 
 def test_check_batched_symmetry_scores(capsys, tmp_path_factory, monkeypatch):

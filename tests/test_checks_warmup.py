@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from check_helpers import assert_failure_names_case, verify_check
+from check_helpers import assert_failure_names_case, good_softmax, verify_check
 
 from toyattn import checks
 from toyattn.checks.core import CheckFailed
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def good_softmax(x):
-    e = (x - x.max(dim=-1, keepdim=True).values).exp()
-    return e / e.sum(dim=-1, keepdim=True)
 
 
 def test_check_softmax(capsys, tmp_path_factory, monkeypatch):

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from device_helpers import clean_env  # noqa: F401 (a fixture)
 
 from toyattn import device as dev
 from toyattn.arrays import to_numpy
 from toyattn.device import choice as device_choice
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    monkeypatch.delenv("TOYATTN_DEVICE", raising=False)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    for k in dev.SLURM_VARS:
-        monkeypatch.delenv(k, raising=False)
 
 
 def test_explicit_argument_wins_over_environment(monkeypatch):

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
+from device_helpers import clean_env  # noqa: F401 (a fixture)
 
 from toyattn import device as dev
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    monkeypatch.delenv("TOYATTN_DEVICE", raising=False)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    for k in dev.SLURM_VARS:
-        monkeypatch.delenv(k, raising=False)
 
 
 def test_describe_reports_unset_cuda_visible_devices_instead_of_crashing():

@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from device_helpers import clean_env  # noqa: F401 (a fixture)
 
 from toyattn import device as dev
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    monkeypatch.delenv("TOYATTN_DEVICE", raising=False)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    for k in dev.SLURM_VARS:
-        monkeypatch.delenv(k, raising=False)
 
 
 def test_seed_everything_makes_runs_repeat():

@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from grading_helpers import PS, ROOT, to_ipynb, variant
+from grading_helpers import PS, ROOT, _grade_unsandboxed, to_ipynb, variant
 
 from toyattn import grading
 from toyattn.checks.core import REGISTRY
-from toyattn.cli import main
 
 
 def test_expected_checks_come_from_the_solution():
@@ -55,11 +54,6 @@ def test_every_problem_set_is_gradable(solution):
     assert not unknown, f"{solution.name} calls checks that are not registered with @exercise_check: {unknown}"
     exercise = ROOT / "exercises" / solution.name
     assert {e.check for e in grading.problem_set_from_solution(exercise).exercises} == {e.check for e in ps.exercises}
-
-
-def _grade_unsandboxed(subs: Path, out: Path, *extra: str) -> int:
-    return main(["grade", str(subs), "--out", str(out), "--root", str(ROOT), "--jobs", "1", "--no-sandbox",
-                 "--no-executed", *extra])
 
 
 def test_file_names_that_are_not_utf8_become_that_students_line(tmp_path, capsys):

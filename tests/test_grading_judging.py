@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from check_helpers import good_softmax
 
 from toyattn import grading
 from toyattn.checks import answers as answers_mod
@@ -53,11 +54,6 @@ def test_an_answers_bomb_is_refused_before_it_is_unpacked(tmp_path):
 def test_malformed_answers_json_is_that_exercises_grader_error(tmp_path, text):
     (tmp_path / "check_softmax.json").write_text(text)
     assert judge_exercise(tmp_path, "check_softmax", 1)[0] == "grader error"
-
-
-def good_softmax(x):
-    e = (x - x.max(dim=-1, keepdim=True).values).exp()
-    return e / e.sum(dim=-1, keepdim=True)
 
 
 def record(tmp_path, monkeypatch, check: str, fn, seed: int) -> Path:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
-from grading_helpers import PS, ROOT
+from grading_helpers import PS, ROOT, _grade_unsandboxed
 
 from toyattn import grading
-from toyattn.cli import main
 from toyattn.grading import reports
-
-
-def _grade_unsandboxed(subs: Path, out: Path, *extra: str) -> int:
-    return main(["grade", str(subs), "--out", str(out), "--root", str(ROOT), "--jobs", "1", "--no-sandbox",
-                 "--no-executed", *extra])
 
 
 def test_reports_carry_no_control_characters(tmp_path):

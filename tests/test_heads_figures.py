@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import matplotlib
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 import pytest
 import torch
+from plot_helpers import _close_figures  # noqa: F401 (a fixture)
 
 from toyattn.heads.figures import cost_heatmap, head_blocks_figure, qkv_column_labels, qkv_heatmap
 from toyattn.heads.weights import HeadWeights
 from toyattn.plotting import discrete_colorscale  # noqa: E402
-
-
-def fused(d_in: int, n_heads: int, d_head: int, layout: str, g: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    shape = (d_in, 3 * n_heads * d_head) if layout == "in_out" else (3 * n_heads * d_head, d_in)
-    return torch.randn(shape, generator=g, dtype=dtype)
 
 
 def test_plots_have_labels_and_discrete_colours():
@@ -37,12 +32,6 @@ def test_plots_have_labels_and_discrete_colours():
 
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_head_blocks_figure_refuses_layers_without_their_own_qkv_per_head():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from heads_helpers import fused, mha_and_input
 
 from toyattn.heads.fused_qkv import (
     merge_out_proj,
@@ -26,11 +27,6 @@ def test_split_qkv_refuses_a_bool_head_count():
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def fused(d_in: int, n_heads: int, d_head: int, layout: str, g: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    shape = (d_in, 3 * n_heads * d_head) if layout == "in_out" else (3 * n_heads * d_head, d_in)
-    return torch.randn(shape, generator=g, dtype=dtype)
 
 
 @pytest.mark.parametrize("layout", ["in_out", "out_in"])
@@ -108,16 +104,6 @@ def test_width_not_divisible_and_bad_layout():
     with pytest.raises(ValueError, match="n_heads must be a positive integer"):
         split_qkv(torch.zeros(8, 24), 0, layout="in_out")
     assert split_qkv(torch.zeros(8, 24), np.int64(4), layout="in_out").shape == (3, 4, 8, 2)  # type: ignore[arg-type]
-
-
-def mha_and_input(bias: bool = True):
-    torch.manual_seed(0)
-    mha = torch.nn.MultiheadAttention(embed_dim=12, num_heads=4, bias=bias, batch_first=True)
-    with torch.no_grad():  # nn.MultiheadAttention starts with zero biases; make them matter
-        if bias:
-            mha.in_proj_bias.normal_()
-    x = torch.randn(2, 5, 12)
-    return mha, x
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from heads_helpers import fused
 
 from toyattn.heads.fused_qkv import (
     permute_qkv,
@@ -29,11 +30,6 @@ from toyattn.heads.weights import HeadWeights, random_orthogonal, rotate_within_
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def fused(d_in: int, n_heads: int, d_head: int, layout: str, g: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    shape = (d_in, 3 * n_heads * d_head) if layout == "in_out" else (3 * n_heads * d_head, d_in)
-    return torch.randn(shape, generator=g, dtype=dtype)
 
 
 def test_reference_client_shape_mismatch():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from heads_helpers import fused
 
 from toyattn.heads.fused_qkv import (
     permute_qkv,
@@ -21,11 +22,6 @@ from toyattn.heads.permutations import (
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def fused(d_in: int, n_heads: int, d_head: int, layout: str, g: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    shape = (d_in, 3 * n_heads * d_head) if layout == "in_out" else (3 * n_heads * d_head, d_in)
-    return torch.randn(shape, generator=g, dtype=dtype)
 
 
 def test_convention_inverse_and_compose():

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from heads_helpers import mha_and_input
 
 from toyattn.heads.matching import (
     invariant_features,
@@ -50,16 +51,6 @@ def test_head_weights_validates_shapes():
         HeadWeights(torch.zeros(2, 4, 3), torch.zeros(2, 4, 2), torch.zeros(2, 4, 3))
     with pytest.raises(ValueError, match="W_O must be"):
         HeadWeights(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3), torch.zeros(2, 4, 3), W_O=torch.zeros(3, 2, 4))
-
-
-def mha_and_input(bias: bool = True):
-    torch.manual_seed(0)
-    mha = torch.nn.MultiheadAttention(embed_dim=12, num_heads=4, bias=bias, batch_first=True)
-    with torch.no_grad():  # nn.MultiheadAttention starts with zero biases; make them matter
-        if bias:
-            mha.in_proj_bias.normal_()
-    x = torch.randn(2, 5, 12)
-    return mha, x
 
 
 def test_head_weights_from_mha_match_the_module():

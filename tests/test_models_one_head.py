@@ -6,17 +6,13 @@ import math
 
 import pytest
 import torch
+from lesson1_helpers import _untrained
 
 from toyattn.models.attention import causal_mask
 from toyattn.models.one_head import OneHeadAttention
 from toyattn.sentences.corpus import ToyCorpus
 
 CORPUS = ToyCorpus()
-
-
-def _untrained(**kwargs) -> OneHeadAttention:
-    torch.manual_seed(0)
-    return OneHeadAttention.from_corpus(CORPUS, **kwargs)
 
 
 def test_forward_shapes_and_single_sequence():

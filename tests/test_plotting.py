@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import matplotlib
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from plot_helpers import _close_figures  # noqa: F401 (a fixture)
 
 from toyattn.plotting import heatmap, heatmap_grid, heatmap_plotly  # noqa: E402
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _texts(ax):

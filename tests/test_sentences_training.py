@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from lesson1_helpers import SEEDS, SETTINGS, SUBJECT
+from lesson1_helpers import SEEDS, SETTINGS, SUBJECT, _untrained
 
 from toyattn.device import seed_everything
 from toyattn.models.one_head import OneHeadAttention
@@ -23,11 +23,6 @@ THE = CORPUS.position_of("the")  # 3
 
 
 CHICKEN, BEEF = CORPUS.token_id("chicken"), CORPUS.token_id("beef")
-
-
-def _untrained(**kwargs) -> OneHeadAttention:
-    torch.manual_seed(0)
-    return OneHeadAttention.from_corpus(CORPUS, **kwargs)
 
 
 def test_training_is_deterministic_and_lowers_the_loss():

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from symmetry_helpers import small_model
 
-from toyattn.device import seed_everything
-from toyattn.models.transformer import Transformer, TransformerConfig
 from toyattn.symmetry.experiments import (
     bilinear_gradients,
     bilinear_update,
@@ -24,13 +23,6 @@ from toyattn.symmetry.training import (
 )
 
 SMALL = dict(batch_size=8, seq_len=8, device="cpu", progress=False)
-
-
-def small_model(causal: bool, seed: int = 0, positions: str = "learned") -> Transformer:
-    seed_everything(seed)
-    cfg = TransformerConfig(vocab_size=13, max_len=8, d_model=16, n_layers=2, n_heads=2, mlp=True,
-                            positions=positions, causal=causal)
-    return Transformer(cfg)
 
 
 def test_symmetric_init_experiment_returns_steps_per_seed_and_init():

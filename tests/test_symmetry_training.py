@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from symmetry_helpers import small_model
 
-from toyattn.device import seed_everything
-from toyattn.models.transformer import Transformer, TransformerConfig
+from toyattn.models.transformer import Transformer
 from toyattn.symmetry.scores import (
     symmetry_score,
     to_signed,
@@ -69,13 +69,6 @@ def test_course_text_is_the_zen_of_python_and_prints_nothing(capsys):
 
 
 SMALL = dict(batch_size=8, seq_len=8, device="cpu", progress=False)
-
-
-def small_model(causal: bool, seed: int = 0, positions: str = "learned") -> Transformer:
-    seed_everything(seed)
-    cfg = TransformerConfig(vocab_size=13, max_len=8, d_model=16, n_layers=2, n_heads=2, mlp=True,
-                            positions=positions, causal=causal)
-    return Transformer(cfg)
 
 
 def test_steps_to_loss_counts_the_steps_until_the_moving_average_reaches_the_threshold():

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_helpers import llama_cpp_permute
 from pretrained_helpers import pretrained
 
 from toyattn.symmetry.report import score_model
@@ -188,12 +189,6 @@ def test_gpt2_file_reads_only_the_q_and_k_columns(tmp_path):
     model = tiny_gpt2()
     model.save_pretrained(tmp_path, safe_serialization=True)
     torch.testing.assert_close(load_qk(tmp_path)[1], load_qk(model)[1])
-
-
-def llama_cpp_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """What llama.cpp's converter does to q_proj/k_proj rows (rotate-half pairs -> interleaved pairs)."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
 def write_gguf(path, model, *, quantize=None, arch="llama"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_helpers import llama_cpp_permute
 from pretrained_helpers import pretrained
 
 from toyattn.symmetry.report import score_model
@@ -27,12 +28,6 @@ gguf = pytest.importorskip("gguf")
 
 
 D, N_HEADS, N_KV, N_LAYERS = 32, 4, 2, 3
-
-
-def llama_cpp_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """What llama.cpp's converter does to q_proj/k_proj rows (rotate-half pairs -> interleaved pairs)."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
 def test_unpermute_inverts_llama_cpp_and_scores_do_not_care():
