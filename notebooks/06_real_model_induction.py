@@ -77,7 +77,7 @@ from toyattn.device import limit_blas_threads
 from toyattn.heads.weights import linear_to_heads
 from toyattn.models.llama import Llama, LlamaConfig
 from toyattn.models.transformer import apply_rotary
-from toyattn.plotting import heatmap
+from toyattn.plotting import heatmap, heatmap_plotly
 from toyattn.weights.gguf import GGUFFile, unpermute_llama_cpp_rows
 from toyattn.weights.llama import load_llama_gguf, load_tokenizer, load_transformers_llama
 from toyattn.weights.pretrained import smollm2_gguf_path
@@ -308,11 +308,15 @@ for ax, M, name, lims in ((axes[0], scores["induction"], "prefix matching (induc
     plt.colorbar(im, ax=ax)
 plt.tight_layout()
 plt.show()
+heatmap_plotly(scores["induction"], [f"L{i}" for i in range(llm.cfg.n_layers)], [f"H{h}" for h in range(llm.cfg.n_heads)],
+               title="SmolLM2 on real text: prefix matching score (hover a head)", xlabel="head", ylabel="layer",
+               colorscale="Magma", zmin=0, zmax=1, annotate=False)
 
 # %% [markdown]
-# Each map is layer (rows, 0 at the top) by head (columns). Look for the few bright cells of the left
-# map, whether the middle map's bright cells sit in earlier layers, and what colour the same cells have
-# in the right map (red is positive).
+# Each map is layer (rows, 0 at the top) by head (columns); the last one repeats the left map so that
+# hovering a cell names its head and score. Look for the few bright cells of the left map, whether the
+# middle map's bright cells sit in earlier layers, and what colour the same cells have in the right map
+# (red is positive).
 #
 # **Reveal.** Below, the top heads by each score, their copying scores, and lesson 5's top induction
 # heads recomputed here exactly as lesson 5, section 11 found them (4 sequences of 40 random tokens
