@@ -136,12 +136,6 @@ def _signed_mistakes(W_q: torch.Tensor, W_k: torch.Tensor, s: float) -> dict[str
     }
 
 
-def _judge_head_score(case: Case, got: Returned) -> None:
-    W_q, W_k = case.args
-    r = float(scores.symmetry_score(W_q, W_k))  # the trace form: cheap for wide heads
-    _judge_number(as_scalar(got, f"score of {case.name}"), r, f"score of {case.name}", _score_mistakes(W_q, W_k, r))
-
-
 def _judge_signed_head_score(case: Case, got: Returned) -> None:
     W_q, W_k, gamma = case.args
     Wq_g, Wk_g = gamma[:, None] * W_q, gamma[:, None] * W_k  # the gain folded into both maps
