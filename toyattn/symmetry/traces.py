@@ -4,10 +4,13 @@
 only computes them fast, with ``A = W_q^T W_q``, ``B = W_k^T W_k``, ``C = W_k^T W_q`` (each
 ``[d_head, d_head]``, never the ``d_model x d_model`` matrix ``M``):
 
-* small heads, or any device but the CPU: three batched matmuls (:func:`_grams_batched`);
+* small heads, or any device but the CPU: three batched matmuls over every head (and layer) at once
+  (:func:`grams`); on a GPU, large heads also split ``d_model`` into parts, so that the small
+  ``[d_head, d_head]`` outputs still give the GPU enough independent work (how many parts:
+  :mod:`toyattn.symmetry.tuning`, by timing each choice once per shape);
 * large heads on the CPU: one head at a time, skipping a Gram block (:func:`_traces_head_by_head`).
 
-``benchmarks/bench_symmetry.py`` times both paths side by side. Inputs are in row layout
+``benchmarks/bench_symmetry.py`` times the paths side by side. Inputs are in row layout
 ``Q: [..., H, d_head, d_model]``, ``K: [..., H_kv, d_head, d_model]`` (``H`` a multiple of ``H_kv``
 under grouped-query attention, ``group = H // H_kv``), already validated by :mod:`toyattn.symmetry.scores`.
 """
@@ -19,14 +22,26 @@ import torch
 
 from toyattn.device import wide_dtype
 
-__all__ = ["PER_HEAD_LOOP_MIN_SIZE", "traces"]
+__all__ = ["PER_HEAD_LOOP_MIN_SIZE", "grams", "traces", "traces_from_grams"]
 
 
-def traces(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``tr(A B) = ||M||_F^2`` and ``tr(C C)`` per head, accumulated in float64 where the device has it."""
-    if Q.device.type == "cpu" and Q.shape[-2] * Q.shape[-1] >= PER_HEAD_LOOP_MIN_SIZE:
+def traces(Q: torch.Tensor, K: torch.Tensor, group: int, *, parts: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tr(A B) = ||M||_F^2`` and ``tr(C C)`` per head, accumulated in float64 where the device has it.
+
+    ``parts`` splits ``d_model`` for the batched Grams (see :func:`grams`); ``None`` lets
+    :func:`toyattn.symmetry.tuning.best_parts` choose (1 everywhere but on a GPU).
+    """
+    if Q.device.type == "cpu" and parts is None and Q.shape[-2] * Q.shape[-1] >= PER_HEAD_LOOP_MIN_SIZE:
         return _traces_head_by_head(Q, K, group)
-    A, B, C_t = _grams_batched(Q, K, group)
+    if parts is None:
+        from toyattn.symmetry.tuning import best_parts  # tuning times this module's grams
+
+        parts = best_parts(Q, K, group)
+    return traces_from_grams(*grams(Q, K, group, parts=parts))
+
+
+def traces_from_grams(A: torch.Tensor, B: torch.Tensor, C_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tr(A B)`` and ``tr(C C)`` from the three Grams, summed in float64 (float32 Grams on MPS move to the CPU)."""
     wide = wide_dtype(A.device)
     if wide != torch.float64 and A.device.type == "mps":
         A, B, C_t = A.cpu(), B.cpu(), C_t.cpu()
@@ -43,20 +58,40 @@ def traces(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, 
 PER_HEAD_LOOP_MIN_SIZE = 2**17
 
 
-def _grams_batched(Q: torch.Tensor, K: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def grams(
+    Q: torch.Tensor, K: torch.Tensor, group: int, *, parts: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``A = W_q^T W_q``, ``B = W_k^T W_k`` (repeated per query head) and ``C^T = W_q^T W_k``, in three
-    batched matmuls. ``Q: [..., H, d_h, d]``, ``K: [..., H_kv, d_h, d]`` (row layout); all ``[..., H, d_h, d_h]``."""
-    d_head = Q.shape[-2]
-    A = Q @ Q.transpose(-1, -2)
+    batched matmuls. ``Q: [..., H, d_h, d]``, ``K: [..., H_kv, d_h, d]`` (row layout); all ``[..., H, d_h, d_h]``.
+
+    ``parts > 1`` (it must divide ``d``) cuts ``d`` into that many slices, takes every slice's Grams in the
+    same batched matmuls and adds them up (``W^T W = sum_s W_s^T W_s``): the same flops, ``parts`` times
+    more independent products. A head's ``[d_h, d_h]`` output is small next to its long inner dimension,
+    so one product per head can leave most of a GPU idle; the slices cost one copy of ``Q`` and ``K``.
+    """
+    d_head, d = Q.shape[-2], Q.shape[-1]
+    if parts < 1 or d % parts:
+        raise ValueError(f"parts={parts} must be a positive divisor of d_model={d}.")
+    if Q.dim() == 2:  # a single head [d_h, d]
+        return tuple(G[0] for G in grams(Q[None], K[None], group, parts=parts))  # type: ignore[return-value]
+    lead, n_kv = Q.shape[:-3], K.shape[-3]
+    # Each group's query heads stacked into one [group * d_h, d] block (a view): one C product per key head.
+    Q_grouped = Q.reshape(*lead, n_kv, group * d_head, d)
+    if parts > 1:
+        # [..., H_kv, group * d_h, d] -> [..., H_kv, parts, group * d_h, d / parts], copied once so that
+        # the batched matmuls read every slice as an ordinary matrix.
+        Q_grouped = Q_grouped.unflatten(-1, (parts, d // parts)).transpose(-3, -2).contiguous()
+        K = K.unflatten(-1, (parts, d // parts)).transpose(-3, -2).contiguous()
+    # Per head again: [..., H_kv, (parts,) group, d_h, d / parts] (a view of the grouped block).
+    Q_heads = Q_grouped.unflatten(-2, (group, d_head))
+    A = Q_heads @ Q_heads.transpose(-1, -2)
     B = K @ K.transpose(-1, -2)  # once per key head even under GQA
-    if group == 1:
-        C_t = Q @ K.transpose(-1, -2)  # C^T = W_q^T W_k; tr(C C) = tr(C^T C^T), so the transpose is harmless
-    else:
-        # Stack each group's query heads into one [group * d_h, d] block: one matmul per key head.
-        lead = Q.shape[:-3]
-        n_kv = K.shape[-3]
-        Q_grouped = Q.reshape(*lead, n_kv, group * d_head, Q.shape[-1])
-        C_t = (Q_grouped @ K.transpose(-1, -2)).reshape(*lead, n_kv * group, d_head, d_head)
+    C_t = Q_grouped @ K.transpose(-1, -2)  # C^T = W_q^T W_k; tr(C C) = tr(C^T C^T), so the transpose is harmless
+    if parts > 1:  # add up the slices: A is [..., H_kv, parts, group, d_h, d_h], B and C [..., H_kv, parts, ., d_h]
+        A, B, C_t = A.sum(dim=-4), B.sum(dim=-3), C_t.sum(dim=-3)
+    A = A.reshape(*lead, n_kv * group, d_head, d_head)
+    C_t = C_t.reshape(*lead, n_kv * group, d_head, d_head)
+    if group > 1:
         B = B.repeat_interleave(group, dim=-3)
     return A, B, C_t
 
