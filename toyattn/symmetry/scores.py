@@ -218,8 +218,29 @@ def symmetry_score(
     Q = W_q.to(dtype).transpose(-1, -2)
     K = W_k.to(dtype).transpose(-1, -2)
     norm2, trace_cc = traces(Q, K, group)
-    # NaN or inf anywhere in a head's weights reaches its Gram traces, so test the small results rather
-    # than every weight (a full pass over the weights costs ~10% of the whole computation).
+    # One look at the small results (on a GPU, each look waits for the device): NaN or inf anywhere in a head's
+    # weights reaches its traces, so there is no need to test every weight (a full pass costs ~10% of the
+    # whole computation); a zero or (below float64) tiny ||M||^2 needs the careful path below.
+    floor = 0.0 if dtype == torch.float64 else _TOO_SMALL
+    if not bool(torch.isfinite(trace_cc).all() & (norm2 > floor).all() & torch.isfinite(norm2).all()):
+        norm2, trace_cc = _careful_traces(W_q, W_k, Q, K, group, dtype, norm2, trace_cc)
+    r = 0.5 * (1.0 + trace_cc / norm2)
+    out = _convert(r, convention)
+    # MPS has no float64: there the scores come back as float32 (computed in float64 on the CPU).
+    return out.float().to(W_q.device) if W_q.device.type == "mps" else out.to(W_q.device)
+
+
+def _careful_traces(
+    W_q: torch.Tensor,
+    W_k: torch.Tensor,
+    Q: torch.Tensor,
+    K: torch.Tensor,
+    group: int,
+    dtype: torch.dtype,
+    norm2: torch.Tensor,
+    trace_cc: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The traces again when the fast ones were not finite, zero or tiny: a clear error, or rescaled weights."""
     finite = bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all())
     if not finite:
         _check_all_finite(W_q, "W_q")
@@ -233,10 +254,7 @@ def symmetry_score(
         raise ValueError(f"The traces overflowed in {dtype} even after rescaling; pass dtype=torch.float64.")
     if bool((norm2 == 0).any()):
         raise _zero_error(norm2 == 0, "head")
-    r = 0.5 * (1.0 + trace_cc / norm2)
-    out = _convert(r, convention)
-    # MPS has no float64: there the scores come back as float32 (computed in float64 on the CPU).
-    return out.float().to(W_q.device) if W_q.device.type == "mps" else out.to(W_q.device)
+    return norm2, trace_cc
 
 
 def _gram_dtype(dtype: Any, weights_dtype: torch.dtype) -> torch.dtype:
