@@ -38,7 +38,8 @@ Every module, by folder, with the lesson that teaches it:
 * ``weights/``: :mod:`~toyattn.weights.gguf` (GGUF files, llama.cpp's conventions),
   :mod:`~toyattn.weights.checkpoints` (Q/K of real checkpoints, lesson 3), :mod:`~toyattn.weights.llama`
   (SmolLM2 into the Llama and into ``transformers``, lessons 5-6), :mod:`~toyattn.weights.bert` (a BERT layer, lesson 2),
-  :mod:`~toyattn.weights.pretrained` (the packaged models)
+  :mod:`~toyattn.weights.pretrained` (the packaged models), :mod:`~toyattn.weights.prefetch` (the next layer
+  read while this one is used, lesson 3)
 * ``sentences/`` (lesson 1): :mod:`~toyattn.sentences.corpus` (the two sentences),
   :mod:`~toyattn.sentences.training` (its task and recipes), :mod:`~toyattn.sentences.interventions`
   (cutting an edge, patching; reused in lesson 5)
@@ -46,7 +47,7 @@ Every module, by folder, with the lesson that teaches it:
   (the one convention), :mod:`~toyattn.heads.fused_qkv` (layouts, split/merge/permute),
   :mod:`~toyattn.heads.matching` (features, costs, matching), :mod:`~toyattn.heads.figures` (its figures)
 * ``symmetry/`` (lesson 3): :mod:`~toyattn.symmetry.scores` (the scores), :mod:`~toyattn.symmetry.traces`
-  (computed fast), :mod:`~toyattn.symmetry.report` (a whole model), :mod:`~toyattn.symmetry.training`
+  (computed fast), :mod:`~toyattn.symmetry.tuning` (how a GPU slices them), :mod:`~toyattn.symmetry.report` (a whole model), :mod:`~toyattn.symmetry.training`
   (masked vs causal training), :mod:`~toyattn.symmetry.experiments` (symmetric init, the gradient)
 * ``circuits/`` (lessons 4-6): :mod:`~toyattn.circuits.copy_task` (the copying task),
   :mod:`~toyattn.circuits.sweeps` (its runs trained together), :mod:`~toyattn.circuits.copy_scoring`

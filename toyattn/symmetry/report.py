@@ -7,6 +7,7 @@ Taught in lesson 3 (``notebooks/03_symmetry_scores``, section "real models"): th
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from toyattn.symmetry.scores import (
     to_signed,
 )
 from toyattn.weights.checkpoints import iter_qk_layers
+from toyattn.weights.prefetch import read_ahead as read_ahead_layers
 
 __all__ = ["SymmetryReport", "score_model"]
 
@@ -82,6 +84,7 @@ def score_model(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     fold_qk_norm: bool = True,
+    read_ahead: bool | None = None,
     **loader_kwargs: Any,
 ) -> SymmetryReport:
     """Symmetry (and directionality) scores of every layer and head of a model (lesson 3).
@@ -96,27 +99,36 @@ def score_model(
             layer at a time and moved there, so a file is never in memory all at once.
         fold_qk_norm: for models that normalise each head's queries and keys (Gemma 3), score the form
             the attention uses, with the norms' gains folded in (``False``: the raw projections).
+        read_ahead: read (and move to ``device``) the next layer in a background thread while this one is
+            scored (:func:`toyattn.weights.prefetch.read_ahead`); ``False`` reads one layer after the other.
+            Default: on a GPU (reading uses the CPU and the disk, scoring the GPU), not on the CPU, where the
+            reader's conversions compete with the scores for the same cores (``benchmarks/bench_symmetry.py``
+            times both).
         loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
     """
     dev = get_device(device)
     layers = iter_qk_layers(source, fold_qk_norm=fold_qk_norm, **loader_kwargs)
+    if read_ahead is None:
+        read_ahead = dev.type != "cpu"
+    stream = read_ahead_layers(layers, dev) if read_ahead else (layer.map(lambda t: t.to(dev)) for layer in layers)
+    # Scores stay on the device and come back together at the end: one transfer, not one per layer.
     head_rows, layer_rows, dir_rows = [], [], []
-    for layer in progress_bar(layers, total=layers.n_layers, desc="layers", enabled=progress):
-        W_q = layer.W_Q.to(dev)
-        W_k = layer.W_K.to(dev)
-        try:
-            head_rows.append(symmetry_score(W_q, W_k).cpu())
-        except ValueError as err:
-            raise ValueError(f"layer {layer.layer}: {err}") from None
-        if layer_scores:
-            M = layer_bilinear(W_q, W_k)
-            layer_rows.append(matrix_symmetry_score(M).cpu())
-            dir_rows.append(directionality_score(M).cpu())
+    with closing(stream):  # an error below stops the reader too
+        for layer in progress_bar(stream, total=layers.n_layers, desc="layers", enabled=progress):
+            try:
+                head_rows.append(symmetry_score(layer.W_Q, layer.W_K))
+            except ValueError as err:
+                raise ValueError(f"layer {layer.layer}: {err}") from None
+            if layer_scores:
+                M = layer_bilinear(layer.W_Q, layer.W_K)
+                layer_rows.append(matrix_symmetry_score(M))
+                dir_rows.append(directionality_score(M))
+            del layer  # at most two layers (this one and the one being read) are held at a time
     return SymmetryReport(
         name=layers.name,
         architecture=layers.architecture,
-        head_scores=torch.stack(head_rows),
-        layer_scores=torch.stack(layer_rows) if layer_scores else None,
-        directionality=torch.stack(dir_rows) if layer_scores else None,
+        head_scores=torch.stack(head_rows).cpu(),
+        layer_scores=torch.stack(layer_rows).cpu() if layer_scores else None,
+        directionality=torch.stack(dir_rows).cpu() if layer_scores else None,
         n_kv_heads=layers.n_kv_heads,
     )
