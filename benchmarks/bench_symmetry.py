@@ -9,15 +9,20 @@ One run, side by side (float32, d_model = 4096, 32 heads, d_head = 128, one laye
 * the machine's own float32 matrix-multiply rate, measured in this run, and the time it needs for the
   ``6 d d_h^2`` flops per head that the three Gram products cost;
 * three plain ``[d_h, d] @ [d, d_h]`` products per head: the rate BLAS reaches at the Gram shape itself
-  (a long inner dimension, a small output), which is well below the square-matmul rate.
+  (a long inner dimension, a small output), which is well below the square-matmul rate;
+* the batched Grams with ``d_model`` cut into 1, 2, 4, ... slices (what :mod:`toyattn.symmetry.tuning`
+  chooses between on a GPU), each against the ideal time;
+* ``--model-layers`` copies of the layer scored in one call, as a model held in memory would be.
 
-Targets (issue 5): package >= 50x faster than the seed's einsum, and <= 1.5x the matmul-rate time.
+Targets (issues 5 and 25): package >= 50x faster than the seed's einsum, and <= 1.5x the matmul-rate time.
 
 Then it writes a synthetic 7B-shaped safetensors checkpoint (``--layers`` layers of q/k/v/o_proj
-``[4096, 4096]`` float32 plus one MLP matrix each) to a temporary folder, scores it in streaming mode in
-a fresh subprocess, and reports that process's peak memory, next to loading every Q/K at once.
+``[4096, 4096]`` plus one MLP matrix each, float16 as Llama-2-7B's own files) to a temporary folder and scores it with
+:func:`toyattn.symmetry.report.score_model` on ``--device`` in a fresh subprocess, twice: reading each layer
+before scoring it, and reading the next layer while this one is scored. It reports each process's time and
+peak memory, next to loading every Q/K at once.
 
-Usage: ``python benchmarks/bench_symmetry.py [--layers 4] [--device cpu] [--skip-streaming]``
+Usage: ``python benchmarks/bench_symmetry.py [--layers 4] [--device cpu] [--model-layers N] [--skip-streaming]``
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import torch
 
 from toyattn.device import get_device
 from toyattn.symmetry.scores import symmetry_score
+from toyattn.symmetry.traces import traces
+from toyattn.symmetry.tuning import best_parts, candidate_parts
 
 D_MODEL, N_HEADS, D_HEAD = 4096, 32, 128
 
@@ -71,7 +78,7 @@ def seed_scores_trace_full(Wq: np.ndarray, Wk: np.ndarray) -> np.ndarray:
 # --- speed -------------------------------------------------------------------------------------------
 
 
-def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, float, str]]:
+def bench_speed(device: torch.device, definition_heads: int, model_layers: int) -> list[tuple[str, float, str]]:
     g = torch.Generator().manual_seed(0)
     # nn.Linear layout of one Llama-2-7B layer: q_proj/k_proj weights [n_heads * d_head, d_model].
     q_lin = torch.randn(N_HEADS * D_HEAD, D_MODEL, generator=g) * 0.02
@@ -126,6 +133,22 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
         seed_scores_norm(q_np[:, h, :], k_np[:, h, :])
     t_def = (time.perf_counter() - start) / definition_heads * N_HEADS
 
+    # The batched Grams with d_model cut into slices (the GPU tuner's candidates), and the tuner's choice.
+    Q_rows_all, K_rows_all = W_Q_dev.transpose(-1, -2), W_K_dev.transpose(-1, -2)
+    slice_rows = []
+    for parts in candidate_parts(D_MODEL):
+        t = min(best_time(lambda p=parts: traces(Q_rows_all, K_rows_all, 1, parts=p), 1, sync) for _ in range(5))
+        slice_rows.append((f"  batched Grams, d_model in {parts} slice(s)", t, f"{t / t_ideal:.2f}x the ideal time"))
+    chosen = best_parts(Q_rows_all, K_rows_all, 1)
+    chosen_note = (f"the tuner chose {chosen} slice(s)" if device.type == "cuda"
+                   else "on the CPU the package runs head by head instead; the tuner times CUDA only")
+
+    # Every layer of a model held in memory, scored in one call: [layers, heads, d, d_h].
+    W_Q_model = torch.stack([W_Q_dev[0]] * model_layers)
+    W_K_model = torch.stack([W_K_dev[0]] * model_layers)
+    symmetry_score(W_Q_model, W_K_model)  # warm-up (and, on a GPU, the tuner's timing for this shape)
+    t_model = min(best_time(lambda: symmetry_score(W_Q_model, W_K_model), 1, sync) for _ in range(3))
+
     rows = [
         (f"matmul rate ({n}x{n} float32 @ {device.type})", t_mm, f"{rate / 1e9:.1f} GFLOP/s"),
         ("ideal: 6 d d_h^2 flops/head x 32 at that rate", t_ideal, f"{flops / 1e9:.2f} GFLOP"),
@@ -133,16 +156,22 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
         ("per-head definition (NumPy, build M)", t_def, f"timed on {definition_heads} heads, x{N_HEADS // definition_heads}"),
         ("seed scores_trace_full (NumPy einsum)", t_seed, f"max |err| {seed_err:.1e}"),
         (f"toyattn symmetry_score ({device.type})", t_pkg, f"max |err| {pkg_err:.1e}"),
+        *slice_rows,
+        (f"  ({chosen_note})", float("nan"), ""),
+        (f"toyattn symmetry_score, {model_layers} layers in one call", t_model,
+         f"{t_model / model_layers / t_ideal:.2f}x the ideal time per layer"),
     ]
     print(f"\n== symmetry scores of one Llama-2-7B-shaped layer: d={D_MODEL}, {N_HEADS} heads, d_head={D_HEAD}, float32")
     print(f"{'method':52s} {'seconds':>10s}  note")
     for name, sec, note in rows:
-        print(f"{name:52s} {sec:10.4f}  {note}")
+        print(f"{name:52s} {'':10s}  {note}" if sec != sec else f"{name:52s} {sec:10.4f}  {note}")
     print("\nratios (measured in this run):")
     print(f"  seed einsum / package        = {t_seed / t_pkg:8.1f}x   (target >= 50x)   "
           f"{'OK' if t_seed / t_pkg >= 50 else 'MISSED'}")
     print(f"  package / ideal matmul time  = {t_pkg / t_ideal:8.2f}x   (target <= 1.5x)  "
           f"{'OK' if t_pkg / t_ideal <= 1.5 else 'MISSED'}")
+    print(f"  {model_layers} layers / ideal time     = {t_model / (model_layers * t_ideal):8.2f}x   (target <= 1.5x)  "
+          f"{'OK' if t_model / (model_layers * t_ideal) <= 1.5 else 'MISSED'}")
     print(f"  package / 3 plain matmuls    = {t_pkg / t_shape:8.2f}x   (below 1: the head-by-head loop reuses the cache "
           "and skips half of the symmetric Grams)")
     print(f"  per-head definition / package = {t_def / t_pkg:7.1f}x")
@@ -154,9 +183,10 @@ def bench_speed(device: torch.device, definition_heads: int) -> list[tuple[str, 
 # --- streaming memory -------------------------------------------------------------------------------
 
 _CHILD = r"""
-import json, sys, time
+import json, sys, threading, time
 import torch
-from toyattn.weights.checkpoints import iter_qk_layers, load_qk
+from toyattn.weights.checkpoints import load_qk
+from toyattn.symmetry.report import score_model
 from toyattn.symmetry.scores import symmetry_score
 
 def status_mb(key):
@@ -171,38 +201,44 @@ def status_mb(key):
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return float("nan")
 
-def rss_anon_mb():
-    return status_mb("RssAnon")
+path, mode, device = sys.argv[1], sys.argv[2], sys.argv[3]
+peak_anon = status_mb("RssAnon")
+done = threading.Event()
 
-path, mode = sys.argv[1], sys.argv[2]
-peak_anon = rss_anon_mb()
+def sample():  # the process's own allocations, every 5 ms while it scores
+    global peak_anon
+    while not done.wait(0.005):
+        peak_anon = max(peak_anon, status_mb("RssAnon"))
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 start = time.perf_counter()
 if mode == "baseline":
     scores = None
-elif mode == "streaming":
-    rows = []
-    for layer in iter_qk_layers(path):
-        rows.append(symmetry_score(layer.W_Q, layer.W_K))
-        peak_anon = max(peak_anon, rss_anon_mb())
-        del layer
-    scores = torch.stack(rows)
+elif mode in ("streaming", "read-ahead"):
+    report = score_model(path, device=device, layer_scores=False, progress=False, read_ahead=mode == "read-ahead")
+    scores = report.head_scores
 else:  # everything at once
     W_Q, W_K = load_qk(path)
-    peak_anon = max(peak_anon, rss_anon_mb())
-    scores = symmetry_score(W_Q, W_K)
-    peak_anon = max(peak_anon, rss_anon_mb())
+    scores = symmetry_score(W_Q.to(device), W_K.to(device)).cpu()
+sync()
 elapsed = time.perf_counter() - start
+done.set()
+sampler.join()
 print(json.dumps({
     "maxrss_mb": status_mb("VmHWM"),
-    "peak_anon_mb": peak_anon,
+    "peak_anon_mb": max(peak_anon, status_mb("RssAnon")),
     "seconds": elapsed,
     "shape": list(scores.shape) if scores is not None else None,
 }))
 """
 
 
-def bench_streaming(n_layers: int) -> None:
+def bench_streaming(n_layers: int, device: torch.device, file_dtype: str) -> None:
     from safetensors.numpy import save_file
+
+    dtype = np.dtype(file_dtype)
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="toyattn-bench-") as tmp:
@@ -212,8 +248,10 @@ def bench_streaming(n_layers: int) -> None:
             for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
                 tensors[f"model.layers.{i}.self_attn.{name}.weight"] = (
                     rng.standard_normal((D_MODEL, D_MODEL), dtype=np.float32) * 0.02
-                )
-            tensors[f"model.layers.{i}.mlp.up_proj.weight"] = rng.standard_normal((11008, D_MODEL), dtype=np.float32)
+                ).astype(dtype)
+            tensors[f"model.layers.{i}.mlp.up_proj.weight"] = (
+                rng.standard_normal((11008, D_MODEL), dtype=np.float32).astype(dtype)
+            )
         t0 = time.perf_counter()
         save_file(tensors, str(folder / "model.safetensors"))
         del tensors
@@ -222,36 +260,47 @@ def bench_streaming(n_layers: int) -> None:
             "hidden_size": D_MODEL, "num_hidden_layers": n_layers,
         }))
         size_gb = (folder / "model.safetensors").stat().st_size / 1e9
-        qk_gb = n_layers * 2 * D_MODEL * D_MODEL * 4 / 1e9
-        print(f"\n== streaming a synthetic 7B-shaped checkpoint: {n_layers} layers (Llama-2-7B has 32), "
+        qk_gb = n_layers * 2 * D_MODEL * D_MODEL * dtype.itemsize / 1e9
+        print(f"\n== streaming a synthetic 7B-shaped checkpoint: {n_layers} layers (Llama-2-7B has 32), {dtype.name}, "
               f"{size_gb:.2f} GB file, of which Q/K {qk_gb:.2f} GB; written in {time.perf_counter() - t0:.1f} s")
         print(f"{'mode':32s} {'peak RSS MB':>12s} {'peak anon MB':>13s} {'seconds':>8s}")
-        for mode in ("baseline", "streaming", "all-at-once"):
+        times = {}
+        for mode in ("baseline", "streaming", "read-ahead", "all-at-once"):
             out = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(folder), mode], capture_output=True, text=True, check=True,
+                [sys.executable, "-c", _CHILD, str(folder), mode, str(device)], capture_output=True, text=True, check=True,
                 env={**os.environ, "TOYATTN_PROGRESS": "0"},
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            label = {"baseline": "import torch + toyattn only", "streaming": "streaming, one layer at a time",
-                     "all-at-once": "load_qk: every Q/K in memory"}[mode]
+            label = {"baseline": "import torch + toyattn only", "streaming": "streaming, read then score",
+                     "read-ahead": "streaming, reading ahead", "all-at-once": "load_qk: every Q/K in memory"}[mode]
+            times[mode] = r["seconds"]
             print(f"{label:32s} {r['maxrss_mb']:12.0f} {r['peak_anon_mb']:13.0f} {r['seconds']:8.2f}")
+        print(f"ratio (measured in this run): read then score / reading ahead = "
+              f"{times['streaming'] / times['read-ahead']:.2f}x (scores on {device}; the file is in the page cache,\n"
+              " so reading is a copy out of memory: from a cold disk the read's share, and the gain, is larger)")
         print("(peak RSS = VmHWM, includes file pages the memory map touched, which the kernel may drop;\n"
-              " peak anon = the process's own allocations, sampled after each layer. One layer's Q+K is "
-              f"{2 * D_MODEL * D_MODEL * 4 / 1e6:.0f} MB.)")
+              " peak anon = the process's own allocations, sampled every 5 ms. One layer's Q+K is "
+              f"{2 * D_MODEL * D_MODEL * 4 / 1e6:.0f} MB in float32.)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=4, help="layers in the synthetic checkpoint (7B has 32)")
     parser.add_argument("--device", default="cpu", help="device for the speed part (default cpu)")
+    parser.add_argument("--model-layers", type=int, default=None,
+                        help="layers scored in one call (default 32, Llama-2-7B's count, on a GPU; 4 on the CPU)")
     parser.add_argument("--definition-heads", type=int, default=2, help="heads timed for the definition")
     parser.add_argument("--skip-streaming", action="store_true")
+    parser.add_argument("--file-dtype", default="float16", choices=["float16", "float32"],
+                        help="the synthetic checkpoint's dtype (default float16, as Llama-2-7B's own files; "
+                             "float32 files are memory-mapped and read lazily while scoring)")
     args = parser.parse_args()
     device = get_device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
-    bench_speed(device, args.definition_heads)
+    model_layers = args.model_layers or (32 if device.type == "cuda" else 4)
+    bench_speed(device, args.definition_heads, model_layers)
     if not args.skip_streaming:
-        bench_streaming(args.layers)
+        bench_streaming(args.layers, device, args.file_dtype)
 
 
 if __name__ == "__main__":

@@ -101,15 +101,15 @@ def score_model(
             the attention uses, with the norms' gains folded in (``False``: the raw projections).
         read_ahead: read (and move to ``device``) the next layer in a background thread while this one is
             scored (:func:`toyattn.weights.prefetch.read_ahead`); ``False`` reads one layer after the other.
-            Default: on a GPU (reading uses the CPU and the disk, scoring the GPU), not on the CPU, where the
+            Default: on CUDA (reading uses the CPU and the disk, scoring the GPU); not on the CPU, where the
             reader's conversions compete with the scores for the same cores (``benchmarks/bench_symmetry.py``
-            times both).
+            times both), nor on Apple's MPS, whose torch backend is not made to be fed from a second thread.
         loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
     """
     dev = get_device(device)
     layers = iter_qk_layers(source, fold_qk_norm=fold_qk_norm, **loader_kwargs)
     if read_ahead is None:
-        read_ahead = dev.type != "cpu"
+        read_ahead = dev.type == "cuda"
     stream = read_ahead_layers(layers, dev) if read_ahead else (layer.map(lambda t: t.to(dev)) for layer in layers)
     # Scores stay on the device and come back together at the end: one transfer, not one per layer.
     head_rows, layer_rows, dir_rows = [], [], []
