@@ -42,13 +42,15 @@ def read_ahead(layers: Any, device: str | torch.device = "cpu") -> Iterator[Head
     if n == 0:
         return
     copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    if copy_stream is not None:
+        # Work the caller queued before this point (a model just moved to the GPU, say) comes first.
+        copy_stream.wait_stream(torch.cuda.current_stream(device))
 
     def load(i: int) -> HeadWeights:
-        layer = layers[i]
         if copy_stream is None:
-            return _moved(layer, device)
-        with torch.cuda.stream(copy_stream):
-            moved = _moved(layer, device)
+            return _moved(layers[i], device)
+        with torch.cuda.stream(copy_stream):  # the reader's GPU work too (a model already on the GPU)
+            moved = _moved(layers[i], device)
         copy_stream.synchronize()  # this thread waits for the copy; the caller never does
         return moved
 
