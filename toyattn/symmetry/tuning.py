@@ -14,10 +14,9 @@ slice (``parts = 1``), so CPU results and timings are as without this module.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import torch
+
+from toyattn.device.timing import median_seconds
 
 __all__ = ["CANDIDATE_PARTS", "TUNE_MIN_SIZE", "best_parts", "candidate_parts", "clear_cache", "fastest_parts"]
 
@@ -41,19 +40,16 @@ def best_parts(Q: torch.Tensor, K: torch.Tensor, group: int) -> int:
         return 1
     key = (str(Q.device), Q.dtype, tuple(Q.shape), tuple(K.shape), group)
     if key not in _best:
-        device = Q.device
-        _best[key] = fastest_parts(Q, K, group, sync=lambda: torch.cuda.synchronize(device))
+        _best[key] = fastest_parts(Q, K, group)
     return _best[key]
 
 
-def fastest_parts(
-    Q: torch.Tensor, K: torch.Tensor, group: int, *, sync: Callable[[], None] = lambda: None, repeats: int = 3
-) -> int:
+def fastest_parts(Q: torch.Tensor, K: torch.Tensor, group: int, *, repeats: int = 3) -> int:
     """Time :func:`~toyattn.symmetry.traces.grams` plus the traces for every candidate; return the fastest.
 
-    Each candidate runs once to warm up (kernel choice, allocator), then ``repeats`` times; its best time counts.
+    Each candidate is timed as lesson 0 times work (:func:`toyattn.device.timing.median_seconds`: one
+    warm-up run, then the median of ``repeats``, waiting for the device before reading the clock).
     A candidate whose copy of the slices does not fit in the device's memory is left out.
-    ``sync`` waits for the device (``torch.cuda.synchronize`` on a GPU), so the clock sees finished work.
     """
     from toyattn.symmetry.traces import grams, traces_from_grams
 
@@ -64,17 +60,9 @@ def fastest_parts(
             traces_from_grams(*grams(Q, K, group, parts=parts))
 
         try:
-            run()
+            times[parts] = median_seconds(run, Q.device, repeats=repeats)
         except torch.OutOfMemoryError:  # a sliced copy of Q and K did not fit: not a candidate here
             continue
-        best = float("inf")
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            best = min(best, time.perf_counter() - start)
-        times[parts] = best
     return min(times, key=times.__getitem__) if times else 1
 
 
