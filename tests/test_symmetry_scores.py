@@ -321,6 +321,17 @@ def test_scale_does_not_change_float32_scores(request, fixture, scale):
     torch.testing.assert_close(got, exact, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("fixture", ["heads", "big_heads"])
+@pytest.mark.parametrize("scale", [1e-12, 1e15])
+def test_one_tiny_or_huge_head_among_ordinary_ones(request, fixture, scale):
+    # The rescaling is per head: one shared factor for the whole layer would leave this head out of range.
+    W_q, W_k = (w.clone() for w in request.getfixturevalue(fixture))
+    exact = symmetry_score(W_q.double(), W_k.double())
+    W_q[1] *= scale
+    W_k[1] *= scale
+    torch.testing.assert_close(symmetry_score(W_q, W_k), exact, rtol=0, atol=1e-6)
+
+
 def test_each_side_scaled_differently(heads):
     W_q, W_k = heads
     torch.testing.assert_close(symmetry_score(W_q * 1e-9, W_k * 1e8), symmetry_score(W_q.double(), W_k.double()),

@@ -247,8 +247,8 @@ def _careful_traces(
         _check_all_finite(W_k, "W_k")
     if not finite or (dtype != torch.float64 and bool((norm2 < _TOO_SMALL).any())):
         # ||M||^2 is a fourth power of the weights: it overflows for weights near 1e10 and underflows for
-        # weights near 1e-10 in float32. The score does not change when W_q or W_k is scaled, so bring
-        # both to a largest entry of 1 and compute again.
+        # weights near 1e-10 in float32. A head's score does not change when its W_q or W_k is scaled, so
+        # bring every head to a largest entry of 1 and compute again.
         norm2, trace_cc = traces(_to_unit_max(Q), _to_unit_max(K), group)
     if not bool(torch.isfinite(norm2).all() and torch.isfinite(trace_cc).all()):
         raise ValueError(f"The traces overflowed in {dtype} even after rescaling; pass dtype=torch.float64.")
@@ -273,8 +273,10 @@ _TOO_SMALL = 1e-18
 
 
 def _to_unit_max(X: torch.Tensor) -> torch.Tensor:
-    peak = X.abs().amax()
-    return X / peak if bool(peak > 0) else X
+    """Each head (the last two axes) divided by its own largest entry, so that one tiny or huge head
+    among ordinary ones is rescaled too (an all-zero head is left as it is, to be reported)."""
+    peak = X.abs().amax(dim=(-2, -1), keepdim=True)
+    return X / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
 def _convert(r: torch.Tensor, convention: Convention) -> torch.Tensor:
