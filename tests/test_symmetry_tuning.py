@@ -81,13 +81,30 @@ def test_a_candidate_that_runs_out_of_memory_is_left_out(monkeypatch):
 
     def short_of_memory(Q, K, group, *, parts=1):
         if parts > 1:  # slicing copies Q and K; pretend the copy did not fit
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         time.sleep(0.005)  # and make the unsliced products the slowest, so only the error rules them out
         return real(Q, K, group, parts=parts)
 
     monkeypatch.setattr(traces_module, "grams", short_of_memory)
     Q = torch.randn(4, 8, 4096)
     assert tuning.fastest_parts(Q, Q, 1, repeats=1) == 1
+
+
+def test_a_slicing_that_no_longer_fits_falls_back_to_whole_products(monkeypatch):
+    real = traces_module.grams
+
+    def short_of_memory(Q, K, group, *, parts=1):
+        if parts > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(Q, K, group, parts=parts)
+
+    monkeypatch.setattr(traces_module, "grams", short_of_memory)
+    monkeypatch.setattr(tuning, "best_parts", lambda *a: 4)  # chosen earlier, when memory was free
+    g = torch.Generator().manual_seed(5)
+    Q = torch.randn(3, 4, 512, generator=g, dtype=torch.float64)
+    K = torch.randn(3, 4, 512, generator=g, dtype=torch.float64)
+    for got, expected in zip(traces(Q, K, 1), traces(Q, K, 1, parts=1), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def test_only_cuda_is_timed(monkeypatch):

@@ -62,9 +62,8 @@ def test_the_next_layer_is_read_while_the_caller_works():
     ahead_layers = SlowLayers(8, read_seconds=0.1)
     ahead = consume(read_ahead(ahead_layers, "cpu"))
     assert ahead < 0.75 * plain, f"read-ahead took {ahead:.2f} s, reading one after the other {plain:.2f} s"
-    # Never more than one layer ahead: read i + 1 starts only once layer i has been handed over.
     starts = [i for kind, i in ahead_layers.log if kind == "start"]
-    assert starts == list(range(8))
+    assert starts == list(range(8)), "each layer is read once, in order"
 
 
 def test_at_most_one_layer_is_read_ahead_of_the_caller():
@@ -97,10 +96,16 @@ def test_stopping_early_stops_the_reader():
     assert max(i for kind, i in layers.log if kind == "start") <= 3  # the one in flight, no further
 
 
-def test_score_model_gives_the_same_scores_with_and_without_read_ahead():
+def test_score_model_gives_the_same_scores_with_and_without_read_ahead(monkeypatch):
+    import toyattn.symmetry.report as report
+
+    calls = []
+    real = report.read_ahead_layers
+    monkeypatch.setattr(report, "read_ahead_layers", lambda *a: calls.append(1) or real(*a))
     model = tiny_llama()
-    ahead = score_model(model, device="cpu", progress=False)
+    ahead = score_model(model, device="cpu", progress=False, read_ahead=True)  # not the CPU's default
     plain = score_model(model, device="cpu", progress=False, read_ahead=False)
+    assert calls == [1], "read_ahead=True did not read ahead"
     assert torch.equal(ahead.head_scores, plain.head_scores)
     assert torch.equal(ahead.layer_scores, plain.layer_scores)
     assert torch.equal(ahead.directionality, plain.directionality)

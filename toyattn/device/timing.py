@@ -27,18 +27,29 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def median_seconds(work: Callable[[], object], device: torch.device, *, repeats: int = 5, warmup: int = 1) -> float:
-    """The median wall time of ``work()`` on ``device`` over ``repeats`` runs, after ``warmup`` untimed runs."""
+def median_seconds(
+    work: Callable[[], object],
+    device: torch.device,
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    sync: Callable[[], object] | None = None,
+) -> float:
+    """The median wall time of ``work()`` on ``device`` over ``repeats`` runs, after ``warmup`` untimed runs.
+
+    ``sync`` is what to wait for before reading the clock: by default the whole device (:func:`synchronize`).
+    """
     positive_int(repeats, "repeats")
     positive_int(warmup, "warmup", minimum=0)
+    wait = sync if sync is not None else (lambda: synchronize(device))
     for _ in range(warmup):
         work()
-    synchronize(device)
+    wait()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         work()
-        synchronize(device)
+        wait()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -103,7 +103,7 @@ def score_model(
             scored (:func:`toyattn.weights.prefetch.read_ahead`); ``False`` reads one layer after the other.
             Default: on CUDA (reading uses the CPU and the disk, scoring the GPU); not on the CPU, where the
             reader's conversions compete with the scores for the same cores (``benchmarks/bench_symmetry.py``
-            times both), nor on Apple's MPS, whose torch backend is not made to be fed from a second thread.
+            times both), nor on Apple's MPS, where feeding the device from a second thread has not been tested.
         loader_kwargs: passed to the loader (``n_heads=``, ``n_kv_heads=``, ``architecture=``).
     """
     dev = get_device(device)

@@ -37,6 +37,12 @@ def traces(Q: torch.Tensor, K: torch.Tensor, group: int, *, parts: int | None = 
         from toyattn.symmetry.tuning import best_parts  # tuning times this module's grams
 
         parts = best_parts(Q, K, group)
+        try:
+            return traces_from_grams(*grams(Q, K, group, parts=parts))
+        except torch.cuda.OutOfMemoryError:  # the sliced copy no longer fits (memory was freer when timed)
+            if parts == 1:
+                raise
+            parts = 1
     return traces_from_grams(*grams(Q, K, group, parts=parts))
 
 
@@ -67,7 +73,7 @@ def grams(
     ``parts > 1`` (it must divide ``d``) cuts ``d`` into that many slices, takes every slice's Grams in the
     same batched matmuls and adds them up (``W^T W = sum_s W_s^T W_s``): the same flops, ``parts`` times
     more independent products. A head's ``[d_h, d_h]`` output is small next to its long inner dimension,
-    so one product per head can leave most of a GPU idle; the slices cost one copy of ``Q`` and ``K``.
+    so one product per head may leave much of a GPU idle; the slices cost a copy of ``Q`` and ``K``.
     """
     d_head, d = Q.shape[-2], Q.shape[-1]
     if parts < 1 or d % parts:
@@ -75,11 +81,12 @@ def grams(
     if Q.dim() == 2:  # a single head [d_h, d]
         return tuple(G[0] for G in grams(Q[None], K[None], group, parts=parts))  # type: ignore[return-value]
     lead, n_kv = Q.shape[:-3], K.shape[-3]
-    # Each group's query heads stacked into one [group * d_h, d] block (a view): one C product per key head.
+    # Each group's query heads stacked into one [group * d_h, d] block: one C product per key head. (A view
+    # when group = 1; a copy under grouped-query attention when Q is the transposed view symmetry_score passes.)
     Q_grouped = Q.reshape(*lead, n_kv, group * d_head, d)
     if parts > 1:
-        # [..., H_kv, group * d_h, d] -> [..., H_kv, parts, group * d_h, d / parts], copied once so that
-        # the batched matmuls read every slice as an ordinary matrix.
+        # [..., H_kv, group * d_h, d] -> [..., H_kv, parts, group * d_h, d / parts], copied so that the
+        # batched matmuls read every slice as an ordinary matrix.
         Q_grouped = Q_grouped.unflatten(-1, (parts, d // parts)).transpose(-3, -2).contiguous()
         K = K.unflatten(-1, (parts, d // parts)).transpose(-3, -2).contiguous()
     # Per head again: [..., H_kv, (parts,) group, d_h, d / parts] (a view of the grouped block).

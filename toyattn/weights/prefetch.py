@@ -7,8 +7,8 @@ same time reads layer ``i + 1`` in a background thread, so the total is about th
 their sum. At most two layers are in memory at once (the one in use and the one being read), so a checkpoint
 larger than memory still streams.
 
-Torch's file reads, conversions and copies release Python's global lock, so the reader thread and the caller's
-tensor work run at the same time. On CUDA the reader copies on its own stream and waits for the copy to finish
+Torch's conversions and copies release Python's global lock, so the reader thread and the caller's tensor work
+run at the same time (reading a GGUF file's quantized blocks is partly Python code and overlaps less). On CUDA the reader copies on its own stream and waits for the copy to finish
 before handing a layer over; the caller's stream is then recorded on the tensors, so their memory is not reused
 for the next layer while the caller's kernels may still read it.
 """
@@ -35,9 +35,13 @@ def read_ahead(layers: Any, device: str | torch.device = "cpu") -> Iterator[Head
         device: where the caller computes; each layer's tensors (``W_Q``, ``W_K``, ...) arrive there.
 
     An error while reading a layer is raised at the point where that layer would have been yielded (after every
-    earlier layer was handed over). Stopping early (``break``) waits for the one layer in flight, then returns.
+    earlier layer was handed over). To stop early, ``close()`` the generator (or iterate it inside
+``contextlib.closing``): that waits for the one layer in flight and ends the thread; a generator left
+unclosed keeps its thread until it is garbage-collected.
     """
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # fixed now, not by whatever is current later
+        device = torch.device("cuda", torch.cuda.current_device())
     n = len(layers)
     if n == 0:
         return
