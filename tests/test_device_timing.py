@@ -33,6 +33,13 @@ def test_median_seconds_warms_up_then_times_each_repeat():
         median_seconds(lambda: None, torch.device("cpu"), repeats=0)
 
 
+def test_median_seconds_waits_with_the_given_sync_before_each_clock_reading():
+    events = []
+    median_seconds(lambda: events.append("work"), torch.device("cpu"), repeats=2, warmup=1,
+                   sync=lambda: events.append("sync"))
+    assert events == ["work", "sync", "work", "sync", "work", "sync"]
+
+
 def test_a_larger_product_takes_longer_on_the_cpu():
     # 512^3 is 4096x the work of 32^3: no scheduler noise on a shared machine hides that.
     assert matmul_seconds(512, "cpu", repeats=3) > matmul_seconds(32, "cpu", repeats=3)
