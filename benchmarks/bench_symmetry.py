@@ -167,7 +167,8 @@ def bench_speed(device: torch.device, definition_heads: int, model_layers: int) 
         print(f"{name:52s} {'':10s}  {note}" if sec != sec else f"{name:52s} {sec:10.4f}  {note}")
     print("\nratios (measured in this run):")
     print(f"  seed einsum / package        = {t_seed / t_pkg:8.1f}x   (target >= 50x)   "
-          f"{'OK' if t_seed / t_pkg >= 50 else 'MISSED'}")
+          f"{'OK' if t_seed / t_pkg >= 50 else 'MISSED'}"
+          + ("" if t_seed / t_ideal >= 50 else " (out of reach here: the seed einsum is within 50x of the ideal time, see below)"))
     print(f"  package / ideal matmul time  = {t_pkg / t_ideal:8.2f}x   (target <= 1.5x)  "
           f"{'OK' if t_pkg / t_ideal <= 1.5 else 'MISSED'}")
     print(f"  {f'{model_layers} layers / ideal time':29s}= {t_model / (model_layers * t_ideal):8.2f}x   (target <= 1.5x)  "
