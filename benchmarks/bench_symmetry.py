@@ -277,9 +277,9 @@ def bench_streaming(n_layers: int, device: torch.device, file_dtype: str) -> Non
             times[mode] = r["seconds"]
             print(f"{label:32s} {r['maxrss_mb']:12.0f} {r['peak_anon_mb']:13.0f} {r['seconds']:8.2f}")
         print(f"ratio (measured in this run): read then score / reading ahead = "
-              f"{times['streaming'] / times['read-ahead']:.2f}x (scores on {device}; the file was just written, so it is\n"
-              " likely in the page cache and 'reading' is mostly the float16 -> float32 conversion; what overlapping saves\n"
-              " depends on how long reading takes next to scoring)")
+              f"{times['streaming'] / times['read-ahead']:.2f}x (scores on {device})\n"
+              "(the file was just written, so it is likely in the page cache and 'reading' is mostly the float16 ->\n"
+              " float32 conversion; what overlapping saves depends on how long reading takes next to scoring)")
         print("(peak RSS = VmHWM, includes file pages the memory map touched, which the kernel may drop;\n"
               " peak anon = the process's own allocations, sampled every 5 ms. One layer's Q+K is "
               f"{2 * D_MODEL * D_MODEL * 4 / 1e6:.0f} MB in float32.)")

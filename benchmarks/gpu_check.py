@@ -81,7 +81,7 @@ def run_benchmark(name: str, device: str, timeout: int) -> dict:
     except subprocess.TimeoutExpired:
         rc, out = 124, f"timed out after {timeout} s"
     ratios = [ln.strip() for ln in out.splitlines() if RATIO_LINE.search(ln)]
-    return {"benchmark": name, "seconds": time.perf_counter() - start, "rc": rc, "ratios": ratios[-12:],
+    return {"benchmark": name, "seconds": time.perf_counter() - start, "rc": rc, "ratios": ratios[-24:],
             "tail": out.strip().splitlines()[-5:] if rc else []}
 
 
