@@ -76,21 +76,9 @@ def test_the_fastest_candidate_is_kept(monkeypatch):
     assert tuning.fastest_parts(Q, Q, 1, repeats=2) == 4
 
 
-def test_a_candidate_that_runs_out_of_memory_is_left_out(monkeypatch):
-    real = traces_module.grams
-
-    def short_of_memory(Q, K, group, *, parts=1):
-        if parts > 1:  # slicing copies Q and K; pretend the copy did not fit
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        time.sleep(0.005)  # and make the unsliced products the slowest, so only the error rules them out
-        return real(Q, K, group, parts=parts)
-
-    monkeypatch.setattr(traces_module, "grams", short_of_memory)
-    Q = torch.randn(4, 8, 4096)
-    assert tuning.fastest_parts(Q, Q, 1, repeats=1) == 1
-
-
-def test_a_slicing_that_no_longer_fits_falls_back_to_whole_products(monkeypatch):
+@pytest.fixture
+def sliced_grams_do_not_fit(monkeypatch):
+    """``grams`` as on a GPU short of memory: slicing copies Q and K, and that copy does not fit."""
     real = traces_module.grams
 
     def short_of_memory(Q, K, group, *, parts=1):
@@ -99,6 +87,14 @@ def test_a_slicing_that_no_longer_fits_falls_back_to_whole_products(monkeypatch)
         return real(Q, K, group, parts=parts)
 
     monkeypatch.setattr(traces_module, "grams", short_of_memory)
+
+
+def test_a_candidate_that_runs_out_of_memory_is_left_out(sliced_grams_do_not_fit):
+    Q = torch.randn(4, 8, 4096)
+    assert tuning.fastest_parts(Q, Q, 1, repeats=1) == 1
+
+
+def test_a_slicing_that_no_longer_fits_falls_back_to_whole_products(monkeypatch, sliced_grams_do_not_fit):
     monkeypatch.setattr(tuning, "best_parts", lambda *a: 4)  # chosen earlier, when memory was free
     g = torch.Generator().manual_seed(5)
     Q = torch.randn(3, 4, 512, generator=g, dtype=torch.float64)

@@ -18,16 +18,10 @@ from toyattn.weights.pretrained import (
     smollm2_gguf_path,
 )
 
-transformers = pytest.importorskip("transformers")
-
-
-safetensors_torch = pytest.importorskip("safetensors.torch")
-
-
 gguf = pytest.importorskip("gguf")
 
 
-D, N_HEADS, N_KV, N_LAYERS = 32, 4, 2, 3
+D, N_HEADS, N_KV = 32, 4, 2
 
 
 def test_unpermute_inverts_llama_cpp_and_scores_do_not_care():
